@@ -1,0 +1,119 @@
+"""Commands: requests to change an account, keyed by the account they act on (per-account order)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+# Namespace of every deterministic id bankstream derives (command ids from idempotency keys,
+# saga step ids, event ids), so a retry or a replay always yields the same id.
+BANK_NAMESPACE = uuid.UUID("6f1c1a8e-5b7d-4c1e-9a3f-2d0b8e4f7a10")
+
+
+def derive_id(*parts: str) -> str:
+    return str(uuid.uuid5(BANK_NAMESPACE, "/".join(parts)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command:
+    command_id: str
+    account_id: str
+    issued_at: datetime
+    # The id of the customer command this one belongs to: itself, or the transfer a saga step serves.
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAccount(Command):
+    customer_id: str
+    currency: str
+    overdraft_limit: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit(Command):
+    amount: int
+    currency: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdraw(Command):
+    amount: int
+    currency: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer(Command):
+    """Keyed by the source account; the credit runs as a saga step on the destination's partition."""
+
+    to_account_id: str
+    amount: int
+    currency: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FreezeAccount(Command):
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnfreezeAccount(Command):
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseAccount(Command):
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditTransfer(Command):
+    """Saga step: credit the destination (account_id) of transfer `transfer_id`."""
+
+    transfer_id: str
+    from_account_id: str
+    amount: int
+    currency: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReverseTransfer(Command):
+    """Saga compensation: give the source (account_id) back the debit of a transfer whose credit failed."""
+
+    transfer_id: str
+    to_account_id: str
+    amount: int
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteTransfer(Command):
+    """Saga step: tell the source (account_id) its transfer reached the destination."""
+
+    transfer_id: str
+    to_account_id: str
+
+
+CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
+    OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount,
+)
+SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, CompleteTransfer)
+COMMAND_TYPES: dict[str, type[Command]] = {c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS}
+
+
+def credit_step_id(transfer_id: str) -> str:
+    return derive_id(transfer_id, "credit")
+
+
+def reverse_step_id(transfer_id: str) -> str:
+    return derive_id(transfer_id, "reverse")
+
+
+def complete_step_id(transfer_id: str) -> str:
+    return derive_id(transfer_id, "complete")

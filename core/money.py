@@ -1,0 +1,84 @@
+"""Money as integer minor units plus an ISO-4217 currency. Decimal strings at the edges; no float anywhere."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+# Minor-unit digits per ISO-4217 code (the ISO table's "E" column) for the currencies we accept.
+CURRENCY_DIGITS: dict[str, int] = {
+    "AED": 2, "ARS": 2, "AUD": 2, "BGN": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0,
+    "CNY": 2, "COP": 2, "CZK": 2, "DKK": 2, "EGP": 2, "EUR": 2, "GBP": 2, "HKD": 2, "HUF": 2,
+    "IDR": 2, "ILS": 2, "INR": 2, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3, "LYD": 3,
+    "MAD": 2, "MXN": 2, "MYR": 2, "NGN": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PHP": 2, "PKR": 2,
+    "PLN": 2, "QAR": 2, "RON": 2, "RSD": 2, "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3,
+    "TRY": 2, "TWD": 2, "UAH": 2, "UGX": 0, "USD": 2, "VND": 0, "XAF": 0, "XOF": 0, "ZAR": 2,
+}
+
+# A posting's ceiling: keeps every sum of postings far inside Avro's signed 64-bit long.
+MAX_MINOR_UNITS = 10**15
+
+_AMOUNT = re.compile(r"^(?P<int>0|[1-9][0-9]*)(?:\.(?P<frac>[0-9]+))?$")
+
+
+class MoneyError(ValueError):
+    """Bad money input; `reason` is machine-readable."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def currency_digits(currency: str) -> int:
+    try:
+        return CURRENCY_DIGITS[currency]
+    except KeyError:
+        raise MoneyError("unknown_currency", f"{currency!r} is not a supported ISO-4217 currency code") from None
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """Parse a positive decimal string ("12.50") into minor units of `currency`."""
+    digits = currency_digits(currency)
+    if not isinstance(text, str):
+        raise MoneyError("invalid_amount", "amount must be a decimal string such as \"12.50\"")
+    match = _AMOUNT.match(text)
+    if match is None:
+        raise MoneyError("invalid_amount", f"amount {text!r} is not a plain positive decimal such as \"12.50\"")
+    frac = match["frac"] or ""
+    if len(frac) > digits:
+        raise MoneyError(
+            "too_many_decimals", f"{currency} has {digits} decimal place(s); {text!r} has {len(frac)}"
+        )
+    minor = int(match["int"]) * 10**digits + int(frac.ljust(digits, "0") or "0")
+    if minor <= 0:
+        raise MoneyError("non_positive_amount", "amount must be greater than zero")
+    if minor > MAX_MINOR_UNITS:
+        raise MoneyError("amount_too_large", f"amount {text!r} exceeds the maximum of one posting")
+    return minor
+
+
+def format_amount(minor: int, currency: str) -> str:
+    """Minor units to a decimal string with exactly the currency's digits ("-3.05", "1000", "0.125")."""
+    digits = currency_digits(currency)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**digits)
+    return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def to_decimal(minor: int, currency: str) -> Decimal:
+    return Decimal(minor).scaleb(-currency_digits(currency))
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    minor: int
+    currency: str
+
+    @classmethod
+    def parse(cls, text: str, currency: str) -> Money:
+        return cls(parse_amount(text, currency), currency)
+
+    def __str__(self) -> str:
+        return f"{format_amount(self.minor, self.currency)} {self.currency}"

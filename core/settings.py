@@ -1,0 +1,68 @@
+"""One settings object for every process, read from env vars prefixed BANK_."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANK_", extra="ignore")
+
+    # Where `bank up` keeps embedded servers' data, logs and pid files.
+    home: Path = PROJECT_ROOT / ".bank"
+    topics_file: Path = PROJECT_ROOT / "topics.yaml"
+
+    # External servers. When one is set, `bank up` uses it instead of starting its own.
+    kafka_bootstrap: str | None = None
+    pg_dsn: str | None = None
+    redis_url: str | None = None
+    mongo_url: str | None = None
+
+    # Ports of the embedded servers (only used when the matching URL above is unset).
+    kafka_port: int = 19092
+    pg_port: int = 15432
+    redis_port: int = 16379
+    mongo_port: int = 17017
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    worker_web_port: int = 6066
+
+    # Stream processing.
+    app_id: str = "bankstream-ledger"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # Static group membership: one stable id per worker process (see streams/broker_workarounds.py).
+    worker_id: str = "ledger-1"
+    workers: int = 1
+
+    # API behaviour.
+    command_timeout: timedelta = timedelta(seconds=5)
+    max_body_bytes: int = 16 * 1024
+
+    @property
+    def kafka(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def pg(self) -> str:
+        return self.pg_dsn or f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
+
+    @property
+    def redis(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def mongo(self) -> str:
+        return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}/?retryWrites=false&directConnection=true"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

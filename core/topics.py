@@ -1,0 +1,83 @@
+"""The topic registry: topics.yaml is the one place topics are declared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from core.settings import get_settings
+
+TopicKind = Literal["command", "event", "deadletter", "internal"]
+
+LEDGER_COMMANDS = "bank.ledger.commands"
+LEDGER_COMMANDS_DLQ = "bank.ledger.commands.dlq"
+LEDGER_EVENTS = "bank.ledger.events"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    kind: TopicKind
+    partitions: int
+    replication: int
+    retention_ms: int
+    cleanup_policy: str
+    key: str
+    value_schemas: tuple[str, ...] = ()
+    dead_letter: str | None = None
+    description: str = ""
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, str]:
+        """The topic-level Kafka configs this registry manages."""
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy,
+            **self.extra_config,
+        }
+
+
+class TopicRegistryError(ValueError):
+    pass
+
+
+def parse_registry(text: str) -> dict[str, TopicSpec]:
+    doc = yaml.safe_load(text) or {}
+    defaults = doc.get("defaults", {})
+    specs: dict[str, TopicSpec] = {}
+    for name, raw in (doc.get("topics") or {}).items():
+        try:
+            specs[name] = TopicSpec(
+                name=name,
+                kind=raw["kind"],
+                partitions=int(raw.get("partitions", defaults.get("partitions", 1))),
+                replication=int(raw.get("replication", defaults.get("replication", 1))),
+                retention_ms=int(raw["retention_ms"]),
+                cleanup_policy=str(raw["cleanup_policy"]),
+                key=str(raw["key"]),
+                value_schemas=tuple(raw.get("value_schemas") or ()),
+                dead_letter=raw.get("dead_letter"),
+                description=str(raw.get("description", "")),
+                extra_config={k: str(v) for k, v in (raw.get("config") or {}).items()},
+            )
+        except KeyError as missing:
+            raise TopicRegistryError(f"topic {name!r}: missing field {missing}") from None
+    for spec in specs.values():
+        if spec.dead_letter and spec.dead_letter not in specs:
+            raise TopicRegistryError(f"topic {spec.name!r}: dead_letter {spec.dead_letter!r} is not declared")
+    return specs
+
+
+def load_registry(path: Path | None = None) -> dict[str, TopicSpec]:
+    path = path or get_settings().topics_file
+    return _load_cached(path)
+
+
+@lru_cache
+def _load_cached(path: Path) -> dict[str, TopicSpec]:
+    return parse_registry(path.read_text())
