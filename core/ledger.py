@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from core import commands as c
 from core import events as e
-from core.money import MAX_MINOR_UNITS, CURRENCY_DIGITS
+from core.money import CURRENCY_DIGITS, MAX_MINOR_UNITS, format_amount
 
 AccountStatus = Literal["open", "frozen", "closed"]
 
@@ -64,7 +64,7 @@ def _validate_payload(cmd: c.Command) -> None:
     """Guards against producers other than the API writing nonsense onto the command topic."""
     amount = getattr(cmd, "amount", None)
     if amount is not None and not 0 < amount <= MAX_MINOR_UNITS:
-        raise Rejection("invalid_amount", f"amount {amount} minor units is outside 1..{MAX_MINOR_UNITS}")
+        raise Rejection("invalid_amount", f"amount of {amount} minor units is outside 1..{MAX_MINOR_UNITS}")
     currency = getattr(cmd, "currency", None)
     if currency is not None and currency not in CURRENCY_DIGITS:
         raise Rejection("unknown_currency", f"{currency!r} is not a supported currency")
@@ -112,9 +112,13 @@ def _require_movable(state: AccountState | None, cmd: c.Command, currency: str) 
 
 def _require_funds(acct: AccountState, amount: int) -> None:
     if acct.balance - amount < -acct.overdraft_limit:
+        def money(minor: int) -> str:
+            return format_amount(minor, acct.currency)
+
         raise Rejection(
             "insufficient_funds",
-            f"balance {acct.balance} minus {amount} would pass the overdraft limit {acct.overdraft_limit}",
+            f"balance {money(acct.balance)} minus {money(amount)} {acct.currency} would pass the overdraft "
+            f"limit of {money(acct.overdraft_limit)}",
         )
 
 
@@ -200,7 +204,8 @@ def _close(state: AccountState | None, cmd: c.CloseAccount, now: datetime) -> li
     if acct.transfers_out_in_flight:
         raise Rejection("transfers_in_flight", f"{acct.transfers_out_in_flight} transfer(s) still in flight")
     if acct.balance != 0:
-        raise Rejection("balance_not_zero", f"an account closes only at zero balance; it holds {acct.balance}")
+        raise Rejection("balance_not_zero", f"an account closes only at zero balance; it holds "
+                        f"{format_amount(acct.balance, acct.currency)} {acct.currency}")
     return [e.AccountClosed(**_base(state, cmd, now, e.AccountClosed, acct.sequence + 1), reason=cmd.reason)]
 
 

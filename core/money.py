@@ -38,8 +38,8 @@ def currency_digits(currency: str) -> int:
         raise MoneyError("unknown_currency", f"{currency!r} is not a supported ISO-4217 currency code") from None
 
 
-def parse_amount(text: str, currency: str) -> int:
-    """Parse a positive decimal string ("12.50") into minor units of `currency`."""
+def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
+    """Parse a positive (or, with allow_zero, non-negative) decimal string ("12.50") into minor units."""
     digits = currency_digits(currency)
     if not isinstance(text, str):
         raise MoneyError("invalid_amount", "amount must be a decimal string such as \"12.50\"")
@@ -52,7 +52,7 @@ def parse_amount(text: str, currency: str) -> int:
             "too_many_decimals", f"{currency} has {digits} decimal place(s); {text!r} has {len(frac)}"
         )
     minor = int(match["int"]) * 10**digits + int(frac.ljust(digits, "0") or "0")
-    if minor <= 0:
+    if minor < 0 or (minor == 0 and not allow_zero):
         raise MoneyError("non_positive_amount", "amount must be greater than zero")
     if minor > MAX_MINOR_UNITS:
         raise MoneyError("amount_too_large", f"amount {text!r} exceeds the maximum of one posting")

@@ -1,0 +1,1 @@
+"""The REST API: commands onto Kafka, queries from read models. Imports core/ and schemas/ only."""

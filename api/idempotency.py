@@ -1,0 +1,59 @@
+"""Idempotency keys: the same key with the same body is the same command; with another body, a 409.
+
+The command id is derived from the key, so a retry produces the identical command and the ledger
+(which remembers processed command ids in its tables) posts it at most once. This table only lets the
+API answer a key reused with a different body synchronously, across API restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import asyncpg
+
+from api.problems import Problem
+from core.commands import derive_id
+
+MAX_KEY_LENGTH = 255
+
+
+def request_hash(method: str, path: str, body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def command_id_for(key: str) -> str:
+    return derive_id("idempotency-key", key)
+
+
+def check_key(key: str) -> str:
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise Problem(400, "Invalid Idempotency-Key", f"the key must be 1..{MAX_KEY_LENGTH} printable characters",
+                      "invalid_idempotency_key")
+    return key
+
+
+class IdempotencyStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def claim(self, key: str, fingerprint: str) -> str:
+        """The command id for this key; raises a 409 Problem if the key was used for another request."""
+        command_id = command_id_for(key)
+        async with self._pool.acquire() as conn:
+            stored = await conn.fetchval(
+                """INSERT INTO api_idempotency (idempotency_key, request_hash, command_id) VALUES ($1, $2, $3)
+                   ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
+                   RETURNING request_hash""",
+                key, fingerprint, command_id,
+            )
+        if stored != fingerprint:
+            raise Problem(409, "Idempotency-Key reused", "this Idempotency-Key was already used with a different "
+                          "request; use a new key for a new request", "idempotency_key_reused")
+        return command_id
+
+    async def known(self, command_id: str) -> bool:
+        async with self._pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT 1 FROM api_idempotency WHERE command_id = $1", command_id))

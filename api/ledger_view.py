@@ -1,0 +1,95 @@
+"""The API's view of the ledger: it follows the event log and folds it with core.ledger.apply.
+
+It answers "what is this account's state" and "what did this command come to", and wakes requests
+waiting for a command's outcome (`?wait=true`). Read models in PostgreSQL/Redis/MongoDB take over the
+queries in a later step; the command side keeps this view for waiting and for existence checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from core import ledger
+from core.events import Event
+from core.topics import LEDGER_EVENTS
+from schemas.codec import DecodeError, get_codec
+
+log = logging.getLogger(__name__)
+
+
+class LedgerView:
+    def __init__(self, bootstrap: str, isolation_level: str = "read_uncommitted") -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                          isolation_level=isolation_level)
+        self._codec = get_codec()
+        self.accounts: dict[str, ledger.AccountState] = {}
+        self.outcomes: dict[str, ledger.CommandOutcome] = {}
+        self.positions: dict[int, int] = {}   # partition -> next offset to read
+        self.caught_up = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Event]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(LEDGER_EVENTS) or set()
+        if not partitions:
+            raise RuntimeError(f"topic {LEDGER_EVENTS} does not exist; run `bank topics apply`")
+        tps = [TopicPartition(LEDGER_EVENTS, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        ends = await self._consumer.end_offsets(tps)
+        self._task = asyncio.create_task(self._follow({tp.partition: end for tp, end in ends.items()}))
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+    async def _follow(self, start_ends: dict[int, int]) -> None:
+        if all(end == 0 for end in start_ends.values()):
+            self.caught_up.set()
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    try:
+                        self.apply(self._codec.decode(record.value, record.headers))
+                    except DecodeError as error:  # an event this version cannot read: skip, loudly
+                        log.error("cannot read event %s/%s/%s: %s", tp.topic, tp.partition, record.offset, error)
+                    self.positions[tp.partition] = record.offset + 1
+            if not self.caught_up.is_set() and all(
+                self.positions.get(p, 0) >= end for p, end in start_ends.items()
+            ):
+                self.caught_up.set()
+
+    def apply(self, event: Event) -> None:
+        new_state = ledger.apply(self.accounts.get(event.account_id), event)
+        if new_state is not None:
+            self.accounts[event.account_id] = new_state
+        outcome = self.outcomes.get(event.correlation_id)
+        if outcome is None:
+            outcome = self.outcomes[event.correlation_id] = ledger.CommandOutcome(event.correlation_id)
+        outcome.add(event)
+        if outcome.status != "pending":
+            for waiter in self._waiters.pop(event.correlation_id, []):
+                waiter.set()
+
+    async def wait_for_outcome(self, command_id: str, timeout_s: float) -> ledger.CommandOutcome | None:
+        """The command's outcome once it is final, or None if it is still pending after the timeout."""
+        outcome = self.outcomes.get(command_id)
+        if outcome is not None and outcome.status != "pending":
+            return outcome
+        waiter = asyncio.Event()
+        self._waiters[command_id].append(waiter)
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            if waiter in self._waiters.get(command_id, []):
+                self._waiters[command_id].remove(waiter)
+        return self.outcomes.get(command_id)

@@ -1,0 +1,64 @@
+"""Request guards that run before routing: body size and content type."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import PROBLEM_JSON
+
+BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+
+
+async def _send_problem(send: Send, status: int, title: str, detail: str, reason: str, path: str) -> None:
+    body = json.dumps({"type": f"/problems/{reason}", "title": title, "status": status, "detail": detail,
+                       "instance": path, "reason": reason}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """Refuses oversized bodies (413) and bodies that are not JSON (415) with problem+json."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"].encode() not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        path = scope["path"]
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await _send_problem(send, 413, "Request body too large",
+                                f"the body may be at most {self.max_body_bytes} bytes", "body_too_large", path)
+            return
+        has_body = length not in (None, b"0") or b"transfer-encoding" in headers
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if has_body and not (content_type == b"application/json" or content_type.endswith(b"+json")):
+            await _send_problem(send, 415, "Unsupported media type", "send the body as application/json",
+                                "unsupported_media_type", path)
+            return
+        await self.app(scope, self._limited(receive, send, path), send)
+
+    def _limited(self, receive: Receive, send: Send, path: str) -> Receive:
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        return limited_receive
+
+
+class BodyTooLarge(Exception):
+    pass

@@ -1,0 +1,145 @@
+"""Command endpoints: validate, claim the idempotency key, put the command on Kafka, optionally wait."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import PlatformDep, ViewDep
+from api.idempotency import check_key, request_hash
+from api.models import (CommandAccepted, CommandStatus, MovementRequest, OpenAccountRequest, StatusChangeRequest,
+                        TransferRequest)
+from api.presenters import command_status
+from api.problems import PROBLEM_JSON, Problem
+from core import commands as c
+from core.commands import derive_id
+
+router = APIRouter(prefix="/v1", tags=["commands"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe request key")]
+Wait = Annotated[bool, Query(description="wait for the outcome (up to BANK_COMMAND_TIMEOUT)")]
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": CommandAccepted, "description": "accepted onto the command log; outcome pending"},
+    404: {"description": "unknown account", "content": {PROBLEM_JSON: {}}},
+    409: {"description": "Idempotency-Key reused with a different body", "content": {PROBLEM_JSON: {}}},
+    422: {"description": "invalid request, or (with wait=true) the command was rejected",
+          "content": {PROBLEM_JSON: {}}},
+}
+
+
+def account_id_for_new_account(command_id: str) -> str:
+    return derive_id(command_id, "account")
+
+
+def _require_account(view: ViewDep, account_id: str) -> None:
+    if account_id not in view.accounts:
+        raise Problem(404, "Unknown account", f"account {account_id} does not exist", "unknown_account")
+
+
+async def _submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
+                  key: str | None, wait: bool, build: Callable[[str], c.Command], created: bool = False) -> Any:
+    key = check_key(key) if key is not None else str(uuid.uuid4())
+    command_id = await platform.idempotency.claim(key, request_hash(request.method, request.url.path, body))
+    command = build(command_id)
+    await platform.bus.send(command)
+    status_url = str(request.url_for("get_command", command_id=command_id))
+    if wait:
+        outcome = await view.wait_for_outcome(command_id, platform.settings.command_timeout.total_seconds())
+        if outcome is not None:
+            return _final(outcome, command.account_id, created)
+    accepted = CommandAccepted(command_id=command_id, account_id=command.account_id, status="pending",
+                               status_url=status_url)
+    return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": status_url})
+
+
+def _final(outcome: Any, account_id: str, created: bool) -> JSONResponse:
+    status = command_status(outcome)
+    if status.status == "rejected":
+        raise Problem(422, "Command rejected", status.detail or status.reason or "rejected", status.reason,
+                      command_id=status.command_id, account_id=account_id,
+                      events=[e.model_dump(mode="json") for e in status.events])
+    body = status.model_dump(mode="json") | {"account_id": account_id}
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
+    return dict(command_id=command_id, account_id=account_id, issued_at=datetime.now(UTC),
+                correlation_id=command_id)
+
+
+@router.post("/accounts", status_code=202, responses=_RESPONSES, summary="Open an account")
+async def open_account(body: OpenAccountRequest, request: Request, platform: PlatformDep, view: ViewDep,
+                       key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    def build(command_id: str) -> c.Command:
+        return c.OpenAccount(**_envelope(command_id, account_id_for_new_account(command_id)),
+                             customer_id=body.customer_id, currency=body.currency,
+                             overdraft_limit=body.overdraft_minor)
+
+    return await _submit(request, platform, view, body.model_dump(), key, wait, build, created=True)
+
+
+def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw], summary: str) -> None:
+    @router.post(path, status_code=202, responses=_RESPONSES, summary=summary, name=command_type.__name__)
+    async def movement(account_id: str, body: MovementRequest, request: Request, platform: PlatformDep,
+                       view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
+        _require_account(view, account_id)
+
+        def build(command_id: str) -> c.Command:
+            return command_type(**_envelope(command_id, account_id), amount=body.minor, currency=body.currency,
+                                reference=body.reference)
+
+        return await _submit(request, platform, view, body.model_dump(), key, wait, build)
+
+
+_movement_route("/accounts/{account_id}/deposits", c.Deposit, "Deposit money")
+_movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw money")
+
+
+@router.post("/transfers", status_code=202, responses=_RESPONSES, summary="Transfer between two accounts")
+async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
+                   key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    _require_account(view, body.from_account_id)
+    _require_account(view, body.to_account_id)
+
+    def build(command_id: str) -> c.Command:
+        return c.Transfer(**_envelope(command_id, body.from_account_id), to_account_id=body.to_account_id,
+                          amount=body.minor, currency=body.currency, reference=body.reference)
+
+    return await _submit(request, platform, view, body.model_dump(), key, wait, build)
+
+
+def _status_route(action: str, command_type: type[c.Command], summary: str) -> None:
+    @router.post(f"/accounts/{{account_id}}/{action}", status_code=202, responses=_RESPONSES, summary=summary,
+                 name=command_type.__name__)
+    async def change_status(account_id: str, request: Request, platform: PlatformDep, view: ViewDep,
+                            body: StatusChangeRequest | None = None, key: IdempotencyKey = None,
+                            wait: Wait = False) -> Any:
+        _require_account(view, account_id)
+        body = body or StatusChangeRequest()
+
+        def build(command_id: str) -> c.Command:
+            return command_type(**_envelope(command_id, account_id), reason=body.reason)
+
+        return await _submit(request, platform, view, body.model_dump(), key, wait, build)
+
+
+_status_route("freeze", c.FreezeAccount, "Freeze an account (no money moves in or out)")
+_status_route("unfreeze", c.UnfreezeAccount, "Unfreeze an account")
+_status_route("close", c.CloseAccount, "Close an account (only at zero balance)")
+
+
+@router.get("/commands/{command_id}", response_model=CommandStatus, name="get_command", tags=["queries"],
+            responses={404: {"content": {PROBLEM_JSON: {}}}})
+async def get_command(command_id: str, platform: PlatformDep, view: ViewDep) -> CommandStatus:
+    outcome = view.outcomes.get(command_id)
+    if outcome is not None:
+        return command_status(outcome)
+    if await platform.idempotency.known(command_id):
+        return CommandStatus(command_id=command_id, status="pending")
+    raise Problem(404, "Unknown command", f"no command {command_id}", "unknown_command")

@@ -1,0 +1,1 @@
+"""The Faust application: the ledger agent, the transfer saga, dead letters. Imports core/ and schemas/ only."""

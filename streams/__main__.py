@@ -1,0 +1,18 @@
+"""Run one stream worker: `python -m streams` (settings from BANK_* env vars)."""
+
+from __future__ import annotations
+
+import sys
+
+from streams import ledger, saga  # noqa: F401  (registers the agents)
+from streams.app import app, settings
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", "--web-host", "127.0.0.1",
+                "--web-port", str(settings.worker_web_port)]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

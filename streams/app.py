@@ -1,0 +1,46 @@
+"""The Faust app, its topics and tables. `python -m streams` runs one worker."""
+
+from __future__ import annotations
+
+import faust
+
+from core.settings import Settings, get_settings
+from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS, load_registry
+from streams.broker_workarounds import static_membership
+
+
+def create_app(settings: Settings) -> faust.App:
+    registry = load_registry(settings.topics_file)
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka}",
+        store="memory://",  # tables are rebuilt from their changelog topics; the event log is the record
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=registry[LEDGER_COMMANDS].partitions,
+        topic_replication_factor=registry[LEDGER_COMMANDS].replication,
+        consumer_auto_offset_reset="earliest",
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        web_in_thread=False,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        **static_membership(settings.worker_id),
+    )
+
+
+settings = get_settings()
+app = create_app(settings)
+
+
+def raw_topic(name: str) -> faust.TopicT:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+commands_topic = raw_topic(LEDGER_COMMANDS)
+events_topic = raw_topic(LEDGER_EVENTS)
+commands_dlq_topic = raw_topic(LEDGER_COMMANDS_DLQ)
+
+# Snapshots of the ledger, written only after the events they reflect are acknowledged by the broker.
+accounts_table = app.Table("accounts", help="account id -> AccountState")
+commands_table = app.Table("commands",
+                           help="processed command id -> 1; __position__/<p> -> next event offset to catch up from")

@@ -1,0 +1,166 @@
+"""The ledger agent: commands in, events out, per-account state in Faust tables.
+
+Order of work for each batch of commands, which is what makes a crash harmless:
+  1. decide every command against the account's state (in memory),
+  2. produce the events and wait until the broker has acknowledged them,
+  3. only then write the table snapshots (accounts, processed command ids, event-log position),
+  4. then the source offsets may be committed (Faust acks the batch after this function returns).
+A crash after 2 leaves events in the log that the tables do not reflect yet. So before a partition's
+first command after (re)assignment, the agent catches its tables up from the event log; the replayed
+command is then recognised as processed and posts nothing. Event ids are deterministic as well, and
+`core.ledger.apply` ignores an event the account has already seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from core import ledger
+from core.commands import Command
+from core.events import Event
+from core.topics import LEDGER_EVENTS
+from schemas.codec import DecodeError, get_codec
+from streams.app import (accounts_table, app, commands_dlq_topic, commands_table, commands_topic, events_topic,
+                         settings)
+from streams.dead_letters import send_to_dead_letter
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN_SECONDS = 0.005
+POSITION_KEY = "__position__/{}"
+
+
+def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
+    """Set a table key, writing its changelog to `partition`: the partition of the command being handled.
+
+    Faust's own __setitem__ picks the partition of the *current* event, which inside a batch that
+    spans partitions is the wrong one; the changelog must stay co-partitioned with the commands.
+    """
+    table.data[key] = value
+    table.send_changelog(partition, key, value)
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.codec = get_codec()
+        self.caught_up: set[int] = set()
+        self._reader: AIOKafkaConsumer | None = None
+
+    # ------------------------------------------------------------ catch-up from the event log
+
+    async def catch_up(self, partition: int) -> int:
+        """Fold events the tables missed (written before a crash) back into them. Returns how many."""
+        start = commands_table.get(POSITION_KEY.format(partition), 0)
+        reader = await self._event_reader()
+        tp = TopicPartition(LEDGER_EVENTS, partition)
+        reader.assign([tp])
+        end = (await reader.end_offsets([tp]))[tp]
+        reader.seek(tp, start)
+        folded = 0
+        while await reader.position(tp) < end:
+            batch = await reader.getmany(tp, timeout_ms=1000)
+            for record in batch.get(tp, []):
+                self._fold_recovered(partition, self.codec.decode(record.value, record.headers))
+                folded += 1
+        put(commands_table, partition, POSITION_KEY.format(partition), end)
+        self.caught_up.add(partition)
+        if folded:
+            log.info("partition %s: caught up %s event(s) from offset %s to %s", partition, folded, start, end)
+        return folded
+
+    def _fold_recovered(self, partition: int, event: Event) -> None:
+        current = accounts_table.get(event.account_id)
+        state = ledger.AccountState.from_dict(current) if current else None
+        new_state = ledger.apply(state, event)
+        if new_state is not None and new_state != state:
+            put(accounts_table, partition, event.account_id, new_state.to_dict())
+        put(commands_table, partition, event.command_id, 1)
+
+    async def _event_reader(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            isolation = "read_committed" if settings.processing_guarantee == "exactly_once" else "read_uncommitted"
+            self._reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False,
+                                            group_id=None, isolation_level=isolation)
+            await self._reader.start()
+        return self._reader
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+
+    # ------------------------------------------------------------ command batches
+
+    async def handle(self, batch: Sequence[faust.EventT]) -> None:
+        for partition in {e.message.partition for e in batch} - self.caught_up:
+            await self.catch_up(partition)
+        now = datetime.now(UTC)
+        states: dict[str, ledger.AccountState | None] = {}
+        touched: dict[str, int] = {}           # account id -> partition
+        processed: list[tuple[int, str]] = []  # (partition, command id)
+        seen: set[str] = set()
+        sends = []
+        for event in batch:
+            message = event.message
+            try:
+                command: Command = self.codec.decode(message.value, message.headers)
+            except DecodeError as error:
+                sends.append(await send_to_dead_letter(commands_dlq_topic, message, error))
+                continue
+            if command.command_id in seen or command.command_id in commands_table:
+                continue  # a retry or a redelivery: its events are already in the log
+            seen.add(command.command_id)
+            key = command.account_id
+            if key not in states:
+                stored = accounts_table.get(key)
+                states[key] = ledger.AccountState.from_dict(stored) if stored else None
+            for result in ledger.decide(states[key], command, now):
+                states[key] = ledger.apply(states[key], result)
+                sends.append(await self._emit(result, message.partition))
+            touched[key] = message.partition
+            processed.append((message.partition, command.command_id))
+        delivered = await asyncio.gather(*sends)
+        self._write_snapshots(states, touched, processed, delivered)
+
+    async def _emit(self, event: Event, partition: int) -> Any:
+        value, headers = self.codec.encode(event)
+        return await events_topic.send(key=event.account_id.encode(), value=value, partition=partition,
+                                       headers=headers)
+
+    def _write_snapshots(self, states: dict[str, ledger.AccountState | None], touched: dict[str, int],
+                         processed: Iterable[tuple[int, str]], delivered: Sequence[Any]) -> None:
+        for account_id, partition in touched.items():
+            state = states[account_id]
+            if state is not None:
+                put(accounts_table, partition, account_id, state.to_dict())
+        for partition, command_id in processed:
+            put(commands_table, partition, command_id, 1)
+        # Remember how far the log is reflected, so a catch-up after a crash reads only the tail.
+        positions: dict[int, int] = {}
+        for meta in delivered:
+            if meta.topic == LEDGER_EVENTS:
+                positions[meta.partition] = max(positions.get(meta.partition, 0), meta.offset + 1)
+        for partition, offset in positions.items():
+            put(commands_table, partition, POSITION_KEY.format(partition), offset)
+
+
+processor = Ledger()
+
+
+@app.agent(commands_topic)
+async def ledger_agent(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+        await processor.handle(batch)
+
+
+@app.on_partitions_assigned.connect
+async def _reset_catch_up(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    # A rebalance may hand us a partition another worker wrote to: catch it up again before use.
+    processor.caught_up.clear()
