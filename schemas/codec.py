@@ -51,7 +51,7 @@ def historic_schemas() -> dict[str, dict[str, Any]]:
 
 
 class Codec:
-    def __init__(self, types: Mapping[str, type]) -> None:
+    def __init__(self, types: Mapping[str, type], history: Mapping[str, dict[str, Any]] | None = None) -> None:
         self._types = dict(types)
         self._by_class: dict[type, tuple[str, Any, bytes, tuple[str, ...]]] = {}
         self._readers: dict[str, Any] = {}          # name -> parsed current schema
@@ -65,7 +65,7 @@ class Codec:
             self._by_class[cls] = (name, parsed, fp.encode(), fields)
             self._readers[name] = parsed
             self._writers[fp] = (name, parsed)
-        for versioned, raw in historic_schemas().items():
+        for versioned, raw in (historic_schemas() if history is None else history).items():
             name = versioned.split(".v")[0]
             if name in self._types:
                 self._writers.setdefault(schema_fingerprint(raw), (name, fastavro.parse_schema(raw)))

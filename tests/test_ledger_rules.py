@@ -1,0 +1,145 @@
+"""The ledger's rules as pure functions: every command, every rejection reason, idempotent folding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from core import commands as c
+from core import events as e
+from core.ledger import AccountState, CommandOutcome, apply, decide
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def cmd(cls: type[c.Command], account: str = "A", cid: str | None = None, **kw: object) -> c.Command:
+    cid = cid or f"{cls.__name__}-{account}-{len(kw)}-{sorted(kw.items())}"
+    return cls(command_id=cid, account_id=account, issued_at=NOW, correlation_id=cid, **kw)
+
+
+def run(state: AccountState | None, command: c.Command) -> tuple[AccountState | None, list[e.Event]]:
+    produced = decide(state, command, NOW)
+    for event in produced:
+        state = apply(state, event)
+    return state, produced
+
+
+def opened(balance: int = 0, overdraft: int = 0, currency: str = "EUR") -> AccountState:
+    state, _ = run(None, cmd(c.OpenAccount, customer_id="cust", currency=currency, overdraft_limit=overdraft))
+    if balance:
+        state, _ = run(state, cmd(c.Deposit, amount=balance, currency=currency))
+    assert state is not None
+    return state
+
+
+def rejection(events: list[e.Event]) -> str:
+    assert len(events) == 1 and isinstance(events[0], e.CommandRejected), events
+    return events[0].reason
+
+
+def test_open_deposit_withdraw() -> None:
+    state = opened(balance=1000)
+    state, events = run(state, cmd(c.Withdraw, amount=300, currency="EUR"))
+    assert isinstance(events[0], e.FundsWithdrawn) and events[0].balance_after == 700
+    assert state is not None and state.balance == 700 and state.sequence == 3
+
+
+def test_overdraft_is_the_floor() -> None:
+    state = opened(balance=100, overdraft=50)
+    after, events = run(state, cmd(c.Withdraw, amount=150, currency="EUR"))
+    assert after is not None and after.balance == -50
+    _, events = run(after, cmd(c.Withdraw, amount=1, currency="EUR", cid="one-more"))
+    assert rejection(events) == "insufficient_funds"
+
+
+@pytest.mark.parametrize(("command", "reason"), [
+    (cmd(c.Deposit, account="B", amount=1, currency="EUR"), "unknown_account"),
+    (cmd(c.Deposit, amount=1, currency="USD"), "currency_mismatch"),
+    (cmd(c.Deposit, amount=0, currency="EUR"), "invalid_amount"),
+    (cmd(c.Deposit, amount=-5, currency="EUR"), "invalid_amount"),
+    (cmd(c.Deposit, amount=5, currency="XXX"), "unknown_currency"),
+    (cmd(c.Withdraw, amount=10_001, currency="EUR"), "insufficient_funds"),
+    (cmd(c.Transfer, to_account_id="A", amount=1, currency="EUR"), "same_account"),
+    (cmd(c.Transfer, to_account_id="B", amount=1, currency="GBP"), "currency_mismatch"),
+    (cmd(c.OpenAccount, customer_id="x", currency="EUR"), "duplicate"),
+    (cmd(c.UnfreezeAccount), "account_not_frozen"),
+    (cmd(c.CloseAccount), "balance_not_zero"),
+])
+def test_rejections(command: c.Command, reason: str) -> None:
+    state = opened(balance=10_000) if command.account_id == "A" else None
+    after, events = run(state, command)
+    assert rejection(events) == reason
+    assert after == state  # a rejection changes nothing
+
+
+def test_frozen_account_moves_no_money_and_closed_account_nothing() -> None:
+    state, _ = run(opened(balance=500), cmd(c.FreezeAccount))
+    assert state is not None and state.status == "frozen"
+    for command in (cmd(c.Deposit, amount=1, currency="EUR"), cmd(c.Withdraw, amount=1, currency="EUR"),
+                    cmd(c.Transfer, to_account_id="B", amount=1, currency="EUR")):
+        assert rejection(run(state, command)[1]) == "account_frozen"
+    assert rejection(run(state, cmd(c.FreezeAccount, cid="again"))[1]) == "account_frozen"
+    state, _ = run(state, cmd(c.UnfreezeAccount))
+    state, _ = run(state, cmd(c.Withdraw, amount=500, currency="EUR", cid="empty"))
+    state, _ = run(state, cmd(c.CloseAccount))
+    assert state is not None and state.status == "closed"
+    assert rejection(run(state, cmd(c.Deposit, amount=1, currency="EUR", cid="late"))[1]) == "account_closed"
+
+
+def test_transfer_saga_success_and_in_flight_blocks_close() -> None:
+    source = opened(balance=100)
+    transfer = cmd(c.Transfer, to_account_id="B", amount=100, currency="EUR")
+    source, events = run(source, transfer)
+    debit = events[0]
+    assert isinstance(debit, e.TransferDebited) and source is not None and source.transfers_out_in_flight == 1
+    assert rejection(run(source, cmd(c.CloseAccount))[1]) == "transfers_in_flight"
+    dest, _ = run(None, cmd(c.OpenAccount, account="B", customer_id="d", currency="EUR"))
+    credit = c.CreditTransfer(command_id=c.credit_step_id(debit.transfer_id), account_id="B", issued_at=NOW,
+                              correlation_id=transfer.command_id, transfer_id=debit.transfer_id,
+                              from_account_id="A", amount=100, currency="EUR")
+    dest, credited = run(dest, credit)
+    assert isinstance(credited[0], e.TransferCredited) and dest is not None and dest.balance == 100
+    complete = c.CompleteTransfer(command_id=c.complete_step_id(debit.transfer_id), account_id="A", issued_at=NOW,
+                                  correlation_id=transfer.command_id, transfer_id=debit.transfer_id,
+                                  to_account_id="B")
+    source, _ = run(source, complete)
+    assert source is not None and source.transfers_out_in_flight == 0
+    assert run(source, cmd(c.CloseAccount))[1][0].__class__ is e.AccountClosed
+
+    outcome = CommandOutcome(transfer.command_id)
+    outcome.add(debit)
+    assert outcome.status == "pending" and outcome.in_flight
+    outcome.add(credited[0])
+    assert outcome.status == "accepted" and not outcome.in_flight
+
+
+def test_failed_credit_is_compensated() -> None:
+    closed_dest = opened(currency="EUR")
+    closed_dest, _ = run(closed_dest, cmd(c.CloseAccount))
+    credit = cmd(c.CreditTransfer, transfer_id="t", from_account_id="S", amount=10, currency="EUR")
+    _, events = run(closed_dest, credit)
+    assert isinstance(events[0], e.TransferCreditFailed) and events[0].reason == "account_closed"
+    source = opened(balance=50)
+    source, _ = run(source, cmd(c.Transfer, to_account_id="B", amount=10, currency="EUR"))
+    source, reversed_ = run(source, cmd(c.ReverseTransfer, transfer_id="t", to_account_id="B", amount=10,
+                                        currency="EUR", reason="account_closed"))
+    assert isinstance(reversed_[0], e.TransferReversed)
+    assert source is not None and source.balance == 50 and source.transfers_out_in_flight == 0
+
+
+def test_apply_is_idempotent_and_ordered() -> None:
+    state = opened()
+    _, events = run(state, cmd(c.Deposit, amount=7, currency="EUR"))
+    once = apply(state, events[0])
+    assert apply(once, events[0]) == once  # the same event twice changes nothing
+    gap = e.FundsDeposited(event_id="x", command_id="x", correlation_id="x", account_id="A", occurred_at=NOW,
+                           sequence=state.sequence + 3, amount=1, currency="EUR", balance_after=1)
+    with pytest.raises(ValueError):
+        apply(state, gap)
+
+
+def test_event_ids_are_deterministic() -> None:
+    command = cmd(c.Deposit, amount=7, currency="EUR")
+    state = opened()
+    assert [x.event_id for x in decide(state, command, NOW)] == [x.event_id for x in decide(state, command, NOW)]

@@ -1,0 +1,103 @@
+"""Every schema reads what its previous versions wrote, and no released schema changes silently."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from core.commands import COMMAND_TYPES
+from core.events import EVENT_TYPES
+from core.topics import load_registry
+import io
+
+import fastavro
+
+from schemas.codec import HEADER_FINGERPRINT, Codec, DecodeError, current_schemas, get_codec, load_schema, schema_fingerprint
+from schemas.compat import history_path, incompatibility, read_lock, version_of
+
+CURRENT = current_schemas()
+TYPES = {**COMMAND_TYPES, **EVENT_TYPES}
+
+
+def test_one_schema_per_command_and_event() -> None:
+    assert set(CURRENT) == set(TYPES)
+
+
+@pytest.mark.parametrize("name", sorted(CURRENT))
+def test_schema_fields_match_domain_class(name: str) -> None:
+    fields = [f["name"] for f in CURRENT[name]["fields"]]
+    assert fields == [f.name for f in dataclasses.fields(TYPES[name])]
+
+
+@pytest.mark.parametrize("name", sorted(EVENT_TYPES))
+def test_every_event_carries_the_envelope(name: str) -> None:
+    fields = {f["name"] for f in CURRENT[name]["fields"]}
+    assert {"event_id", "command_id", "account_id", "occurred_at", "schema_version"} <= fields
+
+
+@pytest.mark.parametrize("name", sorted(CURRENT))
+def test_released_schema_is_not_changed_without_a_version_bump(name: str) -> None:
+    schema = CURRENT[name]
+    version = version_of(schema)
+    released = read_lock().get(name, {})
+    assert released.get(str(version)) == schema_fingerprint(schema), (
+        f"{name}.avsc differs from its released v{version}: bump bankstream_version, keep the old file as "
+        f"schemas/history/{name}.v{version}.avsc and run `bank schemas release`"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CURRENT))
+def test_schema_reads_every_previous_version(name: str) -> None:
+    current = CURRENT[name]
+    for version in range(1, version_of(current)):
+        path = history_path(name, version)
+        assert path.exists(), f"previous version {path.name} is missing"
+        old = load_schema(path)
+        assert read_lock()[name][str(version)] == schema_fingerprint(old)
+        assert incompatibility(current, old) is None
+
+
+def test_compatibility_check_catches_a_breaking_change() -> None:
+    """The guard must bite: a new field without a default cannot read old data."""
+    old = CURRENT["Deposit"]
+    new = copy.deepcopy(old)
+    new["fields"].append({"name": "channel", "type": "string"})
+    assert incompatibility(new, old) is not None
+    new["fields"][-1]["default"] = "api"
+    assert incompatibility(new, old) is None
+
+
+def test_topics_name_only_known_schemas() -> None:
+    for topic in load_registry().values():
+        assert set(topic.value_schemas) <= set(CURRENT), topic.name
+
+
+def test_codec_reads_old_writer_version_through_the_header() -> None:
+    """A reader resolves data written with an older schema version, picked by the fingerprint header."""
+    old = copy.deepcopy(CURRENT["Deposit"])
+    old["fields"] = [f for f in old["fields"] if f["name"] != "reference"]
+    codec = Codec(TYPES, history={"Deposit.v0": old})
+    issued = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(old), dict(
+        command_id="c", account_id="a", issued_at=issued, correlation_id="c", amount=5, currency="EUR"))
+    decoded = codec.decode(buf.getvalue(), [(HEADER_FINGERPRINT, schema_fingerprint(old).encode())])
+    assert decoded == COMMAND_TYPES["Deposit"](command_id="c", account_id="a", issued_at=issued,
+                                               correlation_id="c", amount=5, currency="EUR", reference=None)
+
+
+def test_codec_refuses_unknown_fingerprints_and_truncated_bodies() -> None:
+    codec = get_codec()
+    deposit = COMMAND_TYPES["Deposit"](command_id="c", account_id="a", issued_at=datetime.now(UTC),
+                                       correlation_id="c", amount=5, currency="EUR", reference="r")
+    value, headers = codec.encode(deposit)
+    assert codec.decode(value, headers) == deposit
+    with pytest.raises(DecodeError):
+        codec.decode(value, [(HEADER_FINGERPRINT, b"0000000000000000")])
+    with pytest.raises(DecodeError):
+        codec.decode(value[:-2], headers)
+    with pytest.raises(DecodeError):
+        codec.decode(value, [])
