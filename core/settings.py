@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     # Where `bank up` keeps embedded servers' data, logs and pid files.
     home: Path = PROJECT_ROOT / ".bank"
     topics_file: Path = PROJECT_ROOT / "topics.yaml"
+    migrations_dir: Path = PROJECT_ROOT / "migrations"
 
     # External servers. When one is set, `bank up` uses it instead of starting its own.
     kafka_bootstrap: str | None = None
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    worker_web_host: str = "127.0.0.1"  # 0.0.0.0 in containers, so Prometheus can scrape the workers
     worker_web_port: int = 6066
 
     # Stream processing.

@@ -9,7 +9,7 @@ from streams.app import app, settings
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", "--web-host", "127.0.0.1",
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "info", "--web-host", settings.worker_web_host,
                 "--web-port", str(settings.worker_web_port)]
     app.main()
 

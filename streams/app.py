@@ -15,11 +15,12 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
         store="memory://",  # tables are rebuilt from their changelog topics; the event log is the record
+        datadir=str(settings.home / "streams" / settings.worker_id),
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=registry[LEDGER_COMMANDS].partitions,
         topic_replication_factor=registry[LEDGER_COMMANDS].replication,
         consumer_auto_offset_reset="earliest",
-        web_host="127.0.0.1",
+        web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_in_thread=False,
         producer_acks=-1,

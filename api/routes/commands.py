@@ -18,6 +18,7 @@ from api.presenters import command_status
 from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
 from core.commands import derive_id
+from core.ledger import AccountState
 
 router = APIRouter(prefix="/v1", tags=["commands"])
 
@@ -37,9 +38,11 @@ def account_id_for_new_account(command_id: str) -> str:
     return derive_id(command_id, "account")
 
 
-def _require_account(view: ViewDep, account_id: str) -> None:
-    if account_id not in view.accounts:
+def _require_account(view: ViewDep, account_id: str) -> AccountState:
+    state = view.accounts.get(account_id)
+    if state is None:
         raise Problem(404, "Unknown account", f"account {account_id} does not exist", "unknown_account")
+    return state
 
 
 async def _submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
@@ -104,8 +107,12 @@ _movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw mone
 @router.post("/transfers", status_code=202, responses=_RESPONSES, summary="Transfer between two accounts")
 async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
-    _require_account(view, body.from_account_id)
-    _require_account(view, body.to_account_id)
+    for account in (_require_account(view, body.from_account_id), _require_account(view, body.to_account_id)):
+        if account.currency != body.currency:
+            # Cross-currency transfers need FX, which the ledger does not do (yet).
+            raise Problem(422, "Currency mismatch", f"account {account.account_id} holds {account.currency}; "
+                          f"transfers move money between accounts of the transfer's currency only",
+                          "currency_mismatch")
 
     def build(command_id: str) -> c.Command:
         return c.Transfer(**_envelope(command_id, body.from_account_id), to_account_id=body.to_account_id,

@@ -1,0 +1,349 @@
+"""Static checks of the container stack: docker-compose.yml, Dockerfile, Prometheus and Grafana files.
+
+No Docker engine and no network: the files are parsed and cross-checked against the code they run
+(core.settings.Settings, the modules and console script they start, topics.yaml).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+PROMETHEUS_FILE = ROOT / "prometheus" / "prometheus.yml"
+GRAFANA_DIR = ROOT / "grafana"
+
+EXPECTED_SERVICES = {"kafka", "postgres", "redis", "mongo", "prometheus", "grafana", "setup", "worker", "api"}
+ONE_SHOT_SERVICES = {"setup"}
+BANK_VAR = re.compile(r"\bBANK_[A-Z0-9_]+\b")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    command = service.get("command")
+    if command is None:
+        return []
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def _host_ports(service: dict[str, Any]) -> list[int]:
+    """Published host ports, from short ("[ip:]host:container[/proto]") and long syntax."""
+    published: list[int] = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            if port.get("published") is not None:
+                published.append(int(port["published"]))
+            continue
+        spec = str(port).split("/", 1)[0]
+        parts = spec.rsplit(":", 2)
+        if len(parts) >= 2:  # a lone container port publishes a random host port: not a clash
+            published.append(int(parts[-2]))
+    return published
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def _module_file(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comment lines dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+    return instructions
+
+
+def _exec_form(args: str) -> list[str]:
+    return json.loads(args) if args.startswith("[") else shlex.split(args)
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+# --- docker-compose.yml --------------------------------------------------------------------------
+
+def test_compose_loads_with_every_service(services: dict[str, dict[str, Any]]) -> None:
+    assert EXPECTED_SERVICES <= set(services)
+
+
+def test_every_image_is_pinned_to_a_version(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = service.get("image")
+        assert image, f"{name}: no image (a build needs an image: name:tag too)"
+        if "@sha256:" in image:
+            continue
+        last = image.rsplit("/", 1)[-1]
+        assert ":" in last, f"{name}: image {image!r} has no tag"
+        tag = last.split(":", 1)[1]
+        assert tag != "latest" and "latest" not in tag.split("-"), f"{name}: image {image!r} is not pinned"
+        assert re.search(r"\d+\.\d+", tag), f"{name}: tag {tag!r} of {image!r} is not a version"
+
+
+def test_own_image_tag_follows_the_project_version(services: dict[str, dict[str, Any]]) -> None:
+    version = _pyproject()["project"]["version"]
+    built = {name: s["image"] for name, s in services.items() if "build" in s}
+    assert {"setup", "worker", "api"} <= set(built)
+    assert set(built.values()) == {f"bankstream:{version}"}, built
+
+
+def test_host_ports_are_unique(services: dict[str, dict[str, Any]]) -> None:
+    seen: dict[int, str] = {}
+    for name, service in services.items():
+        for port in _host_ports(service):
+            assert port not in seen, f"host port {port} published by both {seen[port]} and {name}"
+            seen[port] = name
+
+
+def test_scalable_worker_publishes_no_host_port_and_has_no_fixed_name(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    assert not worker.get("ports"), "`--scale worker=3` would clash on a published host port"
+    assert "container_name" not in worker and "hostname" not in worker
+
+
+def test_every_bank_variable_is_a_settings_field() -> None:
+    """Every BANK_* name anywhere in the compose file or Dockerfile (env keys, commands,
+    ${...} interpolations) is a field of core.settings.Settings."""
+    fields = set(Settings.model_fields)
+    used = set(BANK_VAR.findall(COMPOSE_FILE.read_text())) | set(BANK_VAR.findall(DOCKERFILE.read_text()))
+    assert used, "no BANK_* variables found at all"
+    unknown = sorted(var for var in used if var.removeprefix("BANK_").lower() not in fields)
+    assert not unknown, f"not fields of core.settings.Settings: {unknown}"
+
+
+def test_app_services_are_wired_to_the_stack(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("setup", "worker", "api"):
+        env = _environment(services[name])
+        assert env["BANK_KAFKA_BOOTSTRAP"].split(":")[0] == "kafka", name
+        assert "@postgres:" in env["BANK_PG_DSN"], name
+        assert env["BANK_REDIS_URL"].startswith("redis://redis:"), name
+        assert env["BANK_MONGO_URL"].startswith("mongodb://mongo:"), name
+
+
+def test_worker_id_is_derived_per_replica(services: dict[str, dict[str, Any]]) -> None:
+    worker = services["worker"]
+    assert "BANK_WORKER_ID" not in _environment(worker), "a fixed id would be shared by every replica"
+    script = " ".join(_command(worker))
+    assert re.search(r"BANK_WORKER_ID=\S*\$\$\(hostname\)", script), script
+    assert "python -m streams" in script
+
+
+def test_no_unescaped_shell_substitution() -> None:
+    """Compose interpolates `$`: a shell `$(...)` must be written `$$(...)`."""
+    text = COMPOSE_FILE.read_text()
+    assert not re.search(r"(?<!\$)\$\(", text)
+
+
+def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        long_running = name not in ONE_SHOT_SERVICES
+        if long_running:
+            assert service.get("healthcheck", {}).get("test"), f"{name}: long-running service without a healthcheck"
+        for dep, condition in _depends_on(service).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            if condition == "service_healthy":
+                assert services[dep].get("healthcheck", {}).get("test"), f"{name} waits for {dep} healthy: no healthcheck"
+            if condition == "service_completed_successfully":
+                assert dep in ONE_SHOT_SERVICES, f"{name} waits for {dep} to exit, but {dep} is long-running"
+                assert services[dep].get("restart", "no") == "no", f"{dep} is one-shot, it must not restart"
+
+
+def test_app_waits_for_setup(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("worker", "api"):
+        assert _depends_on(services[name]).get("setup") == "service_completed_successfully", name
+    assert _depends_on(services["setup"]) == {"kafka": "service_healthy", "postgres": "service_healthy"}
+
+
+def test_setup_applies_topics_and_migrates(services: dict[str, dict[str, Any]]) -> None:
+    script = " ".join(_command(services["setup"]))
+    assert "bank topics apply" in script and "bank migrate" in script
+
+
+def test_bank_console_script_has_the_setup_commands() -> None:
+    target = _pyproject()["project"]["scripts"]["bank"]
+    module, _, attr = target.partition(":")
+    assert _module_file(module), f"console script `bank` -> {module}, which does not exist"
+    import importlib
+
+    import typer.main
+
+    cli = typer.main.get_command(getattr(importlib.import_module(module), attr))
+    assert "migrate" in cli.commands
+    assert "apply" in cli.commands["topics"].commands
+
+
+def test_kafka_has_enough_brokers_for_topic_replication(services: dict[str, dict[str, Any]]) -> None:
+    from core.topics import parse_registry
+
+    registry = parse_registry((ROOT / "topics.yaml").read_text())
+    brokers = [name for name, s in services.items() if s["image"].startswith("apache/kafka:")]
+    assert brokers
+    assert max(spec.replication for spec in registry.values()) <= len(brokers)
+    for name in brokers:
+        env = _environment(services[name])
+        assert env.get("KAFKA_PROCESS_ROLES"), "KRaft mode: process roles must be set"
+        assert env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE") == "false", "topics come from topics.yaml via setup"
+        assert int(env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) <= len(brokers)
+        assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) <= len(brokers)
+
+
+def test_bind_mounts_exist(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume["source"] if isinstance(volume, dict) else str(volume).split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------
+
+def test_dockerfile_runs_modules_that_exist(services: dict[str, dict[str, Any]]) -> None:
+    assert DOCKERFILE.is_file()
+    instructions = _dockerfile_instructions()
+    commands = [_exec_form(args) for keyword, args in instructions if keyword in ("CMD", "ENTRYPOINT")]
+    assert commands, "Dockerfile has no CMD/ENTRYPOINT"
+    commands += [_command(s) for s in services.values() if "build" in s]
+    checked: set[str] = set()
+    for argv in commands:
+        words = [w for part in argv for w in shlex.split(part)] if argv[:2] == ["sh", "-c"] else argv
+        for i, word in enumerate(words):
+            if word == "uvicorn":
+                module, _, attr = words[i + 1].partition(":")
+                path = _module_file(module)
+                assert path, f"uvicorn target {module} does not exist"
+                tree = ast.parse(path.read_text())
+                names = {t.id for node in tree.body if isinstance(node, ast.Assign)
+                         for t in node.targets if isinstance(t, ast.Name)}
+                assert attr in names, f"{module} defines no top-level {attr!r}"
+                checked.add(module)
+            if word == "-m" and i > 0 and words[i - 1].startswith("python"):
+                module = words[i + 1]
+                path = _module_file(module)
+                assert path, f"python -m {module}: no such module"
+                if path.name == "__init__.py":
+                    assert (path.parent / "__main__.py").is_file(), f"python -m {module}: package without __main__"
+                checked.add(module)
+    assert {"api.main", "streams"} <= checked
+
+
+def test_dockerfile_installs_the_project_as_non_root() -> None:
+    instructions = _dockerfile_instructions()
+    froms = [args for keyword, args in instructions if keyword == "FROM"]
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for k, a in instructions if k == "ARG" and "=" in a}
+    bases = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), f.split()[0]) for f in froms]
+    assert all(base.startswith("python:3.11") and re.search(r"\d+\.\d+\.\d+", base) for base in bases), bases
+    runs = " ".join(a for k, a in instructions if k == "RUN")
+    assert "pip wheel" in runs and "pip install" in runs
+    users = [a for k, a in instructions if k == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_dockerfile_copies_what_exists_and_is_not_ignored() -> None:
+    ignored = {line.strip().rstrip("/") for line in DOCKERIGNORE.read_text().splitlines()
+               if line.strip() and not line.startswith(("#", "!"))}
+    for keyword, args in _dockerfile_instructions():
+        if keyword != "COPY" or "--from" in args:
+            continue
+        sources = [w for w in shlex.split(args) if not w.startswith("--")][:-1]
+        for source in sources:
+            if source == ".":
+                continue
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+            assert source not in ignored, f"COPY {source}: excluded by .dockerignore"
+    # The build stage copies the whole context: the package sources must not be ignored.
+    packages = ("core", "streams", "api", "cli", "schemas", "pyproject.toml", "topics.yaml", "migrations")
+    assert not ignored & set(packages), ignored & set(packages)
+
+
+# --- Prometheus ----------------------------------------------------------------------------------
+
+def test_prometheus_scrapes_api_and_workers(services: dict[str, dict[str, Any]]) -> None:
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    static_targets = {t for job in jobs.values() for sc in job.get("static_configs", []) for t in sc["targets"]}
+    api_port = _environment(services["api"])["BANK_API_PORT"]
+    assert f"api:{api_port}" in static_targets
+    worker_port = int(_environment(services["worker"])["BANK_WORKER_WEB_PORT"])
+    dns = [sd for job in jobs.values() for sd in job.get("dns_sd_configs", [])]
+    assert any("worker" in sd["names"] and int(sd["port"]) == worker_port for sd in dns)
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in jobs.values())
+
+
+# --- Grafana -------------------------------------------------------------------------------------
+
+def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
+    datasources = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    [prometheus] = [d for d in datasources["datasources"] if d["type"] == "prometheus"]
+    assert prometheus["url"].startswith("http://prometheus:")
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "dashboards.yml").read_text())
+    mounts = {str(v).split(":")[1] for v in services["grafana"]["volumes"] if str(v).startswith("./grafana/dashboards")}
+    assert all(p["options"]["path"] in mounts for p in providers["providers"])
+
+
+def test_grafana_dashboards_parse_and_have_panels() -> None:
+    datasources = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    datasource_uids = {d["uid"] for d in datasources["datasources"]}
+    files = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+    assert files
+    uids = set()
+    for path in files:
+        dashboard = json.loads(path.read_text())
+        assert dashboard.get("panels"), f"{path.name}: no panels"
+        assert dashboard["uid"] not in uids, f"{path.name}: duplicate uid"
+        uids.add(dashboard["uid"])
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                assert target.get("expr"), f"{path.name}: panel {panel.get('title')!r} has a target without expr"
+                assert target["datasource"]["uid"] in datasource_uids
