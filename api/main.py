@@ -6,15 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from api.bus import CommandBus
 from api.deps import Platform
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
-from api.middleware import BodyTooLarge, RequestGuard
-from api.problems import Problem, install_problem_handlers, problem_response
+from api.middleware import RequestGuard
+from api.problems import install_problem_handlers
 from api.routes import accounts, commands, health
 from core.settings import Settings, get_settings
 
@@ -47,12 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return problem_response(Problem(413, "Request body too large",
-                                        f"the body may be at most {settings.max_body_bytes} bytes",
-                                        "body_too_large"), request)
 
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     for module in (commands, accounts, health):

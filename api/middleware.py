@@ -43,22 +43,38 @@ class RequestGuard:
             await _send_problem(send, 415, "Unsupported media type", "send the body as application/json",
                                 "unsupported_media_type", path)
             return
-        await self.app(scope, self._limited(receive, send, path), send)
+        body = await self._read_bounded(receive)
+        if body is None:
+            await _send_problem(send, 413, "Request body too large",
+                                f"the body may be at most {self.max_body_bytes} bytes", "body_too_large", path)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _limited(self, receive: Receive, send: Send, path: str) -> Receive:
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+    async def _read_bounded(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it passes the limit (a chunked body declares no length)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise BodyTooLarge()
-            return message
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        return limited_receive
 
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
 
-class BodyTooLarge(Exception):
-    pass
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()  # after the body: wait for the client to disconnect
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

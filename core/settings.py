@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     worker_id: str = "ledger-1"
     workers: int = 1
 
+    # Fault injection for crash tests: "<point>:<n>" kills the worker hard the n-th time it passes <point>
+    # (see streams/failpoints.py). Never set in production.
+    failpoint: str | None = None
+
     # API behaviour.
     command_timeout: timedelta = timedelta(seconds=5)
     max_body_bytes: int = 16 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from core.settings import Settings, get_settings
-from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS, load_registry
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, load_registry
 from streams.broker_workarounds import static_membership
 
 
@@ -39,7 +39,6 @@ def raw_topic(name: str) -> faust.TopicT:
 
 commands_topic = raw_topic(LEDGER_COMMANDS)
 events_topic = raw_topic(LEDGER_EVENTS)
-commands_dlq_topic = raw_topic(LEDGER_COMMANDS_DLQ)
 
 # Snapshots of the ledger, written only after the events they reflect are acknowledged by the broker.
 accounts_table = app.Table("accounts", help="account id -> AccountState")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import faust
+from streams import direct_producer
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BYTES = 1024
 
 
-async def send_to_dead_letter(dlq: faust.TopicT, message: Any, error: Exception) -> Any:
+async def send_to_dead_letter(dead_letter_topic: str, message: Any, error: Exception) -> Any:
     """Returns the send future; the caller awaits it before the source offset may be committed."""
     reason = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_BYTES]
     headers = list(message.headers or []) + [
@@ -20,4 +20,4 @@ async def send_to_dead_letter(dlq: faust.TopicT, message: Any, error: Exception)
         ("dlq.source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
     ]
     log.warning("dead-lettering %s/%s/%s: %s", message.topic, message.partition, message.offset, reason.decode())
-    return await dlq.send(key=message.key, value=message.value, headers=headers)
+    return await direct_producer.send(dead_letter_topic, message.value, message.key, headers)

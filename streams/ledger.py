@@ -25,17 +25,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from core import ledger
 from core.commands import Command
 from core.events import Event
-from core.topics import LEDGER_EVENTS
+from core.topics import LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from schemas.codec import DecodeError, get_codec
-from streams.app import (accounts_table, app, commands_dlq_topic, commands_table, commands_topic, events_topic,
-                         settings)
+from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, settings
 from streams.dead_letters import send_to_dead_letter
+from streams.failpoints import failpoint
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 BATCH_WITHIN_SECONDS = 0.005
 POSITION_KEY = "__position__/{}"
+MAX_ATTEMPTS = 8
 
 
 def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
@@ -112,7 +113,7 @@ class Ledger:
             try:
                 command: Command = self.codec.decode(message.value, message.headers)
             except DecodeError as error:
-                sends.append(await send_to_dead_letter(commands_dlq_topic, message, error))
+                sends.append(await send_to_dead_letter(LEDGER_COMMANDS_DLQ, message, error))
                 continue
             if command.command_id in seen or command.command_id in commands_table:
                 continue  # a retry or a redelivery: its events are already in the log
@@ -127,6 +128,7 @@ class Ledger:
             touched[key] = message.partition
             processed.append((message.partition, command.command_id))
         delivered = await asyncio.gather(*sends)
+        failpoint("after_events_acked")
         self._write_snapshots(states, touched, processed, delivered)
 
     async def _emit(self, event: Event, partition: int) -> Any:
@@ -151,13 +153,34 @@ class Ledger:
             put(commands_table, partition, POSITION_KEY.format(partition), offset)
 
 
+    async def handle_with_retry(self, batch: Sequence[faust.EventT]) -> None:
+        """A failed batch (a broker timeout, say) is retried, never skipped: skipping would lose commands.
+
+        Some of its events may have reached the log before the failure, so its partitions are caught up
+        from the log again first; the retry then posts only what is missing. A batch that keeps failing
+        crashes the worker, so its supervisor restarts it and the commands are redelivered.
+        """
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                await self.handle(batch)
+                return
+            except Exception as error:
+                self.caught_up -= {e.message.partition for e in batch}
+                if attempt == MAX_ATTEMPTS:
+                    log.critical("batch failed %s times, crashing the worker: %r", attempt, error)
+                    await app.crash(error)
+                    raise
+                log.warning("batch failed (attempt %s), retrying: %r", attempt, error)
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+
+
 processor = Ledger()
 
 
 @app.agent(commands_topic)
 async def ledger_agent(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-        await processor.handle(batch)
+        await processor.handle_with_retry(batch)
 
 
 @app.on_partitions_assigned.connect

@@ -11,6 +11,7 @@ already processed, and the ledger ignores it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +21,11 @@ import faust
 from core import commands as c
 from core import events as e
 from schemas.codec import get_codec
-from streams.app import app, commands_topic, events_topic
+from core.topics import LEDGER_COMMANDS
+from streams import direct_producer
+from streams.app import app, events_topic
 
+log = logging.getLogger(__name__)
 codec = get_codec()
 SAGA_EVENTS = {"TransferDebited", "TransferCredited", "TransferCreditFailed"}
 
@@ -54,11 +58,26 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
         step = next_step(codec.decode(message.value, message.headers), now)
         if step is not None:
             value, headers = codec.encode(step)
-            sends.append(await commands_topic.send(key=step.account_id.encode(), value=value, headers=headers))
+            sends.append(await direct_producer.send(LEDGER_COMMANDS, value, step.account_id.encode(), headers))
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
+
+
+async def drive_with_retry(batch: Sequence[faust.EventT], attempts: int = 8) -> None:
+    """Steps have deterministic ids, so resending a whole batch after a failure is harmless."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await drive(batch)
+            return
+        except Exception as error:
+            if attempt == attempts:
+                log.critical("saga batch failed %s times, crashing the worker: %r", attempt, error)
+                await app.crash(error)
+                raise
+            log.warning("saga batch failed (attempt %s), retrying: %r", attempt, error)
+            await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
 
 @app.agent(events_topic)
 async def transfer_saga(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(500, within=0.005):
-        await drive(batch)
+        await drive_with_retry(batch)

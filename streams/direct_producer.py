@@ -1,0 +1,45 @@
+"""A plain idempotent producer for messages that must not wait on a Faust transaction.
+
+Under exactly_once, Faust sends each message inside the transaction of its *destination* partition
+number, committed only when that partition next commits consumed offsets. A saga step sent to a quiet
+partition would stay invisible to read_committed readers until something else arrived there, and a
+dead letter (a topic no agent consumes) has no transaction at all. Both are safe at-least-once: a
+saga step has a deterministic command id the ledger deduplicates, and a dead letter is a copy for
+operators. The caller awaits delivery before its source offsets are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from streams.app import app, settings
+
+_producer: AIOKafkaProducer | None = None
+_lock = asyncio.Lock()
+
+
+async def _get() -> AIOKafkaProducer:
+    global _producer
+    async with _lock:
+        if _producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=True, acks="all",
+                                        linger_ms=2)
+            await producer.start()
+            _producer = producer
+    return _producer
+
+
+async def send(topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]],
+               partition: int | None = None) -> Any:
+    """Returns the delivery future; await it before the source message's offset may be committed."""
+    producer = await _get()
+    return await producer.send(topic, value, key=key, headers=headers, partition=partition)
+
+
+@app.on_before_shutdown.connect
+async def _stop(app: Any, **kwargs: Any) -> None:
+    if _producer is not None:
+        await _producer.stop()

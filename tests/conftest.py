@@ -1,0 +1,134 @@
+"""Session fixtures: one dev stack per test session, in a fresh temp home on free ports, started lazily.
+
+- `kafka_bootstrap`: just the broker (or BANK_KAFKA_BOOTSTRAP when set in the environment).
+- `pg_dsn`: PostgreSQL with migrations applied (or BANK_PG_DSN).
+- `redis_url`, `mongo_url`: the other servers (or their BANK_* URL).
+- `stack`: everything: infra, topics, migrations, stream workers and the API. Only tests that ask for it pay for it.
+- `api_url`: the API's base URL (implies `stack`).
+
+os.environ gets the session's BANK_* settings for the whole session so code under test (get_settings()) sees the
+same servers; everything is stopped at session end, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.devstack import Stack, free_port
+from cli.migrate import migrate_sync
+from cli.topics import apply_topics_sync
+from core.settings import Settings, get_settings
+from core.topics import load_registry
+
+_URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL")
+
+
+def _session_settings(home: Path) -> Settings:
+    """Settings for the session: temp home, free ports; external URLs from the environment are kept."""
+    worker_base = free_port() - 1  # worker n listens on worker_web_port + n
+    return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
+                    mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base)
+
+
+@pytest.fixture(scope="session")
+def bank_home_factory() -> Iterator[Callable[[], Path]]:
+    """Fresh data homes directly under /tmp, removed at session end.
+
+    Not under pytest's tmp_path: pytest resets /tmp/pytest-of-<user> to mode 0700 whenever any session starts,
+    which locks out postgres (it runs as a separate OS user) mid-run when sessions overlap."""
+    homes: list[Path] = []
+
+    def make() -> Path:
+        home = Path(tempfile.mkdtemp(prefix="bank-test-"))
+        homes.append(home)
+        return home
+
+    yield make
+    if os.environ.get("BANK_KEEP_TEST_HOMES"):  # keep logs and data to debug a failure
+        print(f"\nkept test homes: {', '.join(map(str, homes))}")
+        return
+    for home in homes:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bank_settings(bank_home_factory: Callable[[], Path]) -> Settings:
+    return _session_settings(bank_home_factory())
+
+
+@pytest.fixture(scope="session")
+def _session_stack(bank_settings: Settings) -> Iterator[Stack]:
+    stack = Stack(bank_settings)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bank_env(bank_settings: Settings, _session_stack: Stack) -> Iterator[Settings]:
+    """Export the session's resolved BANK_* settings to os.environ (restored afterwards)."""
+    saved = dict(os.environ)
+    exported = {k: v for k, v in _session_stack.child_env().items() if k.startswith("BANK_")}
+    os.environ.update(exported)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(_session_stack: Stack) -> str:
+    _session_stack.start_infra(["kafka"])
+    return _session_stack.settings.kafka
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(_session_stack: Stack) -> str:
+    _session_stack.start_infra(["pg"])
+    migrate_sync(_session_stack.settings.pg, _session_stack.settings.migrations_dir)
+    return _session_stack.settings.pg
+
+
+@pytest.fixture(scope="session")
+def redis_url(_session_stack: Stack) -> str:
+    _session_stack.start_infra(["redis"])
+    return _session_stack.settings.redis
+
+
+@pytest.fixture(scope="session")
+def mongo_url(_session_stack: Stack) -> str:
+    _session_stack.start_infra(["mongo"])
+    return _session_stack.settings.mongo
+
+
+@pytest.fixture(scope="session")
+def topics_applied(kafka_bootstrap: str, bank_settings: Settings) -> None:
+    report = apply_topics_sync(kafka_bootstrap, load_registry(bank_settings.topics_file))
+    assert report.ok, f"topics apply failed: {report.errors}"
+
+
+@pytest.fixture(scope="session")
+def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: str, mongo_url: str) -> Stack:
+    """The whole stack running: infra, topics, migrations, workers, API."""
+    _session_stack.start_infra()
+    for n in range(1, _session_stack.settings.workers + 1):
+        if not _session_stack.running(f"worker-{n}"):
+            _session_stack.start_worker(n)
+    if not _session_stack.running("api"):
+        _session_stack.start_api()
+    return _session_stack
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: Stack) -> str:
+    return stack.api_url
