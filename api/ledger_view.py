@@ -60,7 +60,10 @@ class LedgerView:
                         self.apply(self._codec.decode(record.value, record.headers))
                     except DecodeError as error:  # an event this version cannot read: skip, loudly
                         log.error("cannot read event %s/%s/%s: %s", tp.topic, tp.partition, record.offset, error)
-                    self.positions[tp.partition] = record.offset + 1
+            for tp in self._consumer.assignment():
+                # The consumer's position, not the last record's offset + 1: transaction markers take
+                # offsets too, so after exactly-once traffic no record sits at end - 1.
+                self.positions[tp.partition] = await self._consumer.position(tp)
             if not self.caught_up.is_set() and all(
                 self.positions.get(p, 0) >= end for p, end in start_ends.items()
             ):

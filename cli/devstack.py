@@ -13,6 +13,7 @@ Data lives under `settings.home`, logs in `settings.home/logs/<name>.log`, pid f
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -266,7 +269,8 @@ class Stack:
     def api_spec(self) -> ServiceSpec:
         s = self.settings
         argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(s.api_port)]
-        return ServiceSpec("api", argv, s.api_port, host=s.api_host, death_signal=signal.SIGKILL)
+        return ServiceSpec("api", argv, s.api_port, host=s.api_host, death_signal=signal.SIGKILL,
+                           ready=partial(_api_ready, self.api_url))
 
     def start_workers(self) -> list[str]:
         return [self.start_worker(n) for n in range(1, self.settings.workers + 1)]
@@ -450,6 +454,18 @@ def _prepare_pg_permissions(pgdata: Path, bin_path: Path) -> str:
                 os.chown(item, entry.pw_uid, entry.pw_gid)
     pgdata.chmod(0o700)
     return PG_OS_USER
+
+
+def _api_ready(api_url: str) -> bool:
+    """The API serves once its view of the ledger has read the log (before that it answers 503)."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/readyz", timeout=3) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except OSError:
+        return False
+    return bool(json.loads(body)["checks"]["ledger_view"]["ok"])
 
 
 def _pg_ready(pgdata: Path) -> bool:

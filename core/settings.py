@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Stream processing.
     app_id: str = "bankstream-ledger"
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # How often consumed offsets are committed. Under exactly_once this is the latency of every hop
+    # (events become visible to read_committed readers when their transaction commits).
+    commit_interval: timedelta = timedelta(milliseconds=250)
     # Static group membership: one stable id per worker process (see streams/broker_workarounds.py).
     worker_id: str = "ledger-1"
     workers: int = 1

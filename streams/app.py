@@ -17,6 +17,7 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",  # tables are rebuilt from their changelog topics; the event log is the record
         datadir=str(settings.home / "streams" / settings.worker_id),
         processing_guarantee=settings.processing_guarantee,
+        broker_commit_interval=settings.commit_interval,
         topic_partitions=registry[LEDGER_COMMANDS].partitions,
         topic_replication_factor=registry[LEDGER_COMMANDS].replication,
         consumer_auto_offset_reset="earliest",

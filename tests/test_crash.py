@@ -32,6 +32,16 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(stack, api_url: s
     asyncio.run(scenario())
 
 
+async def _logged_since_last_start(stack, text: str, timeout: float = 30.0) -> bool:
+    """Whether worker 1 has logged `text` since it was last started (its log is appended across restarts)."""
+    log_path = stack.children["worker-1"].log_path
+    for _ in range(int(timeout * 10)):
+        if text in log_path.read_text().rsplit("==== ", 1)[-1]:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 def _restart_worker(stack, env: dict[str, str] | None = None, sig: int = signal.SIGTERM) -> None:
     stack.kill_worker(1, sig)
     spec = stack.worker_spec(1)
@@ -65,7 +75,7 @@ def test_crash_after_events_before_snapshots_posts_nothing_twice(stack, api_url:
         postings = [ev for ev in audit.events if ev.correlation_id == command_id]
         assert [type(ev).__name__ for ev in postings] == ["FundsDeposited"]
         assert audit.accounts[account].balance == 1234
-        log = stack.children["worker-1"].log_path.read_text()
-        assert "caught up 1 event(s)" in log, "the restarted worker did not recover the event from the log"
+        assert await _logged_since_last_start(stack, "caught up 1 event(s)"), (
+            "the restarted worker did not recover the acknowledged event from the log")
 
     asyncio.run(scenario())
