@@ -1,4 +1,4 @@
-"""The `bank` command line: `bank up`, `bank topics apply`, `bank migrate`."""
+"""The `bank` command line: `bank up`, `bank topics apply`, `bank migrate`, `bank schemas check|release`."""
 
 from __future__ import annotations
 
@@ -140,3 +140,41 @@ def migrate() -> None:
 
 if __name__ == "__main__":
     app()
+
+
+schemas_app = typer.Typer(help="Avro schemas: compatibility checks and releases.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail if a schema changed without a version bump, or cannot read a previous version's data."""
+    from schemas.codec import current_schemas, load_schema, schema_fingerprint
+    from schemas.compat import history_path, incompatibility, read_lock, version_of
+
+    problems: list[str] = []
+    lock = read_lock()
+    for name, schema in current_schemas().items():
+        version = version_of(schema)
+        if lock.get(name, {}).get(str(version)) != schema_fingerprint(schema):
+            problems.append(f"{name}: differs from its released v{version}; bump bankstream_version and release")
+        for older in range(1, version):
+            path = history_path(name, older)
+            if not path.exists():
+                problems.append(f"{name}: previous version {path.name} is missing")
+            elif (why := incompatibility(schema, load_schema(path))) is not None:
+                problems.append(f"{name}: cannot read v{older} data: {why}")
+    for problem in problems:
+        console.print(f"[red]✗[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]✓[/] {len(current_schemas())} schemas compatible with every released version")
+
+
+@schemas_app.command("release")
+def schemas_release() -> None:
+    """Record the current schemas' fingerprints as released (after archiving the previous versions)."""
+    from schemas.compat import release_current
+
+    lock = release_current()
+    console.print(f"released fingerprints of {len(lock)} schemas into schemas/fingerprints.json")
