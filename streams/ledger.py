@@ -30,13 +30,13 @@ from schemas.codec import DecodeError, get_codec
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, settings
 from streams.dead_letters import send_to_dead_letter
 from streams.failpoints import failpoint
+from streams.retry import retry_batch
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 BATCH_WITHIN_SECONDS = 0.005
 POSITION_KEY = "__position__/{}"
-MAX_ATTEMPTS = 8
 
 
 def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
@@ -152,26 +152,12 @@ class Ledger:
         for partition, offset in positions.items():
             put(commands_table, partition, POSITION_KEY.format(partition), offset)
 
-
     async def handle_with_retry(self, batch: Sequence[faust.EventT]) -> None:
-        """A failed batch (a broker timeout, say) is retried, never skipped: skipping would lose commands.
-
-        Some of its events may have reached the log before the failure, so its partitions are caught up
-        from the log again first; the retry then posts only what is missing. A batch that keeps failing
-        crashes the worker, so its supervisor restarts it and the commands are redelivered.
-        """
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                await self.handle(batch)
-                return
-            except Exception as error:
-                self.caught_up -= {e.message.partition for e in batch}
-                if attempt == MAX_ATTEMPTS:
-                    log.critical("batch failed %s times, crashing the worker: %r", attempt, error)
-                    await app.crash(error)
-                    raise
-                log.warning("batch failed (attempt %s), retrying: %r", attempt, error)
-                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+        """Some of a failed batch's events may have reached the log: catch its partitions up again
+        before the retry, which then posts only what is missing."""
+        partitions = {e.message.partition for e in batch}
+        await retry_batch("ledger", lambda: self.handle(batch),
+                          before_retry=lambda: self.caught_up.difference_update(partitions))
 
 
 processor = Ledger()
@@ -187,3 +173,8 @@ async def ledger_agent(stream: faust.StreamT) -> None:
 async def _reset_catch_up(app: faust.App, assigned: set, **kwargs: Any) -> None:
     # A rebalance may hand us a partition another worker wrote to: catch it up again before use.
     processor.caught_up.clear()
+
+
+@app.on_before_shutdown.connect
+async def _close_reader(app: faust.App, **kwargs: Any) -> None:
+    await processor.close()

@@ -11,9 +11,9 @@ already processed, and the ledger ignores it.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -24,8 +24,8 @@ from schemas.codec import get_codec
 from core.topics import LEDGER_COMMANDS
 from streams import direct_producer
 from streams.app import app, events_topic
+from streams.retry import retry_batch
 
-log = logging.getLogger(__name__)
 codec = get_codec()
 SAGA_EVENTS = {"TransferDebited", "TransferCredited", "TransferCreditFailed"}
 
@@ -62,22 +62,8 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
 
 
-async def drive_with_retry(batch: Sequence[faust.EventT], attempts: int = 8) -> None:
-    """Steps have deterministic ids, so resending a whole batch after a failure is harmless."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await drive(batch)
-            return
-        except Exception as error:
-            if attempt == attempts:
-                log.critical("saga batch failed %s times, crashing the worker: %r", attempt, error)
-                await app.crash(error)
-                raise
-            log.warning("saga batch failed (attempt %s), retrying: %r", attempt, error)
-            await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
-
-
 @app.agent(events_topic)
 async def transfer_saga(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(500, within=0.005):
-        await drive_with_retry(batch)
+        # Steps have deterministic ids, so resending a whole batch after a failure is harmless.
+        await retry_batch("saga", partial(drive, batch))

@@ -113,7 +113,7 @@ class LedgerAudit:
                 debited[ev.transfer_id] = ev.amount
             elif isinstance(ev, (e.TransferCredited, e.TransferReversed)):
                 settled[ev.transfer_id].append(type(ev).__name__)
-        for transfer_id, amount in debited.items():
+        for transfer_id in debited:
             ends = settled.get(transfer_id, [])
             if not ends:
                 self.in_flight.add(transfer_id)

@@ -256,7 +256,7 @@ async def test_keyed_records_keep_partition_and_order(kafka_bootstrap: str) -> N
         metadata = await asyncio.gather(*[await fut for fut in sent])
     finally:
         await producer.stop()
-    for md, key in zip(metadata, [k for _ in range(10) for k in keys]):
+    for md, key in zip(metadata, [k for _ in range(10) for k in keys], strict=True):
         assert md.partition == java_murmur2_partition(key, partitions)
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
@@ -415,7 +415,7 @@ async def stop_quietly(*consumers: AIOKafkaConsumer) -> None:
     for consumer in consumers:
         try:
             await asyncio.wait_for(consumer.stop(), 5)
-        except (asyncio.TimeoutError, KafkaError):
+        except (TimeoutError, KafkaError):
             pass
 
 
