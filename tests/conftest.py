@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from datetime import timedelta
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,8 +33,10 @@ _URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONG
 def _session_settings(home: Path) -> Settings:
     """Settings for the session: temp home, free ports; external URLs from the environment are kept."""
     worker_base = free_port() - 1  # worker n listens on worker_web_port + n
+    # A long command timeout: `?wait=true` must see the outcome even on a loaded CI machine (no timing tests).
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
-                    mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base)
+                    mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base,
+                    command_timeout=timedelta(seconds=60))
 
 
 @pytest.fixture(scope="session")

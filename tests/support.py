@@ -22,7 +22,7 @@ JSON = {"content-type": "application/json"}
 class Bank:
     """The REST API, as a customer's client would call it."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 90.0) -> None:
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
 
     async def close(self) -> None:
