@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from core.settings import Settings, get_settings
@@ -45,3 +47,13 @@ events_topic = raw_topic(LEDGER_EVENTS)
 accounts_table = app.Table("accounts", help="account id -> AccountState")
 commands_table = app.Table("commands",
                            help="processed command id -> 1; __position__/<p> -> next event offset to catch up from")
+
+
+def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
+    """Set a table key, writing its changelog to `partition`: the partition of the message being handled.
+
+    Faust's own __setitem__ picks the partition of the *current* event, which inside a batch that
+    spans partitions is the wrong one; the changelog must stay co-partitioned with the commands.
+    """
+    table.data[key] = value
+    table.send_changelog(partition, key, value)

@@ -20,47 +20,43 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from core import ledger
 from core.commands import Command
 from core.events import Event
-from core.topics import LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
+from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from schemas.codec import DecodeError, get_codec
-from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, settings
+from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings
 from streams.dead_letters import send_to_dead_letter
 from streams.failpoints import failpoint
+from streams.gaps import LazyReader, OffsetGuard
 from streams.retry import retry_batch
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 BATCH_WITHIN_SECONDS = 0.005
-POSITION_KEY = "__position__/{}"
-
-
-def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
-    """Set a table key, writing its changelog to `partition`: the partition of the command being handled.
-
-    Faust's own __setitem__ picks the partition of the *current* event, which inside a batch that
-    spans partitions is the wrong one; the changelog must stay co-partitioned with the commands.
-    """
-    table.data[key] = value
-    table.send_changelog(partition, key, value)
+POSITION_KEY = "__position__/{}"          # next event offset the tables reflect
+NEXT_COMMAND_KEY = "__next_command__/{}"  # next command offset the agent expects (see streams/gaps.py)
+# Read committed data only: after exactly_once traffic the log holds aborted records too.
+READ_ISOLATION = "read_committed"
 
 
 class Ledger:
     def __init__(self) -> None:
         self.codec = get_codec()
         self.caught_up: set[int] = set()
-        self._reader: AIOKafkaConsumer | None = None
+        self._reader = LazyReader(settings.kafka, READ_ISOLATION)
+        self.guard = OffsetGuard(LEDGER_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
+                                 self._reader)
 
     # ------------------------------------------------------------ catch-up from the event log
 
     async def catch_up(self, partition: int) -> int:
         """Fold events the tables missed (written before a crash) back into them. Returns how many."""
         start = commands_table.get(POSITION_KEY.format(partition), 0)
-        reader = await self._event_reader()
+        reader = await self._reader()
         tp = TopicPartition(LEDGER_EVENTS, partition)
         reader.assign([tp])
         end = (await reader.end_offsets([tp]))[tp]
@@ -85,17 +81,8 @@ class Ledger:
             put(accounts_table, partition, event.account_id, new_state.to_dict())
         put(commands_table, partition, event.command_id, 1)
 
-    async def _event_reader(self) -> AIOKafkaConsumer:
-        if self._reader is None:
-            isolation = "read_committed" if settings.processing_guarantee == "exactly_once" else "read_uncommitted"
-            self._reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False,
-                                            group_id=None, isolation_level=isolation)
-            await self._reader.start()
-        return self._reader
-
     async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.stop()
+        await self._reader.close()
 
     # ------------------------------------------------------------ command batches
 
@@ -108,8 +95,8 @@ class Ledger:
         processed: list[tuple[int, str]] = []  # (partition, command id)
         seen: set[str] = set()
         sends = []
-        for event in batch:
-            message = event.message
+        messages = await self.guard.complete([event.message for event in batch])
+        for message in messages:
             try:
                 command: Command = self.codec.decode(message.value, message.headers)
             except DecodeError as error:
@@ -130,6 +117,8 @@ class Ledger:
         delivered = await asyncio.gather(*sends)
         failpoint("after_events_acked")
         self._write_snapshots(states, touched, processed, delivered)
+        for partition, next_offset in self.guard.advance(messages).items():
+            put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
 
     async def _emit(self, event: Event, partition: int) -> Any:
         value, headers = self.codec.encode(event)
@@ -173,6 +162,7 @@ async def ledger_agent(stream: faust.StreamT) -> None:
 async def _reset_catch_up(app: faust.App, assigned: set, **kwargs: Any) -> None:
     # A rebalance may hand us a partition another worker wrote to: catch it up again before use.
     processor.caught_up.clear()
+    processor.guard.forget()
 
 
 @app.on_before_shutdown.connect

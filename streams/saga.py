@@ -21,13 +21,21 @@ import faust
 from core import commands as c
 from core import events as e
 from schemas.codec import get_codec
-from core.topics import LEDGER_COMMANDS
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
 from streams import direct_producer
-from streams.app import app, events_topic
+from streams.app import app, commands_table, events_topic, put, settings
+from streams.gaps import LazyReader, OffsetGuard
 from streams.retry import retry_batch
 
 codec = get_codec()
 SAGA_EVENTS = {"TransferDebited", "TransferCredited", "TransferCreditFailed"}
+NEXT_EVENT_KEY = "__saga_next_event__/{}"
+# Under exactly_once the events topic holds transaction markers, which look like holes to the guard;
+# there Faust's transactional offsets are the saga's record.
+guard: OffsetGuard | None = None
+if settings.processing_guarantee == "at_least_once":
+    guard = OffsetGuard(LEDGER_EVENTS, lambda p: commands_table.get(NEXT_EVENT_KEY.format(p)),
+                        LazyReader(settings.kafka, "read_committed"))
 
 
 def next_step(event: e.Event, now: datetime) -> c.Command | None:
@@ -51,8 +59,10 @@ def next_step(event: e.Event, now: datetime) -> c.Command | None:
 async def drive(batch: Sequence[faust.EventT]) -> None:
     now = datetime.now(UTC)
     sends: list[Any] = []
-    for item in batch:
-        message = item.message
+    messages = [item.message for item in batch]
+    if guard is not None:
+        messages = await guard.complete(messages)
+    for message in messages:
         if codec.schema_name(message.headers) not in SAGA_EVENTS:
             continue
         step = next_step(codec.decode(message.value, message.headers), now)
@@ -60,6 +70,9 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
             value, headers = codec.encode(step)
             sends.append(await direct_producer.send(LEDGER_COMMANDS, value, step.account_id.encode(), headers))
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
+    if guard is not None:
+        for partition, next_offset in guard.advance(messages).items():
+            put(commands_table, partition, NEXT_EVENT_KEY.format(partition), next_offset)
 
 
 @app.agent(events_topic)
@@ -67,3 +80,9 @@ async def transfer_saga(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(500, within=0.005):
         # Steps have deterministic ids, so resending a whole batch after a failure is harmless.
         await retry_batch("saga", partial(drive, batch))
+
+
+@app.on_partitions_assigned.connect
+async def _forget_offsets(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    if guard is not None:
+        guard.forget()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +30,18 @@ class Bank:
         await self.http.aclose()
 
     async def post(self, path: str, body: dict[str, Any] | None = None, key: str | None = None,
-                   wait: bool = True) -> httpx.Response:
-        headers = dict(JSON) | ({"Idempotency-Key": key} if key else {})
-        return await self.http.post(path, json=body, headers=headers, params={"wait": "true"} if wait else None)
+                   wait: bool = True, attempts: int = 3) -> httpx.Response:
+        """POST a command. Like any good client, it retries transport errors with the same Idempotency-Key
+        (e.g. the server closing an idle keep-alive connection just as it is reused)."""
+        headers = dict(JSON) | {"Idempotency-Key": key or str(uuid.uuid4())}
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.http.post(path, json=body, headers=headers,
+                                            params={"wait": "true"} if wait else None)
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     async def open(self, currency: str = "EUR", overdraft: str | None = None, customer: str = "cust-1") -> str:
         body = {"customer_id": customer, "currency": currency} | ({"overdraft_limit": overdraft} if overdraft else {})
