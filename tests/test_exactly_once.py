@@ -38,8 +38,10 @@ def exactly_once_stack(bank_home_factory, pg_dsn: str, redis_url: str, mongo_url
 
 
 SIGKILL_UNDER_LOAD = pytest.param(True, id="worker-sigkill", marks=pytest.mark.xfail(
-    strict=False, reason="known open defect: under exactly_once, a worker SIGKILLed under load restarts, processes "
-    "one burst and then stalls (no more transaction commits); at_least_once, the default, survives the same test"))
+    strict=False, reason="known open defect: after a SIGKILL under load the embedded broker lists aborted "
+    "transactions that ended before a read_committed fetch (broker defect 5 in test_broker_contract.py), so "
+    "aiokafka silently skips the restarted producer's later batches and the saga stalls; at_least_once, the "
+    "default, survives the same test"))
 
 
 @pytest.mark.parametrize("crash", [pytest.param(False, id="steady"), SIGKILL_UNDER_LOAD])
