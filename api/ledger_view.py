@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class LedgerView:
-    def __init__(self, bootstrap: str, isolation_level: str = "read_uncommitted") -> None:
+    def __init__(self, bootstrap: str) -> None:
+        # Committed data only: after exactly_once traffic the log also holds aborted records.
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          isolation_level=isolation_level)
+                                          isolation_level="read_committed")
         self._codec = get_codec()
         self.accounts: dict[str, ledger.AccountState] = {}
         self.outcomes: dict[str, ledger.CommandOutcome] = {}

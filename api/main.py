@@ -23,10 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        isolation = "read_committed" if settings.processing_guarantee == "exactly_once" else "read_uncommitted"
         pg = await asyncpg.create_pool(settings.pg, min_size=1, max_size=10)
         platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka),
-                            view=LedgerView(settings.kafka, isolation), idempotency=IdempotencyStore(pg))
+                            view=LedgerView(settings.kafka), idempotency=IdempotencyStore(pg))
         await platform.bus.start()
         await platform.view.start()
         app.state.platform = platform

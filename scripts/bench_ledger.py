@@ -53,9 +53,9 @@ async def produce(bootstrap: str, commands: list[c.Command]) -> None:
         await producer.stop()
 
 
-async def count_settled(bootstrap: str, wanted: set[str], isolation: str, progress: Progress) -> None:
+async def count_settled(bootstrap: str, wanted: set[str], progress: Progress) -> None:
     codec = get_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level=isolation)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed")
     await consumer.start()
     task = progress.add_task("settled transfers", total=len(wanted))
     try:
@@ -77,18 +77,17 @@ async def count_settled(bootstrap: str, wanted: set[str], isolation: str, progre
 
 async def run_once(stack: Stack, guarantee: str, accounts: int, transfers: int) -> dict[str, float]:
     bootstrap = stack.settings.kafka
-    isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     ids = [str(uuid.uuid4()) for _ in range(accounts)]
     setup = [command(c.OpenAccount, a, customer_id="bench", currency="EUR") for a in ids]
     setup += [command(c.Deposit, a, amount=10**9, currency="EUR") for a in ids]
     with Progress(console=console, transient=True) as progress:
         await produce(bootstrap, setup)
-        await count_settled(bootstrap, set(), isolation, progress)
+        await count_settled(bootstrap, set(), progress)
         moves = [command(c.Transfer, ids[i % accounts], to_account_id=ids[(i * 7 + 1) % accounts], amount=100,
                          currency="EUR") for i in range(transfers)]
         start = time.perf_counter()
         producing = asyncio.create_task(produce(bootstrap, moves))
-        await count_settled(bootstrap, {m.command_id for m in moves}, isolation, progress)
+        await count_settled(bootstrap, {m.command_id for m in moves}, progress)
         await producing
     elapsed = time.perf_counter() - start
     return {"guarantee": guarantee, "transfers": transfers, "seconds": round(elapsed, 2),

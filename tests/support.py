@@ -71,11 +71,11 @@ class Bank:
         return response.json()
 
 
-async def read_log(bootstrap: str, isolation_level: str = "read_uncommitted") -> list[e.Event]:
-    """Every event on the ledger topic, in per-partition order."""
+async def read_log(bootstrap: str) -> list[e.Event]:
+    """Every committed event on the ledger topic, in per-partition order."""
     codec = get_codec()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level=isolation_level)
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         tps = [TopicPartition(LEDGER_EVENTS, p) for p in sorted(consumer.partitions_for_topic(LEDGER_EVENTS))]
@@ -140,12 +140,12 @@ class LedgerAudit:
         return {ev.correlation_id for ev in self.events}
 
 
-async def settled_audit(bootstrap: str, expected_commands: set[str] | None = None, timeout: float = 90.0,
-                        isolation_level: str = "read_uncommitted") -> LedgerAudit:
+async def settled_audit(bootstrap: str, expected_commands: set[str] | None = None,
+                        timeout: float = 90.0) -> LedgerAudit:
     """Waits until no transfer is in flight and every expected command has events, then audits the log."""
     deadline = time.monotonic() + timeout
     while True:
-        audit = LedgerAudit(await read_log(bootstrap, isolation_level))
+        audit = LedgerAudit(await read_log(bootstrap))
         missing = (expected_commands or set()) - audit.outcome_command_ids()
         if (not audit.in_flight and not missing) or time.monotonic() > deadline:
             return audit

@@ -144,6 +144,18 @@ async def create_topic(bootstrap: str, partitions: int, config: dict[str, str] |
     return name
 
 
+async def produce_counts(bootstrap: str, topic: str, counts: dict[int, int]) -> None:
+    """Produce values "0".."n-1" to each partition, one acknowledged record at a time."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for partition, n in counts.items():
+            for i in range(n):
+                await producer.send_and_wait(topic, value=str(i).encode(), partition=partition)
+    finally:
+        await producer.stop()
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float, poll: Callable[[], Awaitable[Any]] | None = None) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -400,13 +412,7 @@ async def test_send_offsets_to_transaction(kafka_bootstrap: str) -> None:
     sink = await create_topic(kafka_bootstrap, 1)
     group = unique("g")
     tp = TopicPartition(source, 0)
-    plain = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await plain.start()
-    try:
-        for i in range(6):
-            await plain.send_and_wait(source, value=str(i).encode(), partition=0)
-    finally:
-        await plain.stop()
+    await produce_counts(kafka_bootstrap, source, {0: 6})
 
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("txn"))
     consumer = AIOKafkaConsumer(
@@ -592,13 +598,7 @@ async def test_commit_and_resume_from_committed_offset(kafka_bootstrap: str) -> 
     topic = await create_topic(kafka_bootstrap, 1)
     group = unique("g")
     tp = TopicPartition(topic, 0)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        for i in range(10):
-            await producer.send_and_wait(topic, value=str(i).encode(), partition=0)
-    finally:
-        await producer.stop()
+    await produce_counts(kafka_bootstrap, topic, {0: 10})
 
     first = group_consumer(kafka_bootstrap, topic, group, enable_auto_commit=False)
     await first.start()
@@ -624,14 +624,7 @@ async def test_offsets_and_lag_via_admin(kafka_bootstrap: str) -> None:
     topic = await create_topic(kafka_bootstrap, 3)
     group = unique("g")
     produced = {0: 5, 1: 0, 2: 12}
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        for partition, n in produced.items():
-            for i in range(n):
-                await producer.send_and_wait(topic, value=str(i).encode(), partition=partition)
-    finally:
-        await producer.stop()
+    await produce_counts(kafka_bootstrap, topic, produced)
 
     tps = [TopicPartition(topic, p) for p in produced]
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)

@@ -60,8 +60,8 @@ def test_exactly_once_invariants(exactly_once_stack: Stack, crash: bool) -> None
         finally:
             await bank.close()
         assert set(result.statuses) == {202}
-        audit = await settled_audit(exactly_once_stack.settings.kafka, expected_commands=result.command_ids, timeout=120,
-                                    isolation_level="read_committed")
+        audit = await settled_audit(exactly_once_stack.settings.kafka, expected_commands=result.command_ids,
+                                    timeout=120)
         assert audit.violations == []
         assert not audit.in_flight
         assert result.command_ids <= audit.outcome_command_ids()
