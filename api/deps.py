@@ -14,8 +14,6 @@ from api.ledger_view import LedgerView
 from api.problems import Problem
 from core.settings import Settings
 
-VIEW_READY_TIMEOUT_S = 5.0
-
 
 @dataclass
 class Platform:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from decimal import Decimal
 
 # Minor-unit digits per ISO-4217 code (the ISO table's "E" column) for the currencies we accept.
 CURRENCY_DIGITS: dict[str, int] = {
@@ -65,20 +63,3 @@ def format_amount(minor: int, currency: str) -> str:
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), 10**digits)
     return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
-
-
-def to_decimal(minor: int, currency: str) -> Decimal:
-    return Decimal(minor).scaleb(-currency_digits(currency))
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    minor: int
-    currency: str
-
-    @classmethod
-    def parse(cls, text: str, currency: str) -> Money:
-        return cls(parse_amount(text, currency), currency)
-
-    def __str__(self) -> str:
-        return f"{format_amount(self.minor, self.currency)} {self.currency}"
