@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 
 from core.commands import Command
+from core.logs import trace_header
 from core.topics import LEDGER_COMMANDS
 from schemas.codec import get_codec
 
@@ -24,4 +25,5 @@ class CommandBus:
     async def send(self, command: Command) -> None:
         """Returns once the broker has the command: a 202 is a promise the ledger will see it."""
         value, headers = self._codec.encode(command)
-        await self._producer.send_and_wait(LEDGER_COMMANDS, value, key=command.account_id.encode(), headers=headers)
+        await self._producer.send_and_wait(LEDGER_COMMANDS, value, key=command.account_id.encode(),
+                                           headers=headers + trace_header())

@@ -6,13 +6,21 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request, Response
 
 from api.bus import CommandBus
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
 from api.problems import Problem
+from api.readmodels import Model, ReadModels
+from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions
 from core.settings import Settings
+
+# Where a command's events are in the log (on command responses), and how fresh a query's answer is.
+POSITION_HEADER = "Bank-Position"
+READ_MODEL_HEADER = "Bank-Read-Model"
+READ_POSITION_HEADER = "Bank-Read-Position"
+READ_LAG_HEADER = "Bank-Read-Lag"
 
 
 @dataclass
@@ -22,6 +30,7 @@ class Platform:
     bus: CommandBus
     view: LedgerView
     idempotency: IdempotencyStore
+    reads: ReadModels
 
 
 def get_platform(request: Request) -> Platform:
@@ -37,3 +46,49 @@ async def get_ready_view(platform: Annotated[Platform, Depends(get_platform)]) -
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 ViewDep = Annotated[LedgerView, Depends(get_ready_view)]
+
+
+MinPosition = Annotated[str | None, Query(
+    description="a position from a command response (`position` / Bank-Position header): wait until the read "
+                "model reflects it (read your own writes)", examples=["0:12,3:40"])]
+
+
+class Freshness:
+    """Waits for a read model to reach the caller's `min_position`, and labels responses with how fresh
+    the model is: its position in the event log and how many events it is behind the log's head."""
+
+    def __init__(self, platform: Platform, min_position: str | None) -> None:
+        self._platform = platform
+        try:
+            self.wanted: Positions = parse_positions(min_position) if min_position else {}
+        except PositionError as error:
+            raise Problem(400, "Invalid position", f"min_position: {error}", "invalid_position") from None
+
+    async def ensure(self, model: Model) -> Positions:
+        """The model's positions, once they reach what the caller asked for (503 if they do not in time)."""
+        reads = self._platform.reads
+        if not self.wanted:
+            return await reads.positions(model)
+        timeout = self._platform.settings.read_your_writes_timeout.total_seconds()
+        positions = await reads.wait_until(model, self.wanted, timeout)
+        if positions is None:
+            problem = Problem(503, "Read model behind", f"the {model} read model has not reached position "
+                              f"{format_positions(self.wanted)} within {timeout:g}s; retry shortly",
+                              "read_model_behind")
+            problem.headers = {"Retry-After": "1"}
+            raise problem
+        return positions
+
+    def headers(self, model: Model, positions: Positions) -> dict[str, str]:
+        return {READ_MODEL_HEADER: model, READ_POSITION_HEADER: format_positions(positions),
+                READ_LAG_HEADER: str(lag(positions, self._platform.view.positions))}
+
+    def label(self, response: Response, model: Model, positions: Positions) -> None:
+        response.headers.update(self.headers(model, positions))
+
+
+def get_freshness(platform: Annotated[Platform, Depends(get_platform)], min_position: MinPosition = None) -> Freshness:
+    return Freshness(platform, min_position)
+
+
+FreshnessDep = Annotated[Freshness, Depends(get_freshness)]

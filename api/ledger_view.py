@@ -1,8 +1,9 @@
 """The API's view of the ledger: it follows the event log and folds it with core.ledger.apply.
 
-It answers "what is this account's state" and "what did this command come to", and wakes requests
-waiting for a command's outcome (`?wait=true`). Read models in PostgreSQL/Redis/MongoDB take over the
-queries in a later step; the command side keeps this view for waiting and for existence checks.
+It answers "does this account exist", "what did this command come to" and "where in the log are its
+events" (the position a client passes as `?min_position=` to read its own write from a read model), and
+wakes requests waiting for a command's outcome (`?wait=true`). It also knows the head of the log, against
+which query responses report their read model's lag. Queries themselves are served by the read models.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core import ledger
 from core.events import Event
+from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
 from schemas.codec import DecodeError, get_codec
 
@@ -29,7 +31,8 @@ class LedgerView:
         self._codec = get_codec()
         self.accounts: dict[str, ledger.AccountState] = {}
         self.outcomes: dict[str, ledger.CommandOutcome] = {}
-        self.positions: dict[int, int] = {}   # partition -> next offset to read
+        self.outcome_positions: dict[str, Positions] = {}  # command id -> where its events are in the log
+        self.positions: Positions = {}   # partition -> next offset to read: the head of the log, as seen here
         self.caught_up = asyncio.Event()
         self._waiters: dict[str, list[asyncio.Event]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None
@@ -58,7 +61,10 @@ class LedgerView:
             for tp, records in batches.items():
                 for record in records:
                     try:
-                        self.apply(self._codec.decode(record.value, record.headers))
+                        event = self._codec.decode(record.value, record.headers)
+                        self.apply(event)
+                        positions = self.outcome_positions.setdefault(event.correlation_id, {})
+                        positions[tp.partition] = max(positions.get(tp.partition, 0), record.offset + 1)
                     except DecodeError as error:  # an event this version cannot read: skip, loudly
                         log.error("cannot read event %s/%s/%s: %s", tp.topic, tp.partition, record.offset, error)
             for tp in self._consumer.assignment():

@@ -105,3 +105,84 @@ class AccountView(BaseModel):
     overdraft_limit: str
     status: Literal["open", "frozen", "closed"]
     version: int
+
+
+class CustomerAccounts(BaseModel):
+    customer_id: str
+    accounts: list[AccountView]
+
+
+class TransactionView(BaseModel):
+    """One posting on an account; its id is the id of the event that made it."""
+
+    transaction_id: str
+    account_id: str
+    sequence: int = Field(description="the account's version after this posting: orders its history")
+    type: Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal"]
+    amount: str = Field(description="signed: negative when money left the account")
+    currency: str
+    balance_after: str
+    counterparty_account_id: str | None
+    reference: str | None
+    transfer_id: str | None
+    command_id: str
+    occurred_at: datetime
+
+
+class TransactionPage(BaseModel):
+    account_id: str
+    items: list[TransactionView]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page; null at the end")
+
+
+class Statement(BaseModel):
+    account_id: str
+    currency: str
+    month: str
+    period_start: datetime
+    period_end: datetime
+    opening_balance: str
+    total_credits: str
+    total_debits: str
+    closing_balance: str
+    postings: list[TransactionView]
+
+
+class AuditEntry(BaseModel):
+    event_id: str
+    type: str
+    account_id: str
+    customer_id: str | None
+    command_id: str
+    correlation_id: str
+    occurred_at: datetime
+    sequence: int
+    data: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    schema_name: str | None
+    schema_fingerprint: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
+class ActivityEntry(BaseModel):
+    """One line of a customer's activity feed."""
+
+    event_id: str
+    account_id: str
+    occurred_at: datetime
+    type: str
+    summary: str
+    amount: str | None = Field(description="signed decimal string for movements of money, else null")
+    currency: str | None
+
+
+class ActivityPage(BaseModel):
+    customer_id: str
+    items: list[ActivityEntry]
+    next_cursor: str | None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -10,21 +12,54 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from api.deps import POSITION_HEADER
 
 from core import events as e
 from core.ledger import AccountState, apply
+from core.readmodel import Positions, format_positions, parse_positions
 from core.topics import LEDGER_EVENTS
 from schemas.codec import get_codec
 
 JSON = {"content-type": "application/json"}
 
 
+def installed(tool: str) -> str:
+    """The path of a system tool the set-up installs (prometheus, promtool). Missing: a failure under CI,
+    where scripts/setup must have installed it, and a skip on a developer's machine where it could not."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed (Debian: apt-get install prometheus; scripts/setup does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 class Bank:
-    """The REST API, as a customer's client would call it."""
+    """The REST API, as a customer's client would call it.
+
+    Like a well-behaved client of an eventually consistent API, it remembers the position of every command
+    outcome it saw (Bank-Position) and passes it as `min_position` to its queries: it reads its own writes."""
 
     def __init__(self, base_url: str, timeout: float = 90.0) -> None:
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self.position: Positions = {}
+
+    def seen(self, response: httpx.Response) -> httpx.Response:
+        if position := response.headers.get(POSITION_HEADER):
+            for partition, offset in parse_positions(position).items():
+                self.position[partition] = max(self.position.get(partition, 0), offset)
+        return response
+
+    def fresh(self, **params: Any) -> dict[str, Any]:
+        """Query parameters plus min_position = everything this client has written."""
+        return params | ({"min_position": format_positions(self.position)} if self.position else {})
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
+        return await self.http.get(path, params=self.fresh(**params))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -36,8 +71,8 @@ class Bank:
         headers = dict(JSON) | {"Idempotency-Key": key or str(uuid.uuid4())}
         for attempt in range(1, attempts + 1):
             try:
-                return await self.http.post(path, json=body, headers=headers,
-                                            params={"wait": "true"} if wait else None)
+                return self.seen(await self.http.post(path, json=body, headers=headers,
+                                                      params={"wait": "true"} if wait else None))
             except httpx.TransportError:
                 if attempt == attempts:
                     raise
@@ -49,19 +84,23 @@ class Bank:
         assert response.status_code == 201, response.text
         return response.json()["account_id"]
 
-    async def deposit(self, account: str, amount: str, currency: str = "EUR", **kw: Any) -> httpx.Response:
-        return await self.post(f"/v1/accounts/{account}/deposits", {"amount": amount, "currency": currency}, **kw)
+    async def deposit(self, account: str, amount: str, currency: str = "EUR", reference: str | None = None,
+                      **kw: Any) -> httpx.Response:
+        body = {"amount": amount, "currency": currency} | ({"reference": reference} if reference else {})
+        return await self.post(f"/v1/accounts/{account}/deposits", body, **kw)
 
-    async def withdraw(self, account: str, amount: str, currency: str = "EUR", **kw: Any) -> httpx.Response:
-        return await self.post(f"/v1/accounts/{account}/withdrawals", {"amount": amount, "currency": currency}, **kw)
+    async def withdraw(self, account: str, amount: str, currency: str = "EUR", reference: str | None = None,
+                       **kw: Any) -> httpx.Response:
+        body = {"amount": amount, "currency": currency} | ({"reference": reference} if reference else {})
+        return await self.post(f"/v1/accounts/{account}/withdrawals", body, **kw)
 
     async def transfer(self, source: str, dest: str, amount: str, currency: str = "EUR",
-                       **kw: Any) -> httpx.Response:
+                       reference: str | None = None, **kw: Any) -> httpx.Response:
         body = {"from_account_id": source, "to_account_id": dest, "amount": amount, "currency": currency}
-        return await self.post("/v1/transfers", body, **kw)
+        return await self.post("/v1/transfers", body | ({"reference": reference} if reference else {}), **kw)
 
     async def account(self, account: str) -> dict[str, Any]:
-        response = await self.http.get(f"/v1/accounts/{account}")
+        response = await self.get(f"/v1/accounts/{account}")
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -258,12 +258,20 @@ def test_health_and_openapi(api_url: str) -> None:
         assert http.get("/healthz").json() == {"status": "ok"}
         ready = http.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert set(ready.json()["checks"]) == {"ledger_view", "postgres", "redis", "mongo", "workers"}
+        checks = ready.json()["checks"]
+        assert set(checks) == {"ledger_view", "postgres", "redis", "mongo", "workers", "projection_workers",
+                               "read_models"}
+        assert "bankstream-ledger: 1 member(s)" in checks["workers"]["detail"]
+        assert checks["projection_workers"]["detail"].count("1 member(s)") == 3
+        assert checks["read_models"]["detail"].startswith("events behind the log: postgres ")
         spec = http.get("/openapi.json").json()
         for path in ("/v1/accounts", "/v1/accounts/{account_id}/deposits", "/v1/accounts/{account_id}/withdrawals",
                      "/v1/transfers", "/v1/accounts/{account_id}/freeze", "/v1/accounts/{account_id}/unfreeze",
                      "/v1/accounts/{account_id}/close", "/v1/commands/{command_id}",
-                     "/v1/accounts/{account_id}"):
+                     "/v1/accounts/{account_id}", "/v1/customers/{customer_id}/accounts",
+                     "/v1/accounts/{account_id}/transactions", "/v1/accounts/{account_id}/transactions.csv",
+                     "/v1/accounts/{account_id}/statements/{month}", "/v1/audit",
+                     "/v1/customers/{customer_id}/timeline"):
             assert path in spec["paths"], path
 
 

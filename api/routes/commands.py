@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,8 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import PlatformDep, ViewDep
+from api.deps import POSITION_HEADER, PlatformDep, ViewDep
 from api.idempotency import check_key, request_hash
+from api.metrics import API_COMMANDS
 from api.models import (CommandAccepted, CommandStatus, MovementRequest, OpenAccountRequest, StatusChangeRequest,
                         TransferRequest)
 from api.presenters import command_status
@@ -19,8 +21,10 @@ from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
 from core.commands import derive_id
 from core.ledger import AccountState
+from core.readmodel import Positions, format_positions
 
 router = APIRouter(prefix="/v1", tags=["commands"])
+log = logging.getLogger(__name__)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="retry-safe request key")]
 Wait = Annotated[bool, Query(description="wait for the outcome (up to BANK_COMMAND_TIMEOUT)")]
@@ -51,24 +55,33 @@ async def _submit(request: Request, platform: PlatformDep, view: ViewDep, body: 
     command_id = await platform.idempotency.claim(key, request_hash(request.method, request.url.path, body))
     command = build(command_id)
     await platform.bus.send(command)
+    log.info("command accepted onto the log", extra={"command_id": command_id, "command_type":
+                                                     type(command).__name__, "account_id": command.account_id})
     status_url = str(request.url_for("get_command", command_id=command_id))
+    kind = type(command).__name__
     if wait:
         outcome = await view.wait_for_outcome(command_id, platform.settings.command_timeout.total_seconds())
         if outcome is not None:
-            return _final(outcome, command.account_id, created)
+            API_COMMANDS.labels(kind, outcome.status).inc()
+            return _final(outcome, command.account_id, created, view.outcome_positions.get(command_id, {}))
+    API_COMMANDS.labels(kind, "pending").inc()
     accepted = CommandAccepted(command_id=command_id, account_id=command.account_id, status="pending",
                                status_url=status_url)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": status_url})
 
 
-def _final(outcome: Any, account_id: str, created: bool) -> JSONResponse:
+def _final(outcome: Any, account_id: str, created: bool, positions: Positions) -> JSONResponse:
+    """The outcome, with the position of its events: pass it as `?min_position=` to read your own write."""
     status = command_status(outcome)
+    position = format_positions(positions)
     if status.status == "rejected":
-        raise Problem(422, "Command rejected", status.detail or status.reason or "rejected", status.reason,
-                      command_id=status.command_id, account_id=account_id,
-                      events=[e.model_dump(mode="json") for e in status.events])
-    body = status.model_dump(mode="json") | {"account_id": account_id}
-    return JSONResponse(body, status_code=201 if created else 200)
+        problem = Problem(422, "Command rejected", status.detail or status.reason or "rejected", status.reason,
+                          command_id=status.command_id, account_id=account_id, position=position,
+                          events=[e.model_dump(mode="json") for e in status.events])
+        problem.headers = {POSITION_HEADER: position}  # a rejection is on the record too (audit, reversals)
+        raise problem
+    body = status.model_dump(mode="json") | {"account_id": account_id, "position": position}
+    return JSONResponse(body, status_code=201 if created else 200, headers={POSITION_HEADER: position})
 
 
 def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
