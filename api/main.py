@@ -7,14 +7,19 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
 
 from api.bus import CommandBus
 from api.deps import Platform
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
-from api.middleware import RequestGuard
+from api.metrics import HttpMetrics
+from api.middleware import RequestGuard, TraceContext
 from api.problems import install_problem_handlers
-from api.routes import accounts, commands, health
+from api.readmodels import ReadModels
+from api.routes import commands, health, queries
+from core.logs import configure_logging
 from core.settings import Settings, get_settings
 
 
@@ -23,9 +28,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("api", settings.log_level)  # after uvicorn's own set-up, so its lines are JSON too
         pg = await asyncpg.create_pool(settings.pg, min_size=1, max_size=10)
+        redis = Redis.from_url(settings.redis)
+        mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo, tz_aware=True)
         platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka),
-                            view=LedgerView(settings.kafka), idempotency=IdempotencyStore(pg))
+                            view=LedgerView(settings.kafka), idempotency=IdempotencyStore(pg),
+                            reads=ReadModels(pg, redis, mongo))
         await platform.bus.start()
         await platform.view.start()
         app.state.platform = platform
@@ -34,20 +43,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await platform.view.stop()
             await platform.bus.stop()
+            await redis.aclose()
+            await mongo.close()
             await pg.close()
 
     app = FastAPI(
         title="bankstream",
         version="0.1.0",
         description="Kafka-native core banking. Commands are accepted onto the command log (202) and "
-        "decided by the ledger; `?wait=true` waits for the outcome. Amounts are decimal strings; errors "
-        "are RFC 7807 problem+json.",
+        "decided by the ledger; `?wait=true` waits for the outcome. Queries are served by read models "
+        "derived from the event log (eventually consistent: each response carries Bank-Read-Position and "
+        "Bank-Read-Lag; pass a command's `position` as `?min_position=` to read your own write). Amounts "
+        "are decimal strings; errors are RFC 7807 problem+json.",
         lifespan=lifespan,
     )
     install_problem_handlers(app)
 
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
-    for module in (commands, accounts, health):
+    app.add_middleware(TraceContext)
+    app.add_middleware(HttpMetrics)  # outermost: counts every response, guards' 413/415 included
+    for module in (commands, queries, health):
         app.include_router(module.router)
     return app
 

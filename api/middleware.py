@@ -7,8 +7,10 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON
+from core.logs import bound, new_trace_id, trace_id_from
 
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+TRACE_ID_HEADER = b"bank-trace-id"
 
 
 async def _send_problem(send: Send, status: int, title: str, detail: str, reason: str, path: str) -> None:
@@ -17,6 +19,29 @@ async def _send_problem(send: Send, status: int, title: str, detail: str, reason
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+class TraceContext:
+    """Every request runs under a trace id (the caller's W3C traceparent, or a new one), which its log lines
+    and the commands it sends carry; the response names it in Bank-Trace-Id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        trace_id = trace_id_from(headers.get(b"traceparent", b"").decode(errors="replace")) or new_trace_id()
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (TRACE_ID_HEADER, trace_id.encode())]
+            await send(message)
+
+        with bound(trace_id=trace_id):
+            await self.app(scope, receive, send_with_trace)
 
 
 class RequestGuard:

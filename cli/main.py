@@ -1,4 +1,5 @@
-"""The `bank` command line: `bank up`, `bank topics apply`, `bank migrate`, `bank schemas check|release`."""
+"""The `bank` command line: `bank up`, `bank topics apply`, `bank migrate`, `bank projections ...`,
+`bank schemas check|release`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.devstack import Stack, StackError, log_tail
+from cli import projections
+from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
 from core.settings import Settings, get_settings
@@ -20,6 +22,7 @@ from core.topics import load_registry
 app = typer.Typer(help="bankstream: Kafka-native core banking.", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Manage Kafka topics declared in topics.yaml.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+app.add_typer(projections.app, name="projections")
 console = Console()
 
 _STATUS_STYLE = {"created": "green", "ok": "dim", "drift": "yellow", "error": "red"}
@@ -33,17 +36,23 @@ class _Terminate(Exception):
 def up(
     infra_only: Annotated[bool, typer.Option("--infra-only", help="Start servers, topics, migrations; no app.")] = False,
     workers: Annotated[int | None, typer.Option(help="Number of stream workers (default: BANK_WORKERS).")] = None,
+    with_prometheus: Annotated[bool | None, typer.Option(
+        "--with-prometheus/--without-prometheus",
+        help="Run Prometheus (the system's `prometheus`) on BANK_PROMETHEUS_PORT, scraping every process. "
+             "Default: on when it is installed, except with --infra-only.")] = None,
 ) -> None:
     """Start the dev stack (embedded servers unless BANK_*_URL is set), apply topics and migrations, run the app."""
     settings = get_settings()
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
+    if with_prometheus is None:
+        with_prometheus = not infra_only and prometheus_binary() is not None
     stack = Stack(settings, echo=lambda msg: console.log(msg))
     signal.signal(signal.SIGTERM, _raise_terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
     code = 0
     try:
-        _bring_up(stack, infra_only)
+        _bring_up(stack, infra_only, with_prometheus)
         _print_urls(stack, infra_only)
         console.print("[bold green]bank is up.[/] Press Ctrl-C to stop.")
         _watch(stack)
@@ -66,15 +75,21 @@ def _raise_terminate(_sig: int, _frame: FrameType | None) -> None:
     raise _Terminate
 
 
-def _bring_up(stack: Stack, infra_only: bool) -> None:
+def _bring_up(stack: Stack, infra_only: bool, with_prometheus: bool = False) -> None:
+    """Infra, topics, migrations, then (unless infra_only) the app; Prometheus last, once its targets serve."""
     started = stack.start_infra()
     console.log(f"infra ready: {', '.join(started) or 'all external'}")
-    _print_topics(apply_topics_sync(stack.settings.kafka, load_registry(stack.settings.topics_file)))
+    registry = load_registry(stack.settings.topics_file, stack.settings.topic_replication)
+    _print_topics(apply_topics_sync(stack.settings.kafka, registry))
     applied = migrate_sync(stack.settings.pg, stack.settings.migrations_dir)
     console.log(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
     if not infra_only:
         stack.start_workers()
+        stack.start_projectors()
+        stack.start_lag_exporter()
         stack.start_api()
+    if with_prometheus:
+        stack.start_prometheus()
 
 
 def _watch(stack: Stack) -> None:
@@ -102,6 +117,11 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
         table.add_row("OpenAPI docs", urls["docs"])
         for n in range(1, stack.settings.workers + 1):
             table.add_row(f"worker {n} web", urls[f"worker-{n}"])
+        for n in range(1, stack.settings.projection_workers + 1):
+            table.add_row(f"projection worker {n}", urls[f"projector-{n}"])
+        table.add_row("lag exporter", urls["lag-exporter"])
+    if stack.running("prometheus"):
+        table.add_row("Prometheus", stack.prometheus_url)
     labels = {"kafka": "Kafka bootstrap", "pg": "PostgreSQL DSN", "redis": "Redis", "mongo": "MongoDB"}
     for key, label in labels.items():
         table.add_row(label, urls[key])
@@ -110,11 +130,55 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
     console.print(table)
 
 
+@app.command("lag")
+def lag_command(
+    serve: Annotated[bool, typer.Option("--serve", help="Run as a Prometheus exporter instead of printing once.")] = False,
+    port: Annotated[int | None, typer.Option(help="Exporter port (default: BANK_LAG_EXPORTER_PORT).")] = None,
+    host: Annotated[str, typer.Option(help="Exporter address.")] = "127.0.0.1",
+    interval: Annotated[float, typer.Option(help="Seconds between collections when serving.")] = 5.0,
+) -> None:
+    """Consumer lag of every platform consumer group, per partition: committed, end, lag, time lag."""
+    import asyncio
+
+    from cli.lag import LagExporter, collect, platform_groups
+    from core.logs import configure_logging
+
+    settings = get_settings()
+    if serve:
+        configure_logging("lag-exporter", settings.log_level)
+        asyncio.run(LagExporter(settings, interval).run(port or settings.lag_exporter_port, host))
+        return
+    rows = asyncio.run(collect(settings.kafka, platform_groups(settings)))
+    table = Table(title="consumer lag")
+    for column in ("group", "topic", "partition", "committed", "end", "lag", "time lag"):
+        table.add_column(column, justify="right" if column in {"partition", "committed", "end", "lag"} else "left")
+    for row in rows:
+        style = "yellow" if row.lag else "dim"
+        waiting = f"{row.lag_seconds:.1f}s" if row.lag_seconds is not None else "-"
+        table.add_row(row.group, row.topic, str(row.partition), "-" if row.committed is None else str(row.committed),
+                      str(row.end), f"[{style}]{row.lag}[/]", waiting)
+    console.print(table)
+    console.print(f"total lag: {sum(r.lag for r in rows)} message(s)")
+
+
+@app.command("status")
+def status_command() -> None:
+    """The platform on one screen: services, topics, consumer lag, transfers in flight, parked events."""
+    import asyncio
+
+    from cli.status import gather, healthy, render
+
+    status = asyncio.run(gather(get_settings()))
+    render(status, console)
+    if not healthy(status):
+        raise typer.Exit(1)
+
+
 @topics_app.command("apply")
 def topics_apply() -> None:
     """Create missing topics; report drift of existing ones (never alters or deletes)."""
     settings = get_settings()
-    report = apply_topics_sync(settings.kafka, load_registry(settings.topics_file))
+    report = apply_topics_sync(settings.kafka, load_registry(settings.topics_file, settings.topic_replication))
     _print_topics(report)
     if not report.ok:
         raise typer.Exit(1)

@@ -1,7 +1,9 @@
 """`bank topics apply`: make the broker match topics.yaml without ever destroying anything.
 
 Missing topics are created with the registry's partitions, replication and configs. Existing topics are compared
-and any difference is reported as drift; nothing is altered, no partitions are added, nothing is deleted.
+(partition count, replication factor, configs) and any difference is reported as drift; nothing is altered, no
+partitions are added, nothing is deleted. The replication compared is the effective one: load the registry with
+`load_registry(path, settings.topic_replication)` so BANK_TOPIC_REPLICATION applies.
 """
 
 from __future__ import annotations
@@ -56,11 +58,11 @@ async def apply_topics(bootstrap: str, registry: dict[str, TopicSpec], timeout_s
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
-        existing = await _partition_counts(admin)
+        existing = await _layouts(admin)
         report = TopicsReport()
         for spec in registry.values():
             if spec.name in existing:
-                report.results.append(await _check(admin, spec, existing[spec.name]))
+                report.results.append(await _check(admin, spec, *existing[spec.name]))
             else:
                 report.results.append(await _create(admin, spec))
         return report
@@ -72,9 +74,15 @@ def apply_topics_sync(bootstrap: str, registry: dict[str, TopicSpec]) -> TopicsR
     return asyncio.run(apply_topics(bootstrap, registry))
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:
-    topics = await admin.describe_topics()
-    return {t["topic"]: len(t["partitions"]) for t in topics if t.get("error_code", 0) == 0}
+async def _layouts(admin: AIOKafkaAdminClient) -> dict[str, tuple[int, int | None]]:
+    """Per topic: partition count and replication factor (the most replicas of any partition; None if the
+    broker reports no replica lists)."""
+    layouts: dict[str, tuple[int, int | None]] = {}
+    for topic in await admin.describe_topics():
+        if topic.get("error_code", 0) == 0:
+            replicas = max((len(p.get("replicas") or ()) for p in topic["partitions"]), default=0)
+            layouts[topic["topic"]] = (len(topic["partitions"]), replicas or None)
+    return layouts
 
 
 async def _create(admin: AIOKafkaAdminClient, spec: TopicSpec) -> TopicResult:
@@ -85,15 +93,18 @@ async def _create(admin: AIOKafkaAdminClient, spec: TopicSpec) -> TopicResult:
         return TopicResult(spec.name, "created", spec.partitions)
     code, message = errors[0]
     if code == 36:  # TOPIC_ALREADY_EXISTS: someone created it between our describe and create
-        counts = await _partition_counts(admin)
-        return await _check(admin, spec, counts.get(spec.name, spec.partitions))
+        partitions, replication = (await _layouts(admin)).get(spec.name, (spec.partitions, None))
+        return await _check(admin, spec, partitions, replication)
     return TopicResult(spec.name, "error", details=[f"create failed: error code {code} {message or ''}".strip()])
 
 
-async def _check(admin: AIOKafkaAdminClient, spec: TopicSpec, partitions: int) -> TopicResult:
+async def _check(admin: AIOKafkaAdminClient, spec: TopicSpec, partitions: int,
+                 replication: int | None = None) -> TopicResult:
     details = []
     if partitions != spec.partitions:
         details.append(f"partitions: broker has {partitions}, registry wants {spec.partitions}")
+    if replication is not None and replication != spec.replication:
+        details.append(f"replication: broker has {replication}, registry wants {spec.replication}")
     try:
         actual = await describe_topic_config(admin, spec.name)
     except TopicConfigUnavailable as exc:

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +19,9 @@ class Settings(BaseSettings):
     # Where `bank up` keeps embedded servers' data, logs and pid files.
     home: Path = PROJECT_ROOT / ".bank"
     topics_file: Path = PROJECT_ROOT / "topics.yaml"
+    # Replication factor of every topic (ours and Faust's changelogs), overriding topics.yaml, whose
+    # default (1) suits the single-node embedded broker. docker-compose's three-node Kafka sets 3.
+    topic_replication: int | None = Field(default=None, ge=1)
     migrations_dir: Path = PROJECT_ROOT / "migrations"
 
     # External servers. When one is set, `bank up` uses it instead of starting its own.
@@ -31,6 +35,10 @@ class Settings(BaseSettings):
     pg_port: int = 15432
     redis_port: int = 16379
     mongo_port: int = 17017
+
+    # Monitoring: the consumer-lag exporter (`bank lag --serve`) and Prometheus (`bank up --with-prometheus`).
+    lag_exporter_port: int = 9308
+    prometheus_port: int = 9090
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -46,6 +54,12 @@ class Settings(BaseSettings):
     # Static group membership: one stable id per worker process (see streams/broker_workarounds.py).
     worker_id: str = "ledger-1"
     workers: int = 1
+    # The read models a projection worker (`python -m streams.projections`) maintains.
+    projections: list[Literal["postgres", "redis", "mongo"]] = ["postgres", "redis", "mongo"]
+    projection_workers: int = 1
+
+    # Level of the platform's own loggers (JSON lines on stderr; see core/logs.py).
+    log_level: str = "INFO"
 
     # Fault injection for crash tests: "<point>:<n>" kills the worker hard the n-th time it passes <point>
     # (see streams/failpoints.py). Never set in production.
@@ -53,6 +67,8 @@ class Settings(BaseSettings):
 
     # API behaviour.
     command_timeout: timedelta = timedelta(seconds=5)
+    # How long a query with ?min_position= waits for its read model to reach that position.
+    read_your_writes_timeout: timedelta = timedelta(seconds=5)
     max_body_bytes: int = 16 * 1024
 
     @property

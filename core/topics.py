@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -73,9 +73,19 @@ def parse_registry(text: str) -> dict[str, TopicSpec]:
     return specs
 
 
-def load_registry(path: Path | None = None) -> dict[str, TopicSpec]:
+def load_registry(path: Path | None = None, replication: int | None = None) -> dict[str, TopicSpec]:
+    """The registry of `path` (default: BANK_TOPICS_FILE). `replication`, when given, is every topic's
+    replication factor instead of topics.yaml's; callers pass `settings.topic_replication`."""
     path = path or get_settings().topics_file
-    return _load_cached(path)
+    registry = _load_cached(path)
+    return registry if replication is None else with_replication(registry, replication)
+
+
+def with_replication(registry: dict[str, TopicSpec], replication: int) -> dict[str, TopicSpec]:
+    """A copy of `registry` with every topic's replication factor set to `replication`."""
+    if replication < 1:
+        raise TopicRegistryError(f"replication must be at least 1, not {replication}")
+    return {name: replace(spec, replication=replication) for name, spec in registry.items()}
 
 
 @lru_cache

@@ -101,7 +101,7 @@ def bench(guarantee: str, accounts: int, transfers: int) -> dict[str, float]:
     stack = Stack(settings)
     try:
         stack.start_infra(["kafka"])
-        apply_topics_sync(settings.kafka, load_registry(settings.topics_file))
+        apply_topics_sync(settings.kafka, load_registry(settings.topics_file, settings.topic_replication))
         stack.start_worker(1)
         return asyncio.run(run_once(stack, guarantee, accounts, transfers))
     finally:

@@ -6,13 +6,15 @@ from typing import Any
 
 import faust
 
+from core.logs import logging_config
 from core.settings import Settings, get_settings
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, load_registry
 from streams.broker_workarounds import static_membership
+from streams.metrics import exposition
 
 
 def create_app(settings: Settings) -> faust.App:
-    registry = load_registry(settings.topics_file)
+    registry = load_registry(settings.topics_file, settings.topic_replication)
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
@@ -28,6 +30,7 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         producer_acks=-1,
         stream_wait_empty=False,
+        logging_config=logging_config("ledger-worker", settings.log_level),
         **static_membership(settings.worker_id),
     )
 
@@ -57,3 +60,10 @@ def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
     """
     table.data[key] = value
     table.send_changelog(partition, key, value)
+
+
+@app.page("/metrics")
+async def metrics_page(web: Any, request: Any) -> Any:
+    """Prometheus scrape endpoint on the worker's web port."""
+    body, content_type = exposition()
+    return web.bytes(body, headers={"Content-Type": content_type})

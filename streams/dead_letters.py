@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from streams import direct_producer
+from streams.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -20,4 +21,5 @@ async def send_to_dead_letter(dead_letter_topic: str, message: Any, error: Excep
         ("dlq.source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
     ]
     log.warning("dead-lettering %s/%s/%s: %s", message.topic, message.partition, message.offset, reason.decode())
+    DEAD_LETTERS.labels(dead_letter_topic).inc()
     return await direct_producer.send(dead_letter_topic, message.value, message.key, headers)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,13 +25,15 @@ from aiokafka import TopicPartition
 
 from core import ledger
 from core.commands import Command
-from core.events import Event
+from core.events import CommandRejected, Event
+from core.logs import TRACE_HEADER, trace_of
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from schemas.codec import DecodeError, get_codec
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings
 from streams.dead_letters import send_to_dead_letter
 from streams.failpoints import failpoint
 from streams.gaps import LazyReader, OffsetGuard
+from streams.metrics import COMMAND_LATENCY, COMMANDS_DECIDED, EVENTS_PROCESSED
 from streams.retry import retry_batch
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,13 @@ class Ledger:
         while await reader.position(tp) < end:
             batch = await reader.getmany(tp, timeout_ms=1000)
             for record in batch.get(tp, []):
-                self._fold_recovered(partition, self.codec.decode(record.value, record.headers))
+                try:
+                    event = self.codec.decode(record.value, record.headers)
+                except DecodeError as error:  # not an event this ledger wrote: it changes no account here
+                    log.error("%s/%s/%s: skipping an unreadable event: %s", LEDGER_EVENTS, partition,
+                              record.offset, error)
+                    continue
+                self._fold_recovered(partition, event)
                 folded += 1
         put(commands_table, partition, POSITION_KEY.format(partition), end)
         self.caught_up.add(partition)
@@ -94,6 +103,7 @@ class Ledger:
         touched: dict[str, int] = {}           # account id -> partition
         processed: list[tuple[int, str]] = []  # (partition, command id)
         seen: set[str] = set()
+        decided: list[Decided] = []
         sends = []
         messages = await self.guard.complete([event.message for event in batch])
         for message in messages:
@@ -103,25 +113,32 @@ class Ledger:
                 sends.append(await send_to_dead_letter(LEDGER_COMMANDS_DLQ, message, error))
                 continue
             if command.command_id in seen or command.command_id in commands_table:
+                COMMANDS_DECIDED.labels(type(command).__name__, "duplicate").inc()
                 continue  # a retry or a redelivery: its events are already in the log
             seen.add(command.command_id)
             key = command.account_id
             if key not in states:
                 stored = accounts_table.get(key)
                 states[key] = ledger.AccountState.from_dict(stored) if stored else None
-            for result in ledger.decide(states[key], command, now):
+            results = ledger.decide(states[key], command, now)
+            trace = trace_of(message.headers)
+            for result in results:
                 states[key] = ledger.apply(states[key], result)
-                sends.append(await self._emit(result, message.partition))
+                sends.append(await self._emit(result, message.partition, trace))
+            decided.append(Decided(command, results, trace))
             touched[key] = message.partition
             processed.append((message.partition, command.command_id))
         delivered = await asyncio.gather(*sends)
+        _report(decided, len(messages))
         failpoint("after_events_acked")
         self._write_snapshots(states, touched, processed, delivered)
         for partition, next_offset in self.guard.advance(messages).items():
             put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
 
-    async def _emit(self, event: Event, partition: int) -> Any:
+    async def _emit(self, event: Event, partition: int, trace: str | None) -> Any:
         value, headers = self.codec.encode(event)
+        if trace:  # the command's trace id travels on with its events
+            headers.append((TRACE_HEADER, trace.encode()))
         return await events_topic.send(key=event.account_id.encode(), value=value, partition=partition,
                                        headers=headers)
 
@@ -147,6 +164,30 @@ class Ledger:
         partitions = {e.message.partition for e in batch}
         await retry_batch("ledger", lambda: self.handle(batch),
                           before_retry=lambda: self.caught_up.difference_update(partitions))
+
+
+@dataclass(slots=True)
+class Decided:
+    command: Command
+    events: list[Event]
+    trace_id: str | None
+
+    @property
+    def outcome(self) -> str:
+        return "rejected" if isinstance(self.events[0], CommandRejected) else "accepted"
+
+
+def _report(decided: list[Decided], messages: int) -> None:
+    """Once the batch's events are acknowledged: count and time each decision, and log it (one line each)."""
+    now = datetime.now(UTC)
+    EVENTS_PROCESSED.labels("ledger").inc(messages)
+    for d in decided:
+        kind = type(d.command).__name__
+        COMMANDS_DECIDED.labels(kind, d.outcome).inc()
+        COMMAND_LATENCY.labels(kind).observe(max(0.0, (now - d.command.issued_at).total_seconds()))
+        log.info("command decided", extra={
+            "trace_id": d.trace_id, "command_id": d.command.command_id, "command_type": kind,
+            "account_id": d.command.account_id, "outcome": d.outcome, "event_ids": [e.event_id for e in d.events]})
 
 
 processor = Ledger()

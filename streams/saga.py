@@ -20,15 +20,18 @@ import faust
 
 from core import commands as c
 from core import events as e
-from schemas.codec import get_codec
+from core.logs import TRACE_HEADER, trace_of
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from schemas.codec import get_codec
 from streams import direct_producer
 from streams.app import app, commands_table, events_topic, put, settings
 from streams.gaps import LazyReader, OffsetGuard
+from streams.metrics import EVENTS_PROCESSED, SAGA_IN_FLIGHT, SAGA_OLDEST_AGE
 from streams.retry import retry_batch
 
 codec = get_codec()
 SAGA_EVENTS = {"TransferDebited", "TransferCredited", "TransferCreditFailed"}
+TRANSFER_ENDS = {"TransferCompleted", "TransferReversed"}
 NEXT_EVENT_KEY = "__saga_next_event__/{}"
 # Under exactly_once the events topic holds transaction markers, which look like holes to the guard;
 # there Faust's transactional offsets are the saga's record.
@@ -36,6 +39,35 @@ guard: OffsetGuard | None = None
 if settings.processing_guarantee == "at_least_once":
     guard = OffsetGuard(LEDGER_EVENTS, lambda p: commands_table.get(NEXT_EVENT_KEY.format(p)),
                         LazyReader(settings.kafka, "read_committed"))
+
+
+class InFlight:
+    """Transfers debited on this worker's partitions and not yet completed or reversed, for the gauges.
+
+    Both ends of a transfer are on its source partition, so one worker sees them; after a rebalance it
+    knows only the transfers debited since it took the partition."""
+
+    def __init__(self) -> None:
+        self._debited: dict[str, tuple[int, datetime]] = {}   # transfer id -> (partition, debited at)
+
+    def start(self, event: e.Event, partition: int) -> None:
+        if isinstance(event, e.TransferDebited):
+            self._debited.setdefault(event.transfer_id, (partition, event.occurred_at))
+
+    def end(self, event: e.Event) -> None:
+        if isinstance(event, (e.TransferCompleted, e.TransferReversed)):
+            self._debited.pop(event.transfer_id, None)
+
+    def keep_partitions(self, partitions: set[int]) -> None:
+        self._debited = {t: v for t, v in self._debited.items() if v[0] in partitions}
+
+    def publish(self, now: datetime) -> None:
+        SAGA_IN_FLIGHT.set(len(self._debited))
+        oldest = min((at for _, at in self._debited.values()), default=now)
+        SAGA_OLDEST_AGE.set(max(0.0, (now - oldest).total_seconds()))
+
+
+in_flight = InFlight()
 
 
 def next_step(event: e.Event, now: datetime) -> c.Command | None:
@@ -63,13 +95,22 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
     if guard is not None:
         messages = await guard.complete(messages)
     for message in messages:
-        if codec.schema_name(message.headers) not in SAGA_EVENTS:
+        name = codec.schema_name(message.headers)
+        if name in TRANSFER_ENDS:
+            in_flight.end(codec.decode(message.value, message.headers))
+        if name not in SAGA_EVENTS:
             continue
-        step = next_step(codec.decode(message.value, message.headers), now)
+        event = codec.decode(message.value, message.headers)
+        in_flight.start(event, message.partition)
+        step = next_step(event, now)
         if step is not None:
             value, headers = codec.encode(step)
+            if (trace := trace_of(message.headers)) is not None:  # the transfer's trace id reaches its steps
+                headers.append((TRACE_HEADER, trace.encode()))
             sends.append(await direct_producer.send(LEDGER_COMMANDS, value, step.account_id.encode(), headers))
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
+    EVENTS_PROCESSED.labels("saga").inc(len(messages))
+    in_flight.publish(now)
     if guard is not None:
         for partition, next_offset in guard.advance(messages).items():
             put(commands_table, partition, NEXT_EVENT_KEY.format(partition), next_offset)
@@ -84,5 +125,6 @@ async def transfer_saga(stream: faust.StreamT) -> None:
 
 @app.on_partitions_assigned.connect
 async def _forget_offsets(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    in_flight.keep_partitions({tp.partition for tp in assigned if tp.topic == LEDGER_EVENTS})
     if guard is not None:
         guard.forget()

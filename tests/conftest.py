@@ -32,10 +32,11 @@ _URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONG
 
 def _session_settings(home: Path) -> Settings:
     """Settings for the session: temp home, free ports; external URLs from the environment are kept."""
-    worker_base = free_port() - 1  # worker n listens on worker_web_port + n
+    worker_base = free_port() - 1  # worker n listens on worker_web_port + n, projectors after them
     # A long command timeout: `?wait=true` must see the outcome even on a loaded CI machine (no timing tests).
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base,
+                    lag_exporter_port=free_port(), prometheus_port=free_port(),
                     command_timeout=timedelta(seconds=60))
 
 
@@ -116,7 +117,8 @@ def mongo_url(_session_stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def topics_applied(kafka_bootstrap: str, bank_settings: Settings) -> None:
-    report = apply_topics_sync(kafka_bootstrap, load_registry(bank_settings.topics_file))
+    registry = load_registry(bank_settings.topics_file, bank_settings.topic_replication)
+    report = apply_topics_sync(kafka_bootstrap, registry)
     assert report.ok, f"topics apply failed: {report.errors}"
 
 
@@ -127,6 +129,11 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
     for n in range(1, _session_stack.settings.workers + 1):
         if not _session_stack.running(f"worker-{n}"):
             _session_stack.start_worker(n)
+    for n in range(1, _session_stack.settings.projection_workers + 1):
+        if not _session_stack.running(f"projector-{n}"):
+            _session_stack.start_projector(n)
+    if not _session_stack.running("lag-exporter"):
+        _session_stack.start_lag_exporter()
     if not _session_stack.running("api"):
         _session_stack.start_api()
     return _session_stack

@@ -26,7 +26,9 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PROMETHEUS_FILE = ROOT / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "grafana"
 
-EXPECTED_SERVICES = {"kafka", "postgres", "redis", "mongo", "prometheus", "grafana", "setup", "worker", "api"}
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+EXPECTED_SERVICES = {*KAFKA_NODES, "postgres", "redis", "mongo", "prometheus", "grafana", "setup", "worker", "projector",
+                     "api", "lag-exporter"}
 ONE_SHOT_SERVICES = {"setup"}
 BANK_VAR = re.compile(r"\bBANK_[A-Z0-9_]+\b")
 
@@ -135,7 +137,7 @@ def test_every_image_is_pinned_to_a_version(services: dict[str, dict[str, Any]])
 def test_own_image_tag_follows_the_project_version(services: dict[str, dict[str, Any]]) -> None:
     version = _pyproject()["project"]["version"]
     built = {name: s["image"] for name, s in services.items() if "build" in s}
-    assert {"setup", "worker", "api"} <= set(built)
+    assert {"setup", "worker", "projector", "api", "lag-exporter"} <= set(built)
     assert set(built.values()) == {f"bankstream:{version}"}, built
 
 
@@ -164,9 +166,11 @@ def test_every_bank_variable_is_a_settings_field() -> None:
 
 
 def test_app_services_are_wired_to_the_stack(services: dict[str, dict[str, Any]]) -> None:
-    for name in ("setup", "worker", "api"):
+    for name in ("setup", "worker", "projector", "api", "lag-exporter"):
         env = _environment(services[name])
-        assert env["BANK_KAFKA_BOOTSTRAP"].split(":")[0] == "kafka", name
+        bootstrap = [server.split(":")[0] for server in env["BANK_KAFKA_BOOTSTRAP"].split(",")]
+        assert sorted(bootstrap) == sorted(KAFKA_NODES), f"{name}: bootstrap must list every broker"
+        assert int(env["BANK_TOPIC_REPLICATION"]) == len(KAFKA_NODES), name
         assert "@postgres:" in env["BANK_PG_DSN"], name
         assert env["BANK_REDIS_URL"].startswith("redis://redis:"), name
         assert env["BANK_MONGO_URL"].startswith("mongodb://mongo:"), name
@@ -203,7 +207,15 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
 def test_app_waits_for_setup(services: dict[str, dict[str, Any]]) -> None:
     for name in ("worker", "api"):
         assert _depends_on(services[name]).get("setup") == "service_completed_successfully", name
-    assert _depends_on(services["setup"]) == {"kafka": "service_healthy", "postgres": "service_healthy"}
+    assert _depends_on(services["setup"]) == {**dict.fromkeys(KAFKA_NODES, "service_healthy"),
+                                              "postgres": "service_healthy"}
+
+
+def test_app_services_wait_for_every_broker(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if "BANK_KAFKA_BOOTSTRAP" in _environment(service):
+            deps = _depends_on(service)
+            assert all(deps.get(node) == "service_healthy" for node in KAFKA_NODES), f"{name}: {deps}"
 
 
 def test_setup_applies_topics_and_migrates(services: dict[str, dict[str, Any]]) -> None:
@@ -225,18 +237,44 @@ def test_bank_console_script_has_the_setup_commands() -> None:
 
 
 def test_kafka_has_enough_brokers_for_topic_replication(services: dict[str, dict[str, Any]]) -> None:
-    from core.topics import parse_registry
+    from core.topics import parse_registry, with_replication
 
+    app_env = _environment(services["setup"])
     registry = parse_registry((ROOT / "topics.yaml").read_text())
+    effective = with_replication(registry, Settings(topic_replication=app_env["BANK_TOPIC_REPLICATION"]).topic_replication)
     brokers = [name for name, s in services.items() if s["image"].startswith("apache/kafka:")]
-    assert brokers
-    assert max(spec.replication for spec in registry.values()) <= len(brokers)
+    assert sorted(brokers) == sorted(KAFKA_NODES)
+    assert {spec.replication for spec in effective.values()} == {len(brokers)}
     for name in brokers:
         env = _environment(services[name])
         assert env.get("KAFKA_PROCESS_ROLES"), "KRaft mode: process roles must be set"
         assert env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE") == "false", "topics come from topics.yaml via setup"
         assert int(env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]) <= len(brokers)
         assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) <= len(brokers)
+
+
+def test_kafka_is_a_three_node_quorum_that_survives_one_loss(services: dict[str, dict[str, Any]]) -> None:
+    """Three combined broker+controller nodes, one cluster, replication 3 and min ISR 2 everywhere."""
+    envs = {name: _environment(services[name]) for name in KAFKA_NODES}
+    node_ids = {name: env["KAFKA_NODE_ID"] for name, env in envs.items()}
+    assert len(set(node_ids.values())) == len(KAFKA_NODES), node_ids
+    voters = {f"{node_ids[name]}@{name}:9093" for name in KAFKA_NODES}
+    for name, env in envs.items():
+        assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}, name
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
+        for key in ("KAFKA_DEFAULT_REPLICATION_FACTOR", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+            assert int(env[key]) == 3, f"{name}: {key}"
+        for key in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+            assert int(env[key]) == 2, f"{name}: {key}"
+        advertised = dict(listener.split("://", 1) for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+        assert advertised["INTERNAL"] == f"{name}:9092", name
+        external_port = int(advertised["EXTERNAL"].rsplit(":", 1)[1])
+        assert services[name]["ports"] == [f"127.0.0.1:{external_port}:{external_port}"], name
+        assert f"EXTERNAL://:{external_port}" in env["KAFKA_LISTENERS"].split(","), name
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1, "one cluster id for every node"
+    volumes = {str(v).split(":", 1)[0] for name in KAFKA_NODES for v in services[name]["volumes"]}
+    assert len(volumes) == len(KAFKA_NODES), "a data volume per node"
 
 
 def test_bind_mounts_exist(services: dict[str, dict[str, Any]]) -> None:
@@ -319,6 +357,98 @@ def test_prometheus_scrapes_api_and_workers(services: dict[str, dict[str, Any]])
     dns = [sd for job in jobs.values() for sd in job.get("dns_sd_configs", [])]
     assert any("worker" in sd["names"] and int(sd["port"]) == worker_port for sd in dns)
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in jobs.values())
+
+
+def _prometheus_config() -> dict[str, Any]:
+    return yaml.safe_load(PROMETHEUS_FILE.read_text())
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of `--name value` or `--name=value` in argv."""
+    for i, word in enumerate(argv):
+        if word == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith(f"{name}="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _listen_port(name: str, service: dict[str, Any]) -> int:
+    """The port the service's process listens on inside the network, from its settings or command line."""
+    env = _environment(service)
+    argv = _command(service)
+    if name == "api":
+        port = _option(argv, "--port") or env["BANK_API_PORT"]
+        assert port == env.get("BANK_API_PORT", port), "api: --port and BANK_API_PORT disagree"
+        return int(port)
+    if name in ("worker", "projector"):
+        assert env.get("BANK_WORKER_WEB_HOST") == "0.0.0.0", f"{name}: Prometheus cannot reach 127.0.0.1 in it"
+        return int(env["BANK_WORKER_WEB_PORT"])
+    if name == "lag-exporter":
+        assert _option(argv, "--host") == "0.0.0.0", "lag-exporter: Prometheus cannot reach 127.0.0.1 in it"
+        return int(_option(argv, "--port") or env.get("BANK_LAG_EXPORTER_PORT") or Settings().lag_exporter_port)
+    raise AssertionError(f"no known listen port for scrape target service {name}")
+
+
+def test_every_scrape_target_is_a_service_on_its_port(services: dict[str, dict[str, Any]]) -> None:
+    """Each static target (host:port) and each DNS-SD name is a compose service listening on that port."""
+    scraped: dict[str, set[int]] = {}
+    for job in _prometheus_config()["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                if host != "localhost":  # Prometheus itself
+                    scraped.setdefault(host, set()).add(int(port))
+        for sd in job.get("dns_sd_configs", []):
+            assert sd.get("type", "SRV") == "A", f"{job['job_name']}: SRV records need a port-less name"
+            for name in sd["names"]:
+                scraped.setdefault(name, set()).add(int(sd["port"]))
+    assert set(scraped) == {"api", "worker", "projector", "lag-exporter"}
+    for name, ports in scraped.items():
+        assert name in services, f"Prometheus scrapes {name}, which is not a compose service"
+        assert ports == {_listen_port(name, services[name])}, f"{name}: scraped on {ports}"
+
+
+def test_prometheus_jobs_are_the_ones_the_alerts_and_the_dev_stack_use() -> None:
+    from cli.devstack import Stack
+
+    compose_jobs = {job["job_name"] for job in _prometheus_config()["scrape_configs"]} - {"prometheus"}
+    dev_jobs = {job["job_name"] for job in Stack(Settings()).prometheus_config()["scrape_configs"]}
+    assert compose_jobs == dev_jobs == {"bankstream-api", "bankstream-worker", "bankstream-projector",
+                                        "bankstream-lag-exporter"}
+
+
+def test_prometheus_loads_the_mounted_alert_rules(services: dict[str, dict[str, Any]]) -> None:
+    prometheus = services["prometheus"]
+    config_file = _option(_command(prometheus), "--config.file")
+    assert config_file
+    mounts: dict[str, str] = {}
+    for volume in prometheus.get("volumes") or []:
+        source, target = (volume["source"], volume["target"]) if isinstance(volume, dict) else str(volume).split(":")[:2]
+        mounts[target] = source
+    assert (ROOT / mounts[config_file]).resolve() == PROMETHEUS_FILE
+    rule_files = _prometheus_config().get("rule_files") or []
+    assert rule_files, "prometheus.yml loads no alert rules"
+    config_dir = config_file.rsplit("/", 1)[0]
+    for rule_file in rule_files:
+        in_container = rule_file if rule_file.startswith("/") else f"{config_dir}/{rule_file}"
+        assert in_container in mounts, f"rule file {in_container} is not mounted into the prometheus container"
+        assert (ROOT / mounts[in_container]).resolve() == ROOT / "prometheus" / "alerts.yml"
+
+
+def test_lag_exporter_service(services: dict[str, dict[str, Any]]) -> None:
+    exporter = services["lag-exporter"]
+    argv = _command(exporter)
+    assert argv[:5] == ["python", "-m", "cli.main", "lag", "--serve"], argv
+    assert all(_depends_on(exporter).get(node) == "service_healthy" for node in KAFKA_NODES)
+    assert not exporter.get("ports"), "scraped inside the compose network; no host port needed"
+    import typer.main
+
+    from cli.main import app
+
+    lag = typer.main.get_command(app).commands["lag"]
+    options = {opt for param in lag.params for opt in getattr(param, "opts", [])}
+    assert {word for word in argv if word.startswith("--")} <= options
 
 
 # --- Grafana -------------------------------------------------------------------------------------

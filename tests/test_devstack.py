@@ -18,7 +18,7 @@ from cli.devstack import Stack, free_port
 from cli.migrate import migrate_sync
 from cli.topics import apply_topics_sync
 from core.settings import Settings
-from core.topics import parse_registry
+from core.topics import load_registry, parse_registry, with_replication
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -114,6 +114,28 @@ def test_infra_serves_stops_clean_and_keeps_data(bank_home_factory: Callable[[],
     assert _no_process_uses(home, pids) == []
 
 
+def test_topic_replication_setting_overrides_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BANK_TOPIC_REPLICATION", raising=False)
+    default = Settings()
+    assert default.topic_replication is None
+    from_yaml = load_registry(default.topics_file, default.topic_replication)
+    assert {spec.replication for spec in from_yaml.values()} == {1}  # topics.yaml's default
+
+    monkeypatch.setenv("BANK_TOPIC_REPLICATION", "3")
+    settings = Settings()
+    assert settings.topic_replication == 3
+    overridden = load_registry(settings.topics_file, settings.topic_replication)
+    assert set(overridden) == set(from_yaml)
+    assert {spec.replication for spec in overridden.values()} == {3}
+    for name, spec in overridden.items():  # only the replication changes
+        assert spec.__dict__ == {**from_yaml[name].__dict__, "replication": 3}
+    assert {spec.replication for spec in load_registry(settings.topics_file).values()} == {1}  # cache untouched
+
+    monkeypatch.setenv("BANK_TOPIC_REPLICATION", "0")
+    with pytest.raises(ValueError):
+        Settings()
+
+
 def test_topics_and_migrations_are_idempotent_and_report_drift(kafka_bootstrap: str, pg_dsn: str) -> None:
     registry = parse_registry(Path(Settings().topics_file).read_text())
     first = apply_topics_sync(kafka_bootstrap, registry)
@@ -129,6 +151,11 @@ def test_topics_and_migrations_are_idempotent_and_report_drift(kafka_bootstrap: 
     assert any("partitions" in d for d in drift.results[0].details)
     assert any("retention.ms" in d for d in drift.results[0].details)
     assert apply_topics_sync(kafka_bootstrap, {name: spec}).results[0].status == "ok"  # nothing was changed
+    # The effective replication (BANK_TOPIC_REPLICATION) is compared too: the single broker has 1 replica.
+    wider = apply_topics_sync(kafka_bootstrap, with_replication({name: spec}, spec.replication + 2))
+    assert [r.status for r in wider.results] == ["drift"]
+    assert wider.results[0].details == [f"replication: broker has {spec.replication}, "
+                                        f"registry wants {spec.replication + 2}"]
 
     assert migrate_sync(pg_dsn) == []  # the fixture already applied everything
     assert asyncio.run(_pg(pg_dsn, "SELECT count(*) FROM schema_migrations")) >= 1

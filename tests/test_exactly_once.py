@@ -29,7 +29,7 @@ def exactly_once_stack(bank_home_factory, pg_dsn: str, redis_url: str, mongo_url
     stack = Stack(settings)
     try:
         stack.start_infra()
-        assert apply_topics_sync(settings.kafka, load_registry(settings.topics_file)).ok
+        assert apply_topics_sync(settings.kafka, load_registry(settings.topics_file, settings.topic_replication)).ok
         stack.start_workers()
         stack.start_api()
         yield stack

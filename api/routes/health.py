@@ -8,15 +8,24 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from api.deps import PlatformDep
+from api.metrics import exposition
+from core.readmodel import PROJECTIONS, consumer_group, lag
 from core.settings import Settings
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
+
+
+@router.get("/metrics", summary="Prometheus metrics of this API process", response_class=Response,
+            include_in_schema=False)
+async def metrics() -> Response:
+    body, content_type = exposition()
+    return Response(body, headers={"Content-Type": content_type})
 
 
 @router.get("/healthz", summary="The process is up")
@@ -24,7 +33,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Broker, databases and stream workers reachable")
+@router.get("/readyz", summary="Broker, databases, ledger and projection workers live; read-model lag")
 async def readyz(platform: PlatformDep) -> JSONResponse:
     s = platform.settings
     checks: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -32,7 +41,9 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
         "postgres": lambda: platform.pg.fetchval("SELECT 1"),
         "redis": lambda: _redis_ping(s),
         "mongo": lambda: _mongo_ping(s),
-        "workers": lambda: _workers(s),
+        "workers": lambda: _groups(s, [s.app_id]),
+        "projection_workers": lambda: _groups(s, [consumer_group(p) for p in PROJECTIONS]),
+        "read_models": lambda: _read_models(platform),
     }
     results = await asyncio.gather(*(_run(check) for check in checks.values()))
     report = dict(zip(checks, results, strict=True))
@@ -55,6 +66,13 @@ async def _view_ready(platform: PlatformDep) -> str:
     return f"{sum(platform.view.positions.values())} events read"
 
 
+async def _read_models(platform: PlatformDep) -> str:
+    """How far behind the log each read model is (informational: a lagging model still answers, labelled)."""
+    head = platform.view.positions
+    lags = [f"{model} {lag(await platform.reads.positions(model), head)}" for model in PROJECTIONS]
+    return "events behind the log: " + ", ".join(lags)
+
+
 async def _redis_ping(s: Settings) -> None:
     client = Redis.from_url(s.redis)
     try:
@@ -71,17 +89,21 @@ async def _mongo_ping(s: Settings) -> None:
         await client.close()
 
 
-async def _workers(s: Settings) -> str:
-    """The stream workers' consumer group has live members."""
+async def _group_members(admin: AIOKafkaAdminClient, group: str) -> str:
+    # One group per request: the embedded broker breaks on multi-group DescribeGroups.
+    [response] = await admin.describe_consumer_groups([group])
+    _error, _group_id, state, _protocol_type, _protocol, members = response.groups[0][:6]
+    if not members:
+        raise RuntimeError(f"consumer group {group} has no live members (state {state})")
+    # A member stays in its group only while it heartbeats: membership is the workers' heartbeat.
+    who = ", ".join(sorted(f"{m[1]}@{m[2].lstrip('/')}" for m in members))
+    return f"{len(members)} member(s), {state}: {who}"
+
+
+async def _groups(s: Settings, groups: list[str]) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka)
     await admin.start()
     try:
-        # One group per request: the embedded broker breaks on multi-group DescribeGroups.
-        [response] = await admin.describe_consumer_groups([s.app_id])
-        group = response.groups[0]
-        members = len(group[5])
-        if members == 0:
-            raise RuntimeError(f"consumer group {s.app_id} has no members (state {group[2]})")
-        return f"{members} worker(s), group {group[2]}"
+        return "; ".join([f"{g}: {await _group_members(admin, g)}" for g in groups])
     finally:
         await admin.close()
