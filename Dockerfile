@@ -43,6 +43,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && chown bank:bank /app /var/lib/bankstream
 
 ENV BANK_TOPICS_FILE=/app/topics.yaml \
+    BANK_RULES_FILE=/app/rules/default.yaml \
+    BANK_SANCTIONS_FILE=/app/rules/sanctions.csv \
     BANK_HOME=/var/lib/bankstream \
     BANK_API_HOST=0.0.0.0 \
     BANK_API_PORT=8000 \

@@ -1,4 +1,8 @@
-"""Puts commands on the command topic, keyed by the account they act on."""
+"""Puts commands on Kafka: through the risk agent (keyed by customer) or, with risk off, straight to the ledger.
+
+The risk agent forwards every command to the ledger in the order it received it, so per-customer order on
+bank.risk.commands keeps per-account order on bank.ledger.commands.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from aiokafka import AIOKafkaProducer
 
 from core.commands import Command
 from core.logs import trace_header
-from core.topics import LEDGER_COMMANDS
+from core.topics import LEDGER_COMMANDS, RISK_COMMANDS
 from schemas.codec import get_codec
 
 
 class CommandBus:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, risk_enabled: bool = True) -> None:
+        self.risk_enabled = risk_enabled
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
                                           linger_ms=1)
         self._codec = get_codec()
@@ -22,8 +27,8 @@ class CommandBus:
     async def stop(self) -> None:
         await self._producer.stop()
 
-    async def send(self, command: Command) -> None:
+    async def send(self, command: Command, customer_id: str) -> None:
         """Returns once the broker has the command: a 202 is a promise the ledger will see it."""
         value, headers = self._codec.encode(command)
-        await self._producer.send_and_wait(LEDGER_COMMANDS, value, key=command.account_id.encode(),
-                                           headers=headers + trace_header())
+        topic, key = (RISK_COMMANDS, customer_id) if self.risk_enabled else (LEDGER_COMMANDS, command.account_id)
+        await self._producer.send_and_wait(topic, value, key=key.encode(), headers=headers + trace_header())

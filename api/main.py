@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pg = await asyncpg.create_pool(settings.pg, min_size=1, max_size=10)
         redis = Redis.from_url(settings.redis)
         mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo, tz_aware=True)
-        platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka),
+        platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled),
                             view=LedgerView(settings.kafka), idempotency=IdempotencyStore(pg),
                             reads=ReadModels(pg, redis, mongo))
         await platform.bus.start()

@@ -47,10 +47,18 @@ class OpenAccountRequest(_Body):
         return parse_amount(self.overdraft_limit or "0", self.currency, allow_zero=True)
 
 
+Country = Annotated[StrictStr, Field(pattern=r"^[A-Z]{2}$", examples=["DE"], description="ISO 3166-1 alpha-2")]
+CounterpartyName = Annotated[StrictStr, Field(min_length=1, max_length=140, examples=["ACME Trading Ltd"])]
+
+
 class MovementRequest(_Body):
     amount: DecimalString
     currency: Currency
     reference: Reference | None = None
+    channel: Literal["cash", "transfer", "card"] = Field(
+        "transfer", description="how the money comes in or goes out; cash feeds the structuring and CTR rules")
+    counterparty_name: CounterpartyName | None = Field(None, description="payer or payee, screened for sanctions")
+    counterparty_country: Country | None = None
 
     @model_validator(mode="after")
     def _check(self) -> MovementRequest:
@@ -62,19 +70,37 @@ class MovementRequest(_Body):
         return parse_amount(self.amount, self.currency)
 
 
-class TransferRequest(MovementRequest):
+class TransferRequest(_Body):
+    amount: DecimalString
+    currency: Currency
+    reference: Reference | None = None
     from_account_id: Identifier
     to_account_id: Identifier
+    counterparty_name: CounterpartyName | None = Field(None, description="the beneficiary's name, screened")
+    counterparty_country: Country | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TransferRequest:
+        _minor(self.amount, self.currency, "amount")
+        return self
+
+    @property
+    def minor(self) -> int:
+        return parse_amount(self.amount, self.currency)
 
 
 class StatusChangeRequest(_Body):
     reason: Reference | None = None
 
 
+# held: the risk engine held a money movement for a reviewer (GET /v1/admin/cases); it ends accepted or rejected.
+CommandState = Literal["pending", "held", "accepted", "rejected"]
+
+
 class CommandAccepted(BaseModel):
     command_id: str
     account_id: str
-    status: Literal["pending", "accepted", "rejected"]
+    status: CommandState
     status_url: str
 
 
@@ -89,7 +115,7 @@ class EventView(BaseModel):
 
 class CommandStatus(BaseModel):
     command_id: str
-    status: Literal["pending", "accepted", "rejected"]
+    status: CommandState
     in_flight: bool = False
     reason: str | None = None
     detail: str | None = None

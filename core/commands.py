@@ -5,6 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
+
+# How money reached or left the bank: "cash" feeds the structuring and CTR rules. A command written before
+# channels existed reads as "transfer".
+Channel = Literal["cash", "transfer", "card"]
+CHANNELS: tuple[Channel, ...] = ("cash", "transfer", "card")
 
 # Namespace of every deterministic id bankstream derives (command ids from idempotency keys,
 # saga step ids, event ids), so a retry or a replay always yields the same id.
@@ -36,6 +42,9 @@ class Deposit(Command):
     amount: int
     currency: str
     reference: str | None = None
+    channel: str = "transfer"
+    counterparty_name: str | None = None      # who paid in / is paid out, screened against sanctions
+    counterparty_country: str | None = None   # ISO 3166-1 alpha-2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +52,9 @@ class Withdraw(Command):
     amount: int
     currency: str
     reference: str | None = None
+    channel: str = "transfer"
+    counterparty_name: str | None = None      # who paid in / is paid out, screened against sanctions
+    counterparty_country: str | None = None   # ISO 3166-1 alpha-2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +65,8 @@ class Transfer(Command):
     amount: int
     currency: str
     reference: str | None = None
+    counterparty_name: str | None = None      # the beneficiary's name as the customer gave it
+    counterparty_country: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,11 +114,31 @@ class CompleteTransfer(Command):
     to_account_id: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewCase(Command):
+    """A reviewer's decision on a risk case (case id = the flagged command's id) of account_id.
+
+    Approving a hold posts the held movement; rejecting it releases the reservation. Decisions on alerts and
+    blocks are recorded and move no money. One decision per case: the command id derives from the case id.
+    """
+
+    case_id: str
+    decision: str            # "approve" | "reject"
+    reviewer: str
+    comment: str
+
+
 CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
     OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount,
 )
 SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, CompleteTransfer)
-COMMAND_TYPES: dict[str, type[Command]] = {c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS}
+STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase,)
+# The commands that move money, which the risk engine scores before the ledger sees them.
+MONEY_MOVEMENTS: tuple[type[Command], ...] = (Deposit, Withdraw, Transfer)
+REVIEW_DECISIONS = ("approve", "reject")
+COMMAND_TYPES: dict[str, type[Command]] = {
+    c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS
+}
 
 
 def credit_step_id(transfer_id: str) -> str:
@@ -117,3 +151,8 @@ def reverse_step_id(transfer_id: str) -> str:
 
 def complete_step_id(transfer_id: str) -> str:
     return derive_id(transfer_id, "complete")
+
+
+def review_command_id(case_id: str) -> str:
+    """One decision per case: a second approve or reject of the same case is a duplicate."""
+    return derive_id(case_id, "review")

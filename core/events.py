@@ -33,6 +33,7 @@ class FundsDeposited(Event):
     currency: str
     balance_after: int
     reference: str | None = None
+    channel: str = "transfer"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +42,7 @@ class FundsWithdrawn(Event):
     currency: str
     balance_after: int
     reference: str | None = None
+    channel: str = "transfer"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,14 +118,65 @@ class CommandRejected(Event):
     detail: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskCase(Event):
+    """A money movement the risk engine flagged, with its assessment: the case a reviewer works on.
+
+    The case id is the flagged command's id (`command_id`). The movement's fields are all here, so a held
+    movement can be posted on approval exactly as it was asked for.
+    """
+
+    customer_id: str
+    command_type: str                 # Deposit | Withdraw | Transfer
+    amount: int
+    currency: str
+    channel: str
+    to_account_id: str | None
+    reference: str | None
+    counterparty_name: str | None
+    counterparty_country: str | None
+    issued_at: datetime
+    action: str                       # alert | hold | block
+    score: int
+    rule_set_version: str
+    hits: list[dict]                  # {rule_id, kind, action, severity, score, reason}, in rule-set order
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskFlagged(RiskCase):
+    """Alert or block: recorded on the account without changing it (a blocked command is then rejected)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundsHeld(RiskCase):
+    """Hold: the movement waits for a reviewer. A held debit reserves its amount (available balance drops,
+    the balance does not); a held deposit credits nothing until approved."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseReviewed(Event):
+    """A reviewer's decision on a case. For a hold it releases the reservation; on approval the movement's
+    posting follows, on rejection a CommandRejected (rejected_by_review) closes the held command."""
+
+    case_id: str
+    decision: str                     # approve | reject
+    reviewer: str
+    comment: str
+    held: bool                        # whether the case was a hold on this account
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     e.__name__: e
     for e in (
         AccountOpened, FundsDeposited, FundsWithdrawn, TransferDebited, TransferCredited,
         TransferCreditFailed, TransferReversed, TransferCompleted, AccountFrozen, AccountUnfrozen, AccountClosed,
-        CommandRejected,
+        CommandRejected, RiskFlagged, FundsHeld, CaseReviewed,
     )
 }
+
+# Events that record a decision without changing the account they are keyed by: they carry the account's
+# current sequence instead of the next one.
+NON_STATE_EVENTS: tuple[type[Event], ...] = (CommandRejected, TransferCreditFailed, RiskFlagged)
 
 # Events that move money, with the sign they apply to their account's balance.
 POSTING_SIGN: dict[type[Event], int] = {

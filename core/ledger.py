@@ -6,13 +6,14 @@ The stream agent, the API's view of the ledger and the tests' invariant checks a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from core import commands as c
 from core import events as e
 from core.money import CURRENCY_DIGITS, MAX_MINOR_UNITS, format_amount
+from core.risk.evaluate import Assessment
 
 AccountStatus = Literal["open", "frozen", "closed"]
 
@@ -27,18 +28,31 @@ class AccountState:
     status: AccountStatus = "open"
     sequence: int = 0
     transfers_out_in_flight: int = 0
+    # Movements held for review, by case id (the held command's id): what is needed to post them on approval.
+    # Plain JSON-able values, since the state is stored as is in a Faust table.
+    holds: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def held_debits(self) -> int:
+        """The amount reserved by held withdrawals and transfers out."""
+        return sum(h["amount"] for h in self.holds.values() if h["command_type"] in _DEBITS)
 
     @property
     def available_balance(self) -> int:
-        """What can still be spent: the balance plus the overdraft the account may use."""
-        return self.balance + self.overdraft_limit
+        """What can still be spent: the balance plus the overdraft the account may use, minus reservations."""
+        return self.balance + self.overdraft_limit - self.held_debits
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+        data = {f: getattr(self, f) for f in self.__slots__}
+        data["holds"] = {k: dict(v) for k, v in self.holds.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AccountState:
         return cls(**data)
+
+
+_DEBITS = ("Withdraw", "Transfer")
 
 
 class Rejection(Exception):
@@ -51,13 +65,45 @@ class Rejection(Exception):
 # ---------------------------------------------------------------- decide
 
 
-def decide(state: AccountState | None, cmd: c.Command, now: datetime) -> list[e.Event]:
-    """The events a command produces against the account's current state (a rejection is an event too)."""
+def decide(state: AccountState | None, cmd: c.Command, now: datetime,
+           risk: Assessment | None = None) -> list[e.Event]:
+    """The events a command produces against the account's current state (a rejection is an event too).
+
+    `risk` is the risk engine's assessment of a money movement. block: the command is recorded as flagged
+    and rejected (`blocked_by_risk`). hold: a command that would post is held instead (`FundsHeld`) until a
+    reviewer decides. alert: recorded as flagged, then posted as usual. A command that fails the ledger's
+    own checks is rejected for that reason whatever the assessment, unless it was blocked.
+    """
     try:
         _validate_payload(cmd)
-        return _DECIDERS[type(cmd)](state, cmd, now)
+        if risk is not None and risk.action == "block" and state is not None:
+            flagged = _risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence if state else 0)
+            return [flagged, _rejected(state, cmd, now, Rejection(
+                "blocked_by_risk", f"blocked by rule(s) {', '.join(h['rule_id'] for h in flagged.hits)} "
+                                   f"of rule set {risk.rule_set_version}"))]
+        events = _DECIDERS[type(cmd)](state, cmd, now)
     except Rejection as rejection:
         return [_rejected(state, cmd, now, rejection)]
+    if risk is None or risk.action == "allow" or isinstance(events[0], e.CommandRejected) or state is None:
+        return events
+    if risk.action == "hold":
+        return [_risk_case(e.FundsHeld, state, cmd, now, risk, state.sequence + 1)]
+    return [_risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence), *events]
+
+
+def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Command, now: datetime,
+               risk: Assessment, seq: int) -> e.RiskCase:
+    if not isinstance(cmd, c.MONEY_MOVEMENTS):
+        raise Rejection("invalid_command", f"{type(cmd).__name__} is not a money movement the risk engine scores")
+    return kind(
+        **_base(state, cmd, now, kind, seq),
+        customer_id=state.customer_id if state else "", command_type=type(cmd).__name__,
+        amount=cmd.amount, currency=cmd.currency, channel=getattr(cmd, "channel", "transfer"),
+        to_account_id=getattr(cmd, "to_account_id", None), reference=cmd.reference,
+        counterparty_name=cmd.counterparty_name, counterparty_country=cmd.counterparty_country,
+        issued_at=cmd.issued_at, action=risk.action, score=risk.score, rule_set_version=risk.rule_set_version,
+        hits=[dict(h) for h in risk.hit_dicts()],
+    )
 
 
 def _validate_payload(cmd: c.Command) -> None:
@@ -72,6 +118,11 @@ def _validate_payload(cmd: c.Command) -> None:
         raise Rejection("invalid_overdraft_limit", "overdraft limit must be between 0 and the posting maximum")
     if isinstance(cmd, c.Transfer) and cmd.to_account_id == cmd.account_id:
         raise Rejection("same_account", "a transfer needs two different accounts")
+    channel = getattr(cmd, "channel", None)
+    if channel is not None and channel not in c.CHANNELS:
+        raise Rejection("invalid_channel", f"channel {channel!r} is not one of {', '.join(c.CHANNELS)}")
+    if isinstance(cmd, c.ReviewCase) and cmd.decision not in c.REVIEW_DECISIONS:
+        raise Rejection("invalid_decision", f"decision {cmd.decision!r} is not approve or reject")
 
 
 def _base(state: AccountState | None, cmd: c.Command, now: datetime, kind: type[e.Event], seq: int) -> dict:
@@ -111,14 +162,15 @@ def _require_movable(state: AccountState | None, cmd: c.Command, currency: str) 
 
 
 def _require_funds(acct: AccountState, amount: int) -> None:
-    if acct.balance - amount < -acct.overdraft_limit:
+    if acct.balance - acct.held_debits - amount < -acct.overdraft_limit:
         def money(minor: int) -> str:
             return format_amount(minor, acct.currency)
 
+        held = f" (of which {money(acct.held_debits)} held for review)" if acct.held_debits else ""
         raise Rejection(
             "insufficient_funds",
-            f"balance {money(acct.balance)} minus {money(amount)} {acct.currency} would pass the overdraft "
-            f"limit of {money(acct.overdraft_limit)}",
+            f"balance {money(acct.balance)}{held} minus {money(amount)} {acct.currency} would pass the "
+            f"overdraft limit of {money(acct.overdraft_limit)}",
         )
 
 
@@ -133,7 +185,7 @@ def _deposit(state: AccountState | None, cmd: c.Deposit, now: datetime) -> list[
     acct = _require_movable(state, cmd, cmd.currency)
     return [e.FundsDeposited(**_base(state, cmd, now, e.FundsDeposited, acct.sequence + 1), amount=cmd.amount,
                              currency=cmd.currency, balance_after=acct.balance + cmd.amount,
-                             reference=cmd.reference)]
+                             reference=cmd.reference, channel=cmd.channel)]
 
 
 def _withdraw(state: AccountState | None, cmd: c.Withdraw, now: datetime) -> list[e.Event]:
@@ -141,7 +193,7 @@ def _withdraw(state: AccountState | None, cmd: c.Withdraw, now: datetime) -> lis
     _require_funds(acct, cmd.amount)
     return [e.FundsWithdrawn(**_base(state, cmd, now, e.FundsWithdrawn, acct.sequence + 1), amount=cmd.amount,
                              currency=cmd.currency, balance_after=acct.balance - cmd.amount,
-                             reference=cmd.reference)]
+                             reference=cmd.reference, channel=cmd.channel)]
 
 
 def _transfer(state: AccountState | None, cmd: c.Transfer, now: datetime) -> list[e.Event]:
@@ -203,16 +255,62 @@ def _close(state: AccountState | None, cmd: c.CloseAccount, now: datetime) -> li
     acct = _require_account(state, cmd)
     if acct.transfers_out_in_flight:
         raise Rejection("transfers_in_flight", f"{acct.transfers_out_in_flight} transfer(s) still in flight")
+    if acct.holds:
+        raise Rejection("holds_pending", f"{len(acct.holds)} movement(s) held for review; decide them first")
     if acct.balance != 0:
         raise Rejection("balance_not_zero", f"an account closes only at zero balance; it holds "
                         f"{format_amount(acct.balance, acct.currency)} {acct.currency}")
     return [e.AccountClosed(**_base(state, cmd, now, e.AccountClosed, acct.sequence + 1), reason=cmd.reason)]
 
 
+def _review(state: AccountState | None, cmd: c.ReviewCase, now: datetime) -> list[e.Event]:
+    """Record the decision; for a hold, post the movement (approve) or close it as rejected (reject).
+
+    An approved movement is decided again against the account as it is now, without the risk engine: it
+    posts if the ledger's own checks still pass (the account may have been frozen meanwhile), otherwise it
+    is rejected for that reason. Its events carry the held command's ids, so its caller sees the outcome.
+    """
+    if state is None:
+        raise Rejection("unknown_account", f"account {cmd.account_id} does not exist")
+    hold = state.holds.get(cmd.case_id)
+    reviewed = e.CaseReviewed(**_base(state, cmd, now, e.CaseReviewed, state.sequence + 1), case_id=cmd.case_id,
+                              decision=cmd.decision, reviewer=cmd.reviewer, comment=cmd.comment,
+                              held=hold is not None)
+    if hold is None:
+        return [reviewed]
+    after = apply(state, reviewed)
+    held = held_command(cmd.account_id, cmd.case_id, hold)
+    if cmd.decision == "approve":
+        return [reviewed, *decide(after, held, now)]
+    return [reviewed, _rejected(after, held, now, Rejection(
+        "rejected_by_review", f"rejected by {cmd.reviewer}: {cmd.comment}"))]
+
+
+def held_command(account_id: str, case_id: str, hold: dict[str, Any]) -> c.Command:
+    """The command a hold keeps, as it was issued."""
+    common: dict[str, Any] = dict(
+        command_id=case_id, account_id=account_id, correlation_id=hold["correlation_id"],
+        issued_at=datetime.fromisoformat(hold["issued_at"]), amount=hold["amount"], currency=hold["currency"],
+        reference=hold["reference"], counterparty_name=hold["counterparty_name"],
+        counterparty_country=hold["counterparty_country"],
+    )
+    if hold["command_type"] == "Transfer":
+        return c.Transfer(**common, to_account_id=hold["to_account_id"])
+    kind = c.Deposit if hold["command_type"] == "Deposit" else c.Withdraw
+    return kind(**common, channel=hold["channel"])
+
+
+def _hold_of(event: e.FundsHeld) -> dict[str, Any]:
+    return {"command_type": event.command_type, "correlation_id": event.correlation_id,
+            "issued_at": event.issued_at.isoformat(), "amount": event.amount, "currency": event.currency,
+            "channel": event.channel, "to_account_id": event.to_account_id, "reference": event.reference,
+            "counterparty_name": event.counterparty_name, "counterparty_country": event.counterparty_country}
+
+
 _DECIDERS = {
     c.OpenAccount: _open, c.Deposit: _deposit, c.Withdraw: _withdraw, c.Transfer: _transfer,
     c.CreditTransfer: _credit, c.ReverseTransfer: _reverse, c.CompleteTransfer: _complete, c.FreezeAccount: _freeze,
-    c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close,
+    c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review,
 }
 
 # ---------------------------------------------------------------- apply
@@ -225,7 +323,7 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
             return state
         return AccountState(account_id=event.account_id, customer_id=event.customer_id, currency=event.currency,
                             overdraft_limit=event.overdraft_limit, sequence=event.sequence)
-    if state is None or event.sequence <= state.sequence or isinstance(event, _NON_STATE_EVENTS):
+    if state is None or event.sequence <= state.sequence or isinstance(event, e.NON_STATE_EVENTS):
         return state
     if event.sequence != state.sequence + 1:
         raise ValueError(f"event {event.event_id} has sequence {event.sequence}; account is at {state.sequence}")
@@ -242,16 +340,17 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         changes["status"] = "open"
     elif isinstance(event, e.AccountClosed):
         changes["status"] = "closed"
+    elif isinstance(event, e.FundsHeld):
+        changes["holds"] = {**state.holds, event.command_id: _hold_of(event)}
+    elif isinstance(event, e.CaseReviewed) and event.case_id in state.holds:
+        changes["holds"] = {k: v for k, v in state.holds.items() if k != event.case_id}
     return replace(state, **changes)
-
-
-# Events that record a decision without changing the account they are keyed by.
-_NON_STATE_EVENTS = (e.CommandRejected, e.TransferCreditFailed)
 
 
 # ---------------------------------------------------------------- command outcomes
 
-CommandStatus = Literal["pending", "accepted", "rejected"]
+# held: waiting for a risk reviewer; it ends accepted (approved and posted) or rejected.
+CommandStatus = Literal["pending", "held", "accepted", "rejected"]
 
 
 @dataclass(slots=True)
@@ -273,8 +372,14 @@ class CommandOutcome:
         self.events.append(event)
         if isinstance(event, e.CommandRejected):
             self.status, self.reason, self.detail = "rejected", event.reason, event.detail
+        elif isinstance(event, e.FundsHeld):
+            self.status = "held"
+        elif isinstance(event, e.RiskFlagged):
+            pass  # a record about the command, not its outcome: the posting or rejection follows
         elif isinstance(event, e.TransferDebited):
             self.in_flight = True
+            if self.status == "held":
+                self.status = "pending"  # approved: now the saga's
         elif isinstance(event, e.TransferCreditFailed):
             self.reason = event.reason
         elif isinstance(event, e.TransferReversed):

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     projections: list[Literal["postgres", "redis", "mongo"]] = ["postgres", "redis", "mongo"]
     projection_workers: int = 1
 
+    # Fraud and AML scoring. When on, the API sends every command through the risk agent (bank.risk.commands),
+    # which scores money movements before the ledger decides them. The rules file is the rule set a worker
+    # uses until a version is published on bank.risk.rules (`bank rules publish`).
+    risk_enabled: bool = True
+    rules_file: Path = PROJECT_ROOT / "rules" / "default.yaml"
+    sanctions_file: Path = PROJECT_ROOT / "rules" / "sanctions.csv"
+    # The currency transaction report's threshold: cash in (or out) per customer, currency and UTC day, in
+    # major units of each currency (a decimal string, like every amount).
+    ctr_threshold: str = "10000"
+
     # Level of the platform's own loggers (JSON lines on stderr; see core/logs.py).
     log_level: str = "INFO"
 

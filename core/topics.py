@@ -16,6 +16,11 @@ TopicKind = Literal["command", "event", "deadletter", "internal"]
 LEDGER_COMMANDS = "bank.ledger.commands"
 LEDGER_COMMANDS_DLQ = "bank.ledger.commands.dlq"
 LEDGER_EVENTS = "bank.ledger.events"
+RISK_COMMANDS = "bank.risk.commands"
+RISK_COMMANDS_DLQ = "bank.risk.commands.dlq"
+RISK_ASSESSMENTS = "bank.risk.assessments"
+RISK_ALERTS = "bank.risk.alerts"
+RISK_RULES = "bank.risk.rules"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
+from core.risk.records import RISK_TYPES
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 HISTORY_DIR = SCHEMA_DIR / "history"
@@ -117,4 +118,4 @@ def _header(headers: Headers, key: str) -> bytes | None:
 
 @lru_cache
 def get_codec() -> Codec:
-    return Codec({**COMMAND_TYPES, **EVENT_TYPES})
+    return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streams import ledger, saga  # noqa: F401  (registers the agents)
+from streams import ledger, risk, saga  # noqa: F401  (registers the agents)
 from streams.app import app, settings
 
 

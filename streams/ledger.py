@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from core import ledger
 from core.commands import Command
 from core.events import CommandRejected, Event
 from core.logs import TRACE_HEADER, trace_of
+from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from schemas.codec import DecodeError, get_codec
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings
@@ -109,7 +110,8 @@ class Ledger:
         for message in messages:
             try:
                 command: Command = self.codec.decode(message.value, message.headers)
-            except DecodeError as error:
+                risk = assessment_of(message.headers)
+            except (DecodeError, ValueError) as error:  # ValueError: a malformed risk header
                 sends.append(await send_to_dead_letter(LEDGER_COMMANDS_DLQ, message, error))
                 continue
             if command.command_id in seen or command.command_id in commands_table:
@@ -120,7 +122,7 @@ class Ledger:
             if key not in states:
                 stored = accounts_table.get(key)
                 states[key] = ledger.AccountState.from_dict(stored) if stored else None
-            results = ledger.decide(states[key], command, now)
+            results = ledger.decide(states[key], command, now, risk)
             trace = trace_of(message.headers)
             for result in results:
                 states[key] = ledger.apply(states[key], result)
@@ -164,6 +166,15 @@ class Ledger:
         partitions = {e.message.partition for e in batch}
         await retry_batch("ledger", lambda: self.handle(batch),
                           before_retry=lambda: self.caught_up.difference_update(partitions))
+
+
+def assessment_of(headers: Any) -> Assessment | None:
+    """The risk agent's assessment of a forwarded money movement (None: not scored, e.g. risk turned off)."""
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in items:
+        if name == ASSESSMENT_HEADER:
+            return Assessment.from_header(value if isinstance(value, bytes) else str(value).encode())
+    return None
 
 
 @dataclass(slots=True)

@@ -39,6 +39,13 @@ PROJECTION_ERRORS = Counter("bank_projection_errors_total", "Transient failures 
 # ---- fraud and AML scoring (rules evaluated in the stream)
 FRAUD_RULE_HITS = Counter("bank_fraud_rule_hits_total", "Risk rules that matched a money movement, by rule and "
                           "action (allow, alert, hold, block)", ["rule", "action"])
+RISK_ASSESSED = Counter("bank_risk_assessments_total", "Money movements scored, by the action decided",
+                        ["action"])
+RISK_ASSESSMENT_SECONDS = Histogram("bank_risk_assessment_seconds", "Time to compute the features and evaluate the "
+                                    "rules for one money movement", buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                                             0.005, 0.01, 0.025, 0.05, 0.1))
+RISK_RULE_SET = Gauge("bank_risk_rule_set_info", "The rule-set version this worker scores with (1 = live)",
+                      ["version"])
 FRAUD_REVIEW_BACKLOG = Gauge("bank_fraud_review_backlog_cases", "Held transactions and alerts awaiting review")
 
 

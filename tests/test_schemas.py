@@ -10,6 +10,7 @@ import pytest
 
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
+from core.risk.records import RISK_TYPES
 from core.topics import load_registry
 import io
 
@@ -19,7 +20,7 @@ from schemas.codec import HEADER_FINGERPRINT, Codec, DecodeError, current_schema
 from schemas.compat import history_path, incompatibility, read_lock, version_of
 
 CURRENT = current_schemas()
-TYPES = {**COMMAND_TYPES, **EVENT_TYPES}
+TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES}
 
 
 def test_one_schema_per_command_and_event() -> None:
@@ -64,7 +65,7 @@ def test_compatibility_check_catches_a_breaking_change() -> None:
     """The guard must bite: a new field without a default cannot read old data."""
     old = CURRENT["Deposit"]
     new = copy.deepcopy(old)
-    new["fields"].append({"name": "channel", "type": "string"})
+    new["fields"].append({"name": "branch_code", "type": "string"})
     assert incompatibility(new, old) is not None
     new["fields"][-1]["default"] = "api"
     assert incompatibility(new, old) is None

@@ -50,11 +50,12 @@ def _require_account(view: ViewDep, account_id: str) -> AccountState:
 
 
 async def _submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
-                  key: str | None, wait: bool, build: Callable[[str], c.Command], created: bool = False) -> Any:
+                  key: str | None, wait: bool, build: Callable[[str], c.Command], customer_id: str,
+                  created: bool = False) -> Any:
     key = check_key(key) if key is not None else str(uuid.uuid4())
     command_id = await platform.idempotency.claim(key, request_hash(request.method, request.url.path, body))
     command = build(command_id)
-    await platform.bus.send(command)
+    await platform.bus.send(command, customer_id)
     log.info("command accepted onto the log", extra={"command_id": command_id, "command_type":
                                                      type(command).__name__, "account_id": command.account_id})
     status_url = str(request.url_for("get_command", command_id=command_id))
@@ -81,7 +82,15 @@ def _final(outcome: Any, account_id: str, created: bool, positions: Positions) -
         problem.headers = {POSITION_HEADER: position}  # a rejection is on the record too (audit, reversals)
         raise problem
     body = status.model_dump(mode="json") | {"account_id": account_id, "position": position}
-    return JSONResponse(body, status_code=201 if created else 200, headers={POSITION_HEADER: position})
+    # Held for a risk reviewer: on the record, not done; the status URL tells how it ends.
+    code = 202 if status.status == "held" else 201 if created else 200
+    return JSONResponse(body, status_code=code, headers={POSITION_HEADER: position})
+
+
+def _hashed(body: Any) -> dict[str, Any]:
+    """The body as the idempotency hash sees it: fields left at their defaults are left out, so a retry
+    from a client that predates a new optional field still matches its first attempt."""
+    return body.model_dump(exclude_defaults=True)
 
 
 def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
@@ -97,20 +106,23 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
                              customer_id=body.customer_id, currency=body.currency,
                              overdraft_limit=body.overdraft_minor)
 
-    return await _submit(request, platform, view, body.model_dump(), key, wait, build, created=True)
+    return await _submit(request, platform, view, body.model_dump(), key, wait, build, body.customer_id,
+                         created=True)
 
 
 def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw], summary: str) -> None:
     @router.post(path, status_code=202, responses=_RESPONSES, summary=summary, name=command_type.__name__)
     async def movement(account_id: str, body: MovementRequest, request: Request, platform: PlatformDep,
                        view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
-        _require_account(view, account_id)
+        account = _require_account(view, account_id)
 
         def build(command_id: str) -> c.Command:
             return command_type(**_envelope(command_id, account_id), amount=body.minor, currency=body.currency,
-                                reference=body.reference)
+                                reference=body.reference, channel=body.channel,
+                                counterparty_name=body.counterparty_name,
+                                counterparty_country=body.counterparty_country)
 
-        return await _submit(request, platform, view, body.model_dump(), key, wait, build)
+        return await _submit(request, platform, view, _hashed(body), key, wait, build, account.customer_id)
 
 
 _movement_route("/accounts/{account_id}/deposits", c.Deposit, "Deposit money")
@@ -120,7 +132,8 @@ _movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw mone
 @router.post("/transfers", status_code=202, responses=_RESPONSES, summary="Transfer between two accounts")
 async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
-    for account in (_require_account(view, body.from_account_id), _require_account(view, body.to_account_id)):
+    source = _require_account(view, body.from_account_id)
+    for account in (source, _require_account(view, body.to_account_id)):
         if account.currency != body.currency:
             # Cross-currency transfers need FX, which the ledger does not do (yet).
             raise Problem(422, "Currency mismatch", f"account {account.account_id} holds {account.currency}; "
@@ -129,9 +142,10 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
 
     def build(command_id: str) -> c.Command:
         return c.Transfer(**_envelope(command_id, body.from_account_id), to_account_id=body.to_account_id,
-                          amount=body.minor, currency=body.currency, reference=body.reference)
+                          amount=body.minor, currency=body.currency, reference=body.reference,
+                          counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country)
 
-    return await _submit(request, platform, view, body.model_dump(), key, wait, build)
+    return await _submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
 
 
 def _status_route(action: str, command_type: type[c.Command], summary: str) -> None:
@@ -140,13 +154,13 @@ def _status_route(action: str, command_type: type[c.Command], summary: str) -> N
     async def change_status(account_id: str, request: Request, platform: PlatformDep, view: ViewDep,
                             body: StatusChangeRequest | None = None, key: IdempotencyKey = None,
                             wait: Wait = False) -> Any:
-        _require_account(view, account_id)
+        account = _require_account(view, account_id)
         body = body or StatusChangeRequest()
 
         def build(command_id: str) -> c.Command:
             return command_type(**_envelope(command_id, account_id), reason=body.reason)
 
-        return await _submit(request, platform, view, body.model_dump(), key, wait, build)
+        return await _submit(request, platform, view, body.model_dump(), key, wait, build, account.customer_id)
 
 
 _status_route("freeze", c.FreezeAccount, "Freeze an account (no money moves in or out)")

@@ -27,6 +27,7 @@ and a rule does not fire for a currency its mapping leaves out; windows are [at 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,6 +37,10 @@ from core.money import format_amount
 from core.risk.features import AccountFeatures, CustomerFeatures, Movement, within
 from core.risk.rules import ACTIONS, KINDS, Action, Rule, RuleSet, Severity, format_duration
 from core.risk.sanctions import SanctionsList
+
+
+# The risk engine forwards a scored command to the ledger with its assessment in this header (Assessment.to_header).
+ASSESSMENT_HEADER = "bank.risk.assessment"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,9 +60,34 @@ class Assessment:
     hits: tuple[RuleHit, ...]       # in rule-set order
     rule_set_version: str
 
+    def hit_dicts(self) -> list[dict[str, Any]]:
+        return [{f: getattr(h, f) for f in RuleHit.__slots__} for h in self.hits]
+
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "action": self.action, "rule_set_version": self.rule_set_version,
-                "hits": [{f: getattr(h, f) for f in h.__slots__} for h in self.hits]}
+                "hits": self.hit_dicts()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Assessment:
+        """The inverse of to_dict; raises ValueError on anything else (it arrives in a message header)."""
+        try:
+            action = data["action"]
+            if action not in ACTIONS:
+                raise ValueError(f"unknown action {action!r}")
+            return cls(score=int(data["score"]), action=action, rule_set_version=str(data["rule_set_version"]),
+                       hits=tuple(RuleHit(**h) for h in data["hits"]))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not an assessment: {error}") from None
+
+    def to_header(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_header(cls, value: bytes) -> Assessment:
+        try:
+            return cls.from_dict(json.loads(value))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"not an assessment: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)

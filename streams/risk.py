@@ -1,0 +1,200 @@
+"""The risk agent: scores every money movement before the ledger sees it, and forwards every command in order.
+
+bank.risk.commands (keyed by customer) -> for Deposit, Withdraw and Transfer: features from the tables,
+rules evaluated (core.risk.scoring) -> RiskAssessed on bank.risk.assessments (and bank.risk.alerts unless
+allowed) -> the command, untouched, onto bank.ledger.commands (keyed by account) with the assessment in
+header `bank.risk.assessment`; the ledger holds, blocks or posts accordingly. Other commands pass through.
+
+Crash safety follows the ledger's order: sends are acknowledged before the tables are written, and the
+tables before the offsets are committed. Redelivered after a crash before the tables were written, a command
+is scored again against the same features, so it gets the same assessment; after the tables were written, its
+id is among the customer's recent assessments, which are reused instead of scoring (and counting) it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from core import commands as c
+from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
+from core.risk.features import AccountFeatures, CustomerFeatures, Movement
+from core.risk.records import RiskAssessed
+from core.risk.scoring import movement_of, score
+from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COMMANDS, RISK_COMMANDS_DLQ
+from schemas.codec import DecodeError, get_codec
+from streams import direct_producer
+from streams.app import app, commands_table, put, raw_topic, settings
+from streams.dead_letters import send_to_dead_letter
+from streams.gaps import LazyReader, OffsetGuard
+from streams.metrics import EVENTS_PROCESSED, FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
+from streams.retry import retry_batch
+from streams.rulebook import LiveRules, Rulebook
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN_SECONDS = 0.005
+RECENT_ASSESSMENTS = 256      # per customer: far more than can be redelivered between two offset commits
+NEXT_COMMAND_KEY = "__risk_next_command__/{}"
+
+risk_commands_topic = raw_topic(RISK_COMMANDS)
+account_features = app.Table("risk_accounts", help="account id -> AccountFeatures.to_dict()")
+customer_records = app.Table("risk_customers",
+                             help="customer id -> {features: CustomerFeatures.to_dict(), recent: {command id: "
+                                  "assessment}}")
+rulebook = Rulebook(settings.kafka, settings.rules_file, settings.sanctions_file)
+guard = OffsetGuard(RISK_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
+                    LazyReader(settings.kafka, "read_committed"))
+codec = get_codec()
+
+
+@dataclass(slots=True)
+class CustomerRecord:
+    features: CustomerFeatures
+    recent: dict[str, dict[str, Any]] = field(default_factory=dict)   # command id -> Assessment.to_dict()
+
+    def remember(self, command_id: str, assessment: Assessment) -> None:
+        self.recent[command_id] = assessment.to_dict()
+        while len(self.recent) > RECENT_ASSESSMENTS:
+            del self.recent[next(iter(self.recent))]   # dicts keep insertion order: the oldest goes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features.to_dict(), "recent": self.recent}
+
+    @classmethod
+    def load(cls, customer_id: str) -> CustomerRecord:
+        stored = customer_records.get(customer_id)
+        if stored is None:
+            return cls(CustomerFeatures(customer_id=customer_id))
+        return cls(CustomerFeatures.from_dict(stored["features"]), dict(stored["recent"]))
+
+
+class Batch:
+    """The features a batch reads and changes, written back once its sends are acknowledged."""
+
+    def __init__(self, live: LiveRules) -> None:
+        self.live = live
+        self.accounts: dict[str, AccountFeatures] = {}
+        self.customers: dict[str, CustomerRecord] = {}
+        self.partition_of: dict[str, int] = {}      # table key -> partition of the message that changed it
+        self.sends: list[Any] = []
+
+    def account(self, account_id: str) -> AccountFeatures | None:
+        if account_id not in self.accounts:
+            stored = account_features.get(account_id)
+            if stored is None:
+                return None
+            self.accounts[account_id] = AccountFeatures.from_dict(stored)
+        return self.accounts[account_id]
+
+    def customer(self, customer_id: str) -> CustomerRecord:
+        if customer_id not in self.customers:
+            self.customers[customer_id] = CustomerRecord.load(customer_id)
+        return self.customers[customer_id]
+
+    def assess(self, command: c.Command, movement: Movement, partition: int) -> tuple[Assessment, bool]:
+        """The movement's assessment, and whether it is new (False: a redelivery, assessed before)."""
+        record = self.customer(movement.customer_id)
+        known = record.recent.get(command.command_id)
+        if known is not None:
+            return Assessment.from_dict(known), False
+        started = time.perf_counter()
+        scored = score(movement, self.account(movement.account_id), record.features, self.live.rule_set,
+                       self.live.sanctions)
+        RISK_ASSESSMENT_SECONDS.observe(time.perf_counter() - started)
+        self.accounts[movement.account_id] = scored.account
+        record.features = scored.customer
+        record.remember(command.command_id, scored.assessment)
+        self.partition_of[movement.account_id] = self.partition_of[movement.customer_id] = partition
+        return scored.assessment, True
+
+    def write_tables(self) -> None:
+        for account_id, features in self.accounts.items():
+            if account_id in self.partition_of:
+                put(account_features, self.partition_of[account_id], account_id, features.to_dict())
+        for customer_id, record in self.customers.items():
+            if customer_id in self.partition_of:
+                put(customer_records, self.partition_of[customer_id], customer_id, record.to_dict())
+
+
+async def handle(batch: Sequence[faust.EventT]) -> None:
+    await rulebook.ready.wait()
+    assert rulebook.live is not None
+    work = Batch(rulebook.live)   # one rule-set version per batch: a switch lands between batches
+    messages = await guard.complete([event.message for event in batch])
+    for message in messages:
+        await _handle_one(work, message)
+    await asyncio.gather(*work.sends)
+    work.write_tables()
+    EVENTS_PROCESSED.labels("risk").inc(len(messages))
+    for partition, next_offset in guard.advance(messages).items():
+        put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
+
+
+async def _handle_one(work: Batch, message: Any) -> None:
+    try:
+        command: c.Command = codec.decode(message.value, message.headers)
+        customer_id = bytes(message.key).decode()
+    except (DecodeError, TypeError, UnicodeDecodeError) as error:
+        work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
+        return
+    # Only this agent speaks for the risk engine: a verdict arriving from outside is dropped.
+    headers = [(k, bytes(v)) for k, v in _items(message.headers) if k != ASSESSMENT_HEADER]
+    movement = movement_of(command, customer_id)
+    if movement is not None:
+        assessment, new = work.assess(command, movement, message.partition)
+        headers.append((ASSESSMENT_HEADER, assessment.to_header()))
+        await _record(work, command, movement, assessment, new)
+    work.sends.append(await direct_producer.send(LEDGER_COMMANDS, message.value, command.account_id.encode(),
+                                                 headers))
+
+
+async def _record(work: Batch, command: c.Command, movement: Movement, assessment: Assessment, new: bool) -> None:
+    record = RiskAssessed.of(command.command_id, command.correlation_id, movement, assessment, datetime.now(UTC))
+    value, headers = codec.encode(record)
+    key = movement.account_id.encode()
+    work.sends.append(await direct_producer.send(RISK_ASSESSMENTS, value, key, headers))
+    if assessment.action != "allow":
+        work.sends.append(await direct_producer.send(RISK_ALERTS, value, key, headers))
+    if new:
+        RISK_ASSESSED.labels(assessment.action).inc()
+        for hit in assessment.hits:
+            FRAUD_RULE_HITS.labels(hit.rule_id, hit.action).inc()
+        if assessment.action != "allow":
+            log.info("movement flagged", extra={
+                "command_id": command.command_id, "account_id": movement.account_id, "action": assessment.action,
+                "score": assessment.score, "rules": [h.rule_id for h in assessment.hits],
+                "rule_set_version": assessment.rule_set_version})
+
+
+def _items(headers: Any) -> Any:
+    return headers.items() if isinstance(headers, Mapping) else headers or ()
+
+
+@app.agent(risk_commands_topic)
+async def risk_agent(stream: faust.StreamT) -> None:
+    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+        await retry_batch("risk", lambda: handle(batch))
+
+
+@app.task
+async def _start_rulebook() -> None:
+    await rulebook.start()
+
+
+@app.on_partitions_assigned.connect
+async def _forget_offsets(app: faust.App, assigned: set, **kwargs: Any) -> None:
+    guard.forget()
+
+
+@app.on_before_shutdown.connect
+async def _stop_rulebook(app: faust.App, **kwargs: Any) -> None:
+    await rulebook.stop()

@@ -1,0 +1,93 @@
+"""The live rule set of this worker: the newest version on bank.risk.rules, switched to without a restart.
+
+Every worker reads the whole (single-partition, compacted) rules topic with its own group-less consumer, so
+every worker sees every version. Scoring waits until the topic has been read to its end once, so a restarted
+worker never scores with an older version than the live one. Until anything is published, the rules file
+from the settings (rules/default.yaml) is the rule set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from core.risk.records import RuleSetPublished
+from core.risk.rules import RuleSet, RuleSetError, load_rule_set
+from core.risk.sanctions import SanctionsList, load_sanctions
+from core.topics import RISK_RULES
+from schemas.codec import DecodeError, get_codec
+from streams.metrics import RISK_RULE_SET
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRules:
+    rule_set: RuleSet
+    sanctions: SanctionsList
+
+
+class Rulebook:
+    def __init__(self, bootstrap: str, rules_file: Path, sanctions_file: Path) -> None:
+        self._bootstrap = bootstrap
+        self._rules_file = rules_file
+        self._sanctions_file = sanctions_file
+        self.ready = asyncio.Event()
+        self.live: LiveRules | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        sanctions = load_sanctions(self._sanctions_file.read_text(), self._sanctions_file.name)
+        self._switch(LiveRules(load_rule_set(self._rules_file.read_text(), self._rules_file.name), sanctions))
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed")
+        await consumer.start()
+        self._consumer = consumer
+        tp = TopicPartition(RISK_RULES, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        self._task = asyncio.create_task(self._follow(consumer, tp, end))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> None:
+        codec = get_codec()
+        if end == 0:
+            self.ready.set()
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, []):
+                self._load(codec, record)
+            if not self.ready.is_set() and await consumer.position(tp) >= end:
+                log.info("rule set %s is live", self.live.rule_set.version if self.live else None)
+                self.ready.set()
+
+    def _load(self, codec, record) -> None:  # type: ignore[no-untyped-def]
+        try:
+            published: RuleSetPublished = codec.decode(record.value, record.headers)
+            rule_set = load_rule_set(published.text, published.source)
+        except (DecodeError, RuleSetError) as error:
+            # `bank rules publish` validates first; keep scoring with the current version, loudly.
+            log.error("%s/0/%s: cannot load a published rule set, keeping %s: %s", RISK_RULES, record.offset,
+                      self.live.rule_set.version if self.live else None, error)
+            return
+        assert self.live is not None
+        self._switch(LiveRules(rule_set, self.live.sanctions))
+
+    def _switch(self, live: LiveRules) -> None:
+        if self.live is not None:
+            if self.live.rule_set.version != live.rule_set.version:
+                RISK_RULE_SET.remove(self.live.rule_set.version)
+                log.info("switching rule set %s -> %s", self.live.rule_set.version, live.rule_set.version)
+        self.live = live
+        RISK_RULE_SET.labels(live.rule_set.version).set(1)

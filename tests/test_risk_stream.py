@@ -1,0 +1,240 @@
+"""Fraud and AML scoring in the stream, end to end: API -> risk agent -> ledger, on the real stack.
+
+Each test uses its own customer ids, so the customer-wide features (structuring, CTR) of one test cannot
+trigger rules in another. The default rule set (rules/default.yaml) is live unless a test publishes one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from core.risk.records import RiskAssessed, RuleSetPublished
+from core.risk.rules import load_rule_set
+from core.settings import PROJECT_ROOT
+from core.topics import RISK_ASSESSMENTS, RISK_RULES
+from schemas.codec import get_codec
+from tests.support import Bank, settled_audit
+
+DEFAULT_RULES = PROJECT_ROOT / "rules" / "default.yaml"
+
+
+def _customer() -> str:
+    return f"risk-{uuid.uuid4().hex[:10]}"
+
+
+async def read_assessments(bootstrap: str) -> list[RiskAssessed]:
+    """Every RiskAssessed on the assessments topic, up to its current end."""
+    codec = get_codec()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(RISK_ASSESSMENTS, p) for p in sorted(consumer.partitions_for_topic(RISK_ASSESSMENTS))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[RiskAssessed] = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records += [codec.decode(r.value, r.headers) for r in batch]
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def assessments_of(bootstrap: str, command_ids: set[str], timeout: float = 60.0) -> dict[str, list[RiskAssessed]]:
+    """The assessments of these commands, once each has at least one."""
+    for _ in range(int(timeout * 2)):
+        found: dict[str, list[RiskAssessed]] = {}
+        for record in await read_assessments(bootstrap):
+            if record.command_id in command_ids:
+                found.setdefault(record.command_id, []).append(record)
+        if found.keys() == command_ids:
+            return found
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no assessment for {sorted(command_ids - found.keys())}")
+
+
+async def publish_rules(bootstrap: str, text: str, source: str = "test.yaml") -> RuleSetPublished:
+    """What `bank rules publish` puts on the rules topic (tests/test_rules_cli.py covers the command itself)."""
+    rule_set = load_rule_set(text, source)
+    record = RuleSetPublished.of(rule_set.version, text, source, datetime.now(UTC), "tests")
+    value, headers = get_codec().encode(record)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(RISK_RULES, value, key=record.version.encode(), headers=headers)
+    finally:
+        await producer.stop()
+    return record
+
+
+def test_an_ordinary_deposit_is_allowed_and_recorded_with_the_live_version(stack, api_url: str,
+                                                                          kafka_bootstrap: str) -> None:
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        try:
+            account = await bank.open(customer=_customer())
+            deposit = await bank.deposit(account, "120.00")
+            assert deposit.status_code == 200 and deposit.json()["status"] == "accepted", deposit.text
+            command_id = deposit.json()["command_id"]
+            [assessed] = (await assessments_of(kafka_bootstrap, {command_id}))[command_id]
+            assert (assessed.action, assessed.score, assessed.hits) == ("allow", 0, [])
+            assert assessed.account_id == account and assessed.amount == 12000 and assessed.kind == "deposit"
+            assert assessed.rule_set_version  # names the version it was scored with
+        finally:
+            await bank.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_sanctioned_counterparty_is_blocked_and_nothing_moves(stack, api_url: str, kafka_bootstrap: str) -> None:
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        try:
+            account = await bank.open(customer=_customer())
+            assert (await bank.deposit(account, "500.00")).status_code == 200
+            blocked = await bank.post(f"/v1/accounts/{account}/withdrawals", {
+                "amount": "100.00", "currency": "EUR", "counterparty_name": "sergei  IVANOFF"})
+            assert blocked.status_code == 422, blocked.text
+            problem = blocked.json()
+            assert problem["reason"] == "blocked_by_risk"
+            assert [ev["type"] for ev in problem["events"]] == ["RiskFlagged", "CommandRejected"]
+            assert problem["events"][0]["data"]["action"] == "block"
+            assert "sanctions-counterparty" in problem["detail"]
+            assert (await bank.account(account))["balance"] == "500.00"
+        finally:
+            await bank.close()
+        audit = await settled_audit(kafka_bootstrap)
+        assert audit.violations == []
+
+    asyncio.run(scenario())
+
+
+def test_a_large_withdrawal_is_held_reserving_the_funds(stack, api_url: str) -> None:
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        try:
+            account = await bank.open(customer=_customer())
+            assert (await bank.deposit(account, "80000.00")).status_code == 200
+            held = await bank.withdraw(account, "60000.00")
+            assert held.status_code == 202 and held.json()["status"] == "held", held.text
+            assert [ev["type"] for ev in held.json()["events"]] == ["FundsHeld"]
+            rules = [hit["rule_id"] for hit in held.json()["events"][0]["data"]["hits"]]
+            assert "large-amount-absolute" in rules
+            # The hold reserves: 20,000 left to spend, so 30,000 more is refused; 20,000 is fine.
+            refused = await bank.withdraw(account, "30000.00")
+            assert refused.status_code == 422 and refused.json()["reason"] == "insufficient_funds", refused.text
+            ok = await bank.withdraw(account, "20000.00")
+            assert ok.status_code == 200, ok.text
+            close = await bank.post(f"/v1/accounts/{account}/close")
+            assert close.status_code == 422 and close.json()["reason"] in {"holds_pending", "balance_not_zero"}
+        finally:
+            await bank.close()
+
+    asyncio.run(scenario())
+
+
+def test_alerts_flag_the_movement_and_still_post_it(stack, api_url: str) -> None:
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        try:
+            account = await bank.open(customer=_customer())
+            assert (await bank.deposit(account, "100.00")).status_code == 200
+            statuses = []
+            for _ in range(6):  # the sixth debit within 10 minutes is "more than 5": velocity-10m alerts
+                statuses.append(await bank.withdraw(account, "1.00"))
+            assert all(s.status_code == 200 for s in statuses), [s.text for s in statuses]
+            last = statuses[-1].json()
+            assert [ev["type"] for ev in last["events"]] == ["RiskFlagged", "FundsWithdrawn"]
+            assert [h["rule_id"] for h in last["events"][0]["data"]["hits"]] == ["velocity-10m"]
+            assert all(s.json()["events"][0]["type"] == "FundsWithdrawn" for s in statuses[:5])
+            assert (await bank.account(account))["balance"] == "94.00"
+        finally:
+            await bank.close()
+
+    asyncio.run(scenario())
+
+
+def test_structuring_across_two_accounts_of_one_customer_is_held(stack, api_url: str) -> None:
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        customer = _customer()
+        try:
+            first, second = await bank.open(customer=customer), await bank.open(customer=customer)
+            cash = {"currency": "EUR", "channel": "cash"}
+            one = await bank.post(f"/v1/accounts/{first}/deposits", {"amount": "9500.00"} | cash)
+            assert one.status_code == 200, one.text  # one near-threshold deposit is not structuring
+            two = await bank.post(f"/v1/accounts/{second}/deposits", {"amount": "9800.00"} | cash)
+            assert two.status_code == 202 and two.json()["status"] == "held", two.text
+            rules = {h["rule_id"] for h in two.json()["events"][0]["data"]["hits"]}
+            assert {"structuring-cash-24h", "ctr-daily-cash"} <= rules
+        finally:
+            await bank.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_published_rule_set_is_used_without_a_restart(stack, api_url: str, kafka_bootstrap: str) -> None:
+    """Publish a stricter version while commands flow: every command is scored exactly once, each by the
+    version live when it was scored, and once the new version is seen, no later command uses the old one."""
+
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        base = DEFAULT_RULES.read_text()
+        old_version = f"test-{uuid.uuid4().hex[:8]}-a"
+        new_version = old_version[:-1] + "b"
+        await publish_rules(kafka_bootstrap, base.replace('version: "2026-11-24.1"', f'version: "{old_version}"'))
+        stricter = base.replace('version: "2026-11-24.1"', f'version: "{new_version}"').replace(
+            '      threshold: {EUR: "50000", USD: "50000", GBP: "50000", CHF: "50000"}',
+            '      threshold: {EUR: "50", USD: "50", GBP: "50", CHF: "50"}')
+        assert stricter.count(new_version) == 1 and 'EUR: "50",' in stricter
+        restore = base.replace('version: "2026-11-24.1"', f'version: "{old_version}-r"')
+        try:
+            accounts = [await bank.open(customer=_customer()) for _ in range(4)]
+            for account in accounts:
+                assert (await bank.deposit(account, "10000.00")).status_code == 200
+
+            async def flow(account: str, n: int) -> list[str]:
+                ids = []
+                for _ in range(n):
+                    response = await bank.withdraw(account, "60.00", wait=False)
+                    assert response.status_code == 202, response.text
+                    ids.append(response.json()["command_id"])
+                    await asyncio.sleep(0.02)
+                return ids
+
+            load = asyncio.gather(*(flow(a, 40) for a in accounts))
+            await asyncio.sleep(0.5)
+            await publish_rules(kafka_bootstrap, stricter)
+            command_ids = {i for ids in await load for i in ids}
+            late = {i for ids in [await flow(a, 1) for a in accounts] for i in ids}
+            found = await assessments_of(kafka_bootstrap, command_ids | late)
+        finally:
+            await bank.close()
+            await publish_rules(kafka_bootstrap, restore)  # the default rules again, for the tests after this
+        by_command = {cid: {(r.event_id, r.rule_set_version, r.action) for r in records}
+                      for cid, records in found.items()}
+        assert all(len(v) == 1 for v in by_command.values()), "a command was scored twice, differently"
+        versions = {cid: next(iter(v))[1] for cid, v in by_command.items()}
+        assert set(versions.values()) <= {old_version, new_version}
+        assert {versions[c] for c in late} == {new_version}, "after the switch, the new version scores"
+        assert any(v == new_version for c, v in versions.items() if c in command_ids)
+        for cid, v in by_command.items():
+            (_, version, action) = next(iter(v))  # old: at most velocity's alert; new: every debit >= 50 held
+            assert action in ({"hold"} if version == new_version else {"allow", "alert"}), (cid, version, action)
+        # Per account, once a command was scored with the new version, no later one used the old.
+        records = [r for rs in found.values() for r in rs]
+        for account in accounts:
+            mine = sorted((r for r in records if r.account_id == account), key=lambda r: r.at)
+            seen_new = False
+            for record in mine:
+                seen_new = seen_new or record.rule_set_version == new_version
+                assert not (seen_new and record.rule_set_version == old_version)
+
+    asyncio.run(scenario())
