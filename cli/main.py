@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import projections
+from cli import projections, rules
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -23,6 +23,7 @@ app = typer.Typer(help="bankstream: Kafka-native core banking.", no_args_is_help
 topics_app = typer.Typer(help="Manage Kafka topics declared in topics.yaml.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(projections.app, name="projections")
+app.add_typer(rules.app, name="rules")
 console = Console()
 
 _STATUS_STYLE = {"created": "green", "ok": "dim", "drift": "yellow", "error": "red"}

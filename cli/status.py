@@ -16,7 +16,9 @@ from rich.table import Table
 
 from cli.devstack import Stack
 from cli.lag import PartitionLag, collect, platform_groups
+from cli.risk_topics import read_published, versions
 from core.readmodel import PG_SCHEMA, PROJECTIONS
+from core.risk.rules import load_rule_set
 from core.settings import Settings
 from core.topics import load_registry
 from streams.projections import create_store
@@ -31,7 +33,7 @@ class PlatformStatus:
     lag: list[PartitionLag] = field(default_factory=list)
     sagas_in_flight: int | None = None
     parked: dict[str, int | None] = field(default_factory=dict)
-    rule_set: str = "none (fraud scoring is not deployed yet)"
+    rule_set: str = "unknown"
     problems: list[str] = field(default_factory=list)
 
 
@@ -61,8 +63,24 @@ async def gather(settings: Settings) -> PlatformStatus:
     ups = await asyncio.gather(*(asyncio.to_thread(_up, url) for url in probes.values()))
     status.services = {name: (url, up) for (name, url), up in zip(probes.items(), ups, strict=True)}
     await _kafka_figures(settings, status)
+    await _rule_set_figure(settings, status)
     await _read_model_figures(settings, status)
     return status
+
+
+async def _rule_set_figure(settings: Settings, status: PlatformStatus) -> None:
+    """The newest version on bank.risk.rules, or the rules file the workers fall back to."""
+    try:
+        published = versions(await read_published(settings.kafka))
+    except Exception as error:  # noqa: BLE001 - a summary reports what it cannot reach
+        status.problems.append(f"rule set: {type(error).__name__}: {error}")
+        return
+    if published:
+        live = published[-1].record
+        status.rule_set = f"{live.version} (published {live.published_at:%Y-%m-%d %H:%M} by {live.published_by})"
+    else:
+        default = load_rule_set(settings.rules_file.read_text(), settings.rules_file.name)
+        status.rule_set = f"{default.version} from {settings.rules_file.name} (nothing published yet)"
 
 
 async def _kafka_figures(settings: Settings, status: PlatformStatus) -> None:

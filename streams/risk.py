@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -182,7 +183,7 @@ def _items(headers: Any) -> Any:
 @app.agent(risk_commands_topic)
 async def risk_agent(stream: faust.StreamT) -> None:
     async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-        await retry_batch("risk", lambda: handle(batch))
+        await retry_batch("risk", partial(handle, batch))
 
 
 @app.task

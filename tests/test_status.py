@@ -39,6 +39,8 @@ def test_status_summarises_the_running_platform(stack: Stack, api_url: str, kafk
     assert {r.group for r in status.lag} >= {"bankstream-ledger", "bankstream-projection-postgres"}
     assert status.sagas_in_flight == 0          # every transfer settled (wait=true)
     assert status.parked == {"postgres": 0, "redis": 0, "mongo": 0}
+    assert status.rule_set.split()[0]  # a version: published, or the rules file's before any publish
+    assert status.rule_set != "unknown" and not [p for p in status.problems if p.startswith("rule set")]
     shown = subprocess.run([sys.executable, "-m", "cli.main", "status"], cwd=PROJECT_ROOT, text=True,
                            env=dict(os.environ) | {"COLUMNS": "160"}, capture_output=True, timeout=120, check=False)
     assert shown.returncode == 0, shown.stdout + shown.stderr
