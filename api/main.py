@@ -20,11 +20,13 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.routes import commands, health, queries
 from core.logs import configure_logging
+from core import kafka_fetch
 from core.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

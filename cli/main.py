@@ -16,6 +16,7 @@ from cli import projections, rules
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
+from core import kafka_fetch
 from core.settings import Settings, get_settings
 from core.topics import load_registry
 
@@ -147,6 +148,7 @@ def lag_command(
     settings = get_settings()
     if serve:
         configure_logging("lag-exporter", settings.log_level)
+        kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms / 1000)
         asyncio.run(LagExporter(settings, interval).run(port or settings.lag_exporter_port, host))
         return
     rows = asyncio.run(collect(settings.kafka, platform_groups(settings)))

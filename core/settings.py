@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # How often consumed offsets are committed. Under exactly_once this is the latency of every hop
     # (events become visible to read_committed readers when their transaction commits).
     commit_interval: timedelta = timedelta(milliseconds=250)
+    # Client-side long polling of idle consumers (core/kafka_fetch.py, embedded broker defect 6): an empty
+    # fetch lasts at least this long. 0 turns it off (real Kafka holds empty fetches itself).
+    kafka_empty_fetch_backoff_ms: int = Field(default=5, ge=0, le=500)
     # Static group membership: one stable id per worker process (see streams/broker_workarounds.py).
     worker_id: str = "ledger-1"
     workers: int = 1

@@ -6,6 +6,7 @@ from typing import Any
 
 import faust
 
+from core import kafka_fetch
 from core.logs import logging_config
 from core.settings import Settings, get_settings
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, load_registry
@@ -14,6 +15,7 @@ from streams.metrics import exposition
 
 
 def create_app(settings: Settings) -> faust.App:
+    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms / 1000)
     registry = load_registry(settings.topics_file, settings.topic_replication)
     return faust.App(
         settings.app_id,

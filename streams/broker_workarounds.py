@@ -33,6 +33,15 @@ Defect 4 - an offset commit during a rebalance gets ILLEGAL_GENERATION and leave
     old id is never evicted (defect 1) and, as group leader, blocks every later rebalance: the group
     is wedged for good. Any commit can hit it (auto-commit, Faust's periodic commit).
     Workaround: static membership again (the rejoin replaces the old member by its instance id).
+
+Defect 5 - a read_committed fetch lists aborted transactions that ended before the fetch offset.
+    aiokafka then skips the producer's later transactions. No client-side fix: exactly_once workers can
+    stall after a SIGKILL on this broker (at_least_once, the default, is unaffected).
+
+Defect 6 - an empty fetch is answered at once instead of being held up to fetch.max.wait.ms.
+    Every idle consumer re-fetches in a tight loop (~1,800 requests/s), burning CPU in client and broker.
+    Workaround: client-side long polling, core/kafka_fetch.py (there, not here, because the API process,
+    which must not import streams/, needs it too), installed by every process at start-up.
 """
 
 from __future__ import annotations

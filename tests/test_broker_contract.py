@@ -57,6 +57,10 @@ Known defects of the embedded broker (workarounds: streams/broker_workarounds.py
    silently lost to any read_committed reader that starts fetching after the abort marker. This is what
    stalls a Faust exactly_once worker restarted after a SIGKILL mid-transaction.
    `test_defect5_*` documents it as an xfail.
+6. (found profiling the ledger worker) An empty Fetch is answered at once instead of being held up to
+   fetch.max.wait.ms, so every idle aiokafka consumer (Faust's too) re-fetches in a tight loop, ~1,800
+   requests/s each, burning CPU in client and broker. Workaround: core/kafka_fetch.py (client-side long
+   polling: an empty fetch lasts at least BANK_KAFKA_EMPTY_FETCH_BACKOFF_MS). `test_defect6_*` documents it.
 Consequence of 1 for static members: a stopped static member (no LeaveGroup, by design) keeps its
 partitions for ever, so on this broker never scale the worker count down; every worker id must
 come back.
@@ -89,6 +93,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
+from core import kafka_fetch
 from streams.broker_workarounds import (
     aiokafka_static_membership,
     describe_groups_one_at_a_time,
@@ -902,3 +907,63 @@ async def test_describe_groups_one_at_a_time(kafka_bootstrap: str) -> None:
     assert set(described) == set(groups)
     for group in described.values():
         assert group[0] == 0 and group[2] == "Stable" and len(group[5]) == 1, group
+
+
+# --- Defect 6: empty fetches are answered at once -----------------------------------------------------------
+
+
+async def idle_fetch_rate(bootstrap: str, seconds: float = 2.0) -> float:
+    """Fetch requests per second of one consumer of an empty topic, with Kafka's default fetch_max_wait_ms."""
+    topic = await create_topic(bootstrap, 1)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=500)
+    await consumer.start()
+    sent = 0
+    original = consumer._client.send
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal sent
+        sent += 1
+        return await original(*args, **kwargs)
+
+    consumer._client.send = counting  # type: ignore[method-assign]
+    try:
+        await consumer.getmany(timeout_ms=int(seconds * 1000))
+    finally:
+        await consumer.stop()
+    return sent / seconds
+
+
+@pytest.mark.xfail(
+    strict=False,
+    raises=AssertionError,
+    reason="DEFECT 6 of the embedded broker: an empty Fetch is answered at once, not held up to "
+    "fetch.max.wait.ms, so idle consumers spin. XPASS means the broker now holds empty fetches: "
+    "BANK_KAFKA_EMPTY_FETCH_BACKOFF_MS can be 0.",
+)
+@asynctest
+async def test_defect6_an_empty_fetch_is_held_for_fetch_max_wait(kafka_bootstrap: str) -> None:
+    kafka_fetch.install(0)   # aiokafka as shipped
+    try:
+        rate = await idle_fetch_rate(kafka_bootstrap)
+    finally:
+        kafka_fetch.install(0)
+    assert rate < 20, f"{rate:.0f} fetch requests/s from one idle consumer (Kafka: about 2)"
+
+
+@asynctest
+async def test_client_side_long_polling_tames_idle_consumers_and_still_delivers(kafka_bootstrap: str) -> None:
+    kafka_fetch.install(0.005)
+    try:
+        rate = await idle_fetch_rate(kafka_bootstrap)
+        assert rate < 250, f"{rate:.0f} fetch requests/s despite the 5 ms client-side poll"
+        topic = await create_topic(kafka_bootstrap, 1)
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=None,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            await produce_counts(kafka_bootstrap, topic, {0: 3})
+            assert len(await consume_all(consumer, 3)) == 3
+        finally:
+            await consumer.stop()
+    finally:
+        kafka_fetch.install(0)

@@ -12,6 +12,7 @@ import signal
 
 from aiohttp import web
 
+from core import kafka_fetch
 from core.logs import configure_logging
 from core.settings import get_settings
 from streams.metrics import exposition
@@ -64,6 +65,7 @@ async def _health_site(runners: list[ProjectionRunner], host: str, port: int) ->
 
 def main() -> None:
     configure_logging("projector", get_settings().log_level)
+    kafka_fetch.install(get_settings().kafka_empty_fetch_backoff_ms / 1000)
     asyncio.run(serve())
 
 
