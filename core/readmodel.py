@@ -46,6 +46,7 @@ class Posting:
     correlation_id: str
     occurred_at: datetime
     sequence: int
+    channel: str                     # cash | transfer | card: how the money came or went (CTR counts cash)
 
 
 def posting_for(event: e.Event) -> Posting | None:
@@ -66,13 +67,27 @@ def posting_for(event: e.Event) -> Posting | None:
                                                        event.transfer_id)
         case _:
             return None
+    # Money between accounts of the bank always moves by transfer; deposits and withdrawals say how.
+    channel = event.channel if isinstance(event, (e.FundsDeposited, e.FundsWithdrawn)) else "transfer"
     sign = e.POSTING_SIGN[type(event)]
     return Posting(posting_id=event.event_id, account_id=event.account_id, type=kind,  # type: ignore[arg-type]
                    amount=sign * event.amount, currency=event.currency,  # type: ignore[attr-defined]
                    balance_after=event.balance_after,  # type: ignore[attr-defined]
                    counterparty_account_id=counterparty, reference=reference, transfer_id=transfer,
                    command_id=event.command_id, correlation_id=event.correlation_id,
-                   occurred_at=event.occurred_at, sequence=event.sequence)
+                   occurred_at=event.occurred_at, sequence=event.sequence, channel=channel)
+
+
+# ---------------------------------------------------------------- risk cases
+
+# A case is a money movement the risk engine flagged (its id is the flagged command's id). It starts as open
+# (alert: the movement posted), held (hold: it waits for a reviewer) or blocked (block: it was rejected), and
+# a reviewer's decision turns an open or held case into approved or rejected.
+CaseStatus = Literal["open", "held", "blocked", "approved", "rejected"]
+REVIEWABLE_STATUSES: tuple[CaseStatus, ...] = ("open", "held")    # what the review backlog counts
+DECIDED_STATUS: dict[str, CaseStatus] = {"approve": "approved", "reject": "rejected"}
+# Rule kinds that point at money laundering rather than fraud: a case hitting one is a SAR candidate.
+AML_KINDS: tuple[str, ...] = ("structuring", "ctr", "rapid_movement", "high_risk_jurisdiction", "sanctions")
 
 
 class FoldError(ValueError):
@@ -80,7 +95,7 @@ class FoldError(ValueError):
 
 
 # Events that may name an account the ledger does not know (a rejected command, a refused credit).
-_STATELESS = (e.CommandRejected, e.TransferCreditFailed)
+_STATELESS = e.NON_STATE_EVENTS
 
 
 def fold(state: ledger.AccountState | None, event: e.Event) -> ledger.AccountState | None:

@@ -22,7 +22,7 @@ async def pg_dump(dsn: str, schema: str = PG_SCHEMA) -> Dump:
     conn = await asyncpg.connect(dsn)
     try:
         return {table: [tuple(r) for r in await conn.fetch(f"SELECT * FROM {schema}.{table} ORDER BY 1")]
-                for table in ("accounts", "transactions")}
+                for table in ("accounts", "transactions", "cases")}
     finally:
         await conn.close()
 

@@ -140,7 +140,7 @@ def test_a_batch_writes_the_account_and_its_postings(redis_url: str) -> None:
             "account_id": account, "customer_id": f"cust-{account[:8]}", "currency": "EUR", "balance": "8550",
             "available_balance": "13550", "overdraft_limit": "5000", "status": "open", "version": "5",
             "transfers_out_in_flight": "1", "opened_at": history[0].occurred_at.isoformat(),
-            "updated_at": history[-1].occurred_at.isoformat()}
+            "updated_at": history[-1].occurred_at.isoformat(), "holds": "{}"}
         postings = await _postings(client, _gen(store), account)
         assert [(p["type"], p["amount"], p["balance_after"], s) for p, s in postings] == [
             ("deposit", 10000, 10000, 2), ("deposit", 2550, 12550, 3), ("withdrawal", -1000, 11550, 4),
@@ -150,7 +150,7 @@ def test_a_batch_writes_the_account_and_its_postings(redis_url: str) -> None:
                          "amount": -3000, "currency": "EUR", "balance_after": 8550, "counterparty_account_id": other,
                          "reference": "rent", "transfer_id": "tr-1", "command_id": history[4].command_id,
                          "correlation_id": history[4].correlation_id,
-                         "occurred_at": history[4].occurred_at.isoformat(), "sequence": 5}
+                         "occurred_at": history[4].occurred_at.isoformat(), "sequence": 5, "channel": "transfer"}
         status = await store.status()
         assert status.projection == "redis" and status.generation == f"generation {_gen(store)}"
         assert status.offsets == {0: 5}

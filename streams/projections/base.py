@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.events import AccountOpened, Event
+from core.events import AccountOpened, CaseReviewed, Event, RiskCase
 from core.ledger import AccountState
 from core.readmodel import FoldError, Positions, Posting, fold, posting_for
 from schemas.codec import HEADER_FINGERPRINT, HEADER_SCHEMA, DecodeError, get_codec
@@ -84,12 +84,15 @@ class ApplyError(Exception):
 @dataclass(slots=True)
 class AccountsFold:
     """A batch of events folded into the accounts it touches, with core.readmodel.fold (idempotent), for the
-    stores that keep account state: what changed, when, and the postings the events made."""
+    stores that keep account state: what changed, when, the postings the events made, and the risk cases
+    they opened and decided (in log order; the store makes re-applying them a no-op)."""
 
     states: dict[str, AccountState]
     opened: dict[str, datetime]
     changed: dict[str, datetime] = field(default_factory=dict)   # account id -> when it last changed
     postings: list[tuple[EventRecord, Posting]] = field(default_factory=list)
+    cases: list[RiskCase] = field(default_factory=list)           # RiskFlagged and FundsHeld
+    reviews: list[CaseReviewed] = field(default_factory=list)
 
     @classmethod
     def of(cls, states: dict[str, AccountState], opened: dict[str, datetime],
@@ -114,6 +117,10 @@ class AccountsFold:
         posting = posting_for(event)
         if posting is not None and new_state is not None:
             self.postings.append((record, posting))
+        if isinstance(event, RiskCase):
+            self.cases.append(event)
+        elif isinstance(event, CaseReviewed):
+            self.reviews.append(event)
 
 
 @dataclass(slots=True)

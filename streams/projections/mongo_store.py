@@ -36,16 +36,19 @@ META_ID = "mongo"
 _ENVELOPE = ("event_id", "command_id", "correlation_id", "account_id", "occurred_at", "sequence")
 _MONEY = ("amount", "balance_after", "overdraft_limit")
 # Events that may name an account never opened (a rejected command, a refused credit): as core.readmodel.fold.
-_STATELESS = (e.CommandRejected, e.TransferCreditFailed)
-# Internal saga bookkeeping, not something a customer did.
-_NOT_IN_TIMELINE = (e.TransferCompleted,)
+_STATELESS = e.NON_STATE_EVENTS
+# Internal saga bookkeeping, not something a customer did; and the risk engine's flags and reviewers' decisions,
+# which a customer must not be shown (no tipping-off). A hold is shown: the customer was told their movement
+# waits for review, and its posting or rejection follows in the timeline.
+_NOT_IN_TIMELINE = (e.TransferCompleted, e.RiskFlagged, e.CaseReviewed)
 # A duplicate key on an upsert means a concurrent writer inserted the same id first: a retry succeeds.
 _DUPLICATE_KEY = 11000
 _TRANSIENT_WRITE_CODES = {_DUPLICATE_KEY, 11001}
 _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw": "Withdrawal",
              "Transfer": "Transfer", "FreezeAccount": "Freeze", "UnfreezeAccount": "Unfreeze",
              "CloseAccount": "Closing", "CreditTransfer": "Incoming transfer",
-             "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion"}
+             "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
+             "ReviewCase": "Case review"}
 _INDEXES: dict[Kind, list[list[str]]] = {
     "audit": [["account_id", "occurred_at", "_id"], ["customer_id", "occurred_at", "_id"],
               ["type", "occurred_at", "_id"], ["occurred_at", "_id"]],
@@ -337,6 +340,8 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"Account {verb}" + (f": {event.reason}" if event.reason else "")
         case e.CommandRejected():
             return f"{_COMMANDS.get(event.command_type, event.command_type)} rejected: {event.reason}"
+        case e.FundsHeld():
+            return f"{_COMMANDS.get(event.command_type, event.command_type)} of {money(event.amount)} held for review"
         case _:
             return type(event).__name__
 

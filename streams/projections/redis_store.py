@@ -256,7 +256,13 @@ def _hash_of(state: ledger.AccountState, opened_at: str, updated_at: str) -> Has
             "balance": str(state.balance), "available_balance": str(state.available_balance),
             "overdraft_limit": str(state.overdraft_limit), "status": state.status, "version": str(state.sequence),
             "transfers_out_in_flight": str(state.transfers_out_in_flight), "opened_at": opened_at,
-            "updated_at": updated_at}
+            "updated_at": updated_at, "holds": _holds_json(state.holds)}
+
+
+def _holds_json(holds: dict[str, dict[str, Any]]) -> str:
+    """The movements held for review (available_balance depends on them), as deterministic JSON. Always
+    written, even empty: HSET never removes a field, so a released hold must be overwritten."""
+    return json.dumps(holds, sort_keys=True, separators=(",", ":"))
 
 
 def _state_of(fields: Hash) -> ledger.AccountState:
@@ -264,7 +270,8 @@ def _state_of(fields: Hash) -> ledger.AccountState:
                                currency=fields["currency"], overdraft_limit=int(fields["overdraft_limit"]),
                                balance=int(fields["balance"]), status=fields["status"],  # type: ignore[arg-type]
                                sequence=int(fields["version"]),
-                               transfers_out_in_flight=int(fields["transfers_out_in_flight"]))
+                               transfers_out_in_flight=int(fields["transfers_out_in_flight"]),
+                               holds=json.loads(fields.get("holds") or "{}"))   # absent: written before holds
 
 
 def _parked_entry(parked: Parked, before: dict[str, Any] | None) -> dict[str, Any]:
