@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
 
+from api.audit import AuditLog
+from core.audit import actor_header
 from core.commands import Command
 from core.logs import trace_header
 from core.topics import LEDGER_COMMANDS, RISK_COMMANDS
@@ -15,8 +17,9 @@ from schemas.codec import get_codec
 
 
 class CommandBus:
-    def __init__(self, bootstrap: str, risk_enabled: bool = True) -> None:
+    def __init__(self, bootstrap: str, risk_enabled: bool = True, audit: AuditLog | None = None) -> None:
         self.risk_enabled = risk_enabled
+        self._audit = audit
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
                                           linger_ms=1)
         self._codec = get_codec()
@@ -28,7 +31,13 @@ class CommandBus:
         await self._producer.stop()
 
     async def send(self, command: Command, customer_id: str) -> None:
-        """Returns once the broker has the command: a 202 is a promise the ledger will see it."""
+        """Returns once the broker has the command (a 202 is a promise the ledger will see it) and the audit trail
+        has its submission. The caller (header bank.actor) travels with the command into its events."""
         value, headers = self._codec.encode(command)
         topic, key = (RISK_COMMANDS, customer_id) if self.risk_enabled else (LEDGER_COMMANDS, command.account_id)
-        await self._producer.send_and_wait(topic, value, key=key.encode(), headers=headers + trace_header())
+        await self._producer.send_and_wait(topic, value, key=key.encode(),
+                                           headers=headers + trace_header() + actor_header())
+        if self._audit is not None:
+            await self._audit.record("command_submitted", details={
+                "command_type": type(command).__name__, "command_id": command.command_id,
+                "account_id": command.account_id, "customer_id": customer_id})

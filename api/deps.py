@@ -8,11 +8,15 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Query, Request, Response
 
+from api.audit import AuditLog, AuditTrail
 from api.bus import CommandBus
+from api.identity import UserStore
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
 from api.problems import Problem
 from api.readmodels import Model, ReadModels
+from api.security import Keyring
+from api.sessions import AuthStore
 from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions
 from core.settings import Settings
 
@@ -24,6 +28,17 @@ READ_LAG_HEADER = "Bank-Read-Lag"
 
 
 @dataclass
+class Access:
+    """Identity and access: signing keys, users (PostgreSQL), sessions and limits (Redis), the audit trail."""
+
+    keyring: Keyring
+    users: UserStore
+    store: AuthStore
+    audit: AuditLog
+    trail: AuditTrail
+
+
+@dataclass
 class Platform:
     settings: Settings
     pg: asyncpg.Pool
@@ -31,6 +46,7 @@ class Platform:
     view: LedgerView
     idempotency: IdempotencyStore
     reads: ReadModels
+    access: Access
 
 
 def get_platform(request: Request) -> Platform:

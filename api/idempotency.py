@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 import asyncpg
 
 from api.problems import Problem
 from core.commands import derive_id
+from core.identity import current_principal
 
 MAX_KEY_LENGTH = 255
 
@@ -42,12 +44,16 @@ class IdempotencyStore:
     async def claim(self, key: str, fingerprint: str) -> str:
         """The command id for this key; raises a 409 Problem if the key was used for another request."""
         command_id = command_id_for(key)
+        # A customer's own command is theirs to follow (GET /v1/commands/{id}) even before the ledger decides it.
+        caller = current_principal()
+        submitter = caller.customer_id if caller is not None and caller.role == "customer" else None
         async with self._pool.acquire() as conn:
             stored = await conn.fetchval(
-                """INSERT INTO api_idempotency (idempotency_key, request_hash, command_id) VALUES ($1, $2, $3)
+                """INSERT INTO api_idempotency (idempotency_key, request_hash, command_id, customer_id)
+                   VALUES ($1, $2, $3, $4)
                    ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
                    RETURNING request_hash""",
-                key, fingerprint, command_id,
+                key, fingerprint, command_id, submitter,
             )
         if stored != fingerprint:
             raise Problem(409, "Idempotency-Key reused", "this Idempotency-Key was already used with a different "
@@ -55,5 +61,19 @@ class IdempotencyStore:
         return command_id
 
     async def known(self, command_id: str) -> bool:
+        try:
+            key = uuid.UUID(command_id)
+        except ValueError:   # not an id this API hands out (a 404, not a database error)
+            return False
         async with self._pool.acquire() as conn:
-            return bool(await conn.fetchval("SELECT 1 FROM api_idempotency WHERE command_id = $1", command_id))
+            return bool(await conn.fetchval("SELECT 1 FROM api_idempotency WHERE command_id = $1", key))
+
+    async def submitter(self, command_id: str) -> str | None:
+        """The customer who submitted the command through the API (None: staff, or not an API command)."""
+        try:
+            key = uuid.UUID(command_id)
+        except ValueError:
+            return None
+        async with self._pool.acquire() as conn:
+            return await conn.fetchval("SELECT customer_id FROM api_idempotency WHERE command_id = $1 "
+                                       "AND customer_id IS NOT NULL LIMIT 1", key)

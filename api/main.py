@@ -6,19 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from api.audit import AuditLog, AuditTrail
+from api.authz import TOKEN_URL, authorize
 from api.bus import CommandBus
-from api.deps import Platform
+from api.deps import Access, Platform
+from api.identity import UserStore
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
 from api.metrics import HttpMetrics
 from api.middleware import RequestGuard, TraceContext
 from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
-from api.routes import commands, health, queries
+from api.security import Keyring
+from api.sessions import AuthStore
+from api.routes import admin, auth, commands, health, operations, queries, users
 from core.logs import configure_logging
 from core import kafka_fetch
 from core.settings import Settings, get_settings
@@ -26,17 +31,22 @@ from core.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms / 1000)
+    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("api", settings.log_level)  # after uvicorn's own set-up, so its lines are JSON too
+        keyring = Keyring.from_settings(settings)   # refuses to start without usable signing keys
         pg = await asyncpg.create_pool(settings.pg, min_size=1, max_size=10)
         redis = Redis.from_url(settings.redis)
         mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo, tz_aware=True)
-        platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled),
+        audit = AuditLog(settings.kafka)
+        access = Access(keyring=keyring, users=UserStore(pg), audit=audit, trail=AuditTrail(mongo),
+                        store=AuthStore(redis, settings.session_ttl, settings.rate_limit_window))
+        platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled, audit),
                             view=LedgerView(settings.kafka), idempotency=IdempotencyStore(pg),
-                            reads=ReadModels(pg, redis, mongo))
+                            reads=ReadModels(pg, redis, mongo), access=access)
+        await audit.start()
         await platform.bus.start()
         await platform.view.start()
         app.state.platform = platform
@@ -45,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await platform.view.stop()
             await platform.bus.stop()
+            await audit.stop()
             await redis.aclose()
             await mongo.close()
             await pg.close()
@@ -56,16 +67,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "decided by the ledger; `?wait=true` waits for the outcome. Queries are served by read models "
         "derived from the event log (eventually consistent: each response carries Bank-Read-Position and "
         "Bank-Read-Lag; pass a command's `position` as `?min_position=` to read your own write). Amounts "
-        "are decimal strings; errors are RFC 7807 problem+json.",
+        "are decimal strings; errors are RFC 7807 problem+json. Every endpoint but health, registration and "
+        f"log-in needs a bearer token (POST {TOKEN_URL}; Authorize above); see api/authz.py for who may call what.",
         lifespan=lifespan,
+        dependencies=[Depends(authorize)],   # authentication and authorization of every route, in one place
     )
     install_problem_handlers(app)
 
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, form_paths={TOKEN_URL})
     app.add_middleware(TraceContext)
     app.add_middleware(HttpMetrics)  # outermost: counts every response, guards' 413/415 included
-    for module in (commands, queries, health):
+    for module in (commands, queries, health, auth, users, operations):
         app.include_router(module.router)
+    app.include_router(admin.router)
     return app
 
 

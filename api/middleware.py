@@ -44,12 +44,17 @@ class TraceContext:
             await self.app(scope, receive, send_with_trace)
 
 
-class RequestGuard:
-    """Refuses oversized bodies (413) and bodies that are not JSON (415) with problem+json."""
+FORM = b"application/x-www-form-urlencoded"
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+
+class RequestGuard:
+    """Refuses oversized bodies (413) and bodies that are not JSON (415) with problem+json. `form_paths` also take
+    an HTML form (the OAuth2 token endpoint: that is how OAuth2 clients, Swagger's included, send credentials)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, form_paths: frozenset[str] | set[str] = frozenset()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.form_paths = frozenset(form_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"].encode() not in BODY_METHODS:
@@ -64,8 +69,11 @@ class RequestGuard:
             return
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if has_body and not (content_type == b"application/json" or content_type.endswith(b"+json")):
-            await _send_problem(send, 415, "Unsupported media type", "send the body as application/json",
+        json_body = content_type == b"application/json" or content_type.endswith(b"+json")
+        form_body = content_type == FORM and path in self.form_paths
+        if has_body and not (json_body or form_body):
+            expected = "application/x-www-form-urlencoded" if path in self.form_paths else "application/json"
+            await _send_problem(send, 415, "Unsupported media type", f"send the body as {expected}",
                                 "unsupported_media_type", path)
             return
         body = await self._read_bounded(receive)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from core.money import MoneyError, currency_digits, parse_amount
+from core.readmodel import CaseStatus
+from core.risk.rules import Severity
 
 Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO-4217 code")]
 DecimalString = Annotated[StrictStr, Field(examples=["12.50"], description="a positive decimal string")]
@@ -28,7 +30,7 @@ def _minor(amount: str, currency: str, field: str, allow_zero: bool = False) -> 
 
 
 class OpenAccountRequest(_Body):
-    customer_id: Identifier
+    customer_id: Identifier | None = Field(None, description="required for staff; a customer opens for themselves")
     currency: Currency
     overdraft_limit: DecimalString | None = Field(None, examples=["100.00"])
 
@@ -153,6 +155,7 @@ class TransactionView(BaseModel):
     transfer_id: str | None
     command_id: str
     occurred_at: datetime
+    channel: Literal["cash", "transfer", "card"] = Field("transfer", description="how the money came or went")
 
 
 class TransactionPage(BaseModel):
@@ -212,3 +215,122 @@ class ActivityPage(BaseModel):
     customer_id: str
     items: list[ActivityEntry]
     next_cursor: str | None
+
+
+# ---------------------------------------------------------------- admin: risk cases and reports
+
+
+class CaseHit(BaseModel):
+    """One rule of the rule set that matched the movement."""
+
+    rule_id: str
+    kind: str
+    action: str
+    severity: Severity
+    score: int
+    reason: str
+
+
+class CaseView(BaseModel):
+    """A money movement the risk engine flagged; its id is the flagged command's id."""
+
+    case_id: str
+    account_id: str
+    customer_id: str
+    command_type: Literal["Deposit", "Withdraw", "Transfer"]
+    amount: str = Field(description="the movement's amount, a decimal string in its currency")
+    currency: str
+    channel: str
+    to_account_id: str | None
+    counterparty_name: str | None
+    counterparty_country: str | None
+    reference: str | None
+    action: Literal["alert", "hold", "block"]
+    score: int
+    severity: Severity | None = Field(description="the most severe of the hits")
+    rule_ids: list[str]
+    kinds: list[str]
+    hits: list[CaseHit]
+    rule_set_version: str
+    status: CaseStatus = Field(description="open (alert), held (hold), blocked (block), approved, rejected")
+    created_at: datetime
+    issued_at: datetime
+    decided_at: datetime | None
+    reviewer: str | None
+    comment: str | None
+    decision_event_id: str | None
+
+
+class CasePage(BaseModel):
+    items: list[CaseView]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page; null at the end")
+
+
+ReviewComment = Annotated[StrictStr, Field(min_length=1, max_length=2000, examples=["customer confirmed by phone"])]
+
+
+class ReviewRequest(_Body):
+    """A reviewer's decision: why. Who decided is the authenticated caller, recorded with the decision."""
+
+    comment: ReviewComment
+
+    @model_validator(mode="after")
+    def _check(self) -> ReviewRequest:
+        if not self.comment.strip():
+            raise PydanticCustomError("blank", "comment must not be blank")
+        return self
+
+
+class CaseDecision(CommandStatus):
+    """The ReviewCase command's outcome; for a hold, also what became of the held movement."""
+
+    account_id: str
+    position: str = Field(description="covers the decision and the movement's events: pass as ?min_position=")
+    case_id: str
+    decision: Literal["approve", "reject"]
+    movement: CommandStatus | None = Field(None, description="the held movement's outcome (holds only)")
+
+
+class CtrEntry(BaseModel):
+    """A customer's cash in (or out) in one currency on the report's day, at or above the threshold."""
+
+    customer_id: str
+    currency: str
+    direction: Literal["in", "out"]
+    total: str
+    count: int
+    account_ids: list[str]
+
+
+class CtrReport(BaseModel):
+    date: date
+    currency: str | None
+    threshold: str = Field(description="in major units of each currency, e.g. \"10000\"")
+    items: list[CtrEntry]
+
+
+class SarCandidate(BaseModel):
+    """A case with at least one anti-money-laundering hit: material for a suspicious activity report."""
+
+    case_id: str
+    account_id: str
+    customer_id: str
+    created_at: datetime
+    command_type: str
+    amount: str
+    currency: str
+    channel: str
+    counterparty_name: str | None
+    counterparty_country: str | None
+    action: str
+    score: int
+    severity: Severity | None
+    status: CaseStatus
+    rule_ids: list[str]
+    aml_kinds: list[str]
+
+
+class SarCandidates(BaseModel):
+    period_start: datetime
+    period_end: datetime
+    items: list[SarCandidate]

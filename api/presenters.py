@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from api.models import AccountView, ActivityEntry, AuditEntry, CommandStatus, EventView, TransactionView
-from core.events import Event
+from api.models import (AccountView, ActivityEntry, AuditEntry, CaseHit, CaseView, CommandStatus, CtrEntry,
+                        EventView, SarCandidate, TransactionView)
+from core.events import Event, RiskFlagged
 from core.ledger import CommandOutcome
 from core.money import format_amount
+from core.readmodel import AML_KINDS
 
 _ENVELOPE = {"event_id", "command_id", "correlation_id", "account_id", "occurred_at", "sequence", "schema_version"}
 _AMOUNTS = {"amount", "balance_after", "overdraft_limit"}
@@ -24,10 +27,29 @@ def event_view(event: Event) -> EventView:
                      sequence=event.sequence, occurred_at=event.occurred_at, data=data)
 
 
-def command_status(outcome: CommandOutcome) -> CommandStatus:
+# What a customer is told about risk decisions: that a payment is held or declined, never which rules fired,
+# the score, or a reviewer's comment (that would tip off a money launderer, and teach a fraudster the rules).
+_RISK_FIELDS = ("action", "score", "rule_set_version", "hits")
+_CUSTOMER_DETAIL = {
+    "blocked_by_risk": "the payment cannot be processed; please contact the bank",
+    "rejected_by_review": "the payment was declined after review; please contact the bank",
+}
+
+
+def command_status(outcome: CommandOutcome, customer_view: bool = False) -> CommandStatus:
+    """A command's outcome; `customer_view` leaves out what the risk engine and its reviewers saw."""
+    events = [e for e in outcome.events or [] if not (customer_view and isinstance(e, RiskFlagged))]
+    views = [event_view(e) for e in events]
+    detail = outcome.detail
+    if customer_view:
+        detail = _CUSTOMER_DETAIL.get(outcome.reason or "", detail)
+        for view in views:
+            for name in _RISK_FIELDS:
+                view.data.pop(name, None)
+            if view.type == "CommandRejected" and view.data.get("reason") in _CUSTOMER_DETAIL:
+                view.data["detail"] = _CUSTOMER_DETAIL[view.data["reason"]]
     return CommandStatus(command_id=outcome.command_id, status=outcome.status, in_flight=outcome.in_flight,
-                         reason=outcome.reason, detail=outcome.detail,
-                         events=[event_view(e) for e in outcome.events or []])
+                         reason=outcome.reason, detail=detail, events=views)
 
 
 def account_from_row(row: Mapping[str, Any]) -> AccountView:
@@ -49,7 +71,7 @@ def transaction_from_row(row: Mapping[str, Any]) -> TransactionView:
                            balance_after=format_amount(row["balance_after"], currency),
                            counterparty_account_id=row["counterparty_account_id"], reference=row["reference"],
                            transfer_id=row["transfer_id"], command_id=row["command_id"],
-                           occurred_at=row["occurred_at"])
+                           occurred_at=row["occurred_at"], channel=row["channel"])
 
 
 def audit_entry(doc: Mapping[str, Any]) -> AuditEntry:
@@ -70,3 +92,35 @@ def activity_entry(doc: Mapping[str, Any]) -> ActivityEntry:
     return ActivityEntry(event_id=doc["_id"], account_id=doc["account_id"], occurred_at=doc["occurred_at"],
                          type=doc["type"], summary=doc["summary"], currency=currency,
                          amount=format_amount(int(amount), currency) if amount is not None and currency else None)
+
+
+def case_view(row: Mapping[str, Any]) -> CaseView:
+    """A row of the cases table; the amount becomes a decimal string in the movement's currency."""
+    currency = str(row["currency"])
+    return CaseView(case_id=row["case_id"], account_id=row["account_id"], customer_id=row["customer_id"],
+                    command_type=row["command_type"], amount=format_amount(row["amount"], currency),
+                    currency=currency, channel=row["channel"], to_account_id=row["to_account_id"],
+                    counterparty_name=row["counterparty_name"], counterparty_country=row["counterparty_country"],
+                    reference=row["reference"], action=row["action"], score=row["score"], severity=row["severity"],
+                    rule_ids=list(row["rule_ids"]), kinds=list(row["kinds"]),
+                    hits=[CaseHit(**hit) for hit in json.loads(row["hits"])],
+                    rule_set_version=row["rule_set_version"], status=row["status"], created_at=row["created_at"],
+                    issued_at=row["issued_at"], decided_at=row["decided_at"], reviewer=row["reviewer"],
+                    comment=row["comment"], decision_event_id=row["decision_event_id"])
+
+
+def ctr_entry(row: Mapping[str, Any]) -> CtrEntry:
+    currency = str(row["currency"])
+    return CtrEntry(customer_id=row["customer_id"], currency=currency, direction=row["direction"],
+                    total=format_amount(row["total"], currency), count=row["count"],
+                    account_ids=list(row["account_ids"]))
+
+
+def sar_candidate(row: Mapping[str, Any]) -> SarCandidate:
+    currency = str(row["currency"])
+    return SarCandidate(case_id=row["case_id"], account_id=row["account_id"], customer_id=row["customer_id"],
+                        created_at=row["created_at"], command_type=row["command_type"],
+                        amount=format_amount(row["amount"], currency), currency=currency, channel=row["channel"],
+                        counterparty_name=row["counterparty_name"], counterparty_country=row["counterparty_country"],
+                        action=row["action"], score=row["score"], severity=row["severity"], status=row["status"],
+                        rule_ids=list(row["rule_ids"]), aml_kinds=[k for k in row["kinds"] if k in AML_KINDS])

@@ -17,7 +17,7 @@ import asyncpg
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
-from core.readmodel import (MONGO_DB, MONGO_META, PG_SCHEMA, REDIS_LIVE, Positions, mongo_collection,
+from core.readmodel import (AML_KINDS, MONGO_DB, MONGO_META, PG_SCHEMA, REDIS_LIVE, Positions, mongo_collection,
                             reached, redis_account_key, redis_offsets_key)
 
 Model = Literal["postgres", "redis", "mongo"]
@@ -88,6 +88,34 @@ class AuditFilter:
         if period:
             query["occurred_at"] = period
         return query
+
+
+@dataclass
+class CaseFilter:
+    statuses: list[str] = field(default_factory=list)
+    severities: list[str] = field(default_factory=list)
+    rule_id: str | None = None
+    account_id: str | None = None
+    customer_id: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["true"], []
+
+        def add(sql: str, value: Any) -> None:
+            params.append(value)
+            clauses.append(sql.format(f"${len(params)}"))
+
+        if self.statuses:
+            add("status = any({}::text[])", self.statuses)
+        if self.severities:
+            add("severity = any({}::text[])", self.severities)
+        if self.rule_id:
+            add("rule_ids @> array[{}::text]", self.rule_id)   # @>: the GIN index on rule_ids applies
+        if self.account_id:
+            add("account_id = {}", self.account_id)
+        if self.customer_id:
+            add("customer_id = {}", self.customer_id)
+        return " AND ".join(clauses), params
 
 
 class ReadModels:
@@ -170,6 +198,46 @@ class ReadModels:
                 f"SELECT * FROM {PG_SCHEMA}.transactions WHERE account_id = $1 AND occurred_at >= $2 "
                 f"AND occurred_at < $3 ORDER BY sequence", account_id, start, end)
         return before, rows
+
+    # ---- postgres: risk cases and reports
+
+    async def cases(self, where: CaseFilter, before: tuple[datetime, str] | None, limit: int
+                    ) -> list[asyncpg.Record]:
+        """Newest first by (created_at, case_id); `before` is the last case of the previous page."""
+        sql, params = where.where()
+        if before is not None:
+            params += list(before)
+            sql += f" AND (created_at, case_id) < (${len(params) - 1}, ${len(params)})"
+        params.append(limit)
+        return await self.pg.fetch(f"SELECT * FROM {PG_SCHEMA}.cases WHERE {sql} "
+                                   f"ORDER BY created_at DESC, case_id DESC LIMIT ${len(params)}", *params)
+
+    async def case(self, case_id: str) -> asyncpg.Record | None:
+        return await self.pg.fetchrow(f"SELECT * FROM {PG_SCHEMA}.cases WHERE case_id = $1", case_id)
+
+    async def cash_totals(self, start: datetime, end: datetime, thresholds: dict[str, int]) -> list[asyncpg.Record]:
+        """Per customer, currency and direction: the cash postings in [start, end) whose total reaches the
+        currency's threshold (minor units); currencies without a threshold are left out."""
+        return await self.pg.fetch(
+            f"""SELECT a.customer_id, t.currency, CASE WHEN t.amount > 0 THEN 'in' ELSE 'out' END AS direction,
+                       sum(abs(t.amount))::bigint AS total, count(*)::int AS count,
+                       array_agg(DISTINCT t.account_id ORDER BY t.account_id) AS account_ids
+                FROM {PG_SCHEMA}.transactions t
+                JOIN {PG_SCHEMA}.accounts a ON a.account_id = t.account_id
+                JOIN unnest($3::text[], $4::bigint[]) AS th(currency, minor) ON th.currency = t.currency
+                WHERE t.channel = 'cash' AND t.occurred_at >= $1 AND t.occurred_at < $2
+                GROUP BY a.customer_id, t.currency, direction, th.minor
+                HAVING sum(abs(t.amount)) >= th.minor
+                ORDER BY a.customer_id, t.currency, direction""",
+            start, end, list(thresholds), list(thresholds.values()))
+
+    async def stream_sar_candidates(self, start: datetime, end: datetime) -> AsyncIterator[asyncpg.Record]:
+        """Cases created in [start, end) with at least one AML hit, oldest first, through a server-side cursor."""
+        async with self.pg.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            query = (f"SELECT * FROM {PG_SCHEMA}.cases WHERE kinds && $1::text[] AND created_at >= $2 "
+                     f"AND created_at < $3 ORDER BY created_at, case_id")
+            async for row in conn.cursor(query, list(AML_KINDS), start, end, prefetch=500):
+                yield row
 
     # ---- mongo
 

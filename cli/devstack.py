@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -40,6 +41,7 @@ import yaml
 from core.settings import PROJECT_ROOT, Settings
 
 LOCALHOST = "127.0.0.1"
+DEV_KID = "dev-1"   # the signing key `bank up` generates when BANK_JWT_KEYS is unset
 PG_OS_USER = "embedded_postgres"
 # Alert rules shared with docker-compose's Prometheus; the dev Prometheus loads them when the file exists.
 ALERT_RULES_FILE = PROJECT_ROOT / "prometheus" / "alerts.yml"
@@ -219,8 +221,30 @@ class Stack:
         s = self.settings
         env.update(BANK_HOME=str(self.home), BANK_KAFKA_BOOTSTRAP=s.kafka, BANK_PG_DSN=s.pg,
                    BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, PYTHONUNBUFFERED="1")
+        env.update(self.signing_key_env())
         env.update(extra)
         return env
+
+    def signing_key_env(self) -> dict[str, str]:
+        """BANK_JWT_KEYS / BANK_JWT_ACTIVE_KID for the children: the settings' keys (revealed: a settings dump
+        masks secrets) or, when none are set, a dev key generated once and kept in <home>/secrets (mode 0600),
+        so tokens survive a restart of the dev stack."""
+        s = self.settings
+        if s.jwt_keys:
+            keys = {kid: secret.get_secret_value() for kid, secret in s.jwt_keys.items()}
+            active = s.jwt_active_kid
+        else:
+            keys, active = self._dev_signing_keys(), DEV_KID
+        return {"BANK_JWT_KEYS": json.dumps(keys)} | ({"BANK_JWT_ACTIVE_KID": active} if active else {})
+
+    def _dev_signing_keys(self) -> dict[str, str]:
+        path = self.home / "secrets" / "jwt-keys.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                json.dump({DEV_KID: secrets.token_urlsafe(48)}, file)
+        return dict(json.loads(path.read_text()))
 
     # ---- infra ---------------------------------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from core.readmodel import PROJECTIONS, consumer_group
 from core.settings import Settings
-from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from core.audit import AUDIT_TRAIL_GROUP
+from core.topics import AUDIT, LEDGER_COMMANDS, LEDGER_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def platform_groups(settings: Settings) -> dict[str, list[str]]:
     """Every consumer group of the platform and the topics it consumes."""
     groups = {settings.app_id: [LEDGER_COMMANDS, LEDGER_EVENTS]}  # the ledger agent and the transfer saga
     groups |= {consumer_group(name): [LEDGER_EVENTS] for name in PROJECTIONS}
+    groups[AUDIT_TRAIL_GROUP] = [AUDIT]
     return groups
 
 

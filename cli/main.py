@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import projections, rules
+from cli import projections, rules, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -25,6 +25,7 @@ topics_app = typer.Typer(help="Manage Kafka topics declared in topics.yaml.", no
 app.add_typer(topics_app, name="topics")
 app.add_typer(projections.app, name="projections")
 app.add_typer(rules.app, name="rules")
+app.add_typer(users.app, name="users")
 console = Console()
 
 _STATUS_STYLE = {"created": "green", "ok": "dim", "drift": "yellow", "error": "red"}
@@ -130,6 +131,10 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
     table.add_row("data dir", urls["home"])
     table.add_row("logs", str(stack.logs))
     console.print(table)
+    if not infra_only:
+        console.print(f"[bold]log in:[/] first admin: `bank users create-admin --email you@example.com`; then "
+                      f"Authorize at {urls['docs']} (or POST {urls['api']}/v1/auth/token) and enrol MFA "
+                      "(/v1/auth/mfa/setup, /verify); customers register with POST /v1/auth/register")
 
 
 @app.command("lag")
@@ -148,7 +153,7 @@ def lag_command(
     settings = get_settings()
     if serve:
         configure_logging("lag-exporter", settings.log_level)
-        kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms / 1000)
+        kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)
         asyncio.run(LagExporter(settings, interval).run(port or settings.lag_exporter_port, host))
         return
     rows = asyncio.run(collect(settings.kafka, platform_groups(settings)))

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +83,29 @@ class Settings(BaseSettings):
     # How long a query with ?min_position= waits for its read model to reach that position.
     read_your_writes_timeout: timedelta = timedelta(seconds=5)
     max_body_bytes: int = 16 * 1024
+
+    # Identity and access (api/authz.py, api/security.py). Access tokens are HS256 JWTs signed with the key of
+    # `jwt_active_kid`; every key in `jwt_keys` (kid -> secret of at least 32 characters, JSON in the
+    # environment) still verifies tokens. Rotation: add a key, make it active, remove the old one once its
+    # tokens have expired (after `access_token_ttl`). `bank up` generates dev keys under its home when unset.
+    jwt_keys: dict[str, SecretStr] = {}
+    jwt_active_kid: str | None = None
+    jwt_issuer: str = "bankstream"
+    access_token_ttl: timedelta = timedelta(minutes=10)
+    # A session (and its refresh token) ends this long after its last refresh, or when revoked.
+    session_ttl: timedelta = timedelta(days=7)
+    # Rate limits (Redis, fixed windows of `rate_limit_window`): every request per client IP and per user;
+    # stricter ones on the credential endpoints (token, register, refresh) per IP and on MFA per user.
+    rate_limit_window: timedelta = timedelta(minutes=1)
+    rate_limit_per_ip: int = Field(default=1200, ge=1)
+    rate_limit_per_user: int = Field(default=600, ge=1)
+    auth_rate_limit_per_ip: int = Field(default=20, ge=1)
+    mfa_rate_limit_per_user: int = Field(default=10, ge=1)
+    # Lock-out: this many failed logins (password or second factor) for one account within `lockout_window`
+    # lock it for `lockout_duration`.
+    lockout_threshold: int = Field(default=5, ge=1)
+    lockout_window: timedelta = timedelta(minutes=15)
+    lockout_duration: timedelta = timedelta(minutes=15)
 
     @property
     def kafka(self) -> str:

@@ -21,6 +21,7 @@ RISK_COMMANDS_DLQ = "bank.risk.commands.dlq"
 RISK_ASSESSMENTS = "bank.risk.assessments"
 RISK_ALERTS = "bank.risk.alerts"
 RISK_RULES = "bank.risk.rules"
+AUDIT = "bank.audit"
 
 
 @dataclass(frozen=True)

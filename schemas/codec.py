@@ -18,6 +18,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from core.audit import AUDIT_TYPES
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
 from core.risk.records import RISK_TYPES
@@ -118,4 +119,4 @@ def _header(headers: Headers, key: str) -> bytes | None:
 
 @lru_cache
 def get_codec() -> Codec:
-    return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES})
+    return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES})

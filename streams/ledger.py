@@ -24,6 +24,7 @@ import faust
 from aiokafka import TopicPartition
 
 from core import ledger
+from core.audit import ACTOR_HEADER, actor_of
 from core.commands import Command
 from core.events import CommandRejected, Event
 from core.logs import TRACE_HEADER, trace_of
@@ -123,10 +124,10 @@ class Ledger:
                 stored = accounts_table.get(key)
                 states[key] = ledger.AccountState.from_dict(stored) if stored else None
             results = ledger.decide(states[key], command, now, risk)
-            trace = trace_of(message.headers)
+            trace, actor = trace_of(message.headers), actor_of(message.headers)
             for result in results:
                 states[key] = ledger.apply(states[key], result)
-                sends.append(await self._emit(result, message.partition, trace))
+                sends.append(await self._emit(result, message.partition, trace, actor))
             decided.append(Decided(command, results, trace))
             touched[key] = message.partition
             processed.append((message.partition, command.command_id))
@@ -137,10 +138,12 @@ class Ledger:
         for partition, next_offset in self.guard.advance(messages).items():
             put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
 
-    async def _emit(self, event: Event, partition: int, trace: str | None) -> Any:
+    async def _emit(self, event: Event, partition: int, trace: str | None, actor: bytes | None = None) -> Any:
         value, headers = self.codec.encode(event)
         if trace:  # the command's trace id travels on with its events
             headers.append((TRACE_HEADER, trace.encode()))
+        if actor:  # and so does who submitted it (user, role, session)
+            headers.append((ACTOR_HEADER, actor))
         return await events_topic.send(key=event.account_id.encode(), value=value, partition=partition,
                                        headers=headers)
 

@@ -20,6 +20,7 @@ import faust
 
 from core import commands as c
 from core import events as e
+from core.audit import ACTOR_HEADER, actor_of
 from core.logs import TRACE_HEADER, trace_of
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
 from schemas.codec import get_codec
@@ -107,6 +108,8 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
             value, headers = codec.encode(step)
             if (trace := trace_of(message.headers)) is not None:  # the transfer's trace id reaches its steps
                 headers.append((TRACE_HEADER, trace.encode()))
+            if (actor := actor_of(message.headers)) is not None:  # and its actor, the destination's events
+                headers.append((ACTOR_HEADER, actor))
             sends.append(await direct_producer.send(LEDGER_COMMANDS, value, step.account_id.encode(), headers))
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
     EVENTS_PROCESSED.labels("saga").inc(len(messages))

@@ -4,7 +4,8 @@
 - `pg_dsn`: PostgreSQL with migrations applied (or BANK_PG_DSN).
 - `redis_url`, `mongo_url`: the other servers (or their BANK_* URL).
 - `stack`: everything: infra, topics, migrations, stream workers and the API. Only tests that ask for it pay for it.
-- `api_url`: the API's base URL (implies `stack`).
+- `api_url`: the API's base URL (implies `stack`), and staff users (tests/support.py STAFF: teller, analyst,
+  admin, with TOTP) that `Bank(api_url)` logs in as (a teller unless told otherwise).
 
 os.environ gets the session's BANK_* settings for the whole session so code under test (get_settings()) sees the
 same servers; everything is stopped at session end, pass or fail.
@@ -12,32 +13,42 @@ same servers; everything is stopped at session end, pass or fail.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
+import sys
 import tempfile
-from datetime import timedelta
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from cli.devstack import Stack, free_port
+from cli.devstack import LOCALHOST, ServiceSpec, Stack, free_port
+from cli.devstack import _api_ready as api_ready
 from cli.migrate import migrate_sync
 from cli.topics import apply_topics_sync
 from core.settings import Settings, get_settings
 from core.topics import load_registry
+from tests import support
 
 _URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL")
+UNLIMITED = 10**9
 
 
 def _session_settings(home: Path) -> Settings:
     """Settings for the session: temp home, free ports; external URLs from the environment are kept."""
     worker_base = free_port() - 1  # worker n listens on worker_web_port + n, projectors after them
     # A long command timeout: `?wait=true` must see the outcome even on a loaded CI machine (no timing tests).
+    # Request rate limits out of the way: the whole suite is one client on 127.0.0.1 running load tests; the
+    # limits themselves are tested on an API of their own (tests/test_rate_limits.py). Lock-outs keep the defaults.
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(),
-                    command_timeout=timedelta(seconds=60))
+                    command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
+                    rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED)
 
 
 @pytest.fixture(scope="session")
@@ -136,9 +147,32 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
         _session_stack.start_lag_exporter()
     if not _session_stack.running("api"):
         _session_stack.start_api()
+    if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support.py's Bank
+        support.STAFF.update(asyncio.run(support.create_staff(pg_dsn)))
     return _session_stack
 
 
 @pytest.fixture(scope="session")
 def api_url(stack: Stack) -> str:
     return stack.api_url
+
+
+@pytest.fixture(scope="module")
+def extra_api(stack: Stack) -> Iterator[Callable[[dict[str, str]], str]]:
+    """Starts more API processes on the session's servers with some settings changed (signing keys, rate
+    limits): `url = extra_api({"BANK_RATE_LIMIT_PER_IP": "5"})`. Stopped at the end of the module."""
+    started: list[str] = []
+
+    def start(env: dict[str, str]) -> str:
+        port = free_port()
+        url = f"http://{LOCALHOST}:{port}"
+        argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", LOCALHOST, "--port", str(port)]
+        spec = ServiceSpec(f"api-extra-{port}", argv, port, env=env | {"BANK_API_PORT": str(port)},
+                           death_signal=signal.SIGKILL, ready=partial(api_ready, url))
+        stack.start(spec)
+        started.append(spec.name)
+        return url
+
+    yield start
+    for name in started:
+        stack.kill(name)

@@ -1,4 +1,5 @@
-"""Test helpers: an HTTP client for the API, a reader of the whole event log, and the ledger invariants."""
+"""Test helpers: an HTTP client for the API (logged in: staff with TOTP, or a registered customer), a reader of
+the whole event log, and the ledger invariants."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
+import pyotp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from api.deps import POSITION_HEADER
-
+from api.identity import UserStore
+from api.security import hash_password
 from core import events as e
 from core.ledger import AccountState, apply
 from core.readmodel import Positions, format_positions, parse_positions
+from core.settings import get_settings
 from core.topics import LEDGER_EVENTS
 from schemas.codec import get_codec
 
@@ -38,15 +45,203 @@ def installed(tool: str) -> str:
     return path
 
 
+# ---------------------------------------------------------------- who the tests are
+
+STAFF_ROLES = ("teller", "analyst", "admin")
+TOKEN_MARGIN_S = 60.0   # refresh an access token this long before it expires
+
+
+@dataclass
+class Identity:
+    """A user the tests log in as. Staff have TOTP enrolled; codes are generated like an authenticator app does,
+    never reusing a time step (the API refuses a replayed code)."""
+
+    email: str
+    password: str
+    role: str
+    user_id: str = ""
+    customer_id: str | None = None
+    totp_secret: str | None = None
+    last_step: int = 0
+
+    def next_otp(self) -> tuple[str | None, float]:
+        """The next unused code, or how long to wait for one (a new step every 30 s; one step of clock drift
+        either way is accepted, so a second login within a step uses the next step's code)."""
+        if self.totp_secret is None:
+            return None, 0.0
+        totp, now = pyotp.TOTP(self.totp_secret), time.time()
+        current = totp.timecode(datetime.fromtimestamp(now, UTC))
+        step = max(current, self.last_step + 1)
+        if step > current + 1:
+            return None, totp.interval - now % totp.interval + 0.1
+        self.last_step = step
+        return totp.at(now, counter_offset=step - current), 0.0
+
+    def login_form(self) -> dict[str, str] | None:
+        code, wait = self.next_otp()
+        if wait:
+            return None
+        return {"username": self.email, "password": self.password} | ({"otp": code} if code else {})
+
+
+@dataclass
+class Tokens:
+    access: str
+    refresh: str
+    expires_at: float      # time.time() of the access token's expiry
+    session_id: str
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> Tokens:
+        return cls(body["access_token"], body["refresh_token"], time.time() + body["expires_in"], body["session_id"])
+
+    @property
+    def fresh(self) -> bool:
+        return self.expires_at - time.time() > TOKEN_MARGIN_S
+
+
+STAFF: dict[str, Identity] = {}                       # role -> the session's staff user (conftest's `stack`)
+_TOKENS: dict[tuple[str, str], Tokens] = {}           # (API base URL, email) -> tokens, shared by every client
+
+
+def staff(role: str) -> Identity:
+    """The session's staff user of a role (conftest's `stack` creates them; a module with an API of its own on
+    the session's PostgreSQL gets them here, from a thread: this may run inside an event loop)."""
+    if not STAFF:
+        with ThreadPoolExecutor(1) as pool:
+            STAFF.update(pool.submit(asyncio.run, create_staff(get_settings().pg)).result())
+    return STAFF[role]
+
+
+async def create_staff(pg_dsn: str, tag: str = "", roles: tuple[str, ...] = STAFF_ROLES) -> dict[str, Identity]:
+    """Staff users (a teller, an analyst and an admin) with TOTP enrolled, straight in PostgreSQL (like `bank users
+    create-admin`, then enrolment)."""
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        users = UserStore(pool)
+        created = {}
+        for role in roles:
+            identity = Identity(email=f"{role}{tag}-{uuid.uuid4().hex[:8]}@staff.test", role=role,
+                                password=f"staff-{uuid.uuid4().hex}", totp_secret=pyotp.random_base32())
+            user = await users.create(email=identity.email, name=f"Test {role.title()}", role=role,  # type: ignore
+                                      password_hash=await hash_password(identity.password),
+                                      mfa_secret=identity.totp_secret)
+            identity.user_id = user.user_id
+            created[role] = identity
+        return created
+    finally:
+        await pool.close()
+
+
+async def register_customer(base_url: str, name: str = "Test Customer") -> Identity:
+    identity = Identity(email=f"customer-{uuid.uuid4().hex[:12]}@example.com", role="customer",
+                        password=f"pw-{uuid.uuid4().hex}")
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        response = await http.post("/v1/auth/register", json={"email": identity.email, "password": identity.password,
+                                                              "name": name})
+    assert response.status_code == 201, response.text
+    identity.user_id, identity.customer_id = response.json()["user_id"], response.json()["customer_id"]
+    return identity
+
+
+def login(base_url: str, identity: Identity) -> dict[str, Any]:
+    """A new session of its own (not the shared tokens of BankAuth): the token response."""
+    while (form := identity.login_form()) is None:
+        time.sleep(identity.next_otp()[1])
+    response = httpx.post(f"{base_url}/v1/auth/token", data=form, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _base(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode()}"
+
+
+class BankAuth(httpx.Auth):
+    """Bearer tokens for one identity: logs in once per API, refreshes before expiry, shares tokens between
+    clients (so the suite logs in a handful of times, not once per test)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self._lock: asyncio.Lock | None = None
+
+    def sync_auth_flow(self, request: httpx.Request) -> Any:
+        key = (_base(request.url), self.identity.email)
+        with httpx.Client(base_url=key[0], timeout=30) as http:
+            tokens = _TOKENS.get(key)
+            if tokens is not None and not tokens.fresh:
+                tokens = self._refreshed(http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh}))
+            while tokens is None:
+                form = self.identity.login_form()
+                if form is None:
+                    time.sleep(self.identity.next_otp()[1])
+                    continue
+                tokens = self._logged_in(http.post("/v1/auth/token", data=form))
+        _TOKENS[key] = tokens
+        request.headers["Authorization"] = f"Bearer {tokens.access}"
+        yield request
+
+    async def async_auth_flow(self, request: httpx.Request) -> Any:
+        self._lock = self._lock or asyncio.Lock()
+        key = (_base(request.url), self.identity.email)
+        async with self._lock:   # concurrent requests wait for one login instead of each logging in
+            tokens = _TOKENS.get(key)
+            if tokens is None or not tokens.fresh:
+                tokens = await self._atokens(key[0], tokens)
+            _TOKENS[key] = tokens
+        request.headers["Authorization"] = f"Bearer {tokens.access}"
+        yield request
+
+    async def _atokens(self, base: str, tokens: Tokens | None) -> Tokens:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            if tokens is not None:
+                refreshed = self._refreshed(await http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh}))
+                if refreshed is not None:
+                    return refreshed
+            while True:
+                form = self.identity.login_form()
+                if form is not None:
+                    return self._logged_in(await http.post("/v1/auth/token", data=form))
+                await asyncio.sleep(self.identity.next_otp()[1])
+
+    def _logged_in(self, response: httpx.Response) -> Tokens:
+        assert response.status_code == 200, f"login as {self.identity.email} failed: {response.text}"
+        return Tokens.of(response.json())
+
+    @staticmethod
+    def _refreshed(response: httpx.Response) -> Tokens | None:
+        return Tokens.of(response.json()) if response.status_code == 200 else None
+
+
+def auth_as(role: str) -> BankAuth:
+    """For plain httpx calls: `httpx.get(url, auth=auth_as("teller"))`."""
+    return BankAuth(staff(role))
+
+
 class Bank:
-    """The REST API, as a customer's client would call it.
+    """The REST API, as a client would call it: logged in as a teller unless told otherwise (`role=`, or a
+    registered customer's `identity=`; `await Bank.customer(url)` registers one).
 
     Like a well-behaved client of an eventually consistent API, it remembers the position of every command
     outcome it saw (Bank-Position) and passes it as `min_position` to its queries: it reads its own writes."""
 
-    def __init__(self, base_url: str, timeout: float = 90.0) -> None:
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(self, base_url: str, timeout: float = 90.0, role: str = "teller",
+                 identity: Identity | None = None) -> None:
+        self.identity = identity or staff(role)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=BankAuth(self.identity))
         self.position: Positions = {}
+
+    @classmethod
+    async def customer(cls, base_url: str, name: str = "Test Customer") -> Bank:
+        return cls(base_url, identity=await register_customer(base_url, name))
+
+    @property
+    def customer_id(self) -> str | None:
+        return self.identity.customer_id
 
     def seen(self, response: httpx.Response) -> httpx.Response:
         if position := response.headers.get(POSITION_HEADER):
@@ -78,7 +273,8 @@ class Bank:
                     raise
         raise AssertionError("unreachable")
 
-    async def open(self, currency: str = "EUR", overdraft: str | None = None, customer: str = "cust-1") -> str:
+    async def open(self, currency: str = "EUR", overdraft: str | None = None, customer: str | None = None) -> str:
+        customer = customer or self.customer_id or "cust-1"
         body = {"customer_id": customer, "currency": currency} | ({"overdraft_limit": overdraft} if overdraft else {})
         response = await self.post("/v1/accounts", body)
         assert response.status_code == 201, response.text

@@ -952,7 +952,7 @@ async def test_defect6_an_empty_fetch_is_held_for_fetch_max_wait(kafka_bootstrap
 
 @asynctest
 async def test_client_side_long_polling_tames_idle_consumers_and_still_delivers(kafka_bootstrap: str) -> None:
-    kafka_fetch.install(0.005)
+    kafka_fetch.install(5)
     try:
         rate = await idle_fetch_rate(kafka_bootstrap)
         assert rate < 250, f"{rate:.0f} fetch requests/s despite the 5 ms client-side poll"

@@ -15,7 +15,7 @@ import httpx
 
 from cli.devstack import Stack
 from core.logs import JsonFormatter, bound, trace_id_from
-from tests.support import Bank
+from tests.support import Bank, auth_as
 
 
 def test_a_line_is_one_json_object_with_the_bound_ids() -> None:
@@ -60,7 +60,7 @@ def test_one_trace_id_follows_a_command_from_the_api_into_the_read_models(stack:
         trace = "0af7651916cd43dd8448eb211c80319c"
         account = asyncio.run(_open(api_url))
         response = httpx.post(f"{api_url}/v1/accounts/{account}/deposits", params={"wait": "true"},
-                              json={"amount": "3.00", "currency": "EUR"}, timeout=60,
+                              json={"amount": "3.00", "currency": "EUR"}, timeout=60, auth=auth_as("teller"),
                               headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01",
                                        "Idempotency-Key": f"trace-{trace}"})
         assert response.status_code == 200 and response.headers["Bank-Trace-Id"] == trace

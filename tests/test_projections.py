@@ -40,7 +40,7 @@ from streams.projections.admin import rebuild, retry_parked
 from tests.load import open_accounts, random_commands
 from tests.readmodels import (dump_all, mongo_dump, mongo_live, pg_dump, redis_dump, redis_live,
                               wait_caught_up)
-from tests.support import Bank, settled_audit
+from tests.support import Bank, auth_as, settled_audit
 
 REWIND = 5
 PARKED = {"postgres": 3, "redis": 3, "mongo": 2}   # by the poison test, see there
@@ -148,7 +148,7 @@ def test_rebuild_swaps_in_an_equal_model_while_queries_keep_working(
         statuses: list[int] = []
 
         async def keep_querying() -> None:
-            async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+            async with httpx.AsyncClient(base_url=api_url, timeout=30, auth=auth_as("teller")) as http:
                 while not done.is_set():
                     for path in (f"/v1/accounts/{account}", f"/v1/accounts/{account}/transactions",
                                  f"/v1/audit?account_id={account}"):

@@ -16,7 +16,7 @@ from core import events as e
 from core.money import format_amount
 from core.readmodel import posting_for
 from tests.readmodels import wait_caught_up
-from tests.support import Bank, LedgerAudit, read_log, settled_audit
+from tests.support import Bank, LedgerAudit, auth_as, read_log, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -247,7 +247,7 @@ def test_log_and_read_models_agree_at_the_end(api_url: str, kafka_bootstrap: str
         await wait_caught_up(kafka_bootstrap, pg_dsn, redis_url, mongo_url)
         audit = LedgerAudit(await read_log(kafka_bootstrap))
         assert audit.violations == []
-        async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=api_url, timeout=30, auth=auth_as("teller")) as http:
             for account_id, state in audit.accounts.items():
                 response = await http.get(f"/v1/accounts/{account_id}")
                 assert response.status_code == 200, response.text

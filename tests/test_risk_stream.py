@@ -237,3 +237,31 @@ def test_a_published_rule_set_is_used_without_a_restart(stack, api_url: str, kaf
                 assert not (seen_new and record.rule_set_version == old_version)
 
     asyncio.run(scenario())
+
+
+def test_customers_are_not_told_which_rules_fired(stack, api_url: str) -> None:
+    """Held or blocked: a customer learns that, not the rules, score or reviewers' notes (no tipping off);
+    staff see everything."""
+
+    async def scenario() -> None:
+        customer = await Bank.customer(api_url)
+        teller = Bank(api_url)
+        try:
+            account = await customer.open()
+            assert (await teller.deposit(account, "80000.00")).status_code == 200
+            blocked = await customer.post(f"/v1/accounts/{account}/withdrawals", {
+                "amount": "10.00", "currency": "EUR", "counterparty_name": "Serge Ivanoff"})
+            assert blocked.status_code == 422 and blocked.json()["reason"] == "blocked_by_risk", blocked.text
+            text = blocked.text
+            assert "sanctions" not in text and "Ivanov" not in text and "score" not in text, text
+            assert [ev["type"] for ev in blocked.json()["events"]] == ["CommandRejected"]
+            held = await customer.withdraw(account, "60000.00")
+            assert held.status_code == 202 and held.json()["status"] == "held", held.text
+            assert "large-amount" not in held.text and "hits" not in held.json()["events"][0]["data"]
+            staff_view = await teller.command(held.json()["command_id"])
+            assert "large-amount-absolute" in str(staff_view["events"][0]["data"]["hits"])
+        finally:
+            await customer.close()
+            await teller.close()
+
+    asyncio.run(scenario())

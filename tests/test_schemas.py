@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.audit import AUDIT_TYPES
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
 from core.risk.records import RISK_TYPES
@@ -20,7 +21,7 @@ from schemas.codec import HEADER_FINGERPRINT, Codec, DecodeError, current_schema
 from schemas.compat import history_path, incompatibility, read_lock, version_of
 
 CURRENT = current_schemas()
-TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES}
+TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES}
 
 
 def test_one_schema_per_command_and_event() -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from api.authz import bound_customer_id
 from api.deps import POSITION_HEADER, PlatformDep, ViewDep
 from api.idempotency import check_key, request_hash
 from api.metrics import API_COMMANDS
@@ -20,6 +21,7 @@ from api.presenters import command_status
 from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
 from core.commands import derive_id
+from core.identity import current_principal
 from core.ledger import AccountState
 from core.readmodel import Positions, format_positions
 
@@ -49,7 +51,7 @@ def _require_account(view: ViewDep, account_id: str) -> AccountState:
     return state
 
 
-async def _submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
+async def submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
                   key: str | None, wait: bool, build: Callable[[str], c.Command], customer_id: str,
                   created: bool = False) -> Any:
     key = check_key(key) if key is not None else str(uuid.uuid4())
@@ -64,16 +66,16 @@ async def _submit(request: Request, platform: PlatformDep, view: ViewDep, body: 
         outcome = await view.wait_for_outcome(command_id, platform.settings.command_timeout.total_seconds())
         if outcome is not None:
             API_COMMANDS.labels(kind, outcome.status).inc()
-            return _final(outcome, command.account_id, created, view.outcome_positions.get(command_id, {}))
+            return final(outcome, command.account_id, created, view.outcome_positions.get(command_id, {}))
     API_COMMANDS.labels(kind, "pending").inc()
     accepted = CommandAccepted(command_id=command_id, account_id=command.account_id, status="pending",
                                status_url=status_url)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": status_url})
 
 
-def _final(outcome: Any, account_id: str, created: bool, positions: Positions) -> JSONResponse:
+def final(outcome: Any, account_id: str, created: bool, positions: Positions) -> JSONResponse:
     """The outcome, with the position of its events: pass it as `?min_position=` to read your own write."""
-    status = command_status(outcome)
+    status = command_status(outcome, customer_view=_customer_calling())
     position = format_positions(positions)
     if status.status == "rejected":
         problem = Problem(422, "Command rejected", status.detail or status.reason or "rejected", status.reason,
@@ -85,6 +87,11 @@ def _final(outcome: Any, account_id: str, created: bool, positions: Positions) -
     # Held for a risk reviewer: on the record, not done; the status URL tells how it ends.
     code = 202 if status.status == "held" else 201 if created else 200
     return JSONResponse(body, status_code=code, headers={POSITION_HEADER: position})
+
+
+def _customer_calling() -> bool:
+    principal = current_principal()
+    return principal is not None and principal.role == "customer"
 
 
 def _hashed(body: Any) -> dict[str, Any]:
@@ -101,13 +108,15 @@ def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
 @router.post("/accounts", status_code=202, responses=_RESPONSES, summary="Open an account")
 async def open_account(body: OpenAccountRequest, request: Request, platform: PlatformDep, view: ViewDep,
                        key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    customer_id = bound_customer_id(body.customer_id)   # a customer's own; staff name the customer
+
     def build(command_id: str) -> c.Command:
         return c.OpenAccount(**_envelope(command_id, account_id_for_new_account(command_id)),
-                             customer_id=body.customer_id, currency=body.currency,
+                             customer_id=customer_id, currency=body.currency,
                              overdraft_limit=body.overdraft_minor)
 
-    return await _submit(request, platform, view, body.model_dump(), key, wait, build, body.customer_id,
-                         created=True)
+    return await submit(request, platform, view, body.model_dump() | {"customer_id": customer_id}, key, wait, build,
+                        customer_id, created=True)
 
 
 def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw], summary: str) -> None:
@@ -122,7 +131,7 @@ def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw],
                                 counterparty_name=body.counterparty_name,
                                 counterparty_country=body.counterparty_country)
 
-        return await _submit(request, platform, view, _hashed(body), key, wait, build, account.customer_id)
+        return await submit(request, platform, view, _hashed(body), key, wait, build, account.customer_id)
 
 
 _movement_route("/accounts/{account_id}/deposits", c.Deposit, "Deposit money")
@@ -145,7 +154,7 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
                           amount=body.minor, currency=body.currency, reference=body.reference,
                           counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country)
 
-    return await _submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
+    return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
 
 
 def _status_route(action: str, command_type: type[c.Command], summary: str) -> None:
@@ -160,7 +169,7 @@ def _status_route(action: str, command_type: type[c.Command], summary: str) -> N
         def build(command_id: str) -> c.Command:
             return command_type(**_envelope(command_id, account_id), reason=body.reason)
 
-        return await _submit(request, platform, view, body.model_dump(), key, wait, build, account.customer_id)
+        return await submit(request, platform, view, body.model_dump(), key, wait, build, account.customer_id)
 
 
 _status_route("freeze", c.FreezeAccount, "Freeze an account (no money moves in or out)")
@@ -173,7 +182,7 @@ _status_route("close", c.CloseAccount, "Close an account (only at zero balance)"
 async def get_command(command_id: str, platform: PlatformDep, view: ViewDep) -> CommandStatus:
     outcome = view.outcomes.get(command_id)
     if outcome is not None:
-        return command_status(outcome)
+        return command_status(outcome, customer_view=_customer_calling())
     if await platform.idempotency.known(command_id):
         return CommandStatus(command_id=command_id, status="pending")
     raise Problem(404, "Unknown command", f"no command {command_id}", "unknown_command")

@@ -1,6 +1,7 @@
 """Run the projection worker: `python -m streams.projections` (settings from BANK_* env vars).
 
-Each projection in BANK_PROJECTIONS runs as its own consumer group in this one process; a small web
+Each projection in BANK_PROJECTIONS runs as its own consumer group in this one process (with mongo, also the
+audit trail of people's actions, from bank.audit: streams/projections/audit.py); a small web
 server on BANK_WORKER_WEB_PORT answers /healthz with each projection's progress and /metrics.
 """
 
@@ -17,6 +18,7 @@ from core.logs import configure_logging
 from core.settings import get_settings
 from streams.metrics import exposition
 from streams.projections import create_store
+from streams.projections.audit import AuditTrailProjection
 from streams.projections.runner import ProjectionRunner
 
 log = logging.getLogger("streams.projections")
@@ -24,8 +26,11 @@ log = logging.getLogger("streams.projections")
 
 async def serve() -> None:
     settings = get_settings()
-    runners = [ProjectionRunner(create_store(name, settings), settings.kafka, settings.worker_id)
-               for name in settings.projections]
+    runners: list[ProjectionRunner | AuditTrailProjection] = [
+        ProjectionRunner(create_store(name, settings), settings.kafka, settings.worker_id)
+        for name in settings.projections]
+    if "mongo" in settings.projections:   # people's actions (bank.audit) land beside the ledger's audit trail
+        runners.append(AuditTrailProjection(settings.kafka, settings.mongo, settings.worker_id))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,7 +50,7 @@ async def serve() -> None:
         await site.stop()
 
 
-async def _health_site(runners: list[ProjectionRunner], host: str, port: int) -> web.TCPSite:
+async def _health_site(runners: list[ProjectionRunner | AuditTrailProjection], host: str, port: int) -> web.TCPSite:
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "projections": {r.name: {"applied": r.applied} for r in runners}})
 
@@ -65,7 +70,7 @@ async def _health_site(runners: list[ProjectionRunner], host: str, port: int) ->
 
 def main() -> None:
     configure_logging("projector", get_settings().log_level)
-    kafka_fetch.install(get_settings().kafka_empty_fetch_backoff_ms / 1000)
+    kafka_fetch.install(get_settings().kafka_empty_fetch_backoff_ms)
     asyncio.run(serve())
 
 

@@ -1,0 +1,402 @@
+"""The authorization matrix: every API route × every role (and anonymous) × own/other's resource, exact status.
+
+The routes are enumerated from the application itself, so a route added without an expectation here fails
+(and one added without a policy in api/authz.py is refused to everyone, which this test also shows). "own" is
+customer A's resource, "other" customer B's; the customer cells act as A. Staff see both alike.
+
+Each cell makes a real request against the running stack. State-changing cells get fresh resources (a fresh
+account to freeze, a fresh user to deactivate, a session of their own to log out) so cells do not depend on
+each other's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.authz import POLICIES
+from api.main import app
+from core.readmodel import format_positions, parse_positions
+from tests.support import (STAFF_ROLES, BankAuth, Identity, bearer, create_staff, login, register_customer,
+                           staff)
+
+ANON, CUSTOMER = "anonymous", "customer"
+ROLES = (ANON, CUSTOMER, *STAFF_ROLES)
+OWN, OTHER, ANY = "own", "other", "any"
+
+# ---------------------------------------------------------------- the expected matrix
+# A cell is a status, or (own, other) for routes whose resource belongs to someone.
+
+Cell = int | tuple[int, int]
+
+
+def row(anonymous: Cell, customer: Cell, teller: Cell, analyst: Cell, admin: Cell) -> dict[str, Cell]:
+    return dict(zip(ROLES, (anonymous, customer, teller, analyst, admin), strict=True))
+
+
+def everyone(status: int) -> dict[str, Cell]:
+    return row(status, status, status, status, status)
+
+
+def reviewers(ok: int) -> dict[str, Cell]:
+    return row(401, 403, 403, ok, ok)
+
+
+def admins(ok: int) -> dict[str, Cell]:
+    return row(401, 403, 403, 403, ok)
+
+
+def signed_in(ok: int) -> dict[str, Cell]:
+    return row(401, ok, ok, ok, ok)
+
+
+MINE = (200, 404)           # a customer's own resource, another customer's
+EXPECTED: dict[str, dict[str, Cell]] = {
+    "healthz": everyone(200), "readyz": everyone(200), "metrics": everyone(200),
+    "auth_register": everyone(201), "auth_token": everyone(200), "auth_refresh": everyone(200),
+    "auth_logout": signed_in(204), "auth_me": signed_in(200), "change_password": signed_in(200),
+    "mfa_setup": row(401, 200, 409, 409, 409),          # staff have MFA already
+    "mfa_verify": row(401, 200, 409, 409, 409),
+    "list_sessions": signed_in(200),
+    "revoke_session": row(401, (204, 404), (204, 404), (204, 404), (204, 404)),   # only one's own sessions
+    "open_account": row(401, (201, 404), 201, 403, 201),
+    "Deposit": row(401, MINE, 200, 403, 200),
+    "Withdraw": row(401, MINE, 200, 403, 200),
+    "transfer": row(401, MINE, 200, 403, 200),
+    "FreezeAccount": row(401, MINE, 200, 403, 200),
+    "UnfreezeAccount": row(401, (403, 403), 200, 403, 200),   # the bank's decision, never the customer's
+    "CloseAccount": row(401, MINE, 200, 403, 200),
+    "get_command": row(401, MINE, 200, 200, 200),
+    "get_account": row(401, MINE, 200, 200, 200),
+    "customer_accounts": row(401, MINE, 200, 200, 200),
+    "transactions": row(401, MINE, 200, 200, 200),
+    "transactions_csv": row(401, MINE, 200, 200, 200),
+    "statement": row(401, MINE, 200, 200, 200),
+    "timeline": row(401, MINE, 200, 200, 200),
+    "audit": row(401, (403, 403), 200, 200, 200),            # the raw ledger trail: staff only
+    "list_cases": reviewers(200), "get_case": reviewers(200),
+    "approve_case": reviewers(404), "reject_case": reviewers(404),   # an unknown case: authorized, then 404
+    "ctr_report": reviewers(200), "ctr_report_csv": reviewers(200),
+    "sar_candidates": reviewers(200), "sar_candidates_csv": reviewers(200),
+    "list_users": reviewers(200), "get_user": reviewers(200),
+    "create_user": admins(201), "set_role": admins(200), "activate_user": admins(200),
+    "deactivate_user": admins(200), "reset_password": admins(200), "revoke_user_sessions": admins(200),
+    "search_audit_trail": reviewers(200), "get_maintenance": reviewers(200),
+    "start_maintenance": admins(200), "end_maintenance": admins(200),
+}
+
+
+def _api_routes() -> list[APIRoute]:
+    return [c.original_route for c in iter_route_contexts(app.routes) if isinstance(c.original_route, APIRoute)]
+
+
+def _cells() -> list[Any]:
+    cells = []
+    for route in _api_routes():
+        expected = EXPECTED.get(route.name, {})
+        owned = any(isinstance(v, tuple) for v in expected.values())
+        for role in ROLES:
+            for whose in ((OWN, OTHER) if owned else (ANY,)):
+                cells.append(pytest.param(route.name, role, whose, id=f"{route.name}-{role}-{whose}"))
+    return cells
+
+
+# ---------------------------------------------------------------- the world the cells act in
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    json: Any = None
+    data: dict[str, str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    token: str | None = None       # a session of the cell's own instead of the role's shared one
+    after: Callable[[], None] | None = None    # clean-up once the status is asserted
+
+
+@dataclass
+class World:
+    url: str
+    pg_dsn: str
+    clients: dict[str, httpx.Client]
+    customers: dict[str, Identity]                 # own -> A, other -> B
+    accounts: dict[str, str] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)
+    case_id: str = ""
+
+    def seen(self, response: httpx.Response) -> httpx.Response:
+        for partition, offset in parse_positions(response.headers.get("Bank-Position", "")).items():
+            self.positions[partition] = max(self.positions.get(partition, 0), offset)
+        return response
+
+    @property
+    def fresh(self) -> dict[str, str]:
+        return {"min_position": format_positions(self.positions)} if self.positions else {}
+
+    def teller(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.seen(self.clients["teller"].post(path, json=body, params={"wait": "true"},
+                                                         headers={"Idempotency-Key": str(uuid.uuid4())}))
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    def account(self, whose: str, frozen: bool = False, funded: bool = False) -> str:
+        customer = self.customers[OTHER if whose == OTHER else OWN].customer_id
+        account = self.teller("/v1/accounts", {"customer_id": customer, "currency": "EUR"})["account_id"]
+        if funded:
+            self.teller(f"/v1/accounts/{account}/deposits", {"amount": "1000.00", "currency": "EUR"})
+        if frozen:
+            self.teller(f"/v1/accounts/{account}/freeze")
+        return account
+
+    def user(self, role: str) -> Identity:
+        """A fresh user of the role: staff straight in the database (with TOTP), customers registered."""
+        if role == CUSTOMER:
+            return asyncio.run(register_customer(self.url))
+        return asyncio.run(create_staff(self.pg_dsn, tag="-matrix", roles=(role,)))[role]
+
+    def session(self, role: str) -> tuple[Identity, dict[str, Any]]:
+        """A fresh user of the role, logged in: a session the cell may end or change."""
+        identity = self.user(role)
+        return identity, login(self.url, identity)
+
+
+@pytest.fixture(scope="module")
+def world(api_url: str, pg_dsn: str) -> World:
+    clients = {role: httpx.Client(base_url=api_url, timeout=90, auth=BankAuth(staff(role))) for role in STAFF_ROLES}
+    own, other = (asyncio.run(register_customer(api_url, name)) for name in ("Ann Own", "Bob Other"))
+    clients[CUSTOMER] = httpx.Client(base_url=api_url, timeout=90, auth=BankAuth(own))
+    clients[ANON] = httpx.Client(base_url=api_url, timeout=90)
+    w = World(api_url, pg_dsn, clients, {OWN: own, OTHER: other})
+    for whose in (OWN, OTHER):
+        w.accounts[whose] = w.account(whose, funded=True)
+        w.commands[whose] = w.teller(f"/v1/accounts/{w.accounts[whose]}/deposits",
+                                     {"amount": "5.00", "currency": "EUR"})["command_id"]
+    # A risk case: cash of 10,000 in a day is a currency transaction report alert.
+    flagged = w.teller(f"/v1/accounts/{w.account(OWN)}/deposits",
+                       {"amount": "10000.00", "currency": "EUR", "channel": "cash"})
+    assert any(e["type"] == "RiskFlagged" for e in flagged["events"]), flagged
+    w.case_id = flagged["command_id"]
+    yield w
+    for client in clients.values():
+        client.close()
+
+
+# ---------------------------------------------------------------- one request per route
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def _period() -> dict[str, str]:
+    today = date.fromisoformat(_today())
+    return {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+
+
+def _allowed(name: str, role: str, whose: str) -> bool:
+    """Whether the cell is expected to get through (2xx): fresh resources are only made for those."""
+    cell = EXPECTED[name][role]
+    status = cell[0 if whose != OTHER else 1] if isinstance(cell, tuple) else cell
+    return 200 <= status < 300
+
+
+def _mfa_verify(w: World, role: str) -> Request:
+    if role != CUSTOMER:
+        return Request("POST", "/v1/auth/mfa/verify", json={"code": "123456"})
+    identity, tokens = w.session(CUSTOMER)
+    setup = httpx.post(f"{w.url}/v1/auth/mfa/setup", headers=bearer(tokens["access_token"]), timeout=30)
+    secret = urllib.parse.parse_qs(urllib.parse.urlparse(setup.json()["otpauth_uri"]).query)["secret"][0]
+    return Request("POST", "/v1/auth/mfa/verify", json={"code": pyotp.TOTP(secret).now()},
+                   token=tokens["access_token"])
+
+
+def _revoke_session(w: World, role: str, whose: str) -> Request:
+    if whose == OTHER:   # someone else's live session
+        _, theirs = w.session(CUSTOMER)
+        return Request("DELETE", f"/v1/auth/sessions/{theirs['session_id']}")
+    if role == ANON:
+        return Request("DELETE", f"/v1/auth/sessions/{uuid.uuid4().hex}")
+    _, mine = w.session(role)
+    return Request("DELETE", f"/v1/auth/sessions/{mine['session_id']}", token=mine["access_token"])
+
+
+def _own_session(w: World, role: str, method: str, path: str, **kw: Any) -> Request:
+    """The request in a fresh session of a fresh user of the role (`json` may be a function of that user)."""
+    if role == ANON:
+        identity, token = w.customers[OTHER], None
+    else:
+        identity, tokens = w.session(role)
+        token = tokens["access_token"]
+    if callable(kw.get("json")):
+        kw["json"] = kw["json"](identity)
+    return Request(method, path, token=token, **kw)
+
+
+def _target_user(w: World, name: str, role: str) -> str:
+    """A fresh user for an admin to change (a teller, so a role change is allowed); any id otherwise."""
+    if not _allowed(name, role, ANY):
+        return w.customers[OWN].user_id
+    return w.user("teller").user_id
+
+
+def _stop_maintenance(w: World) -> Callable[[], None]:
+    def stop() -> None:
+        assert w.clients["admin"].delete("/v1/admin/maintenance").status_code == 200
+    return stop
+
+
+def _account_for(w: World, name: str, role: str, whose: str, **kw: bool) -> str:
+    """A fresh account when the cell will change it; otherwise the shared one."""
+    return w.account(whose, **kw) if _allowed(name, role, whose) else w.accounts[OTHER if whose == OTHER else OWN]
+
+
+def build(w: World, name: str, role: str, whose: str) -> Request:
+    acct = w.accounts[OTHER if whose == OTHER else OWN]
+    customer = w.customers[OTHER if whose == OTHER else OWN].customer_id
+    money = {"amount": "1.00", "currency": "EUR"}
+    review = {"comment": "authorization matrix"}
+    fresh = w.fresh
+    builders: dict[str, Callable[[], Request]] = {
+        "healthz": lambda: Request("GET", "/healthz"),
+        "readyz": lambda: Request("GET", "/readyz"),
+        "metrics": lambda: Request("GET", "/metrics"),
+        "auth_register": lambda: Request("POST", "/v1/auth/register", json={
+            "email": f"matrix-{uuid.uuid4().hex[:10]}@example.com", "password": f"pw-{uuid.uuid4().hex}",
+            "name": "Matrix Customer"}),
+        "auth_token": lambda: Request("POST", "/v1/auth/token", data={
+            "username": w.customers[OTHER].email, "password": w.customers[OTHER].password}),
+        "auth_refresh": lambda: Request("POST", "/v1/auth/refresh", json={
+            "refresh_token": login(w.url, w.customers[OTHER])["refresh_token"]}),
+        "auth_logout": lambda: _own_session(w, role, "POST", "/v1/auth/logout"),
+        "auth_me": lambda: Request("GET", "/v1/auth/me"),
+        "change_password": lambda: _own_session(w, role, "POST", "/v1/auth/password", json=lambda i: {
+            "current_password": i.password, "new_password": f"new-{uuid.uuid4().hex}"}),
+        "mfa_setup": lambda: _own_session(w, role, "POST", "/v1/auth/mfa/setup") if role == CUSTOMER
+        else Request("POST", "/v1/auth/mfa/setup"),
+        "mfa_verify": lambda: _mfa_verify(w, role),
+        "list_sessions": lambda: Request("GET", "/v1/auth/sessions"),
+        "revoke_session": lambda: _revoke_session(w, role, whose),
+        "open_account": lambda: Request("POST", "/v1/accounts", json={"customer_id": customer, "currency": "EUR"},
+                                        params={"wait": "true"}),
+        "Deposit": lambda: Request("POST", f"/v1/accounts/{acct}/deposits", json=money, params={"wait": "true"}),
+        "Withdraw": lambda: Request("POST", f"/v1/accounts/{acct}/withdrawals", json=money, params={"wait": "true"}),
+        "transfer": lambda: Request("POST", "/v1/transfers", params={"wait": "true"}, json=money | {
+            "from_account_id": acct, "to_account_id": w.accounts[OWN if whose == OTHER else OTHER]}),
+        "FreezeAccount": lambda: Request("POST", f"/v1/accounts/{_account_for(w, name, role, whose)}/freeze",
+                                         params={"wait": "true"}),
+        "UnfreezeAccount": lambda: Request(
+            "POST", f"/v1/accounts/{_account_for(w, name, role, whose, frozen=True)}/unfreeze",
+            params={"wait": "true"}),
+        "CloseAccount": lambda: Request("POST", f"/v1/accounts/{_account_for(w, name, role, whose)}/close",
+                                        params={"wait": "true"}),
+        "get_command": lambda: Request("GET", f"/v1/commands/{w.commands[OTHER if whose == OTHER else OWN]}"),
+        "get_account": lambda: Request("GET", f"/v1/accounts/{acct}", params=fresh),
+        "customer_accounts": lambda: Request("GET", f"/v1/customers/{customer}/accounts", params=fresh),
+        "transactions": lambda: Request("GET", f"/v1/accounts/{acct}/transactions", params=fresh),
+        "transactions_csv": lambda: Request("GET", f"/v1/accounts/{acct}/transactions.csv", params=fresh),
+        "statement": lambda: Request("GET", f"/v1/accounts/{acct}/statements/{_today()[:7]}", params=fresh),
+        "timeline": lambda: Request("GET", f"/v1/customers/{customer}/timeline", params=fresh),
+        "audit": lambda: Request("GET", "/v1/audit", params=fresh | {"account_id": acct}),
+        "list_cases": lambda: Request("GET", "/v1/admin/cases", params=fresh),
+        "get_case": lambda: Request("GET", f"/v1/admin/cases/{w.case_id}", params=fresh),
+        "approve_case": lambda: Request("POST", f"/v1/admin/cases/no-such-case-{uuid.uuid4().hex[:8]}/approve",
+                                        json=review),
+        "reject_case": lambda: Request("POST", f"/v1/admin/cases/no-such-case-{uuid.uuid4().hex[:8]}/reject",
+                                       json=review),
+        "ctr_report": lambda: Request("GET", "/v1/admin/reports/ctr", params=fresh | {"date": _today()}),
+        "ctr_report_csv": lambda: Request("GET", "/v1/admin/reports/ctr.csv", params=fresh | {"date": _today()}),
+        "sar_candidates": lambda: Request("GET", "/v1/admin/reports/sar-candidates", params=fresh | _period()),
+        "sar_candidates_csv": lambda: Request("GET", "/v1/admin/reports/sar-candidates.csv",
+                                              params=fresh | _period()),
+        "list_users": lambda: Request("GET", "/v1/admin/users", params={"q": "matrix"}),
+        "get_user": lambda: Request("GET", f"/v1/admin/users/{w.customers[OWN].user_id}"),
+        "create_user": lambda: Request("POST", "/v1/admin/users", json={
+            "email": f"staff-{uuid.uuid4().hex[:10]}@staff.test", "name": "New Teller", "role": "teller"}),
+        "set_role": lambda: Request("PUT", f"/v1/admin/users/{_target_user(w, name, role)}/role",
+                                    json={"role": "analyst"}),
+        "activate_user": lambda: Request("POST", f"/v1/admin/users/{_target_user(w, name, role)}/activate"),
+        "deactivate_user": lambda: Request("POST", f"/v1/admin/users/{_target_user(w, name, role)}/deactivate"),
+        "reset_password": lambda: Request("POST", f"/v1/admin/users/{_target_user(w, name, role)}/password-reset"),
+        "revoke_user_sessions": lambda: Request("DELETE", f"/v1/admin/users/{_target_user(w, name, role)}/sessions"),
+        "search_audit_trail": lambda: Request("GET", "/v1/admin/audit", params={"limit": 5}),
+        "get_maintenance": lambda: Request("GET", "/v1/admin/maintenance"),
+        "start_maintenance": lambda: Request("PUT", "/v1/admin/maintenance", json={"message": "matrix"},
+                                             after=_stop_maintenance(w) if role == "admin" else None),
+        "end_maintenance": lambda: Request("DELETE", "/v1/admin/maintenance"),
+    }
+    assert name in builders, f"route {name!r} has no request in tests/test_authz_matrix.py: add one"
+    return builders[name]()
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_every_route_has_an_expectation_and_a_policy() -> None:
+    names = [route.name for route in _api_routes()]
+    assert len(names) == len(set(names)), "route names must be unique: the access policy is keyed by them"
+    assert sorted(set(names) - set(EXPECTED)) == [], "routes missing from the matrix"
+    assert sorted(set(names) - set(POLICIES)) == [], "routes without a policy in api/authz.py (refused to all)"
+    assert sorted(set(EXPECTED) - set(names)) == [] and sorted(set(POLICIES) - set(names)) == [], "stale entries"
+
+
+@pytest.mark.parametrize(("name", "role", "whose"), _cells())
+def test_authorization_matrix(world: World, name: str, role: str, whose: str) -> None:
+    assert name in EXPECTED, f"route {name!r} is not in the authorization matrix: add its expected statuses"
+    cell = EXPECTED[name][role]
+    expected = cell[0 if whose != OTHER else 1] if isinstance(cell, tuple) else cell
+    request = build(world, name, role, whose)
+    if request.token is not None:
+        client, headers = world.clients[ANON], bearer(request.token)
+    else:
+        client, headers = world.clients[role], {}
+    if request.method == "POST" and request.data is None:
+        headers |= {"Idempotency-Key": str(uuid.uuid4())}
+    response = client.request(request.method, request.path, json=request.json, data=request.data,
+                              params=request.params, headers=headers)
+    try:
+        assert response.status_code == expected, f"{request.method} {request.path} as {role}: {response.text[:500]}"
+        if expected >= 400:
+            assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+        if expected == 401:
+            assert response.headers.get("www-authenticate") == "Bearer"
+            assert response.json()["reason"] == "not_authenticated"
+        if expected == 403 and name not in ("mfa_setup", "mfa_verify"):
+            assert response.json()["reason"] == "forbidden", response.text
+    finally:
+        if request.after is not None:
+            request.after()
+
+
+def test_another_customers_resource_looks_exactly_like_one_that_does_not_exist(world: World) -> None:
+    """No probing: the 404 for another customer's account, command or customer id is the 404 of an id nobody
+    has, field for field (only the id in the text differs)."""
+    customer, ghost = world.clients[CUSTOMER], f"ghost-{uuid.uuid4().hex}"
+    theirs = {"account": world.accounts[OTHER], "command": world.commands[OTHER],
+              "customer": world.customers[OTHER].customer_id}
+    paths = {"account": "/v1/accounts/{}", "command": "/v1/commands/{}", "customer": "/v1/customers/{}/accounts"}
+    for kind, path in paths.items():
+        other = customer.get(path.format(theirs[kind]))
+        missing = customer.get(path.format(ghost))
+        assert other.status_code == missing.status_code == 404, (kind, other.text, missing.text)
+
+        def scrubbed(response: httpx.Response, identifier: str) -> dict[str, Any]:
+            return json.loads(response.text.replace(identifier, "ID"))
+
+        assert scrubbed(other, theirs[kind]) == scrubbed(missing, ghost), kind
+    deposit = customer.post(f"/v1/accounts/{theirs['account']}/deposits", json={"amount": "1.00", "currency": "EUR"})
+    nowhere = customer.post(f"/v1/accounts/{ghost}/deposits", json={"amount": "1.00", "currency": "EUR"})
+    assert (deposit.status_code, deposit.json()["reason"]) == (nowhere.status_code, nowhere.json()["reason"]) == (
+        404, "unknown_account")
