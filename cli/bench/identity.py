@@ -1,0 +1,44 @@
+"""The benchmark's API user: a teller with TOTP, created in the user store, logged in like any client."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+import pyotp
+
+from api.identity import UserStore
+from api.security import hash_password
+from core.settings import Settings
+
+BENCH_ACCOUNTS = 200
+
+
+async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]:
+    """An access token of a fresh teller, and BENCH_ACCOUNTS accounts opened through the API to deposit into."""
+    email, password, secret = f"bench-{uuid.uuid4().hex[:8]}@staff.test", f"bench-{uuid.uuid4().hex}", pyotp.random_base32()
+    pool = await asyncpg.create_pool(settings.pg, min_size=1, max_size=2)
+    try:
+        await UserStore(pool).create(email=email, name="Benchmark Teller", role="teller",
+                                     password_hash=await hash_password(password), mfa_secret=secret)
+    finally:
+        await pool.close()
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+        response = await http.post("/v1/auth/token", data={"username": email, "password": password,
+                                                           "otp": pyotp.TOTP(secret).now()})
+        response.raise_for_status()
+        token = response.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def open_one(n: int) -> str:
+            opened = await http.post("/v1/accounts", params={"wait": "true"}, headers=headers | {
+                "Idempotency-Key": str(uuid.uuid4())}, json={"customer_id": f"bench-api-{n % 20}", "currency": "EUR"})
+            opened.raise_for_status()
+            return str(opened.json()["account_id"])
+
+        accounts = []
+        for start in range(0, BENCH_ACCOUNTS, 50):
+            accounts += await asyncio.gather(*(open_one(n) for n in range(start, min(start + 50, BENCH_ACCOUNTS))))
+    return token, accounts
