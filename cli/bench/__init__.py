@@ -42,13 +42,13 @@ PHASES = ("raw", "ledger", "projections", "api")
 console = Console(stderr=True)
 
 
-def bench_settings(home: Path) -> Settings:
+def bench_settings(home: Path, guarantee: str = "at_least_once") -> Settings:
     base = free_port() - 1
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(), kafka_bootstrap=None, pg_dsn=None,
                     redis_url=None, mongo_url=None, command_timeout=timedelta(seconds=30),
-                    rate_limit_per_ip=10**9, rate_limit_per_user=10**9)
+                    rate_limit_per_ip=10**9, rate_limit_per_user=10**9, processing_guarantee=guarantee)
 
 
 def transfer_record_bytes() -> int:
@@ -60,9 +60,9 @@ def transfer_record_bytes() -> int:
 
 
 async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: list[int], load_seconds: float,
-              raw_records: int) -> dict[str, Any]:
+              raw_records: int, guarantee: str = "at_least_once") -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="bank-bench-"))
-    settings = bench_settings(home)
+    settings = bench_settings(home, guarantee)
     stack = Stack(settings)
     result: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "machine": saved.machine(),
                               "settings": {"accounts": accounts, "duration_s": duration, "workers": settings.workers,
@@ -135,6 +135,7 @@ def bench(
     loads: Annotated[str, typer.Option(help="Offered API loads, requests/s.")] = "100,500,1000,2000",
     load_seconds: Annotated[float, typer.Option(help="Seconds per API load.")] = 15.0,
     raw_records: Annotated[int, typer.Option(help="Records of the raw broker baseline.")] = 200_000,
+    guarantee: Annotated[str, typer.Option(help="at_least_once (the default) or exactly_once.")] = "at_least_once",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     save: Annotated[bool, typer.Option(help="Save under bench/results/ and compare with the previous run.")] = True,
 ) -> None:
@@ -143,8 +144,10 @@ def bench(
     unknown = set(chosen) - set(PHASES)
     if unknown:
         raise typer.BadParameter(f"unknown phase(s) {', '.join(sorted(unknown))}; choose among {', '.join(PHASES)}")
+    if guarantee not in ("at_least_once", "exactly_once"):
+        raise typer.BadParameter("--guarantee is at_least_once or exactly_once")
     result = asyncio.run(run(chosen, accounts, duration, [int(x) for x in loads.split(",") if x], load_seconds,
-                             raw_records))
+                             raw_records, guarantee))
     before = saved.previous()
     if save:
         path = saved.save(result)
