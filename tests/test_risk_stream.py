@@ -265,3 +265,41 @@ def test_customers_are_not_told_which_rules_fired(stack, api_url: str) -> None:
             await teller.close()
 
     asyncio.run(scenario())
+
+
+def test_a_held_transfer_is_reserved_then_posted_on_approval_or_released_on_rejection(
+        stack, api_url: str, kafka_bootstrap: str) -> None:
+    async def scenario() -> None:
+        teller, analyst = Bank(api_url), Bank(api_url, role="analyst")
+        customer = _customer()
+        try:
+            source, target = await teller.open(customer=customer), await teller.open(customer=_customer())
+            assert (await teller.deposit(source, "150000.00")).status_code == 200
+            held = [await teller.transfer(source, target, "60000.00") for _ in range(2)]
+            assert [h.json()["status"] for h in held] == ["held", "held"], [h.text for h in held]
+            account = await teller.account(source)
+            assert (account["balance"], account["available_balance"]) == ("150000.00", "30000.00")
+            approve, reject = (h.json()["command_id"] for h in held)
+            approved = analyst.seen(await analyst.http.post(f"/v1/admin/cases/{approve}/approve",
+                                                            params={"wait": "true"}, json={"comment": "known payee"}))
+            assert approved.status_code == 200, approved.text
+            rejected = analyst.seen(await analyst.http.post(f"/v1/admin/cases/{reject}/reject",
+                                                            params={"wait": "true"}, json={"comment": "mule"}))
+            assert rejected.status_code == 200, rejected.text
+            teller.position = {p: max(teller.position.get(p, 0), o) for p, o in
+                               (analyst.position | teller.position).items()}
+            for _ in range(100):  # the approved transfer's saga credits the target, then completes
+                if (await teller.command(approve))["status"] == "accepted":
+                    break
+                await asyncio.sleep(0.1)
+            assert (await teller.command(approve))["status"] == "accepted"
+            assert (await teller.command(reject))["reason"] == "rejected_by_review"
+        finally:
+            await teller.close()
+            await analyst.close()
+        audit = await settled_audit(kafka_bootstrap, expected_commands={approve, reject})
+        assert audit.violations == []
+        assert audit.accounts[source].balance == 9_000_000 and audit.accounts[target].balance == 6_000_000
+        assert audit.accounts[source].holds == {}
+
+    asyncio.run(scenario())
