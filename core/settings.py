@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # Client-side long polling of idle consumers (core/kafka_fetch.py, embedded broker defect 6): an empty
     # fetch lasts at least this long. 0 turns it off (real Kafka holds empty fetches itself).
     kafka_empty_fetch_backoff_ms: int = Field(default=5, ge=0, le=500)
+    # The largest record (key + value + headers) an agent takes from a command topic; a bigger one is
+    # dead-lettered undecoded (streams/dead_letters.py). The API's commands are a few hundred bytes. Kept well
+    # under Kafka's 1 MiB message limit (producers' max_request_size, the broker's max.message.bytes), so a
+    # forwarded command or a dead letter, with the headers an agent adds, always fits.
+    max_command_bytes: int = Field(default=64 * 1024, ge=4 * 1024, le=512 * 1024)
     # Static group membership: one stable id per worker process (see streams/broker_workarounds.py).
     worker_id: str = "ledger-1"
     workers: int = 1

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.app import app, settings
+from streams.app import app, pending_changelog, settings
 
 _producer: AIOKafkaProducer | None = None
 _lock = asyncio.Lock()
@@ -37,6 +37,25 @@ async def send(topic: str, value: bytes | None, key: bytes | None, headers: list
     """Returns the delivery future; await it before the source message's offset may be committed."""
     producer = await _get()
     return await producer.send(topic, value, key=key, headers=headers, partition=partition)
+
+
+_snapshots_in_flight: set[asyncio.Future[Any]] = set()
+
+
+async def flush_tables() -> None:
+    """Send the table snapshots put() queued, and wait until the broker has every snapshot sent so far (an
+    agent's records may have been sent by another agent's flush): call it at the end of a batch, so the
+    batch's offsets are committed only after its snapshots are stored."""
+    records = list(pending_changelog)
+    pending_changelog.clear()
+    if records:
+        producer = await _get()
+        for topic, partition, key, value in records:
+            future = await producer.send(topic, value, key=key, partition=partition)
+            _snapshots_in_flight.add(future)
+            future.add_done_callback(_snapshots_in_flight.discard)
+    if _snapshots_in_flight:
+        await asyncio.gather(*list(_snapshots_in_flight))
 
 
 @app.on_before_shutdown.connect

@@ -31,8 +31,9 @@ from core.logs import TRACE_HEADER, trace_of
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from schemas.codec import DecodeError, get_codec
+from streams import direct_producer
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings
-from streams.dead_letters import send_to_dead_letter
+from streams.dead_letters import RecordTooLarge, check_size, send_to_dead_letter
 from streams.failpoints import failpoint
 from streams.gaps import LazyReader, OffsetGuard
 from streams.metrics import COMMAND_LATENCY, COMMANDS_DECIDED, EVENTS_PROCESSED
@@ -110,9 +111,10 @@ class Ledger:
         messages = await self.guard.complete([event.message for event in batch])
         for message in messages:
             try:
+                check_size(message)   # before decoding: a huge command is nobody's to post
                 command: Command = self.codec.decode(message.value, message.headers)
                 risk = assessment_of(message.headers)
-            except (DecodeError, ValueError) as error:  # ValueError: a malformed risk header
+            except (RecordTooLarge, DecodeError, ValueError) as error:  # ValueError: a malformed risk header
                 sends.append(await send_to_dead_letter(LEDGER_COMMANDS_DLQ, message, error))
                 continue
             if command.command_id in seen or command.command_id in commands_table:
@@ -137,6 +139,7 @@ class Ledger:
         self._write_snapshots(states, touched, processed, delivered)
         for partition, next_offset in self.guard.advance(messages).items():
             put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
+        await direct_producer.flush_tables()
 
     async def _emit(self, event: Event, partition: int, trace: str | None, actor: bytes | None = None) -> Any:
         value, headers = self.codec.encode(event)

@@ -33,7 +33,7 @@ from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COM
 from schemas.codec import DecodeError, get_codec
 from streams import direct_producer
 from streams.app import app, commands_table, put, raw_topic, settings
-from streams.dead_letters import send_to_dead_letter
+from streams.dead_letters import RecordTooLarge, check_size, send_to_dead_letter
 from streams.gaps import LazyReader, OffsetGuard
 from streams.metrics import EVENTS_PROCESSED, FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
 from streams.retry import retry_batch
@@ -138,13 +138,15 @@ async def handle(batch: Sequence[faust.EventT]) -> None:
     EVENTS_PROCESSED.labels("risk").inc(len(messages))
     for partition, next_offset in guard.advance(messages).items():
         put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
+    await direct_producer.flush_tables()
 
 
 async def _handle_one(work: Batch, message: Any) -> None:
     try:
+        check_size(message)   # before decoding: forwarded with our headers it could pass Kafka's limit
         command: c.Command = codec.decode(message.value, message.headers)
         customer_id = bytes(message.key).decode()
-    except (DecodeError, TypeError, UnicodeDecodeError) as error:
+    except (RecordTooLarge, DecodeError, TypeError, UnicodeDecodeError) as error:
         work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
         return
     # Only this agent speaks for the risk engine: a verdict arriving from outside is dropped.

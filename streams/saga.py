@@ -117,6 +117,7 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
     if guard is not None:
         for partition, next_offset in guard.advance(messages).items():
             put(commands_table, partition, NEXT_EVENT_KEY.format(partition), next_offset)
+    await direct_producer.flush_tables()
 
 
 @app.agent(events_topic)
