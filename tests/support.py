@@ -1,5 +1,5 @@
-"""Test helpers: an HTTP client for the API (logged in: staff with TOTP, or a registered customer), a reader of
-the whole event log, and the ledger invariants."""
+"""Test helpers: an HTTP client for the API (logged in: staff with TOTP, or a registered customer); the reader of
+the whole event log (streams/ledger_log.py) and the ledger invariants (core/invariants.py), re-exported."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import os
 import shutil
 import time
 import uuid
-from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,17 +17,14 @@ import asyncpg
 import httpx
 import pyotp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from api.deps import POSITION_HEADER
 from api.identity import UserStore
 from api.security import hash_password
-from core import events as e
-from core.ledger import AccountState, apply
+from core.invariants import LedgerAudit  # noqa: F401 - re-exported for the tests
 from core.readmodel import Positions, format_positions, parse_positions
 from core.settings import get_settings
-from core.topics import LEDGER_EVENTS
-from schemas.codec import get_codec
+from streams.ledger_log import read_log, settled_audit  # noqa: F401 - the tests' audit helpers, re-exported
 
 JSON = {"content-type": "application/json"}
 
@@ -304,84 +300,3 @@ class Bank:
         response = await self.http.get(f"/v1/commands/{command_id}")
         assert response.status_code == 200, response.text
         return response.json()
-
-
-async def read_log(bootstrap: str) -> list[e.Event]:
-    """Every committed event on the ledger topic, in per-partition order."""
-    codec = get_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(LEDGER_EVENTS, p) for p in sorted(consumer.partitions_for_topic(LEDGER_EVENTS))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        events: list[e.Event] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                events.extend(codec.decode(r.value, r.headers) for r in records)
-        return events
-    finally:
-        await consumer.stop()
-
-
-@dataclass
-class LedgerAudit:
-    """What the log says, folded with the ledger's own `apply`."""
-
-    events: list[e.Event]
-    accounts: dict[str, AccountState] = field(default_factory=dict)
-    deposited: int = 0
-    withdrawn: int = 0
-    in_flight: set[str] = field(default_factory=set)
-    violations: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        ids = Counter(ev.event_id for ev in self.events)
-        self.violations += [f"event id {i} appears {n} times" for i, n in ids.items() if n > 1]
-        postings = Counter((ev.command_id, type(ev).__name__) for ev in self.events if type(ev) in e.POSTING_SIGN)
-        self.violations += [f"command {k[0]} posted {k[1]} {n} times" for k, n in postings.items() if n > 1]
-        debited: dict[str, int] = {}
-        settled: defaultdict[str, list[str]] = defaultdict(list)
-        for ev in self.events:
-            state = apply(self.accounts.get(ev.account_id), ev)
-            if state is not None:
-                self.accounts[ev.account_id] = state
-                if state.balance < -state.overdraft_limit:
-                    self.violations.append(f"{ev.account_id} went to {state.balance} past its overdraft")
-            if isinstance(ev, e.FundsDeposited):
-                self.deposited += ev.amount
-            elif isinstance(ev, e.FundsWithdrawn):
-                self.withdrawn += ev.amount
-            elif isinstance(ev, e.TransferDebited):
-                debited[ev.transfer_id] = ev.amount
-            elif isinstance(ev, (e.TransferCredited, e.TransferReversed)):
-                settled[ev.transfer_id].append(type(ev).__name__)
-        for transfer_id in debited:
-            ends = settled.get(transfer_id, [])
-            if not ends:
-                self.in_flight.add(transfer_id)
-            elif len(ends) > 1:
-                self.violations.append(f"transfer {transfer_id} settled twice: {ends}")
-        self.violations += [f"transfer {t} settled but never debited" for t in set(settled) - set(debited)]
-        in_flight_money = sum(debited[t] for t in self.in_flight)
-        total = sum(a.balance for a in self.accounts.values())
-        if total + in_flight_money != self.deposited - self.withdrawn:
-            self.violations.append(f"money created or destroyed: balances {total} + in flight {in_flight_money} "
-                                   f"!= deposits {self.deposited} - withdrawals {self.withdrawn}")
-
-    def outcome_command_ids(self) -> set[str]:
-        return {ev.correlation_id for ev in self.events}
-
-
-async def settled_audit(bootstrap: str, expected_commands: set[str] | None = None,
-                        timeout: float = 90.0) -> LedgerAudit:
-    """Waits until no transfer is in flight and every expected command has events, then audits the log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        audit = LedgerAudit(await read_log(bootstrap))
-        missing = (expected_commands or set()) - audit.outcome_command_ids()
-        if (not audit.in_flight and not missing) or time.monotonic() > deadline:
-            return audit
-        await asyncio.sleep(0.5)

@@ -52,3 +52,18 @@ def test_guard_fills_holes_and_a_late_start(kafka_bootstrap: str) -> None:
             await reader.close()
 
     asyncio.run(scenario())
+
+
+def test_guard_reads_a_partition_nobody_handled_from_its_start(kafka_bootstrap: str) -> None:
+    """Offset 0 dropped while a fresh partition moved between workers: no stored offset, still re-read."""
+    async def scenario() -> None:
+        topic, records = await _topic_with_records(kafka_bootstrap, 4)
+        reader = LazyReader(kafka_bootstrap, "read_committed")
+        guard = OffsetGuard(topic, {}.get, reader)
+        try:
+            completed = await guard.complete([records[1], records[2]])
+            assert [m.offset for m in completed] == [0, 1, 2]
+        finally:
+            await reader.close()
+
+    asyncio.run(scenario())

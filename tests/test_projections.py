@@ -29,17 +29,17 @@ from cli.topics import apply_topics_sync
 from core import events as e
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
-from core.readmodel import (MONGO_DB, MONGO_META, PG_REBUILD_SCHEMA, PG_SCHEMA, REDIS_LIVE, mongo_collection,
-                            redis_account_key, redis_offsets_key)
+from core.invariants import compare_models
+from core.readmodel import (MONGO_DB, MONGO_META, PG_SCHEMA, PROJECTIONS, REDIS_LIVE,
+                            mongo_collection, redis_account_key, redis_offsets_key)
 from core.settings import PROJECT_ROOT, Settings
 from core.topics import LEDGER_EVENTS, load_registry
 from schemas.codec import (HEADER_FINGERPRINT, HEADER_SCHEMA, Codec, current_schemas, get_codec,
                            schema_fingerprint)
 from streams.projections import create_store
-from streams.projections.admin import rebuild, retry_parked
+from streams.projections.admin import retry_parked
 from tests.load import open_accounts, random_commands
-from tests.readmodels import (dump_all, mongo_dump, mongo_live, pg_dump, redis_dump, redis_live,
-                              wait_caught_up)
+from tests.readmodels import (dump_all, live_dump, mongo_dump, mongo_live, rebuilt_dump, redis_live, wait_caught_up)
 from tests.support import Bank, auth_as, settled_audit
 
 REWIND = 5
@@ -120,17 +120,13 @@ def test_projection_worker_killed_mid_batch_loses_and_duplicates_nothing(
             await asyncio.to_thread(stack.start_projector, 1)
         await settled_audit(kafka_bootstrap, await load, timeout=120)
         await wait_caught_up(kafka_bootstrap, pg_dsn, redis_url, mongo_url)
-        live = await dump_all(pg_dsn, redis_url, mongo_url)
         settings = Settings()
-        rebuilt = {}
-        for name in ("postgres", "redis", "mongo"):
-            report = await rebuild(create_store(name, settings), kafka_bootstrap, swap=False)
-            rebuilt[name] = report
-        assert live["postgres"] == await pg_dump(pg_dsn, PG_REBUILD_SCHEMA)
-        assert live["redis"] == await redis_dump(redis_url, int(rebuilt["redis"].generation.split()[-1]))
-        assert live["mongo"] == await mongo_dump(mongo_url, int(rebuilt["mongo"].generation.split()[-1]))
+        live = {name: await live_dump(name, settings) for name in PROJECTIONS}
+        rebuilt = {name: await rebuilt_dump(name, settings, kafka_bootstrap) for name in PROJECTIONS}
+        for name in PROJECTIONS:
+            assert live[name] == rebuilt[name][1], compare_models(name, live[name], rebuilt[name][1]).problems
         assert len(live["postgres"]["transactions"]) > 500
-        assert len(live["mongo"]["audit"]) == rebuilt["mongo"].events
+        assert len(live["mongo"]["audit"]) == rebuilt["mongo"][0].events
 
     asyncio.run(scenario())
 

@@ -1,0 +1,57 @@
+"""Reading the whole ledger log, for audits: every committed event, decoded, in per-partition order.
+
+Used by `bank chaos` and the invariant tests, with the pure checks of core/invariants.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from core import events as e
+from core.invariants import LedgerAudit
+from core.topics import LEDGER_EVENTS
+from schemas.codec import get_codec
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed message of a topic up to its current end, decoded, in per-partition order."""
+    codec = get_codec()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        messages: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                messages.extend(codec.decode(r.value, r.headers) for r in records)
+        return messages
+    finally:
+        await consumer.stop()
+
+
+async def read_log(bootstrap: str) -> list[e.Event]:
+    """Every committed event on the ledger topic, in per-partition order."""
+    return await read_topic(bootstrap, LEDGER_EVENTS)
+
+
+async def settled_audit(bootstrap: str, expected_commands: set[str] | None = None,
+                        timeout: float = 90.0) -> LedgerAudit:
+    """Waits until no transfer is in flight and every expected command has events, then audits the log.
+
+    Returns the last audit when `timeout` passes first: its in-flight transfers and missing commands are
+    then the caller's findings."""
+    deadline = time.monotonic() + timeout
+    while True:
+        audit = LedgerAudit(await read_log(bootstrap))
+        missing = (expected_commands or set()) - audit.outcome_command_ids()
+        if (not audit.in_flight and not missing) or time.monotonic() > deadline:
+            return audit
+        await asyncio.sleep(0.5)
