@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2Pas
 from redis.exceptions import RedisError
 
 from api.audit import Client, set_current_client
-from api.deps import Platform
+from api.deps import Platform, not_ready
 from api.problems import Problem
 from api.security import TokenError
 from api.sessions import Exceeded, Limit
@@ -308,7 +308,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 def _ready_view(platform: Platform) -> Any:
     if not platform.view.caught_up.is_set():
-        raise Problem(503, "Starting up", "the API is still reading the ledger; retry in a moment", "not_ready")
+        raise not_ready()
     return platform.view
 
 

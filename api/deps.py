@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import UTC, date, datetime
+from datetime import time as clock_time
+from typing import Annotated, overload
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import Depends, Query, Request, Response
 
 from api.audit import AuditLog, AuditTrail
@@ -17,7 +20,7 @@ from api.problems import Problem
 from api.readmodels import Model, ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions
+from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions, reached
 from core.settings import Settings
 
 # Where a command's events are in the log (on command responses), and how fresh a query's answer is.
@@ -58,8 +61,35 @@ async def get_platform(request: Request) -> Platform:
 async def get_ready_view(platform: Annotated[Platform, Depends(get_platform)]) -> LedgerView:
     """The ledger view, once it has read the log up to where it stood at start-up."""
     if not platform.view.caught_up.is_set():
-        raise Problem(503, "Starting up", "the API is still reading the ledger; retry in a moment", "not_ready")
+        raise not_ready()
     return platform.view
+
+
+def not_ready() -> Problem:
+    problem = Problem(503, "Starting up", "the API is still reading the ledger; retry in a moment", "not_ready")
+    problem.headers = {"Retry-After": "1"}
+    return problem
+
+
+@overload
+def utc_moment(moment: None) -> None: ...
+@overload
+def utc_moment(moment: datetime | date) -> datetime: ...
+def utc_moment(moment: datetime | date | None) -> datetime | None:
+    """A query's date or datetime as a UTC datetime: a bare date is midnight UTC, a datetime without a zone is taken
+    as UTC, one with a zone is converted. 422 for a moment outside the years 1..9999 once in UTC (Python's range:
+    `0001-01-01T00:00+01:00` is in year 0), which no database driver could take either."""
+    if moment is None:
+        return None
+    if not isinstance(moment, datetime):
+        return datetime.combine(moment, clock_time.min, UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise Problem(422, "Date out of range", f"{moment.isoformat()} is outside the years 1 to 9999 in UTC",
+                      "date_out_of_range") from None
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
@@ -68,7 +98,8 @@ ViewDep = Annotated[LedgerView, Depends(get_ready_view)]
 
 MinPosition = Annotated[str | None, Query(
     description="a position from a command response (`position` / Bank-Position header): wait until the read "
-                "model reflects it (read your own writes)", examples=["0:12,3:40"])]
+                "model reflects it (read your own writes)", examples=["0:12,3:40"],
+    json_schema_extra={"pattern": r"^[0-9]{1,18}:[0-9]{1,18}(,[0-9]{1,18}:[0-9]{1,18})*$"})]
 
 
 class Freshness:
@@ -87,6 +118,7 @@ class Freshness:
         reads = self._platform.reads
         if not self.wanted:
             return await reads.positions(model)
+        await self._within_log()
         timeout = self._platform.settings.read_your_writes_timeout.total_seconds()
         positions = await reads.wait_until(model, self.wanted, timeout)
         if positions is None:
@@ -96,6 +128,22 @@ class Freshness:
             problem.headers = {"Retry-After": "1"}
             raise problem
         return positions
+
+    async def _within_log(self) -> None:
+        """422 for a position past the end of the log: no read model will ever reach it, so waiting for one
+        (and answering 503 after the timeout) would only tell the caller to retry in vain."""
+        view = self._platform.view
+        if reached(view.positions, self.wanted):
+            return   # the usual case: this API has read that far already
+        try:
+            ends = await view.end_offsets()
+        except KafkaError:
+            return   # the broker cannot tell: wait as usual (503 if the model does not get there)
+        beyond = {p: o for p, o in self.wanted.items() if o > ends.get(p, 0)}
+        if beyond:
+            raise Problem(422, "Position beyond the log", f"min_position: {format_positions(beyond)} is past the end "
+                          f"of the event log ({format_positions(ends)}); pass a position a command response returned",
+                          "position_beyond_log")
 
     def headers(self, model: Model, positions: Positions) -> dict[str, str]:
         return {READ_MODEL_HEADER: model, READ_POSITION_HEADER: format_positions(positions),

@@ -48,6 +48,11 @@ class LedgerView:
         ends = await self._consumer.end_offsets(tps)
         self._task = asyncio.create_task(self._follow({tp.partition: end for tp, end in ends.items()}))
 
+    async def end_offsets(self) -> Positions:
+        """The log's end per partition, from the broker (committed data: the last stable offsets)."""
+        tps = sorted(self._consumer.assignment())
+        return {tp.partition: end for tp, end in (await self._consumer.end_offsets(tps)).items()}
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import Depends, FastAPI
 from pymongo import AsyncMongoClient
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.audit import AuditLog, AuditTrail
 from api.authz import TOKEN_URL, authorize
@@ -19,6 +19,7 @@ from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
 from api.metrics import HttpMetrics
 from api.middleware import RequestGuard, TraceContext
+from api import openapi
 from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
@@ -38,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging("api", settings.log_level)  # after uvicorn's own set-up, so its lines are JSON too
         keyring = Keyring.from_settings(settings)   # refuses to start without usable signing keys
         pg = await asyncpg.create_pool(settings.pg, min_size=1, max_size=10)
-        redis = Redis.from_url(settings.redis)
+        # A pool that waits for a free connection: redis-py 8 caps a pool at 100 and raises beyond that, so a
+        # restarted API met by hundreds of retrying clients answered 503 to everything, /readyz too (`bank chaos`).
+        redis = Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis, max_connections=100, timeout=10))
         mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo, tz_aware=True)
         audit = AuditLog(settings.kafka)
         access = Access(keyring=keyring, users=UserStore(pg), audit=audit, trail=AuditTrail(mongo),
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (commands, queries, health, auth, users, operations):
         app.include_router(module.router)
     app.include_router(admin.router)
+    openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 
 

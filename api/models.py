@@ -8,12 +8,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from pydantic_core import PydanticCustomError
 
-from core.money import MoneyError, currency_digits, parse_amount
+from core.money import CURRENCY_DIGITS, MoneyError, currency_digits, parse_amount
 from core.readmodel import CaseStatus
 from core.risk.rules import Severity
 
-Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO-4217 code")]
-DecimalString = Annotated[StrictStr, Field(examples=["12.50"], description="a positive decimal string")]
+# The documented enum and pattern tell clients (and the API fuzzer) what the validators below accept; the
+# validators keep their own messages and reasons (unknown_currency, invalid_amount, too_many_decimals, ...).
+SUPPORTED_CURRENCIES = {"enum": sorted(CURRENCY_DIGITS)}
+AMOUNT_PATTERN = {"pattern": r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"}
+Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO-4217 code",
+                                      json_schema_extra=SUPPORTED_CURRENCIES)]
+DecimalString = Annotated[StrictStr, Field(examples=["12.50"], description="a positive decimal string",
+                                           json_schema_extra=AMOUNT_PATTERN)]
 Reference = Annotated[StrictStr, Field(max_length=140)]
 Identifier = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -122,6 +128,13 @@ class CommandStatus(BaseModel):
     reason: str | None = None
     detail: str | None = None
     events: list[EventView] = []
+
+
+class CommandOutcome(CommandStatus):
+    """A command's outcome as a `?wait=true` command answers it (200, 201 for a new account, 202 if held)."""
+
+    account_id: str
+    position: str = Field(description="where its events are in the log: pass as ?min_position= to read them")
 
 
 class AccountView(BaseModel):
@@ -334,3 +347,16 @@ class SarCandidates(BaseModel):
     period_start: datetime
     period_end: datetime
     items: list[SarCandidate]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str | None = None
+    error: str | None = None
+
+
+class Readiness(BaseModel):
+    """GET /readyz: each dependency's check; `ready` only when every one passes (else 503, same body)."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+UNPARSABLE_BODY = "There was an error parsing the body"   # fastapi.routing's detail for an undecodable body
 
 
 class Problem(Exception):
@@ -56,6 +57,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+            # FastAPI's answer to a body it cannot decode at all (e.g. JSON that is not UTF-8): same as bad JSON
+            json_body = request.headers.get("content-type", "").split(";")[0].strip().endswith("json")
+            problem = (Problem(400, "Malformed JSON", "the request body is not valid JSON (UTF-8)", "malformed_json")
+                       if json_body else Problem(400, "Malformed body", "the request body does not parse",
+                                                 "malformed_body"))
+            return problem_response(problem, request)
         reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         problem = Problem(exc.status_code, str(exc.detail), str(exc.detail), reason)
         problem.headers = dict(exc.headers or {})

@@ -17,6 +17,7 @@ CURRENCY_DIGITS: dict[str, int] = {
 # A posting's ceiling: keeps every sum of postings far inside Avro's signed 64-bit long.
 MAX_MINOR_UNITS = 10**15
 
+_MAX_INT_DIGITS = len(str(MAX_MINOR_UNITS))   # more whole digits than this is over the ceiling in any currency
 _AMOUNT = re.compile(r"^(?P<int>0|[1-9][0-9]*)(?:\.(?P<frac>[0-9]+))?$")
 
 
@@ -41,20 +42,27 @@ def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
     digits = currency_digits(currency)
     if not isinstance(text, str):
         raise MoneyError("invalid_amount", "amount must be a decimal string such as \"12.50\"")
-    match = _AMOUNT.match(text)
+    match = _AMOUNT.fullmatch(text)   # fullmatch: `$` alone would let a trailing newline through
     if match is None:
-        raise MoneyError("invalid_amount", f"amount {text!r} is not a plain positive decimal such as \"12.50\"")
+        raise MoneyError("invalid_amount", f"amount {_shown(text)} is not a plain positive decimal such as \"12.50\"")
     frac = match["frac"] or ""
+    if len(match["int"]) > _MAX_INT_DIGITS:   # before int(): Python refuses to convert 4,300+ digits at all
+        raise MoneyError("amount_too_large", f"amount {_shown(text)} exceeds the maximum of one posting")
     if len(frac) > digits:
         raise MoneyError(
-            "too_many_decimals", f"{currency} has {digits} decimal place(s); {text!r} has {len(frac)}"
+            "too_many_decimals", f"{currency} has {digits} decimal place(s); {_shown(text)} has {len(frac)}"
         )
     minor = int(match["int"]) * 10**digits + int(frac.ljust(digits, "0") or "0")
     if minor < 0 or (minor == 0 and not allow_zero):
         raise MoneyError("non_positive_amount", "amount must be greater than zero")
     if minor > MAX_MINOR_UNITS:
-        raise MoneyError("amount_too_large", f"amount {text!r} exceeds the maximum of one posting")
+        raise MoneyError("amount_too_large", f"amount {_shown(text)} exceeds the maximum of one posting")
     return minor
+
+
+def _shown(text: str, limit: int = 32) -> str:
+    """The input as an error message quotes it: not all of a 16 KB string."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def format_amount(minor: int, currency: str) -> str:

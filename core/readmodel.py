@@ -6,6 +6,7 @@ down, and the names of the tables, keys and collections each store uses.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -124,11 +125,15 @@ def format_positions(positions: Positions) -> str:
     return ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")   # at most 18 digits: an offset fits Kafka's int64
+
+
 def parse_positions(text: str) -> Positions:
     positions: Positions = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         partition, sep, offset = part.partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
+        # ASCII digits only: str.isdigit() also admits '²' or '①', which int() refuses
+        if not sep or not _DIGITS.fullmatch(partition) or not _DIGITS.fullmatch(offset):
             raise PositionError(f"{part!r} is not <partition>:<offset>")
         positions[int(partition)] = max(positions.get(int(partition), 0), int(offset))
     return positions

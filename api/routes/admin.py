@@ -16,17 +16,17 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as clock_time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import POSITION_HEADER, FreshnessDep, PlatformDep, ViewDep
+from api.deps import POSITION_HEADER, FreshnessDep, PlatformDep, ViewDep, utc_moment
 from api.ledger_view import LedgerView
-from api.models import (CaseDecision, CasePage, CaseView, CommandAccepted, CtrEntry, CtrReport, ReviewRequest,
-                        SarCandidate, SarCandidates)
+from api.models import (CaseDecision, CasePage, CaseView, CommandAccepted, CommandOutcome, CtrEntry, CtrReport, ReviewRequest,
+                        SUPPORTED_CURRENCIES, SarCandidate, SarCandidates)
 from api.presenters import case_view, command_status, ctr_entry, sar_candidate
+from api.openapi import CSV
 from api.problems import PROBLEM_JSON, Problem
 from api.readmodels import POLL_S, CaseFilter
 from api.routes.auth import caller
@@ -42,7 +42,8 @@ MAX_PAGE = 500
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown case", "content": {PROBLEM_JSON: {}}}}
 _DECISION_RESPONSES: dict[int | str, dict[str, Any]] = _NOT_FOUND | {
     200: {"model": CaseDecision, "description": "decided (with wait=true)"},
-    202: {"model": CommandAccepted, "description": "the decision is on the command log; outcome pending"},
+    202: {"model": CommandAccepted | CommandOutcome, "description": "the decision is on the command log; outcome "
+          "pending"},
     409: {"description": "the case is blocked or already decided", "content": {PROBLEM_JSON: {}}},
 }
 
@@ -54,7 +55,8 @@ Identifier = Annotated[str | None, Query(max_length=64)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 Day = Annotated[date, Query(alias="date", description="the UTC day, YYYY-MM-DD", examples=["2026-11-24"])]
-CurrencyFilter = Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description="ISO-4217 code", examples=["EUR"])]
+CurrencyFilter = Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description="ISO-4217 code", examples=["EUR"],
+                                             json_schema_extra=SUPPORTED_CURRENCIES)]
 Since = Annotated[datetime | date, Query(alias="from", description="inclusive, ISO 8601 date or datetime")]
 Until = Annotated[datetime | date, Query(alias="to", description="exclusive, ISO 8601 date or datetime")]
 
@@ -62,11 +64,7 @@ _CTR_COLUMNS = tuple(CtrEntry.model_fields)
 _SAR_COLUMNS = tuple(SarCandidate.model_fields)
 
 
-def _utc(moment: datetime | date) -> datetime:
-    """A bare date is midnight UTC; a datetime without a zone is taken as UTC."""
-    if not isinstance(moment, datetime):
-        return datetime.combine(moment, clock_time.min, UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+_utc = utc_moment   # a bare date is midnight UTC, a naive datetime is UTC; 422 outside years 1..9999
 
 
 def _unknown_case(case_id: str) -> Problem:
@@ -240,6 +238,9 @@ def _ctr_thresholds(threshold: str, currency: str | None) -> dict[str, int]:
 async def _ctr_entries(platform: PlatformDep, day: date, currency: str | None) -> list[CtrEntry]:
     thresholds = _ctr_thresholds(platform.settings.ctr_threshold, currency)
     start = _utc(day)
+    if day == date.max:   # the day after it is not a date Python (or the report's window) can hold
+        raise Problem(422, "Date out of range", f"{day.isoformat()} is the last day Python can represent; the "
+                      "report needs the day after it", "date_out_of_range")
     rows = await platform.reads.cash_totals(start, start + timedelta(days=1), thresholds)
     return [ctr_entry(r) for r in rows]
 
@@ -254,7 +255,8 @@ async def ctr_report(day: Day, platform: PlatformDep, fresh: FreshnessDep, respo
     return CtrReport(date=day, currency=currency, threshold=platform.settings.ctr_threshold, items=items)
 
 
-@router.get("/reports/ctr.csv", response_class=StreamingResponse, summary="The currency transaction report as CSV")
+@router.get("/reports/ctr.csv", response_class=StreamingResponse, responses=CSV,
+            summary="The currency transaction report as CSV")
 async def ctr_report_csv(day: Day, platform: PlatformDep, fresh: FreshnessDep,
                          currency: CurrencyFilter = None) -> StreamingResponse:
     positions = await fresh.ensure("postgres")
@@ -286,7 +288,7 @@ async def sar_candidates(since: Since, until: Until, platform: PlatformDep, fres
     return SarCandidates(period_start=start, period_end=end, items=items)
 
 
-@router.get("/reports/sar-candidates.csv", response_class=StreamingResponse,
+@router.get("/reports/sar-candidates.csv", response_class=StreamingResponse, responses=CSV,
             summary="The SAR candidates as CSV, streamed")
 async def sar_candidates_csv(since: Since, until: Until, platform: PlatformDep,
                              fresh: FreshnessDep) -> StreamingResponse:

@@ -15,7 +15,7 @@ from api.authz import bound_customer_id
 from api.deps import POSITION_HEADER, PlatformDep, ViewDep
 from api.idempotency import check_key, request_hash
 from api.metrics import API_COMMANDS
-from api.models import (CommandAccepted, CommandStatus, MovementRequest, OpenAccountRequest, StatusChangeRequest,
+from api.models import (CommandAccepted, CommandOutcome, CommandStatus, MovementRequest, OpenAccountRequest, StatusChangeRequest,
                         TransferRequest)
 from api.presenters import command_status
 from api.problems import PROBLEM_JSON, Problem
@@ -32,12 +32,17 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", descripti
 Wait = Annotated[bool, Query(description="wait for the outcome (up to BANK_COMMAND_TIMEOUT)")]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"model": CommandAccepted, "description": "accepted onto the command log; outcome pending"},
+    200: {"model": CommandOutcome, "description": "with wait=true: accepted and posted"},
+    # Held by the risk engine (with wait=true) answers 202 too, with the outcome so far: not done, on the record.
+    202: {"model": CommandAccepted | CommandOutcome,
+          "description": "accepted onto the command log, outcome pending; or (with wait=true) held for review"},
     404: {"description": "unknown account", "content": {PROBLEM_JSON: {}}},
     409: {"description": "Idempotency-Key reused with a different body", "content": {PROBLEM_JSON: {}}},
     422: {"description": "invalid request, or (with wait=true) the command was rejected",
           "content": {PROBLEM_JSON: {}}},
 }
+# Opening an account answers 201 Created (with wait=true) where the others answer 200.
+_OPEN_RESPONSES = {(201 if code == 200 else code): response for code, response in _RESPONSES.items()}
 
 
 def account_id_for_new_account(command_id: str) -> str:
@@ -105,7 +110,7 @@ def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
                 correlation_id=command_id)
 
 
-@router.post("/accounts", status_code=202, responses=_RESPONSES, summary="Open an account")
+@router.post("/accounts", status_code=202, responses=_OPEN_RESPONSES, summary="Open an account")
 async def open_account(body: OpenAccountRequest, request: Request, platform: PlatformDep, view: ViewDep,
                        key: IdempotencyKey = None, wait: Wait = False) -> Any:
     customer_id = bound_customer_id(body.customer_id)   # a customer's own; staff name the customer

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from api.deps import PlatformDep
 from api.metrics import exposition
+from api.models import Readiness
 from core.readmodel import PROJECTIONS, consumer_group, lag
 from core.settings import Settings
 
@@ -33,7 +34,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Broker, databases, ledger and projection workers live; read-model lag")
+@router.get("/readyz", summary="Broker, databases, ledger and projection workers live; read-model lag",
+            response_model=None, responses={200: {"model": Readiness, "description": "ready"},
+                                            503: {"model": Readiness, "description": "a check failed"}})
 async def readyz(platform: PlatformDep) -> JSONResponse:
     s = platform.settings
     checks: dict[str, Callable[[], Awaitable[Any]]] = {

@@ -9,14 +9,13 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, date, datetime
-from datetime import time as clock_time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from api.access_models import (AuditActor, AuditTrailEntry, AuditTrailPage, MaintenanceRequest, MaintenanceState)
 from api.audit import TrailQuery
-from api.deps import PlatformDep
+from api.deps import PlatformDep, utc_moment
 from api.problems import Problem
 from api.routes.auth import caller
 
@@ -26,12 +25,7 @@ Since = Annotated[datetime | date | None, Query(alias="from", description="inclu
 Until = Annotated[datetime | date | None, Query(alias="to", description="exclusive, ISO 8601 date or datetime")]
 
 
-def _utc(moment: datetime | date | None) -> datetime | None:
-    if moment is None:
-        return None
-    if not isinstance(moment, datetime):
-        return datetime.combine(moment, clock_time.min, UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+_utc = utc_moment   # a bare date is midnight UTC, a naive datetime is UTC; 422 outside years 1..9999
 
 
 def _encode_cursor(doc: dict[str, Any]) -> str:

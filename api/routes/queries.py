@@ -15,16 +15,16 @@ import re
 from collections.abc import AsyncIterator
 import time
 from datetime import UTC, date, datetime
-from datetime import time as clock_time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
-from api.deps import FreshnessDep, PlatformDep
+from api.deps import FreshnessDep, PlatformDep, utc_moment
 from api.models import AccountView, ActivityPage, AuditPage, CustomerAccounts, Statement, TransactionPage, TransactionView
 from api.presenters import account_from_row, activity_entry, audit_entry, transaction_from_row
+from api.openapi import CSV
 from api.problems import PROBLEM_JSON, Problem
 from api.readmodels import POLL_S, AuditFilter, TransactionFilter
 from core.money import MoneyError, format_amount, parse_amount
@@ -49,12 +49,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
-def _utc(moment: datetime | date | None) -> datetime | None:
-    if moment is None:
-        return None
-    if not isinstance(moment, datetime):
-        return datetime.combine(moment, clock_time.min, UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+_utc = utc_moment   # a bare date is midnight UTC, a naive datetime is UTC; 422 outside years 1..9999
 
 
 def _unknown_account(account_id: str) -> Problem:
@@ -153,7 +148,7 @@ async def transactions(account_id: str, platform: PlatformDep, fresh: FreshnessD
                            next_cursor=_encode_cursor(rows[-1]["sequence"]) if more else None)
 
 
-@router.get("/accounts/{account_id}/transactions.csv", response_class=StreamingResponse, responses=_NOT_FOUND,
+@router.get("/accounts/{account_id}/transactions.csv", response_class=StreamingResponse, responses=_NOT_FOUND | CSV,
             summary="The same postings as CSV, streamed (same filters, no paging)")
 async def transactions_csv(account_id: str, platform: PlatformDep, fresh: FreshnessDep, since: Since = None,
                            until: Until = None, types: Types = None, min_amount: Amount = None,
@@ -180,19 +175,25 @@ def _csv_line(values: tuple[Any, ...]) -> str:
 
 # ---------------------------------------------------------------- statements
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")   # ASCII digits ([0-9], not \d)
+
+Month = Annotated[str, Path(examples=["2026-11"], json_schema_extra={"pattern": _MONTH.pattern})]
 
 
 @router.get("/accounts/{account_id}/statements/{month}", response_model=Statement, responses=_NOT_FOUND,
             summary="A monthly statement: opening balance, postings, closing balance (UTC months)")
-async def statement(account_id: str, month: Annotated[str, Path(examples=["2026-11"])], platform: PlatformDep,
+async def statement(account_id: str, month: Month, platform: PlatformDep,
                     fresh: FreshnessDep, response: Response) -> Statement:
-    match = _MONTH.match(month)
+    match = _MONTH.fullmatch(month)   # fullmatch: `$` alone lets "2026-11\n" through
     if match is None:
         raise Problem(422, "Invalid month", f"{month!r} is not a month in the form YYYY-MM", "invalid_month")
     year, number = int(match[1]), int(match[2])
-    start = datetime(year, number, 1, tzinfo=UTC)
-    end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    try:
+        start = datetime(year, number, 1, tzinfo=UTC)
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+    except ValueError:   # year 0000, or 9999-12 (its end is in year 10000): outside Python's datetimes
+        raise Problem(422, "Invalid month", f"{month!r} is outside the months 0001-01 to 9999-11 this API can "
+                      "represent", "invalid_month") from None
     positions = await fresh.ensure("postgres")
     account = await platform.reads.account(account_id)
     if account is None:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 
 from api.access_models import (CreateStaffRequest, PasswordResetRequest, RoleRequest, SessionsRevoked,
                                TemporaryPassword, UserPage, UserView)
-from api.deps import Access, PlatformDep
+from api.deps import Access, PlatformDep, utc_moment
 from api.identity import EmailTaken, User, UserQuery
 from api.problems import PROBLEM_JSON, Problem
 from api.routes.auth import caller, user_view
@@ -56,7 +56,7 @@ def _encode_cursor(user: User) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(data["at"]), str(uuid.UUID(data["id"]))
+        return utc_moment(datetime.fromisoformat(data["at"])), str(uuid.UUID(data["id"]))
     except (ValueError, KeyError, TypeError):
         raise Problem(400, "Invalid cursor", "cursor is not one this API returned", "invalid_cursor") from None
 
