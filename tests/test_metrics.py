@@ -93,7 +93,12 @@ def test_bank_lag_grows_while_a_projection_is_stopped_and_returns_to_zero(
             try:
                 account = await bank.open()
                 for _ in range(5):
-                    await bank.deposit(account, "1.00")
+                    deposit = await bank.deposit(account, "1.00")
+                # A position on the log that the stopped projection has not reached: a clear 503, after the wait.
+                response = await bank.http.get(f"/v1/accounts/{account}/transactions",
+                                               params={"min_position": deposit.json()["position"]})
+                assert response.status_code == 503 and response.json()["reason"] == "read_model_behind"
+                assert response.headers["Retry-After"] == "1"
             finally:
                 await bank.close()
 
