@@ -66,3 +66,22 @@ async def _consume_all(bootstrap: str, topic: str, records: int, progress: Any, 
         return time.monotonic() - started
     finally:
         await consumer.stop()
+
+
+async def wait_for_quiet(bootstrap: str, topics: list[str], still_s: float = 2.0, timeout: float = 300.0) -> float:
+    """Wait until none of `topics` has grown for `still_s` seconds (the platform has worked off its backlog), at
+    most `timeout`; returns the seconds waited. Between measurements, so one does not pay for the last one's queue."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    started = time.monotonic()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        last, since = None, time.monotonic()
+        while time.monotonic() - since < still_s and time.monotonic() - started < timeout:
+            ends = await consumer.end_offsets(tps)
+            if ends != last:
+                last, since = ends, time.monotonic()
+            await asyncio.sleep(0.25)
+    finally:
+        await consumer.stop()
+    return round(time.monotonic() - started, 1)

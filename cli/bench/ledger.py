@@ -18,6 +18,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from cli.bench.broker import wait_for_quiet
+
 from core import commands as c
 from core.topics import LEDGER_EVENTS, RISK_COMMANDS, load_registry
 from schemas.codec import HEADER_SCHEMA, get_codec
@@ -88,6 +90,8 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
     await sender.producer.start()
     try:
         await _open_and_fund(ids, owner, counter, sender, progress)
+        # the measured window starts from an idle platform, not from a backlog of the set-up's table snapshots
+        await wait_for_quiet(bootstrap, [n for n, spec in load_registry().items() if spec.kind == "internal"])
         return await _sustain(ids, owner, counter, sender, duration, warmup, window, progress)
     finally:
         await sender.producer.stop()
@@ -106,21 +110,6 @@ async def _open_and_fund(ids: list[str], owner: dict[str, str], counter: EventCo
         await asyncio.sleep(0.2)
     if task is not None:
         progress.update(task, completed=len(setup))
-    await _quiet(counter)
-
-
-async def _quiet(counter: EventCounter, still_s: float = 2.0) -> None:
-    """Wait until the workers have finished the set-up's table writes (their changelogs stop growing), so
-    the measured window starts from an idle platform rather than a backlog of snapshots."""
-    internal = [name for name, spec in load_registry().items() if spec.kind == "internal"]
-    consumer = counter._consumer
-    tps = [TopicPartition(t, p) for t in internal for p in sorted(consumer.partitions_for_topic(t) or ())]
-    last, since = None, time.monotonic()
-    while time.monotonic() - since < still_s:
-        ends = await consumer.end_offsets(tps)
-        if ends != last:
-            last, since = ends, time.monotonic()
-        await asyncio.sleep(0.25)
 
 
 async def _sustain(ids: list[str], owner: dict[str, str], counter: EventCounter, sender: Sender, duration: float,
