@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
+from api.producer import api_producer
 from core.audit import AUDIT_TRAIL_COLLECTION, Actor, AuditRecorded, current_actor
 from core.identity import Principal
 from core.logs import current_trace_id, trace_header
@@ -45,8 +45,7 @@ def current_client() -> Client | None:
 
 class AuditLog:
     def __init__(self, bootstrap: str) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                                          linger_ms=1)
+        self._producer = api_producer(bootstrap)
         self._codec = get_codec()
 
     async def start(self) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaProducer
-
 from api.audit import AuditLog
+from api.producer import api_producer
 from core.audit import actor_header
 from core.commands import Command
 from core.logs import trace_header
@@ -22,8 +21,7 @@ class CommandBus:
     def __init__(self, bootstrap: str, risk_enabled: bool = True, audit: AuditLog | None = None) -> None:
         self.risk_enabled = risk_enabled
         self._audit = audit
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                                          linger_ms=1)
+        self._producer = api_producer(bootstrap)
         self._codec = get_codec()
 
     async def start(self) -> None:

@@ -10,13 +10,14 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from core.risk.records import RiskAssessed, RuleSetPublished
 from core.risk.rules import load_rule_set
 from core.settings import PROJECT_ROOT
 from core.topics import RISK_ASSESSMENTS, RISK_RULES
 from schemas.codec import get_codec
+from streams.ledger_log import read_topic
 from tests.support import Bank, settled_audit
 
 DEFAULT_RULES = PROJECT_ROOT / "rules" / "default.yaml"
@@ -28,22 +29,7 @@ def _customer() -> str:
 
 async def read_assessments(bootstrap: str) -> list[RiskAssessed]:
     """Every RiskAssessed on the assessments topic, up to its current end."""
-    codec = get_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(RISK_ASSESSMENTS, p) for p in sorted(consumer.partitions_for_topic(RISK_ASSESSMENTS))]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[RiskAssessed] = []
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records += [codec.decode(r.value, r.headers) for r in batch]
-        return records
-    finally:
-        await consumer.stop()
+    return await read_topic(bootstrap, RISK_ASSESSMENTS)
 
 
 async def assessments_of(bootstrap: str, command_ids: set[str], timeout: float = 60.0) -> dict[str, list[RiskAssessed]]:
