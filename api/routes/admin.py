@@ -64,9 +64,6 @@ _CTR_COLUMNS = tuple(CtrEntry.model_fields)
 _SAR_COLUMNS = tuple(SarCandidate.model_fields)
 
 
-_utc = utc_moment   # a bare date is midnight UTC, a naive datetime is UTC; 422 outside years 1..9999
-
-
 def _unknown_case(case_id: str) -> Problem:
     return Problem(404, "Unknown case", f"no risk case {case_id}", "unknown_case")
 
@@ -82,7 +79,7 @@ def _encode_cursor(row: Any) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return _utc(datetime.fromisoformat(data["at"])), str(data["id"])
+        return utc_moment(datetime.fromisoformat(data["at"])), str(data["id"])
     except (ValueError, KeyError, TypeError):
         raise Problem(400, "Invalid cursor", "cursor is not one this API returned", "invalid_cursor") from None
 
@@ -237,7 +234,7 @@ def _ctr_thresholds(threshold: str, currency: str | None) -> dict[str, int]:
 
 async def _ctr_entries(platform: PlatformDep, day: date, currency: str | None) -> list[CtrEntry]:
     thresholds = _ctr_thresholds(platform.settings.ctr_threshold, currency)
-    start = _utc(day)
+    start = utc_moment(day)
     if day == date.max:   # the day after it is not a date Python (or the report's window) can hold
         raise Problem(422, "Date out of range", f"{day.isoformat()} is the last day Python can represent; the "
                       "report needs the day after it", "date_out_of_range")
@@ -271,7 +268,7 @@ async def ctr_report_csv(day: Day, platform: PlatformDep, fresh: FreshnessDep,
 
 
 def _period(since: datetime | date, until: datetime | date) -> tuple[datetime, datetime]:
-    start, end = _utc(since), _utc(until)
+    start, end = utc_moment(since), utc_moment(until)
     if start >= end:
         raise Problem(422, "Invalid period", "`from` must be before `to`", "invalid_period")
     return start, end

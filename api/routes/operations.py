@@ -25,25 +25,22 @@ Since = Annotated[datetime | date | None, Query(alias="from", description="inclu
 Until = Annotated[datetime | date | None, Query(alias="to", description="exclusive, ISO 8601 date or datetime")]
 
 
-_utc = utc_moment   # a bare date is midnight UTC, a naive datetime is UTC; 422 outside years 1..9999
-
-
 def _encode_cursor(doc: dict[str, Any]) -> str:
-    raw = json.dumps({"at": _utc(doc["occurred_at"]).isoformat(), "id": doc["_id"]})  # type: ignore[union-attr]
+    raw = json.dumps({"at": utc_moment(doc["occurred_at"]).isoformat(), "id": doc["_id"]})  # type: ignore[union-attr]
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return _utc(datetime.fromisoformat(data["at"])), str(data["id"])  # type: ignore[return-value]
+        return utc_moment(datetime.fromisoformat(data["at"])), str(data["id"])  # type: ignore[return-value]
     except (ValueError, KeyError, TypeError):
         raise Problem(400, "Invalid cursor", "cursor is not one this API returned", "invalid_cursor") from None
 
 
 def _entry(doc: dict[str, Any]) -> AuditTrailEntry:
     actor = doc.get("actor") or {}
-    return AuditTrailEntry(event_id=doc["_id"], occurred_at=_utc(doc["occurred_at"]), action=doc["action"],
+    return AuditTrailEntry(event_id=doc["_id"], occurred_at=utc_moment(doc["occurred_at"]), action=doc["action"],
                            outcome=doc["outcome"], reason=doc.get("reason"),
                            actor=AuditActor(user_id=actor.get("user_id"), role=actor.get("role"),
                                             session_id=actor.get("session_id")),
@@ -63,8 +60,8 @@ async def search_audit_trail(
         since: Since = None, until: Until = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> AuditTrailPage:
-    query = TrailQuery(user_id=user_id, actions=tuple(action or ()), outcome=outcome, ip=ip, since=_utc(since),
-                       until=_utc(until))
+    query = TrailQuery(user_id=user_id, actions=tuple(action or ()), outcome=outcome, ip=ip, since=utc_moment(since),
+                       until=utc_moment(until))
     docs = await platform.access.trail.search(query, _decode_cursor(cursor) if cursor else None, limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]

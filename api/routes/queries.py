@@ -49,9 +49,6 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
 
 
-_utc = utc_moment   # a bare date is midnight UTC, a naive datetime is UTC; 422 outside years 1..9999
-
-
 def _unknown_account(account_id: str) -> Problem:
     return Problem(404, "Unknown account", f"account {account_id} does not exist", "unknown_account")
 
@@ -111,7 +108,7 @@ async def _filter(platform: PlatformDep, account_id: str, since: Since, until: U
         except MoneyError as error:
             raise Problem(422, "Invalid amount filter", f"{name}: {error.detail}", error.reason) from None
 
-    return TransactionFilter(since=_utc(since), until=_utc(until), types=list(types or []),
+    return TransactionFilter(since=utc_moment(since), until=utc_moment(until), types=list(types or []),
                              min_amount=minor("min_amount", min_amount), max_amount=minor("max_amount", max_amount),
                              text=text or None)
 
@@ -225,7 +222,7 @@ def _encode_time_cursor(doc: dict[str, Any]) -> str:
 def _decode_time_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return _utc(datetime.fromisoformat(data["at"])), str(data["id"])  # type: ignore[return-value]
+        return utc_moment(datetime.fromisoformat(data["at"])), str(data["id"])  # type: ignore[return-value]
     except (ValueError, KeyError, TypeError):
         raise Problem(400, "Invalid cursor", "cursor is not one this API returned", "invalid_cursor") from None
 
@@ -238,7 +235,7 @@ async def audit(platform: PlatformDep, fresh: FreshnessDep, response: Response, 
                 since: Since = None, until: Until = None, limit: Limit = 100, cursor: Cursor = None) -> AuditPage:
     positions = await fresh.ensure("mongo")
     where = AuditFilter(account_id=account_id, customer_id=customer_id, types=list(types or []),
-                        since=_utc(since), until=_utc(until))
+                        since=utc_moment(since), until=utc_moment(until))
     after = _decode_time_cursor(cursor) if cursor else None
     docs = await platform.reads.audit(where, after, limit + 1)
     more = len(docs) > limit
@@ -248,14 +245,13 @@ async def audit(platform: PlatformDep, fresh: FreshnessDep, response: Response, 
                      next_cursor=_encode_time_cursor(docs[-1]) if more else None)
 
 
-
 @router.get("/customers/{customer_id}/timeline", response_model=ActivityPage,
             summary="A customer's activity across all their accounts, newest first (MongoDB)")
 async def timeline(customer_id: str, platform: PlatformDep, fresh: FreshnessDep, response: Response,
                    since: Since = None, until: Until = None, limit: Limit = 50, cursor: Cursor = None) -> ActivityPage:
     positions = await fresh.ensure("mongo")
     after = _decode_time_cursor(cursor) if cursor else None
-    docs = await platform.reads.timeline(customer_id, AuditFilter(since=_utc(since), until=_utc(until)), after,
+    docs = await platform.reads.timeline(customer_id, AuditFilter(since=utc_moment(since), until=utc_moment(until)), after,
                                          limit + 1)
     more = len(docs) > limit
     docs = docs[:limit]
