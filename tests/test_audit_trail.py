@@ -8,30 +8,18 @@ import asyncio
 import json
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.audit import ACTOR_HEADER, AuditRecorded
 from core.topics import AUDIT, LEDGER_EVENTS
 from schemas.codec import get_codec
+from streams.ledger_log import read_records
 from tests.support import Bank, Tokens, _TOKENS
 
 
 async def _records(bootstrap: str, topic: str) -> list[tuple[Any, dict[str, bytes]]]:
     codec = get_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                found += [(codec.decode(r.value, r.headers), {k: bytes(v) for k, v in r.headers}) for r in records]
-        return found
-    finally:
-        await consumer.stop()
+    return [(codec.decode(r.value, r.headers), {k: bytes(v) for k, v in r.headers})
+            for r in await read_records(bootstrap, topic)]
 
 
 def _session_of(bank: Bank) -> Tokens:

@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from bson import json_util
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
@@ -24,26 +23,16 @@ from redis.asyncio import Redis
 from cli.devstack import Stack
 from core.readmodel import MONGO_DB
 from core.topics import AUDIT, LEDGER_EVENTS, RISK_COMMANDS
+from streams.ledger_log import read_records
 from tests.support import bearer
 
 
 async def _topic_bytes(bootstrap: str, topic: str) -> bytes:
-    """Every value and header of a topic, concatenated."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        chunks: list[bytes] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                for r in records:
-                    chunks += [r.value or b"", *(bytes(v) for _, v in r.headers)]
-        return b"\n".join(chunks)
-    finally:
-        await consumer.stop()
+    """Every value and header of a topic, concatenated (aborted records too: nothing written may hold one)."""
+    chunks: list[bytes] = []
+    for r in await read_records(bootstrap, topic, "read_uncommitted"):
+        chunks += [r.value or b"", *(bytes(v) for _, v in r.headers)]
+    return b"\n".join(chunks)
 
 
 async def _mongo_text(url: str) -> str:

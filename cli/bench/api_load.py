@@ -36,6 +36,18 @@ async def _deposit(session: aiohttp.ClientSession, api_url: str, account: str) -
         return response.status
 
 
+async def _measured_deposit(session: aiohttp.ClientSession, api_url: str, account: str, since: float,
+                            statuses: dict[int, int], latencies: list[float]) -> None:
+    """One deposit, its status counted (0: timed out or failed to connect) and, if posted, its latency from `since`."""
+    try:
+        status = await _deposit(session, api_url, account)
+    except (TimeoutError, aiohttp.ClientError):
+        status = 0
+    statuses[status] = statuses.get(status, 0) + 1
+    if status == 200:
+        latencies.append(time.monotonic() - since)
+
+
 def _session(token: str, connections: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"},
                                  connector=aiohttp.TCPConnector(limit=connections),
@@ -49,13 +61,7 @@ async def _open_loop(api_url: str, token: str, accounts: list[str], rate: float,
 
     async with _session(token, 1000) as session:
         async def one(i: int, due: float) -> None:
-            try:
-                status = await _deposit(session, api_url, accounts[i % len(accounts)])
-            except (TimeoutError, aiohttp.ClientError):
-                status = 0
-            statuses[status] = statuses.get(status, 0) + 1
-            if status == 200:
-                latencies.append(time.monotonic() - due)
+            await _measured_deposit(session, api_url, accounts[i % len(accounts)], due, statuses, latencies)
 
         start = time.monotonic() + 0.1
         tasks = []
@@ -82,14 +88,8 @@ async def _closed_loop(api_url: str, token: str, accounts: list[str], clients: i
         async def client(n: int) -> None:
             i = n
             while time.monotonic() < deadline:
-                sent = time.monotonic()
-                try:
-                    status = await _deposit(session, api_url, accounts[i % len(accounts)])
-                except (TimeoutError, aiohttp.ClientError):
-                    status = 0
-                statuses[status] = statuses.get(status, 0) + 1
-                if status == 200:
-                    latencies.append(time.monotonic() - sent)
+                await _measured_deposit(session, api_url, accounts[i % len(accounts)], time.monotonic(), statuses,
+                                        latencies)
                 i += clients
 
         started = time.monotonic()
