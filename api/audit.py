@@ -15,12 +15,12 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from api.producer import api_producer
 from core.audit import AUDIT_TRAIL_COLLECTION, Actor, AuditRecorded, current_actor
 from core.identity import Principal
-from core.logs import current_trace_id, trace_header
 from core.readmodel import MONGO_DB
 from core.topics import AUDIT
+from infra.logs import current_trace_id, trace_header
+from infra.producer import create_producer
 from schemas.codec import get_codec
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def current_client() -> Client | None:
 
 class AuditLog:
     def __init__(self, bootstrap: str) -> None:
-        self._producer = api_producer(bootstrap)
+        self._producer = create_producer(bootstrap, linger_ms=1)  # a request waits on its send
         self._codec = get_codec()
 
     async def start(self) -> None:

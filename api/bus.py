@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 
 from api.audit import AuditLog
-from api.producer import api_producer
 from core.audit import actor_header
 from core.commands import Command
-from core.logs import trace_header
 from core.topics import LEDGER_COMMANDS, RISK_COMMANDS
+from infra.logs import trace_header
+from infra.producer import create_producer
 from schemas.codec import get_codec
 
 
@@ -21,7 +21,7 @@ class CommandBus:
     def __init__(self, bootstrap: str, risk_enabled: bool = True, audit: AuditLog | None = None) -> None:
         self.risk_enabled = risk_enabled
         self._audit = audit
-        self._producer = api_producer(bootstrap)
+        self._producer = create_producer(bootstrap, linger_ms=1)  # a request waits on its send
         self._codec = get_codec()
 
     async def start(self) -> None:

@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections import defaultdict
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from core import ledger
 from core.events import Event
 from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
+from infra.kafka import TopicFollower
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
@@ -25,61 +26,35 @@ log = logging.getLogger(__name__)
 
 class LedgerView:
     def __init__(self, bootstrap: str) -> None:
-        # Committed data only: after exactly_once traffic the log also holds aborted records.
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          isolation_level="read_committed")
+        # Committed data only (the follower's default): after exactly_once traffic the log also holds aborted records.
+        self._follower = TopicFollower(bootstrap, LEDGER_EVENTS, self._handle)
         self._codec = get_codec()
         self.accounts: dict[str, ledger.AccountState] = {}
         self.outcomes: dict[str, ledger.CommandOutcome] = {}
         self.outcome_positions: dict[str, Positions] = {}  # command id -> where its events are in the log
-        self.positions: Positions = {}   # partition -> next offset to read: the head of the log, as seen here
-        self.caught_up = asyncio.Event()
+        self.positions: Positions = self._follower.positions  # partition -> next offset: the head of the log here
+        self.caught_up = self._follower.caught_up   # set once the log as it was at start-up is folded
         self._waiters: dict[str, list[asyncio.Event]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(LEDGER_EVENTS) or set()
-        if not partitions:
-            raise RuntimeError(f"topic {LEDGER_EVENTS} does not exist; run `bank topics apply`")
-        tps = [TopicPartition(LEDGER_EVENTS, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        ends = await self._consumer.end_offsets(tps)
-        self._task = asyncio.create_task(self._follow({tp.partition: end for tp, end in ends.items()}))
+        await self._follower.start()
 
     async def end_offsets(self) -> Positions:
         """The log's end per partition, from the broker (committed data: the last stable offsets)."""
-        tps = sorted(self._consumer.assignment())
-        return {tp.partition: end for tp, end in (await self._consumer.end_offsets(tps)).items()}
+        return await self._follower.end_offsets()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        await self._consumer.stop()
+        await self._follower.stop()
 
-    async def _follow(self, start_ends: dict[int, int]) -> None:
-        if all(end == 0 for end in start_ends.values()):
-            self.caught_up.set()
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, records in batches.items():
-                for record in records:
-                    try:
-                        event = self._codec.decode(record.value, record.headers)
-                        self.apply(event)
-                        positions = self.outcome_positions.setdefault(event.correlation_id, {})
-                        positions[tp.partition] = max(positions.get(tp.partition, 0), record.offset + 1)
-                    except DecodeError as error:  # an event this version cannot read: skip, loudly
-                        log.error("cannot read event %s/%s/%s: %s", tp.topic, tp.partition, record.offset, error)
-            for tp in self._consumer.assignment():
-                # The consumer's position, not the last record's offset + 1: transaction markers take
-                # offsets too, so after exactly-once traffic no record sits at end - 1.
-                self.positions[tp.partition] = await self._consumer.position(tp)
-            if not self.caught_up.is_set() and all(
-                self.positions.get(p, 0) >= end for p, end in start_ends.items()
-            ):
-                self.caught_up.set()
+    def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            try:
+                event = self._codec.decode(record.value, record.headers)
+                self.apply(event)
+                positions = self.outcome_positions.setdefault(event.correlation_id, {})
+                positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
+            except DecodeError as error:  # an event this version cannot read: skip, loudly
+                log.error("cannot read event %s/%s/%s: %s", record.topic, record.partition, record.offset, error)
 
     def apply(self, event: Event) -> None:
         new_state = ledger.apply(self.accounts.get(event.account_id), event)

@@ -25,9 +25,9 @@ from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
 from api.routes import admin, auth, commands, health, operations, queries, users
-from core.logs import configure_logging
-from core import kafka_fetch
 from core.settings import Settings, get_settings
+from infra import kafka_fetch
+from infra.logs import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

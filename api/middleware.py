@@ -7,7 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import PROBLEM_JSON
-from core.logs import bound, new_trace_id, trace_id_from
+from infra.logs import bound, new_trace_id, trace_id_from
 
 BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 TRACE_ID_HEADER = b"bank-trace-id"

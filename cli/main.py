@@ -16,9 +16,9 @@ from cli import bench, chaos, projections, rules, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
-from core import kafka_fetch
 from core.settings import Settings, get_settings
-from core.topics import load_registry
+from infra import kafka_fetch
+from infra.topics import load_registry
 
 app = typer.Typer(help="bankstream: Kafka-native core banking.", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Manage Kafka topics declared in topics.yaml.", no_args_is_help=True)
@@ -150,7 +150,7 @@ def lag_command(
     import asyncio
 
     from cli.lag import LagExporter, collect, platform_groups
-    from core.logs import configure_logging
+    from infra.logs import configure_logging
 
     settings = get_settings()
     if serve:

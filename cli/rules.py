@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.risk_topics import History, Published, TopicMissing, publish, read_history, read_published, versions
+from cli.risk_topics import History, Published, publish, read_history, read_published, versions
 from core.money import format_amount
 from core.risk.backtest import BacktestReport, Change, RuleCounts, backtest
 from core.risk.features import Movement
@@ -33,6 +33,7 @@ from core.risk.rules import ACTIONS, RuleSet, RuleSetError, diff, load_rule_set
 from core.risk.sanctions import load_sanctions
 from core.settings import get_settings
 from core.topics import RISK_ASSESSMENTS, RISK_RULES
+from infra.kafka import TopicMissing
 
 app = typer.Typer(help="Fraud and AML rule sets: publish, list, show, diff, back-test.", no_args_is_help=True)
 

@@ -9,7 +9,6 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -20,7 +19,8 @@ from cli.risk_topics import read_published, versions
 from core.readmodel import PG_SCHEMA, PROJECTIONS
 from core.risk.rules import load_rule_set
 from core.settings import Settings
-from core.topics import load_registry
+from infra.kafka import end_offsets
+from infra.topics import load_registry
 from streams.projections import create_store
 
 PROBE_TIMEOUT_S = 2.0
@@ -95,16 +95,10 @@ async def _kafka_figures(settings: Settings, status: PlatformStatus) -> None:
 
 async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """Per topic, the sum of its partitions' end offsets (messages written, for a topic never compacted)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        totals: dict[str, int] = {}
-        for tp, end in (await consumer.end_offsets(tps)).items() if tps else []:
-            totals[tp.topic] = totals.get(tp.topic, 0) + end
-        return totals
-    finally:
-        await consumer.stop()
+    totals: dict[str, int] = {}
+    for tp, end in (await end_offsets(bootstrap, topics, isolation_level="read_uncommitted")).items():
+        totals[tp.topic] = totals.get(tp.topic, 0) + end
+    return totals
 
 
 async def _read_model_figures(settings: Settings, status: PlatformStatus) -> None:

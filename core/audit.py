@@ -11,7 +11,6 @@ command, through the risk agent, and the ledger copies it onto the command's eve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -44,15 +43,6 @@ def actor_header() -> list[tuple[str, bytes]]:
     """The Kafka header naming the current actor (none outside an authenticated request)."""
     actor = current_actor()
     return [(ACTOR_HEADER, actor.header())] if actor else []
-
-
-def actor_of(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> bytes | None:
-    """The raw actor header of a message, to copy onto what it causes."""
-    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
-    for key, value in items:
-        if key == ACTOR_HEADER:
-            return bytes(value)
-    return None
 
 
 def parse_actor(raw: bytes | None) -> Actor | None:

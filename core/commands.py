@@ -134,7 +134,7 @@ CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
 SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, CompleteTransfer)
 STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase,)
 # The commands that move money, which the risk engine scores before the ledger sees them.
-MONEY_MOVEMENTS: tuple[type[Command], ...] = (Deposit, Withdraw, Transfer)
+MONEY_MOVEMENTS: tuple[type[Deposit], type[Withdraw], type[Transfer]] = (Deposit, Withdraw, Transfer)
 REVIEW_DECISIONS = ("approve", "reject")
 COMMAND_TYPES: dict[str, type[Command]] = {
     c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from core.commands import derive_id
 
@@ -139,7 +140,7 @@ class RiskCase(Event):
     action: str                       # alert | hold | block
     score: int
     rule_set_version: str
-    hits: list[dict]                  # {rule_id, kind, action, severity, score, reason}, in rule-set order
+    hits: list[dict[str, Any]]        # {rule_id, kind, action, severity, score, reason}, in rule-set order
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

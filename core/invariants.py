@@ -143,11 +143,11 @@ class LedgerAudit:
                 check.fail(f"transfer {transfer_id} settled twice: {ends}")
         for transfer_id in sorted(set(self.settled) - set(self.debited)):
             check.fail(f"transfer {transfer_id} settled but never debited")
-        ends = Counter(end for ends in self.settled.values() for end in ends)
-        check.counts = {"debited": len(self.debited), "credited": ends["TransferCredited"],
-                        "reversed": ends["TransferReversed"], "in_flight": len(self.in_flight)}
-        check.figures = (f"{len(self.debited):,} transfers debited: {ends['TransferCredited']:,} credited, "
-                         f"{ends['TransferReversed']:,} reversed, {len(self.in_flight):,} in flight")
+        endings = Counter(end for ends in self.settled.values() for end in ends)
+        check.counts = {"debited": len(self.debited), "credited": endings["TransferCredited"],
+                        "reversed": endings["TransferReversed"], "in_flight": len(self.in_flight)}
+        check.figures = (f"{len(self.debited):,} transfers debited: {endings['TransferCredited']:,} credited, "
+                         f"{endings['TransferReversed']:,} reversed, {len(self.in_flight):,} in flight")
 
     def _check_money(self) -> None:
         in_flight_money = sum(self.debited[t] for t in self.in_flight)

@@ -6,6 +6,7 @@ The stream agent, the API's view of the ledger and the tests' invariant checks a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -125,7 +126,7 @@ def _validate_payload(cmd: c.Command) -> None:
         raise Rejection("invalid_decision", f"decision {cmd.decision!r} is not approve or reject")
 
 
-def _base(state: AccountState | None, cmd: c.Command, now: datetime, kind: type[e.Event], seq: int) -> dict:
+def _base(state: AccountState | None, cmd: c.Command, now: datetime, kind: type[e.Event], seq: int) -> dict[str, Any]:
     return dict(
         event_id=e.event_id_for(cmd.command_id, kind),
         command_id=cmd.command_id,
@@ -307,7 +308,8 @@ def _hold_of(event: e.FundsHeld) -> dict[str, Any]:
             "counterparty_name": event.counterparty_name, "counterparty_country": event.counterparty_country}
 
 
-_DECIDERS = {
+# Each decider takes its own command type, hence Any: decide() looks it up by that very type.
+_DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], list[e.Event]]] = {
     c.OpenAccount: _open, c.Deposit: _deposit, c.Withdraw: _withdraw, c.Transfer: _transfer,
     c.CreditTransfer: _credit, c.ReverseTransfer: _reverse, c.CompleteTransfer: _complete, c.FreezeAccount: _freeze,
     c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review,

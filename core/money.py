@@ -52,7 +52,7 @@ def parse_amount(text: str, currency: str, *, allow_zero: bool = False) -> int:
         raise MoneyError(
             "too_many_decimals", f"{currency} has {digits} decimal place(s); {_shown(text)} has {len(frac)}"
         )
-    minor = int(match["int"]) * 10**digits + int(frac.ljust(digits, "0") or "0")
+    minor: int = int(match["int"]) * 10**digits + int(frac.ljust(digits, "0") or "0")
     if minor < 0 or (minor == 0 and not allow_zero):
         raise MoneyError("non_positive_amount", "amount must be greater than zero")
     if minor > MAX_MINOR_UNITS:

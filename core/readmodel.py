@@ -72,8 +72,8 @@ def posting_for(event: e.Event) -> Posting | None:
     channel = event.channel if isinstance(event, (e.FundsDeposited, e.FundsWithdrawn)) else "transfer"
     sign = e.POSTING_SIGN[type(event)]
     return Posting(posting_id=event.event_id, account_id=event.account_id, type=kind,  # type: ignore[arg-type]
-                   amount=sign * event.amount, currency=event.currency,  # type: ignore[attr-defined]
-                   balance_after=event.balance_after,  # type: ignore[attr-defined]
+                   amount=sign * event.amount, currency=event.currency,
+                   balance_after=event.balance_after,
                    counterparty_account_id=counterparty, reference=reference, transfer_id=transfer,
                    command_id=event.command_id, correlation_id=event.correlation_id,
                    occurred_at=event.occurred_at, sequence=event.sequence, channel=channel)

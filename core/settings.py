@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # How often consumed offsets are committed. Under exactly_once this is the latency of every hop
     # (events become visible to read_committed readers when their transaction commits).
     commit_interval: timedelta = timedelta(milliseconds=250)
-    # Client-side long polling of idle consumers (core/kafka_fetch.py, embedded broker defect 6): an empty
+    # Client-side long polling of idle consumers (infra/kafka_fetch.py, embedded broker defect 6): an empty
     # fetch lasts at least this long. 0 turns it off (real Kafka holds empty fetches itself).
     kafka_empty_fetch_backoff_ms: int = Field(default=5, ge=0, le=500)
     # The largest record (key + value + headers) an agent takes from a command topic; a bigger one is
@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # major units of each currency (a decimal string, like every amount).
     ctr_threshold: str = "10000"
 
-    # Level of the platform's own loggers (JSON lines on stderr; see core/logs.py).
+    # Level of the platform's own loggers (JSON lines on stderr; see infra/logs.py).
     log_level: str = "INFO"
 
     # Fault injection for crash tests: "<point>:<n>" kills the worker hard the n-th time it passes <point>

@@ -1,15 +1,11 @@
-"""The topic registry: topics.yaml is the one place topics are declared."""
+"""The topic registry: topics.yaml is the one place topics are declared (infra.topics.load_registry reads it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from pathlib import Path
 from typing import Literal
 
 import yaml
-
-from core.settings import get_settings
 
 TopicKind = Literal["command", "event", "deadletter", "internal"]
 
@@ -79,21 +75,9 @@ def parse_registry(text: str) -> dict[str, TopicSpec]:
     return specs
 
 
-def load_registry(path: Path | None = None, replication: int | None = None) -> dict[str, TopicSpec]:
-    """The registry of `path` (default: BANK_TOPICS_FILE). `replication`, when given, is every topic's
-    replication factor instead of topics.yaml's; callers pass `settings.topic_replication`."""
-    path = path or get_settings().topics_file
-    registry = _load_cached(path)
-    return registry if replication is None else with_replication(registry, replication)
-
-
 def with_replication(registry: dict[str, TopicSpec], replication: int) -> dict[str, TopicSpec]:
     """A copy of `registry` with every topic's replication factor set to `replication`."""
     if replication < 1:
         raise TopicRegistryError(f"replication must be at least 1, not {replication}")
     return {name: replace(spec, replication=replication) for name, spec in registry.items()}
 
-
-@lru_cache
-def _load_cached(path: Path) -> dict[str, TopicSpec]:
-    return parse_registry(path.read_text())

@@ -25,7 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -33,9 +33,11 @@ from rich.table import Table
 from cli.devstack import Stack, free_port
 from cli.topics import apply_topics_sync
 from core import commands as c
-from core import kafka_fetch
 from core.settings import Settings
-from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, RISK_COMMANDS, load_registry
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, RISK_COMMANDS
+from infra import kafka_fetch
+from infra.producer import create_producer
+from infra.topics import load_registry
 from schemas.codec import get_codec
 
 console = Console()
@@ -51,7 +53,7 @@ class Probe:
 
     def __init__(self, bootstrap: str) -> None:
         self.codec = get_codec()
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+        self.producer = create_producer(bootstrap)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
         self.waiting: dict[str, asyncio.Future[float]] = {}
 

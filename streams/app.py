@@ -6,10 +6,11 @@ from typing import Any
 
 import faust
 
-from core import kafka_fetch
-from core.logs import logging_config
 from core.settings import Settings, get_settings
-from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, load_registry
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from infra import kafka_fetch
+from infra.logs import logging_config
+from infra.topics import load_registry
 from streams.broker_workarounds import static_membership
 from streams.metrics import exposition
 

@@ -46,7 +46,7 @@ Defect 5 - a read_committed fetch lists aborted transactions that ended before t
 
 Defect 6 - an empty fetch is answered at once instead of being held up to fetch.max.wait.ms.
     Every idle consumer re-fetches in a tight loop (~1,800 requests/s), burning CPU in client and broker.
-    Workaround: client-side long polling, core/kafka_fetch.py (there, not here, because the API process,
+    Workaround: client-side long polling, infra/kafka_fetch.py (there, not here, because the API process,
     which must not import streams/, needs it too), installed by every process at start-up.
 """
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from infra.producer import create_producer
 from streams.app import app, pending_changelog, settings
 
 _producer: AIOKafkaProducer | None = None
@@ -25,8 +26,7 @@ async def _get() -> AIOKafkaProducer:
     global _producer
     async with _lock:
         if _producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, enable_idempotence=True, acks="all",
-                                        linger_ms=2)
+            producer = create_producer(settings.kafka, linger_ms=2)
             await producer.start()
             _producer = producer
     return _producer

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka import group_less_consumer
+
 log = logging.getLogger(__name__)
 
 
@@ -86,8 +88,7 @@ class LazyReader:
 
     async def __call__(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None,
-                                        isolation_level=self._isolation)
+            consumer = group_less_consumer(self._bootstrap, isolation_level=self._isolation)
             await consumer.start()
             self._consumer = consumer
         return self._consumer

@@ -24,12 +24,13 @@ import faust
 from aiokafka import TopicPartition
 
 from core import ledger
-from core.audit import ACTOR_HEADER, actor_of
+from core.audit import ACTOR_HEADER
 from core.commands import Command
 from core.events import CommandRejected, Event
-from core.logs import TRACE_HEADER, trace_of
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
+from infra.logs import TRACE_HEADER, trace_of
+from infra.records import actor_of
 from schemas.codec import DecodeError, get_codec
 from streams import direct_producer
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings

@@ -1,4 +1,5 @@
-"""Reading the whole ledger log (or any topic), for audits: every committed event, decoded, in per-partition order.
+"""Reading the whole ledger log (or any topic), for audits: every committed event, decoded, in per-partition order
+(infra.kafka.read_topic reads the records).
 
 Used by `bank chaos` and the invariant tests, with the pure checks of core/invariants.py.
 """
@@ -9,38 +10,17 @@ import asyncio
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from core import events as e
 from core.invariants import LedgerAudit
 from core.topics import LEDGER_EVENTS
+from infra import kafka
 from schemas.codec import get_codec
-
-
-async def read_records(bootstrap: str, topic: str, isolation_level: str = "read_committed") -> list[Any]:
-    """Every committed record of a topic up to its current end, as stored (ConsumerRecords), in per-partition
-    order; with read_uncommitted, aborted records too."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level=isolation_level)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        found: list[Any] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                found.extend(records)
-        return found
-    finally:
-        await consumer.stop()
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every committed message of a topic up to its current end, decoded, in per-partition order."""
     codec = get_codec()
-    return [codec.decode(r.value, r.headers) for r in await read_records(bootstrap, topic)]
+    return [codec.decode(r.value, r.headers) for r in (await kafka.read_topic(bootstrap, topic)).records]
 
 
 async def read_log(bootstrap: str) -> list[e.Event]:

@@ -8,17 +8,17 @@ from the settings (rules/default.yaml) is the rule set.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from core.risk.records import RuleSetPublished
 from core.risk.rules import RuleSet, RuleSetError, load_rule_set
 from core.risk.sanctions import SanctionsList, load_sanctions
 from core.topics import RISK_RULES
+from infra.kafka import TopicFollower
 from schemas.codec import DecodeError, get_codec
 from streams.metrics import RISK_RULE_SET
 
@@ -33,48 +33,31 @@ class LiveRules:
 
 class Rulebook:
     def __init__(self, bootstrap: str, rules_file: Path, sanctions_file: Path) -> None:
-        self._bootstrap = bootstrap
         self._rules_file = rules_file
         self._sanctions_file = sanctions_file
-        self.ready = asyncio.Event()
         self.live: LiveRules | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._codec = get_codec()
+        self._follower = TopicFollower(bootstrap, RISK_RULES, self._load, on_caught_up=self._went_live)
+        self.ready = self._follower.caught_up
 
     async def start(self) -> None:
         sanctions = load_sanctions(self._sanctions_file.read_text(), self._sanctions_file.name)
         self._switch(LiveRules(load_rule_set(self._rules_file.read_text(), self._rules_file.name), sanctions))
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed")
-        await consumer.start()
-        self._consumer = consumer
-        tp = TopicPartition(RISK_RULES, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        self._task = asyncio.create_task(self._follow(consumer, tp, end))
+        await self._follower.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._follower.stop()
 
-    async def _follow(self, consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> None:
-        codec = get_codec()
-        if end == 0:
-            self.ready.set()
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=500)
-            for record in batch.get(tp, []):
-                self._load(codec, record)
-            if not self.ready.is_set() and await consumer.position(tp) >= end:
-                log.info("rule set %s is live", self.live.rule_set.version if self.live else None)
-                self.ready.set()
+    def _went_live(self) -> None:
+        log.info("rule set %s is live", self.live.rule_set.version if self.live else None)
 
-    def _load(self, codec, record) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        for record in records:
+            self._load_one(record)
+
+    def _load_one(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            published: RuleSetPublished = codec.decode(record.value, record.headers)
+            published: RuleSetPublished = self._codec.decode(record.value, record.headers)
             rule_set = load_rule_set(published.text, published.source)
         except (DecodeError, RuleSetError) as error:
             # `bank rules publish` validates first; keep scoring with the current version, loudly.

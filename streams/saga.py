@@ -20,9 +20,10 @@ import faust
 
 from core import commands as c
 from core import events as e
-from core.audit import ACTOR_HEADER, actor_of
-from core.logs import TRACE_HEADER, trace_of
+from core.audit import ACTOR_HEADER
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from infra.logs import TRACE_HEADER, trace_of
+from infra.records import actor_of
 from schemas.codec import get_codec
 from streams import direct_producer
 from streams.app import app, commands_table, events_topic, put, settings

@@ -31,7 +31,7 @@ from cli.devstack import _api_ready as api_ready
 from cli.migrate import migrate_sync
 from cli.topics import apply_topics_sync
 from core.settings import Settings, get_settings
-from core.topics import load_registry
+from infra.topics import load_registry
 from tests import support
 
 _URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL")

@@ -11,15 +11,16 @@ from typing import Any
 
 from core.audit import ACTOR_HEADER, AuditRecorded
 from core.topics import AUDIT, LEDGER_EVENTS
+from infra.kafka import read_topic
+from infra.records import header_list
 from schemas.codec import get_codec
-from streams.ledger_log import read_records
 from tests.support import Bank, Tokens, _TOKENS
 
 
 async def _records(bootstrap: str, topic: str) -> list[tuple[Any, dict[str, bytes]]]:
     codec = get_codec()
-    return [(codec.decode(r.value, r.headers), {k: bytes(v) for k, v in r.headers})
-            for r in await read_records(bootstrap, topic)]
+    return [(codec.decode(r.value, r.headers), dict(header_list(r)))
+            for r in (await read_topic(bootstrap, topic)).records]
 
 
 def _session_of(bank: Bank) -> Tokens:

@@ -59,7 +59,7 @@ Known defects of the embedded broker (workarounds: streams/broker_workarounds.py
    `test_defect5_*` documents it as an xfail.
 6. (found profiling the ledger worker) An empty Fetch is answered at once instead of being held up to
    fetch.max.wait.ms, so every idle aiokafka consumer (Faust's too) re-fetches in a tight loop, ~1,800
-   requests/s each, burning CPU in client and broker. Workaround: core/kafka_fetch.py (client-side long
+   requests/s each, burning CPU in client and broker. Workaround: infra/kafka_fetch.py (client-side long
    polling: an empty fetch lasts at least BANK_KAFKA_EMPTY_FETCH_BACKOFF_MS). `test_defect6_*` documents it.
 Consequence of 1 for static members: a stopped static member (no LeaveGroup, by design) keeps its
 partitions for ever, so on this broker never scale the worker count down; every worker id must
@@ -93,7 +93,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
-from core import kafka_fetch
+from infra import kafka_fetch
 from streams.broker_workarounds import (
     aiokafka_static_membership,
     describe_groups_one_at_a_time,

@@ -341,7 +341,7 @@ def test_dockerfile_copies_what_exists_and_is_not_ignored() -> None:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
             assert source not in ignored, f"COPY {source}: excluded by .dockerignore"
     # The build stage copies the whole context: the package sources must not be ignored.
-    packages = ("core", "streams", "api", "cli", "schemas", "pyproject.toml", "topics.yaml", "migrations")
+    packages = ("core", "infra", "streams", "api", "cli", "schemas", "pyproject.toml", "topics.yaml", "migrations")
     assert not ignored & set(packages), ignored & set(packages)
 
 

@@ -30,7 +30,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from core import commands as c
 from core.risk.evaluate import ASSESSMENT_HEADER
 from core.settings import get_settings
-from core.topics import LEDGER_COMMANDS, TopicSpec, load_registry
+from core.topics import LEDGER_COMMANDS, TopicSpec
+from infra.topics import load_registry
 from schemas.codec import HEADER_FINGERPRINT, get_codec
 from tests.support import Bank
 

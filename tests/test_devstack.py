@@ -18,7 +18,8 @@ from cli.devstack import Stack, free_port
 from cli.migrate import migrate_sync
 from cli.topics import apply_topics_sync
 from core.settings import Settings
-from core.topics import load_registry, parse_registry, with_replication
+from core.topics import parse_registry, with_replication
+from infra.topics import load_registry
 
 pytestmark = pytest.mark.timeout(300)
 

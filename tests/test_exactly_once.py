@@ -15,7 +15,7 @@ import pytest
 from cli.devstack import Stack, free_port
 from cli.topics import apply_topics_sync
 from core.settings import Settings
-from core.topics import load_registry
+from infra.topics import load_registry
 from tests.load import open_accounts, random_commands
 from tests.support import Bank, settled_audit
 

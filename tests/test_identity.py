@@ -15,9 +15,10 @@ from starlette.requests import Request
 from api.authz import POLICIES, authorize
 from api.problems import Problem
 from api.security import Keyring, KeyringError, TokenError, temporary_password, totp_step
-from core.audit import ACTOR_HEADER, Actor, actor_header, actor_of, current_actor, parse_actor
+from core.audit import ACTOR_HEADER, Actor, actor_header, current_actor, parse_actor
 from core.identity import (STAFF_ROLES, Principal, device_from_user_agent, is_recovery_code, new_recovery_codes,
                            password_problems, recovery_code_hash, set_current_principal)
+from infra.records import actor_of
 
 FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from cli.devstack import Stack
-from core.logs import JsonFormatter, bound, trace_id_from
+from infra.logs import JsonFormatter, bound, trace_id_from
 from tests.support import Bank, auth_as
 
 

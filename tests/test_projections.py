@@ -19,7 +19,6 @@ import asyncpg
 import httpx
 import pytest
 import fastavro
-from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
@@ -33,7 +32,9 @@ from core.invariants import compare_models
 from core.readmodel import (MONGO_DB, MONGO_META, PG_SCHEMA, PROJECTIONS, REDIS_LIVE,
                             mongo_collection, redis_account_key, redis_offsets_key)
 from core.settings import PROJECT_ROOT, Settings
-from core.topics import LEDGER_EVENTS, load_registry
+from core.topics import LEDGER_EVENTS
+from infra.producer import create_producer
+from infra.topics import load_registry
 from schemas.codec import (HEADER_FINGERPRINT, HEADER_SCHEMA, Codec, current_schemas, get_codec,
                            schema_fingerprint)
 from streams.projections import create_store
@@ -247,7 +248,7 @@ def test_poison_events_are_parked_shown_and_retried(projector_only: Stack) -> No
         poisoned, healthy = f"acct-{uuid.uuid4().hex[:8]}", f"acct-{uuid.uuid4().hex[:8]}"
         x = _history(poisoned, "cust-p", [1000, 250, 40])  # the 250 deposit (sequence 3) comes from a newer release
         y = _history(healthy, "cust-h", [500])
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all")
+        producer = create_producer(settings.kafka)
         await producer.start()
         try:
             for event in x + y:

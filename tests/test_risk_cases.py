@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from core import commands as c
 from core import events as e
@@ -29,6 +28,7 @@ from core.ledger import AccountState, apply, decide
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment, RuleHit
 from core.readmodel import PG_SCHEMA
 from core.topics import LEDGER_COMMANDS
+from infra.producer import create_producer
 from schemas.codec import get_codec
 from streams.projections.base import EventRecord
 from streams.projections.postgres import PostgresProjection
@@ -68,7 +68,7 @@ class Teller:
 
     def __init__(self, bootstrap: str, bank: Bank) -> None:
         self.bank = bank
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        self._producer = create_producer(bootstrap)
         self._codec = get_codec()
 
     async def start(self) -> None:

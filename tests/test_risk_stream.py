@@ -10,12 +10,11 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
-
 from core.risk.records import RiskAssessed, RuleSetPublished
 from core.risk.rules import load_rule_set
 from core.settings import PROJECT_ROOT
 from core.topics import RISK_ASSESSMENTS, RISK_RULES
+from infra.producer import create_producer
 from schemas.codec import get_codec
 from streams.ledger_log import read_topic
 from tests.support import Bank, settled_audit
@@ -50,7 +49,7 @@ async def publish_rules(bootstrap: str, text: str, source: str = "test.yaml") ->
     rule_set = load_rule_set(text, source)
     record = RuleSetPublished.of(rule_set.version, text, source, datetime.now(UTC), "tests")
     value, headers = get_codec().encode(record)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = create_producer(bootstrap)
     await producer.start()
     try:
         await producer.send_and_wait(RISK_RULES, value, key=record.version.encode(), headers=headers)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import Result
 from typer.testing import CliRunner
 
@@ -30,6 +30,7 @@ from core.risk.records import RiskAssessed, RuleSetPublished
 from core.risk.rules import dump, load_rule_set
 from core.risk.scoring import score
 from core.topics import RISK_ASSESSMENTS
+from infra.producer import create_producer
 from schemas.codec import get_codec
 from tests.test_risk_backtest import DEFAULT, SANCTIONS, generate_history, stricter
 
@@ -194,7 +195,7 @@ def assessed(movements: list[Movement], live_rules: Any) -> list[RiskAssessed]:
 
 async def produce(kafka: str, records: list[RiskAssessed]) -> None:
     codec = get_codec()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, enable_idempotence=True, acks="all")
+    producer = create_producer(kafka)
     await producer.start()
     try:
         for record in records:

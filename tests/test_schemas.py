@@ -12,7 +12,7 @@ from core.audit import AUDIT_TYPES
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
 from core.risk.records import RISK_TYPES
-from core.topics import load_registry
+from infra.topics import load_registry
 import io
 
 import fastavro

@@ -23,15 +23,16 @@ from redis.asyncio import Redis
 from cli.devstack import Stack
 from core.readmodel import MONGO_DB
 from core.topics import AUDIT, LEDGER_EVENTS, RISK_COMMANDS
-from streams.ledger_log import read_records
+from infra.kafka import read_topic
+from infra.records import header_list
 from tests.support import bearer
 
 
 async def _topic_bytes(bootstrap: str, topic: str) -> bytes:
     """Every value and header of a topic, concatenated (aborted records too: nothing written may hold one)."""
     chunks: list[bytes] = []
-    for r in await read_records(bootstrap, topic, "read_uncommitted"):
-        chunks += [r.value or b"", *(bytes(v) for _, v in r.headers)]
+    for r in (await read_topic(bootstrap, topic, isolation_level="read_uncommitted")).records:
+        chunks += [r.value or b"", *(value for _, value in header_list(r))]
     return b"\n".join(chunks)
 
 

@@ -33,10 +33,11 @@ from cli.devstack import Stack, free_port
 from cli.migrate import migrate
 from cli.topics import apply_topics
 from core import commands as c
-from core import kafka_fetch
 from core.readmodel import PROJECTIONS
 from core.settings import Settings
-from core.topics import RISK_COMMANDS, load_registry
+from core.topics import RISK_COMMANDS
+from infra import kafka_fetch
+from infra.topics import load_registry
 from schemas.codec import get_codec
 
 PHASES = ("raw", "ledger", "projections", "api")

@@ -8,8 +8,10 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from infra.producer import create_producer
 
 
 async def raw_broker(bootstrap: str, records: int, size: int, partitions: int,
@@ -24,8 +26,7 @@ async def raw_broker(bootstrap: str, records: int, size: int, partitions: int,
     finally:
         await admin.close()
     task = progress.add_task("raw broker: produce", total=records) if progress else None
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
-                                max_batch_size=1024 * 1024)
+    producer = create_producer(bootstrap, linger_ms=5, max_batch_size=1024 * 1024)
     await producer.start()
     value = os.urandom(size)
     keys = [uuid.uuid4().hex.encode() for _ in range(10_000)]

@@ -16,12 +16,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cli.bench.broker import wait_for_quiet
 
 from core import commands as c
-from core.topics import LEDGER_EVENTS, RISK_COMMANDS, load_registry
+from core.topics import LEDGER_EVENTS, RISK_COMMANDS
+from infra.producer import create_producer
+from infra.topics import load_registry
 from schemas.codec import HEADER_SCHEMA, get_codec
 
 SETTLED = (b"TransferCompleted", b"TransferReversed", b"CommandRejected", b"FundsHeld")
@@ -69,8 +71,7 @@ def _command(cls: type[c.Command], account: str, **fields: Any) -> c.Command:
 class Sender:
     def __init__(self, bootstrap: str) -> None:
         self.codec = get_codec()
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
-                                         linger_ms=5, max_batch_size=1024 * 1024)
+        self.producer = create_producer(bootstrap, linger_ms=5, max_batch_size=1024 * 1024)
 
     async def send(self, commands: list[tuple[c.Command, str]]) -> None:
         """(command, customer id) pairs, onto the risk agent's topic."""

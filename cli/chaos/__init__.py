@@ -46,7 +46,7 @@ from cli.topics import apply_topics
 from core.invariants import Check, LedgerAudit, answered_checks, compare_models
 from core.readmodel import PROJECTIONS
 from core.settings import Settings
-from core.topics import load_registry
+from infra.topics import load_registry
 from streams.ledger_log import settled_audit
 from streams.projections.dumps import live_dump, rebuilt_dump, wait_caught_up
 

@@ -177,7 +177,7 @@ def _structuring(rule: Rule, ctx: _Context) -> str | None:
     floor = p["near_ratio"] * threshold
 
     def near(amount: int) -> bool:
-        return floor <= amount < threshold
+        return bool(floor <= amount < threshold)
 
     if not near(m.amount):
         return None

@@ -161,10 +161,10 @@ class AccountFeatures:
         return cls(
             account_id=data["account_id"],
             newest=_dt(data["newest"]),
-            debits=tuple((_dt(at), amount) for at, amount in data["debits"]),
-            credits=tuple((_dt(at), amount) for at, amount in data["credits"]),
+            debits=tuple((datetime.fromisoformat(at), amount) for at, amount in data["debits"]),
+            credits=tuple((datetime.fromisoformat(at), amount) for at, amount in data["credits"]),
             daily_debits=tuple((date.fromisoformat(d), total, count) for d, total, count in data["daily_debits"]),
-            payees=tuple((key, _dt(at)) for key, at in data["payees"]),
+            payees=tuple((key, datetime.fromisoformat(at)) for key, at in data["payees"]),
         )
 
 

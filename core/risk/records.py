@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from core.commands import derive_id
 from core.risk.evaluate import Assessment, RuleHit
@@ -35,7 +36,7 @@ class RiskAssessed:
     action: str
     score: int
     rule_set_version: str
-    hits: list[dict]
+    hits: list[dict[str, Any]]
     schema_version: int = 1
 
     @classmethod
@@ -51,14 +52,18 @@ class RiskAssessed:
 
     @property
     def movement(self) -> Movement:
-        return Movement(kind=self.kind, account_id=self.account_id, customer_id=self.customer_id,  # type: ignore
+        # The record holds kind as a plain string (Avro has no literal types); the writer wrote a Movement's.
+        return Movement(kind=self.kind,  # type: ignore[arg-type]
+                        account_id=self.account_id, customer_id=self.customer_id,
                         amount=self.amount, currency=self.currency, at=self.at, channel=self.channel,
                         counterparty_account_id=self.counterparty_account_id,
                         counterparty_name=self.counterparty_name, counterparty_country=self.counterparty_country)
 
     @property
     def assessment(self) -> Assessment:
-        return Assessment(score=self.score, action=self.action, rule_set_version=self.rule_set_version,  # type: ignore
+        # The record holds action as a plain string (Avro has no literal types); the writer wrote an Assessment's.
+        return Assessment(score=self.score, action=self.action,  # type: ignore[arg-type]
+                          rule_set_version=self.rule_set_version,
                           hits=tuple(RuleHit(**h) for h in self.hits))
 
 

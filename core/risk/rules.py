@@ -101,7 +101,7 @@ class _Reader:
         """A scalar's text, as written: "3.5" stays "3.5", never a float."""
         if not isinstance(node, ScalarNode) or (node.tag == _NULL and node.style is None):
             raise self.fail(node, path, f"expected {expected}, got {_shown(node)}")
-        return node.value
+        return str(node.value)
 
 
 def _shown(node: Node) -> str:
@@ -109,7 +109,9 @@ def _shown(node: Node) -> str:
         return "a mapping"
     if isinstance(node, SequenceNode):
         return "a list"
-    return "nothing" if node.tag == _NULL and node.style is None else f'"{node.value}"'
+    if isinstance(node, ScalarNode) and node.tag == _NULL and node.style is None:
+        return "nothing"
+    return f'"{node.value}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +264,7 @@ def _mapping(reader: _Reader, node: Node, path: str | None, keys: dict[str, bool
 def _sequence(reader: _Reader, node: Node, path: str) -> list[Node]:
     if not isinstance(node, SequenceNode):
         raise reader.fail(node, path, f"expected a list, got {_shown(node)}")
-    return node.value
+    return list(node.value)
 
 
 def _jurisdictions(reader: _Reader, node: Node | None) -> tuple[str, ...]:

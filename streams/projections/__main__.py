@@ -13,9 +13,9 @@ import signal
 
 from aiohttp import web
 
-from core import kafka_fetch
-from core.logs import configure_logging
 from core.settings import get_settings
+from infra import kafka_fetch
+from infra.logs import configure_logging
 from streams.metrics import exposition
 from streams.projections import create_store
 from streams.projections.audit import AuditTrailProjection

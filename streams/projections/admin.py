@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
+from infra.kafka import FETCH_BYTES, TopicMissing, group_less_consumer, partitions_of
 from schemas.codec import Codec, DecodeError, get_codec
 from streams.projections.base import ApplyError, EventRecord, Parked, ProjectionStore, Status
 from streams.projections.runner import BATCH_MAX, apply_batch
@@ -34,14 +35,13 @@ class RebuildReport:
 
 
 async def _reader(bootstrap: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                isolation_level="read_committed", max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = group_less_consumer(bootstrap, max_partition_fetch_bytes=FETCH_BYTES)
     await consumer.start()
-    partitions = consumer.partitions_for_topic(LEDGER_EVENTS) or set()
-    if not partitions:
+    try:
+        tps = partitions_of(consumer, LEDGER_EVENTS)
+    except TopicMissing:
         await consumer.stop()
-        raise RuntimeError(f"topic {LEDGER_EVENTS} does not exist; run `bank topics apply`")
-    tps = [TopicPartition(LEDGER_EVENTS, p) for p in sorted(partitions)]
+        raise
     consumer.assign(tps)
     return consumer, tps
 

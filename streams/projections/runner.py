@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from core.logs import trace_of
 from core.readmodel import Positions, consumer_group
 from core.topics import LEDGER_EVENTS
+from infra.logs import trace_of
 from streams.metrics import (PROJECTION_APPLIED, PROJECTION_APPLY, PROJECTION_BATCH, PROJECTION_ERRORS,
                              PROJECTION_LAG, PROJECTION_PARKED)
 from streams.projections.base import ApplyError, EventRecord, Parked, ProjectionStore

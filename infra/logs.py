@@ -13,12 +13,14 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+
+from infra.records import Headers, Record, header_text
 
 TRACE_HEADER = "bank.trace_id"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -26,7 +28,7 @@ _CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("bank_log_context", default
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName",
                                                                        "color_message"}  # uvicorn: ANSI twin of msg
-_BANK_LOGGERS = ("api", "streams", "cli", "core", "schemas")
+_BANK_LOGGERS = ("api", "streams", "cli", "core", "infra", "schemas")
 
 
 def new_trace_id() -> str:
@@ -49,12 +51,9 @@ def trace_header() -> list[tuple[str, bytes]]:
     return [(TRACE_HEADER, trace.encode())] if trace else []
 
 
-def trace_of(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> str | None:
-    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
-    for key, value in items:
-        if key == TRACE_HEADER:
-            return bytes(value).decode(errors="replace")
-    return None
+def trace_of(source: Record | Headers) -> str | None:
+    """The trace id a message carries (TRACE_HEADER), to log with it and copy onto what it causes."""
+    return header_text(source, TRACE_HEADER)
 
 
 @contextmanager

@@ -8,9 +8,9 @@ wait, client-side, until `backoff_ms` has passed since it was sent (never longer
 fetch_max_wait_ms). Harmless on real Kafka, whose empty fetches already took fetch_max_wait_ms. New data
 arriving meanwhile is seen at most `backoff_ms` later.
 
-This patches aiokafka's Fetcher class, so every consumer of the process (Faust's included) gets it. It is
-configuration of a library, not I/O, which is why it sits in core/ where every process (API, workers, CLI)
-can reach it; the broker's other defects and their workarounds are in streams/broker_workarounds.py.
+This patches aiokafka's Fetcher class, so every consumer of the process (Faust's included) gets it. It sits
+in infra/, the Kafka edge every process (API, workers, CLI) can reach; the broker's other defects and their
+workarounds are in streams/broker_workarounds.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _ORIGINAL = Fetcher._proc_fetch_request
 def install(backoff_ms: int) -> None:
     """Make empty fetches last at least `backoff_ms` milliseconds (0 restores aiokafka's behaviour)."""
     if backoff_ms <= 0:
-        Fetcher._proc_fetch_request = _ORIGINAL  # type: ignore[method-assign]
+        Fetcher._proc_fetch_request = _ORIGINAL
         return
 
     @functools.wraps(_ORIGINAL)
@@ -43,6 +43,6 @@ def install(backoff_ms: int) -> None:
                     await asyncio.sleep(remaining_ns / 1e9)
                 except asyncio.CancelledError:  # closed or reassigned: what aiokafka's own method does too
                     return False
-        return woke
+        return bool(woke)
 
-    Fetcher._proc_fetch_request = proc_fetch_request  # type: ignore[method-assign]
+    Fetcher._proc_fetch_request = proc_fetch_request

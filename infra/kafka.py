@@ -1,0 +1,205 @@
+"""Reading topics: a group-less consumer, end offsets, a reader of a whole topic (or a range of it) and a follower.
+
+Readers here never join a consumer group: nothing is committed and nothing is left to clean up, so any number of
+them can read the same topic. They read committed data only unless told otherwise: after exactly_once traffic
+a log also holds aborted records and transaction markers. Progress is measured by the consumer's position,
+never by the offset of the last record seen, since markers and compaction leave gaps in the offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+log = logging.getLogger(__name__)
+
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
+Progress = Callable[[int, int], None]   # (offsets read so far, offsets to read in all)
+Positions = dict[int, int]              # partition -> offset
+FETCH_BYTES = 8 * 1024 * 1024           # per partition and fetch: readers of whole topics want big fetches
+
+
+class TopicMissing(RuntimeError):
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic} does not exist; run `bank topics apply`")
+        self.topic = topic
+
+
+def group_less_consumer(bootstrap: str, *, isolation_level: IsolationLevel = "read_committed",
+                        **options: Any) -> AIOKafkaConsumer:
+    """A consumer that belongs to no group and commits nothing (not started): the caller assigns partitions."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                            isolation_level=isolation_level, **options)
+
+
+def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, in order, from a started consumer's metadata (TopicMissing if none)."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise TopicMissing(topic)
+    return [TopicPartition(topic, partition) for partition in sorted(partitions)]
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str],
+                      isolation_level: IsolationLevel = "read_committed") -> dict[TopicPartition, int]:
+    """The end offset of every partition of `topics` (the last stable offset under read_committed); a topic
+    that does not exist has no entries."""
+    consumer = group_less_consumer(bootstrap, isolation_level=isolation_level)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for topic in topics
+                      for partition in sorted(consumer.partitions_for_topic(topic) or ())]
+        return dict(await consumer.end_offsets(partitions)) if partitions else {}
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class TopicSnapshot:
+    """What a read of a topic saw: its records and the offsets it read from and up to, per partition."""
+
+    records: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)  # per partition in offset order
+    starts: Positions = field(default_factory=dict)
+    ends: Positions = field(default_factory=dict)
+
+
+async def read_topic(bootstrap: str, topic: str, *, starts: Mapping[int, int] | None = None,
+                     ends: Mapping[int, int] | None = None, isolation_level: IsolationLevel = "read_committed",
+                     progress: Progress | None = None) -> TopicSnapshot:
+    """Every record of `topic` from `starts` (default: the beginning) up to `ends` (default: the end offsets
+    when the read starts, so the read is one fixed snapshot even while writers keep appending). A partition
+    missing from a given `starts` or `ends` is not read."""
+    consumer = group_less_consumer(bootstrap, isolation_level=isolation_level, max_partition_fetch_bytes=FETCH_BYTES)
+    await consumer.start()
+    try:
+        partitions = partitions_of(consumer, topic)
+        consumer.assign(partitions)
+        if starts is None:
+            starts = {tp.partition: offset for tp, offset in (await consumer.beginning_offsets(partitions)).items()}
+        if ends is None:
+            ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
+        wanted = [tp for tp in partitions if tp.partition in starts and tp.partition in ends]
+        snapshot = TopicSnapshot(starts={tp.partition: starts[tp.partition] for tp in wanted},
+                                 ends={tp.partition: ends[tp.partition] for tp in wanted})
+        for tp in wanted:
+            consumer.seek(tp, snapshot.starts[tp.partition])
+        pending = [tp for tp in wanted if snapshot.starts[tp.partition] < snapshot.ends[tp.partition]]
+        await _read_until_ends(consumer, snapshot, pending, progress)
+        return snapshot
+    finally:
+        await consumer.stop()
+
+
+async def _read_until_ends(consumer: AIOKafkaConsumer, snapshot: TopicSnapshot, pending: list[TopicPartition],
+                           progress: Progress | None) -> None:
+    total = sum(snapshot.ends[p] - snapshot.starts[p] for p in snapshot.ends)
+    done = {p: 0 for p in snapshot.ends}
+    while pending:
+        batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
+        for tp, records in batches.items():
+            snapshot.records.extend(r for r in records if r.offset < snapshot.ends[tp.partition])
+        for tp in list(pending):
+            position = await consumer.position(tp)
+            done[tp.partition] = max(0, min(position, snapshot.ends[tp.partition]) - snapshot.starts[tp.partition])
+            if position >= snapshot.ends[tp.partition]:
+                pending.remove(tp)
+        if progress:
+            progress(sum(done.values()), total)
+    if progress:
+        progress(total, total)
+
+
+Handler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None] | None]
+
+
+class TopicFollower:
+    """Follows every partition of a topic for as long as it runs, handing each poll's records to `handle`.
+
+    `start="beginning"` reads the whole topic first (a view folded from a log); `start="end"` only what is
+    written after `start()` returns. `caught_up` is set once `handle` has seen every record that was on the
+    topic when the follower started (at once for `start="end"` or an empty topic): a view answers only then.
+    `positions` (partition -> next offset to read) is updated in place after every poll.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, handle: Handler, *,
+                 start: Literal["beginning", "end"] = "beginning",
+                 isolation_level: IsolationLevel = "read_committed", max_records: int = 5000,
+                 on_caught_up: Callable[[], None] | None = None) -> None:
+        self.topic = topic
+        self._handle, self._start, self._max_records = handle, start, max_records
+        self._on_caught_up = on_caught_up
+        self._bootstrap, self._isolation_level = bootstrap, isolation_level
+        self._consumer: AIOKafkaConsumer | None = None   # made in start(): aiokafka wants a running loop
+        self.caught_up = asyncio.Event()
+        self.positions: Positions = {}
+        self.start_ends: Positions = {}   # the end offsets when the follower started: what caught_up waits for
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = self._consumer = group_less_consumer(self._bootstrap, isolation_level=self._isolation_level)
+        await consumer.start()
+        try:
+            partitions = partitions_of(consumer, self.topic)
+        except TopicMissing:
+            await consumer.stop()
+            raise
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        if self._start == "beginning":
+            await consumer.seek_to_beginning(*partitions)
+        else:
+            for tp in partitions:
+                consumer.seek(tp, ends[tp])
+        self.start_ends.update({tp.partition: end for tp, end in ends.items()})
+        await self._note_positions(consumer)
+        self._task = asyncio.create_task(self._follow(consumer), name=f"follow {self.topic}")
+
+    async def end_offsets(self) -> Positions:
+        """The topic's end per partition, from the broker now (the last stable offsets under read_committed)."""
+        if self._consumer is None:
+            raise RuntimeError(f"the follower of {self.topic} has not started")
+        partitions = sorted(self._consumer.assignment())
+        return {tp.partition: end for tp, end in (await self._consumer.end_offsets(partitions)).items()}
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            self._check_caught_up()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+                records = [record for batch in batches.values() for record in batch]
+                if records:
+                    handled = self._handle(records)
+                    if inspect.isawaitable(handled):
+                        await handled
+                await self._note_positions(consumer)
+                self._check_caught_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("following %s stopped", self.topic)   # a task's exception is otherwise silent
+            raise
+
+    async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            self.positions[tp.partition] = await consumer.position(tp)
+
+    def _check_caught_up(self) -> None:
+        if self.caught_up.is_set():
+            return
+        if all(self.positions.get(partition, 0) >= end for partition, end in self.start_ends.items()):
+            self.caught_up.set()
+            if self._on_caught_up is not None:
+                self._on_caught_up()
