@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,12 @@ from core.audit import AUDIT_TYPES
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
 from core.risk.records import RISK_TYPES
+from infra.records import Headers, header
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 HISTORY_DIR = SCHEMA_DIR / "history"
 HEADER_FINGERPRINT = "bank.schema.fingerprint"
 HEADER_SCHEMA = "bank.schema.name"
-
-Headers = Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
 
 
 class DecodeError(ValueError):
@@ -80,12 +79,12 @@ class Codec:
 
     def schema_name(self, headers: Headers) -> str | None:
         """The record type a message holds, without decoding its body."""
-        fp = _header(headers, HEADER_FINGERPRINT)
+        fp = header(headers, HEADER_FINGERPRINT)
         known = self._writers.get(fp.decode()) if fp else None
         return known[0] if known else None
 
     def decode(self, value: bytes | None, headers: Headers) -> Any:
-        fp = _header(headers, HEADER_FINGERPRINT)
+        fp = header(headers, HEADER_FINGERPRINT)
         if fp is None:
             raise DecodeError(f"no {HEADER_FINGERPRINT} header")
         try:
@@ -105,16 +104,6 @@ class Codec:
             raise
         except Exception as exc:  # fastavro raises many types on truncated or corrupt bytes
             raise DecodeError(f"cannot decode {name}: {type(exc).__name__}: {exc}") from None
-
-
-def _header(headers: Headers, key: str) -> bytes | None:
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    for k, v in items:
-        if k == key:
-            return v if isinstance(v, bytes) else str(v).encode()
-    return None
 
 
 @lru_cache

@@ -12,9 +12,9 @@ record's size); the whole record stays where `dlq.source` points, for the comman
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
+from infra.records import header_list
 from streams import direct_producer
 from streams.app import settings
 from streams.metrics import DEAD_LETTERS
@@ -30,15 +30,10 @@ class RecordTooLarge(Exception):
     and forwarding it, with the headers an agent adds, could pass Kafka's message limit."""
 
 
-def _headers(message: Any) -> list[tuple[str, bytes]]:
-    items = message.headers.items() if isinstance(message.headers, Mapping) else message.headers or ()
-    return [(k, bytes(v or b"")) for k, v in items]
-
-
 def record_size(message: Any) -> int:
     """Key + value + headers: what a record weighs against the limits (Kafka's own overhead aside)."""
     return (len(message.key or b"") + len(message.value or b"")
-            + sum(len(k) + len(v) for k, v in _headers(message)))
+            + sum(len(k) + len(v) for k, v in header_list(message)))
 
 
 def check_size(message: Any, limit: int | None = None) -> None:
@@ -52,7 +47,7 @@ def check_size(message: Any, limit: int | None = None) -> None:
 async def send_to_dead_letter(dead_letter_topic: str, message: Any, error: Exception) -> Any:
     """Returns the send future; the caller awaits it before the source offset may be committed."""
     reason = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_BYTES]
-    key, value, headers = message.key, message.value, _headers(message)
+    key, value, headers = message.key, message.value, header_list(message)
     if isinstance(error, RecordTooLarge):
         limit = settings.max_command_bytes
         original = record_size(message)

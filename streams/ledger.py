@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from core.events import CommandRejected, Event
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from infra.logs import TRACE_HEADER, trace_of
-from infra.records import actor_of
+from infra.records import actor_of, header
 from schemas.codec import DecodeError, get_codec
 from streams import direct_producer
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings
@@ -177,11 +177,8 @@ class Ledger:
 
 def assessment_of(headers: Any) -> Assessment | None:
     """The risk agent's assessment of a forwarded money movement (None: not scored, e.g. risk turned off)."""
-    items = headers.items() if isinstance(headers, Mapping) else headers or ()
-    for name, value in items:
-        if name == ASSESSMENT_HEADER:
-            return Assessment.from_header(value if isinstance(value, bytes) else str(value).encode())
-    return None
+    raw = header(headers, ASSESSMENT_HEADER)
+    return None if raw is None else Assessment.from_header(raw)
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +30,7 @@ from core.risk.features import AccountFeatures, CustomerFeatures, Movement
 from core.risk.records import RiskAssessed
 from core.risk.scoring import movement_of, score
 from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COMMANDS, RISK_COMMANDS_DLQ
+from infra.records import header_list
 from schemas.codec import DecodeError, get_codec
 from streams import direct_producer
 from streams.app import app, commands_table, put, raw_topic, settings
@@ -150,7 +151,7 @@ async def _handle_one(work: Batch, message: Any) -> None:
         work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
         return
     # Only this agent speaks for the risk engine: a verdict arriving from outside is dropped.
-    headers = [(k, bytes(v)) for k, v in _items(message.headers) if k != ASSESSMENT_HEADER]
+    headers = [(k, v) for k, v in header_list(message) if k != ASSESSMENT_HEADER]
     movement = movement_of(command, customer_id)
     if movement is not None:
         assessment, new = work.assess(command, movement, message.partition)
@@ -176,10 +177,6 @@ async def _record(work: Batch, command: c.Command, movement: Movement, assessmen
                 "command_id": command.command_id, "account_id": movement.account_id, "action": assessment.action,
                 "score": assessment.score, "rules": [h.rule_id for h in assessment.hits],
                 "rule_set_version": assessment.rule_set_version})
-
-
-def _items(headers: Any) -> Any:
-    return headers.items() if isinstance(headers, Mapping) else headers or ()
 
 
 @app.agent(risk_commands_topic)

@@ -23,6 +23,7 @@ from cli.bench.broker import wait_for_quiet
 from core import commands as c
 from core.topics import LEDGER_EVENTS, RISK_COMMANDS
 from infra.producer import create_producer
+from infra.records import header
 from infra.topics import load_registry
 from schemas.codec import HEADER_SCHEMA, get_codec
 
@@ -60,7 +61,7 @@ class EventCounter:
             for records in (await self._consumer.getmany(timeout_ms=200, max_records=20_000)).values():
                 self.events += len(records)
                 for record in records:
-                    self.counts[dict(record.headers).get(HEADER_SCHEMA, b"?")] += 1
+                    self.counts[header(record, HEADER_SCHEMA) or b"?"] += 1
 
 
 def _command(cls: type[c.Command], account: str, **fields: Any) -> c.Command:

@@ -15,6 +15,7 @@ from typing import Any
 from core.events import AccountOpened, CaseReviewed, Event, RiskCase
 from core.ledger import AccountState
 from core.readmodel import FoldError, Positions, Posting, fold, posting_for
+from infra.records import header_list, header_text
 from schemas.codec import HEADER_FINGERPRINT, HEADER_SCHEMA, DecodeError, get_codec
 
 
@@ -31,27 +32,20 @@ class EventRecord:
 
     @property
     def schema_name(self) -> str | None:
-        return _header_text(self.headers, HEADER_SCHEMA)
+        return header_text(self.headers, HEADER_SCHEMA)
 
     @property
     def fingerprint(self) -> str | None:
-        return _header_text(self.headers, HEADER_FINGERPRINT)
+        return header_text(self.headers, HEADER_FINGERPRINT)
 
     @classmethod
     def decode(cls, partition: int, offset: int, value: bytes | None, headers: Any) -> EventRecord:
-        record = cls(partition, offset, value, [(k, bytes(v)) for k, v in (headers or [])])
+        record = cls(partition, offset, value, header_list(headers))
         try:
             record.event = get_codec().decode(value, record.headers)
         except DecodeError as error:
             record.error = str(error)
         return record
-
-
-def _header_text(headers: list[tuple[str, bytes]], key: str) -> str | None:
-    for k, v in headers:
-        if k == key:
-            return v.decode(errors="replace")
-    return None
 
 
 @dataclass(slots=True)
