@@ -38,6 +38,14 @@ def group_less_consumer(bootstrap: str, *, isolation_level: IsolationLevel = "re
                             isolation_level=isolation_level, **options)
 
 
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer, even one stopped right after it started."""
+    # aiokafka's group-less coordinator starts a task at start(); cancelled before its first step (no await in
+    # between), stop() raises that task's CancelledError. One turn of the loop lets it start.
+    await asyncio.sleep(0)
+    await consumer.stop()
+
+
 def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """Every partition of `topic`, in order, from a started consumer's metadata (TopicMissing if none)."""
     partitions = consumer.partitions_for_topic(topic)
@@ -57,7 +65,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str],
                       for partition in sorted(consumer.partitions_for_topic(topic) or ())]
         return dict(await consumer.end_offsets(partitions)) if partitions else {}
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 @dataclass
@@ -93,7 +101,7 @@ async def read_topic(bootstrap: str, topic: str, *, starts: Mapping[int, int] | 
         await _read_until_ends(consumer, snapshot, pending, progress)
         return snapshot
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _read_until_ends(consumer: AIOKafkaConsumer, snapshot: TopicSnapshot, pending: list[TopicPartition],
@@ -147,7 +155,7 @@ class TopicFollower:
         try:
             partitions = partitions_of(consumer, self.topic)
         except TopicMissing:
-            await consumer.stop()
+            await stop_consumer(consumer)
             raise
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
@@ -172,7 +180,7 @@ class TopicFollower:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         try:

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
-from infra.kafka import FETCH_BYTES, TopicMissing, group_less_consumer, partitions_of
+from infra.kafka import FETCH_BYTES, TopicMissing, group_less_consumer, partitions_of, stop_consumer
 from schemas.codec import Codec, DecodeError, get_codec
 from streams.projections.base import ApplyError, EventRecord, Parked, ProjectionStore, Status
 from streams.projections.runner import BATCH_MAX, apply_batch
@@ -40,7 +40,7 @@ async def _reader(bootstrap: str) -> tuple[AIOKafkaConsumer, list[TopicPartition
     try:
         tps = partitions_of(consumer, LEDGER_EVENTS)
     except TopicMissing:
-        await consumer.stop()
+        await stop_consumer(consumer)
         raise
     consumer.assign(tps)
     return consumer, tps
