@@ -21,6 +21,7 @@ from core.readmodel import PROJECTIONS, consumer_group
 from core.settings import Settings
 from core.audit import AUDIT_TRAIL_GROUP
 from core.topics import AUDIT, LEDGER_COMMANDS, LEDGER_EVENTS
+from infra.kafka import group_less_consumer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def platform_groups(settings: Settings) -> dict[str, list[str]]:
 
 async def collect(bootstrap: str, groups: dict[str, list[str]]) -> list[PartitionLag]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    reader = group_less_consumer(bootstrap, isolation_level="read_uncommitted")   # ends: the high watermarks
     await admin.start()
     await reader.start()
     try:

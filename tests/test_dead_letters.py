@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import MessageSizeTooLargeError
@@ -31,6 +31,7 @@ from core import commands as c
 from core.risk.evaluate import ASSESSMENT_HEADER
 from core.settings import get_settings
 from core.topics import LEDGER_COMMANDS, TopicSpec
+from infra.kafka import read_topic
 from infra.topics import load_registry
 from schemas.codec import HEADER_FINGERPRINT, get_codec
 from tests.support import Bank
@@ -57,24 +58,12 @@ def test_every_command_topic_has_a_dead_letter_topic() -> None:
 async def dead_letters(bootstrap: str, topic: str, key: bytes, expected: int, timeout: float = 30.0) -> list:
     """The dead letters with this key, once there are `expected` of them (or what there is at the timeout): the
     whole topic is read to its end each time (a dead letter is sent just before the agent moves on)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
     deadline = time.monotonic() + timeout
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        while True:
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            letters = []
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    letters += [r for r in records if r.key == key]
-            if len(letters) >= expected or time.monotonic() > deadline:
-                return letters
-            await asyncio.sleep(0.2)
-    finally:
-        await consumer.stop()
+    while True:
+        letters = [r for r in (await read_topic(bootstrap, topic)).records if r.key == key]
+        if len(letters) >= expected or time.monotonic() > deadline:
+            return letters
+        await asyncio.sleep(0.2)
 
 
 def _key(spec: TopicSpec, account: str, customer: str) -> bytes:
