@@ -1,7 +1,7 @@
 """The risk engine's topics as `bank rules` reads and writes them: bank.risk.rules and bank.risk.assessments.
 
-Reads are infra.kafka.read_topic: committed data from the beginning up to the end offsets seen when they start, so a command works on one fixed snapshot of the log
-even while scoring workers keep appending.
+Reads are infra.kafka.read_topic: committed data from the beginning up to the end offsets seen when they start,
+so a command works on one fixed snapshot of the log even while scoring workers keep appending.
 """
 
 from __future__ import annotations
