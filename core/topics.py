@@ -16,6 +16,7 @@ TopicKind = Literal["command", "event", "deadletter", "internal"]
 LEDGER_COMMANDS = "bank.ledger.commands"
 LEDGER_COMMANDS_DLQ = "bank.ledger.commands.dlq"
 LEDGER_EVENTS = "bank.ledger.events"
+LEDGER_EVENTS_DLQ = "bank.ledger.events.dlq"
 RISK_COMMANDS = "bank.risk.commands"
 RISK_COMMANDS_DLQ = "bank.risk.commands.dlq"
 RISK_ASSESSMENTS = "bank.risk.assessments"
@@ -92,6 +93,12 @@ def with_replication(registry: dict[str, TopicSpec], replication: int) -> dict[s
     if replication < 1:
         raise TopicRegistryError(f"replication must be at least 1, not {replication}")
     return {name: replace(spec, replication=replication) for name, spec in registry.items()}
+
+
+def record_types(topic: str) -> frozenset[str]:
+    """The record types (schema names) `topic` carries, as topics.yaml declares them: a reader refuses any other
+    record it finds there (an event written to a command topic, an audit record on a risk topic)."""
+    return frozenset(load_registry()[topic].value_schemas)
 
 
 @lru_cache

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from core.risk.records import RuleSetPublished
 from core.risk.rules import RuleSet, RuleSetError, load_rule_set
 from core.risk.sanctions import SanctionsList, load_sanctions
-from core.topics import RISK_RULES
+from core.topics import RISK_RULES, record_types
 from schemas.codec import DecodeError, get_codec
 from streams.metrics import RISK_RULE_SET
 
@@ -74,7 +74,7 @@ class Rulebook:
 
     def _load(self, codec, record) -> None:  # type: ignore[no-untyped-def]
         try:
-            published: RuleSetPublished = codec.decode(record.value, record.headers)
+            published: RuleSetPublished = codec.decode(record.value, record.headers, record_types(RISK_RULES))
             rule_set = load_rule_set(published.text, published.source)
         except (DecodeError, RuleSetError) as error:
             # `bank rules publish` validates first; keep scoring with the current version, loudly.
