@@ -25,7 +25,8 @@ from core.topics import LEDGER_EVENTS, record_types
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
-# BANK_FAILPOINT for the tests of /readyz: the follower raises once it has caught up (never set in production).
+# BANK_FAILPOINT for the tests of /readyz: the follower raises on the first records it reads after catching up
+# (never set in production).
 FOLLOWER_FAILPOINT = "ledger_view_follow"
 
 
@@ -79,7 +80,10 @@ class LedgerView:
         if all(end == 0 for end in start_ends.values()):
             self.caught_up.set()
         while True:
+            was_caught_up = self.caught_up.is_set()
             batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            if self._failpoint and was_caught_up and batches:
+                raise RuntimeError(f"failpoint {FOLLOWER_FAILPOINT} reached")
             for tp, records in batches.items():
                 for record in records:
                     self._take(tp, record)
@@ -91,8 +95,6 @@ class LedgerView:
                 self.positions.get(p, 0) >= end for p, end in start_ends.items()
             ):
                 self.caught_up.set()
-            if self._failpoint and self.caught_up.is_set():
-                raise RuntimeError(f"failpoint {FOLLOWER_FAILPOINT} reached")
 
     def _take(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         try:
