@@ -59,14 +59,17 @@ async def get_platform(request: Request) -> Platform:
 
 
 async def get_ready_view(platform: Annotated[Platform, Depends(get_platform)]) -> LedgerView:
-    """The ledger view, once it has read the log up to where it stood at start-up."""
+    """The ledger view, once it has read the log up to where it stood at start-up (and while it follows it)."""
+    if (failure := platform.view.failure) is not None:
+        raise not_ready("Not ready", f"the API no longer follows the ledger ({failure}); another instance can answer")
     if not platform.view.caught_up.is_set():
         raise not_ready()
     return platform.view
 
 
-def not_ready() -> Problem:
-    problem = Problem(503, "Starting up", "the API is still reading the ledger; retry in a moment", "not_ready")
+def not_ready(title: str = "Starting up",
+              detail: str = "the API is still reading the ledger; retry in a moment") -> Problem:
+    problem = Problem(503, title, detail, "not_ready")
     problem.headers = {"Retry-After": "1"}
     return problem
 

@@ -4,6 +4,10 @@ It answers "does this account exist", "what did this command come to" and "where
 events" (the position a client passes as `?min_position=` to read its own write from a read model), and
 wakes requests waiting for a command's outcome (`?wait=true`). It also knows the head of the log, against
 which query responses report their read model's lag. Queries themselves are served by the read models.
+
+A record it cannot take (unreadable, of a type the log does not carry, an event that does not fold) is logged
+and skipped: one bad record must not stop the view, and with it every `?wait=true`. Should the follower die all
+the same, `failure` says why and /readyz reports the API not ready.
 """
 
 from __future__ import annotations
@@ -19,16 +23,22 @@ from core.events import Event
 from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import TopicFollower
+from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
+# BANK_FAILPOINT for the tests of /readyz: the follower raises on the first records it reads after catching up
+# (never set in production).
+FOLLOWER_FAILPOINT = "ledger_view_follow"
 
 
 class LedgerView:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, failpoint: str | None = None) -> None:
         # Committed data only (the follower's default): after exactly_once traffic the log also holds aborted records.
         self._follower = TopicFollower(bootstrap, LEDGER_EVENTS, self._handle)
         self._codec = get_codec()
+        self._event_types = record_types(LEDGER_EVENTS)
+        self._failpoint = failpoint == FOLLOWER_FAILPOINT
         self.accounts: dict[str, ledger.AccountState] = {}
         self.outcomes: dict[str, ledger.CommandOutcome] = {}
         self.outcome_positions: dict[str, Positions] = {}  # command id -> where its events are in the log
@@ -43,18 +53,32 @@ class LedgerView:
         """The log's end per partition, from the broker (committed data: the last stable offsets)."""
         return await self._follower.end_offsets()
 
+    @property
+    def failure(self) -> str | None:
+        """Why the follower stopped, if it has: the view no longer moves, so the API is not ready."""
+        return self._follower.failure
+
     async def stop(self) -> None:
         await self._follower.stop()
 
     def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        if self._failpoint and self.caught_up.is_set():
+            raise RuntimeError(f"failpoint {FOLLOWER_FAILPOINT} reached")
         for record in records:
-            try:
-                event = self._codec.decode(record.value, record.headers)
-                self.apply(event)
-                positions = self.outcome_positions.setdefault(event.correlation_id, {})
-                positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
-            except DecodeError as error:  # an event this version cannot read: skip, loudly
-                log.error("cannot read event %s/%s/%s: %s", record.topic, record.partition, record.offset, error)
+            self._take(record)
+
+    def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = self._codec.decode(record.value, record.headers, self._event_types)
+            self.apply(event)
+        except DecodeError as error:  # unreadable, or not a ledger event: skip, loudly
+            log.error("cannot read event %s/%s/%s: %s", record.topic, record.partition, record.offset, error)
+            return
+        except Exception:  # noqa: BLE001 - an event that does not fold must not stop the view
+            log.exception("cannot apply event %s/%s/%s", record.topic, record.partition, record.offset)
+            return
+        positions = self.outcome_positions.setdefault(event.correlation_id, {})
+        positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
 
     def apply(self, event: Event) -> None:
         new_state = ledger.apply(self.accounts.get(event.account_id), event)

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access = Access(keyring=keyring, users=UserStore(pg), audit=audit, trail=AuditTrail(mongo),
                         store=AuthStore(redis, settings.session_ttl, settings.rate_limit_window))
         platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled, audit),
-                            view=LedgerView(settings.kafka), idempotency=IdempotencyStore(pg),
+                            view=LedgerView(settings.kafka, settings.failpoint), idempotency=IdempotencyStore(pg),
                             reads=ReadModels(pg, redis, mongo), access=access)
         await audit.start()
         await platform.bus.start()

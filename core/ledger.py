@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from core import commands as c
 from core import events as e
-from core.money import CURRENCY_DIGITS, MAX_MINOR_UNITS, format_amount
+from core.money import CURRENCY_DIGITS, MAX_BALANCE_MINOR_UNITS, MAX_MINOR_UNITS, format_amount
 from core.risk.evaluate import Assessment
 
 AccountStatus = Literal["open", "frozen", "closed"]
@@ -39,6 +39,11 @@ class AccountState:
         return sum(h["amount"] for h in self.holds.values() if h["command_type"] in _DEBITS)
 
     @property
+    def held_total(self) -> int:
+        """Everything held for review, deposits included: bounded like the balance (MAX_BALANCE_MINOR_UNITS)."""
+        return sum(h["amount"] for h in self.holds.values())
+
+    @property
     def available_balance(self) -> int:
         """What can still be spent: the balance plus the overdraft the account may use, minus reservations."""
         return self.balance + self.overdraft_limit - self.held_debits
@@ -54,6 +59,7 @@ class AccountState:
 
 
 _DEBITS = ("Withdraw", "Transfer")
+INTERNAL_ERROR_DETAIL_MAX = 500   # characters of the error an internal_error rejection records
 
 
 class Rejection(Exception):
@@ -76,20 +82,36 @@ def decide(state: AccountState | None, cmd: c.Command, now: datetime,
     own checks is rejected for that reason whatever the assessment, unless it was blocked.
     """
     try:
-        _validate_payload(cmd)
-        if risk is not None and risk.action == "block" and state is not None:
-            flagged = _risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence if state else 0)
-            return [flagged, _rejected(state, cmd, now, Rejection(
-                "blocked_by_risk", f"blocked by rule(s) {', '.join(h['rule_id'] for h in flagged.hits)} "
-                                   f"of rule set {risk.rule_set_version}"))]
-        events = _DECIDERS[type(cmd)](state, cmd, now)
+        return _decide(state, cmd, now, risk)
     except Rejection as rejection:
         return [_rejected(state, cmd, now, rejection)]
+
+
+def _decide(state: AccountState | None, cmd: c.Command, now: datetime, risk: Assessment | None) -> list[e.Event]:
+    _validate_payload(cmd)
+    if risk is not None and risk.action == "block" and state is not None:
+        flagged = _risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence if state else 0)
+        return [flagged, _rejected(state, cmd, now, Rejection(
+            "blocked_by_risk", f"blocked by rule(s) {', '.join(h['rule_id'] for h in flagged.hits)} "
+                               f"of rule set {risk.rule_set_version}"))]
+    decider = _DECIDERS.get(type(cmd))
+    if decider is None:
+        raise Rejection("invalid_command", f"{type(cmd).__name__} is not a command the ledger decides")
+    events = decider(state, cmd, now)
     if risk is None or risk.action == "allow" or isinstance(events[0], e.CommandRejected) or state is None:
         return events
     if risk.action == "hold":
-        return [_risk_case(e.FundsHeld, state, cmd, now, risk, state.sequence + 1)]
+        held = _risk_case(e.FundsHeld, state, cmd, now, risk, state.sequence + 1)
+        _require_hold_room(state, held.amount)
+        return [held]
     return [_risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence), *events]
+
+
+def internal_error(state: AccountState | None, cmd: c.Command, now: datetime, error: Exception) -> e.CommandRejected:
+    """The rejection of a command whose decision raised (a bug, or values no check foresaw): recorded with the
+    error, so the command has an outcome and the agent goes on instead of retrying it until it dies."""
+    detail = f"{type(error).__name__}: {error}"
+    return _rejected(state, cmd, now, Rejection("internal_error", detail[:INTERNAL_ERROR_DETAIL_MAX]))
 
 
 def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Command, now: datetime,
@@ -115,8 +137,9 @@ def _validate_payload(cmd: c.Command) -> None:
     currency = getattr(cmd, "currency", None)
     if currency is not None and currency not in CURRENCY_DIGITS:
         raise Rejection("unknown_currency", f"{currency!r} is not a supported currency")
-    if isinstance(cmd, c.OpenAccount) and not 0 <= cmd.overdraft_limit <= MAX_MINOR_UNITS:
-        raise Rejection("invalid_overdraft_limit", "overdraft limit must be between 0 and the posting maximum")
+    if isinstance(cmd, c.OpenAccount) and not 0 <= cmd.overdraft_limit <= MAX_BALANCE_MINOR_UNITS:
+        raise Rejection("invalid_overdraft_limit", "overdraft limit must be between 0 and the balance limit "
+                                                   f"({MAX_BALANCE_MINOR_UNITS} minor units)")
     if isinstance(cmd, c.Transfer) and cmd.to_account_id == cmd.account_id:
         raise Rejection("same_account", "a transfer needs two different accounts")
     channel = getattr(cmd, "channel", None)
@@ -175,6 +198,21 @@ def _require_funds(acct: AccountState, amount: int) -> None:
         )
 
 
+def _require_in_range(acct: AccountState, balance_after: int) -> None:
+    """Keeps the balance within the documented range, so no sum of balances overflows an Avro long."""
+    if not -MAX_BALANCE_MINOR_UNITS <= balance_after <= MAX_BALANCE_MINOR_UNITS:
+        limit = format_amount(MAX_BALANCE_MINOR_UNITS, acct.currency)
+        raise Rejection("balance_limit", f"the balance would be {format_amount(balance_after, acct.currency)} "
+                                         f"{acct.currency}, outside the limit of ±{limit}")
+
+
+def _require_hold_room(acct: AccountState, amount: int) -> None:
+    if acct.held_total + amount > MAX_BALANCE_MINOR_UNITS:
+        limit = format_amount(MAX_BALANCE_MINOR_UNITS, acct.currency)
+        raise Rejection("balance_limit", f"holding {format_amount(amount, acct.currency)} {acct.currency} more "
+                                         f"would take what the account has held for review past {limit}")
+
+
 def _open(state: AccountState | None, cmd: c.OpenAccount, now: datetime) -> list[e.Event]:
     if state is not None:
         raise Rejection("duplicate", f"account {cmd.account_id} already exists")
@@ -184,6 +222,7 @@ def _open(state: AccountState | None, cmd: c.OpenAccount, now: datetime) -> list
 
 def _deposit(state: AccountState | None, cmd: c.Deposit, now: datetime) -> list[e.Event]:
     acct = _require_movable(state, cmd, cmd.currency)
+    _require_in_range(acct, acct.balance + cmd.amount)
     return [e.FundsDeposited(**_base(state, cmd, now, e.FundsDeposited, acct.sequence + 1), amount=cmd.amount,
                              currency=cmd.currency, balance_after=acct.balance + cmd.amount,
                              reference=cmd.reference, channel=cmd.channel)]
@@ -192,6 +231,7 @@ def _deposit(state: AccountState | None, cmd: c.Deposit, now: datetime) -> list[
 def _withdraw(state: AccountState | None, cmd: c.Withdraw, now: datetime) -> list[e.Event]:
     acct = _require_movable(state, cmd, cmd.currency)
     _require_funds(acct, cmd.amount)
+    _require_in_range(acct, acct.balance - cmd.amount)
     return [e.FundsWithdrawn(**_base(state, cmd, now, e.FundsWithdrawn, acct.sequence + 1), amount=cmd.amount,
                              currency=cmd.currency, balance_after=acct.balance - cmd.amount,
                              reference=cmd.reference, channel=cmd.channel)]
@@ -200,6 +240,7 @@ def _withdraw(state: AccountState | None, cmd: c.Withdraw, now: datetime) -> lis
 def _transfer(state: AccountState | None, cmd: c.Transfer, now: datetime) -> list[e.Event]:
     acct = _require_movable(state, cmd, cmd.currency)
     _require_funds(acct, cmd.amount)
+    _require_in_range(acct, acct.balance - cmd.amount)
     return [e.TransferDebited(**_base(state, cmd, now, e.TransferDebited, acct.sequence + 1),
                               transfer_id=cmd.correlation_id, to_account_id=cmd.to_account_id,
                               amount=cmd.amount, currency=cmd.currency, balance_after=acct.balance - cmd.amount,
@@ -209,6 +250,7 @@ def _transfer(state: AccountState | None, cmd: c.Transfer, now: datetime) -> lis
 def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) -> list[e.Event]:
     try:
         acct = _require_movable(state, cmd, cmd.currency)
+        _require_in_range(acct, acct.balance + cmd.amount)
     except Rejection as r:
         # The source was already debited: record the refusal so the saga compensates it.
         return [e.TransferCreditFailed(**_base(state, cmd, now, e.TransferCreditFailed,
@@ -223,7 +265,8 @@ def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) ->
 
 def _reverse(state: AccountState | None, cmd: c.ReverseTransfer, now: datetime) -> list[e.Event]:
     # A compensation always applies: the source cannot close while a transfer is in flight,
-    # and a freeze must not trap money that is coming back.
+    # and a freeze must not trap money that is coming back. Nor does the balance limit: the money was the
+    # account's a moment ago, so the balance passes the limit by at most its transfers in flight.
     if state is None:
         raise Rejection("unknown_account", f"account {cmd.account_id} does not exist")
     return [e.TransferReversed(**_base(state, cmd, now, e.TransferReversed, state.sequence + 1),

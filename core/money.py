@@ -16,6 +16,11 @@ CURRENCY_DIGITS: dict[str, int] = {
 
 # A posting's ceiling: keeps every sum of postings far inside Avro's signed 64-bit long.
 MAX_MINOR_UNITS = 10**15
+# An account's range: its balance stays within -MAX_BALANCE..+MAX_BALANCE minor units, and so does what it has
+# held for review (core.ledger rejects a command that would leave it: `balance_limit`). Avro's long ends near
+# 9.2 * 10**18, so a balance, a held total and a posting can be summed thousands of times over without overflow;
+# only a reversal (money the account had before) may pass the ceiling, by at most its transfers in flight.
+MAX_BALANCE_MINOR_UNITS = 10**15
 
 _MAX_INT_DIGITS = len(str(MAX_MINOR_UNITS))   # more whole digits than this is over the ceiling in any currency
 _AMOUNT = re.compile(r"^(?P<int>0|[1-9][0-9]*)(?:\.(?P<frac>[0-9]+))?$")

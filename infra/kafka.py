@@ -175,6 +175,15 @@ class TopicFollower:
         partitions = sorted(self._consumer.assignment())
         return {tp.partition: end for tp, end in (await self._consumer.end_offsets(partitions)).items()}
 
+    @property
+    def failure(self) -> str | None:
+        """Why the follower stopped, if it stopped by itself: whatever it feeds no longer moves."""
+        if self._task is None or not self._task.done():
+            return None
+        error = None if self._task.cancelled() else self._task.exception()
+        return f"following {self.topic} stopped: {type(error).__name__}: {error}" if error else \
+            f"following {self.topic} stopped"
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

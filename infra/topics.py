@@ -20,3 +20,9 @@ def load_registry(path: Path | None = None, replication: int | None = None) -> d
 @lru_cache
 def _load_cached(path: Path) -> dict[str, TopicSpec]:
     return parse_registry(path.read_text())
+
+
+def record_types(topic: str) -> frozenset[str]:
+    """The record types (schema names) `topic` carries, as topics.yaml declares them: a reader refuses any other
+    record it finds there (an event written to a command topic, an audit record on a risk topic)."""
+    return frozenset(load_registry()[topic].value_schemas)

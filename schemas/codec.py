@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,10 @@ HEADER_SCHEMA = "bank.schema.name"
 
 class DecodeError(ValueError):
     """The bytes cannot be turned into a known record; the message belongs on a dead-letter topic."""
+
+
+class UnexpectedRecordType(DecodeError):
+    """A well-formed record of a type its topic does not carry (e.g. an event on a command topic)."""
 
 
 def schema_fingerprint(schema: dict[str, Any]) -> str:
@@ -83,7 +87,9 @@ class Codec:
         known = self._writers.get(fp.decode()) if fp else None
         return known[0] if known else None
 
-    def decode(self, value: bytes | None, headers: Headers) -> Any:
+    def decode(self, value: bytes | None, headers: Headers, expected: Collection[str] | None = None) -> Any:
+        """The record in a message. `expected`: the record types its topic carries (infra.topics.record_types);
+        any other raises UnexpectedRecordType, before its body is read."""
         fp = header(headers, HEADER_FINGERPRINT)
         if fp is None:
             raise DecodeError(f"no {HEADER_FINGERPRINT} header")
@@ -91,6 +97,9 @@ class Codec:
             name, writer = self._writers[fp.decode()]
         except (KeyError, UnicodeDecodeError):
             raise DecodeError(f"unknown schema fingerprint {fp!r}") from None
+        if expected is not None and name not in expected:
+            raise UnexpectedRecordType(f"a {name} record does not belong on this topic "
+                                       f"(it carries {', '.join(sorted(expected)) or 'no records'})")
         if value is None:
             raise DecodeError("empty message body")
         reader = self._readers[name]

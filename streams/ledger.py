@@ -31,6 +31,7 @@ from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of, header
+from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams import direct_producer
 from streams.app import accounts_table, app, commands_table, commands_topic, events_topic, put, settings
@@ -48,11 +49,14 @@ POSITION_KEY = "__position__/{}"          # next event offset the tables reflect
 NEXT_COMMAND_KEY = "__next_command__/{}"  # next command offset the agent expects (see streams/gaps.py)
 # Read committed data only: after exactly_once traffic the log holds aborted records too.
 READ_ISOLATION = "read_committed"
+Encoded = tuple[bytes, list[tuple[str, bytes]]]
 
 
 class Ledger:
     def __init__(self) -> None:
         self.codec = get_codec()
+        self.command_types = record_types(LEDGER_COMMANDS)
+        self.event_types = record_types(LEDGER_EVENTS)
         self.caught_up: set[int] = set()
         self._reader = LazyReader(settings.kafka, READ_ISOLATION)
         self.guard = OffsetGuard(LEDGER_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
@@ -73,12 +77,14 @@ class Ledger:
             batch = await reader.getmany(tp, timeout_ms=1000)
             for record in batch.get(tp, []):
                 try:
-                    event = self.codec.decode(record.value, record.headers)
-                except DecodeError as error:  # not an event this ledger wrote: it changes no account here
-                    log.error("%s/%s/%s: skipping an unreadable event: %s", LEDGER_EVENTS, partition,
+                    event = self.codec.decode(record.value, record.headers, self.event_types)
+                    self._fold_recovered(partition, event)
+                except (DecodeError, ValueError) as error:
+                    # Not an event this ledger wrote (unreadable, of another type, out of sequence): it
+                    # changes no account here, and stopping on it would stop the partition for good.
+                    log.error("%s/%s/%s: skipping an event that does not fold: %s", LEDGER_EVENTS, partition,
                               record.offset, error)
                     continue
-                self._fold_recovered(partition, event)
                 folded += 1
         put(commands_table, partition, POSITION_KEY.format(partition), end)
         self.caught_up.add(partition)
@@ -113,7 +119,7 @@ class Ledger:
         for message in messages:
             try:
                 check_size(message)   # before decoding: a huge command is nobody's to post
-                command: Command = self.codec.decode(message.value, message.headers)
+                command: Command = self.codec.decode(message.value, message.headers, self.command_types)
                 risk = assessment_of(message.headers)
             except (RecordTooLarge, DecodeError, ValueError) as error:  # ValueError: a malformed risk header
                 sends.append(await send_to_dead_letter(LEDGER_COMMANDS_DLQ, message, error))
@@ -126,11 +132,10 @@ class Ledger:
             if key not in states:
                 stored = accounts_table.get(key)
                 states[key] = ledger.AccountState.from_dict(stored) if stored else None
-            results = ledger.decide(states[key], command, now, risk)
+            results, encoded, states[key] = self._decide(states[key], command, now, risk)
             trace, actor = trace_of(message.headers), actor_of(message.headers)
-            for result in results:
-                states[key] = ledger.apply(states[key], result)
-                sends.append(await self._emit(result, message.partition, trace, actor))
+            for result, record in zip(results, encoded, strict=True):
+                sends.append(await self._emit(result, record, message.partition, trace, actor))
             decided.append(Decided(command, results, trace))
             touched[key] = message.partition
             processed.append((message.partition, command.command_id))
@@ -142,8 +147,22 @@ class Ledger:
             put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
         await direct_producer.flush_tables()
 
-    async def _emit(self, event: Event, partition: int, trace: str | None, actor: bytes | None = None) -> Any:
-        value, headers = self.codec.encode(event)
+    def _decide(self, state: ledger.AccountState | None, command: Command, now: datetime,
+                risk: Assessment | None) -> tuple[list[Event], list[Encoded], ledger.AccountState | None]:
+        """The command's events, encoded, and the account after them. Deciding, folding and encoding are pure:
+        what raises once raises on every retry, so the command is rejected with the error (`internal_error`)
+        instead of being retried until the worker dies, and again after every restart."""
+        try:
+            events = ledger.decide(state, command, now, risk)
+            return events, [self.codec.encode(event) for event in events], _folded(state, events)
+        except Exception as error:  # noqa: BLE001 - any error of a pure step is the command's, not the batch's
+            log.exception("command %s (%s) raised; rejecting it", command.command_id, type(command).__name__)
+            rejected = ledger.internal_error(state, command, now, error)
+            return [rejected], [self.codec.encode(rejected)], ledger.apply(state, rejected)
+
+    async def _emit(self, event: Event, record: Encoded, partition: int, trace: str | None,
+                    actor: bytes | None = None) -> Any:
+        value, headers = record
         if trace:  # the command's trace id travels on with its events
             headers.append((TRACE_HEADER, trace.encode()))
         if actor:  # and so does who submitted it (user, role, session)
@@ -173,6 +192,12 @@ class Ledger:
         partitions = {e.message.partition for e in batch}
         await retry_batch("ledger", lambda: self.handle(batch),
                           before_retry=lambda: self.caught_up.difference_update(partitions))
+
+
+def _folded(state: ledger.AccountState | None, events: Iterable[Event]) -> ledger.AccountState | None:
+    for event in events:
+        state = ledger.apply(state, event)
+    return state
 
 
 def assessment_of(headers: Any) -> Assessment | None:

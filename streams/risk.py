@@ -31,6 +31,7 @@ from core.risk.records import RiskAssessed
 from core.risk.scoring import movement_of, score
 from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COMMANDS, RISK_COMMANDS_DLQ
 from infra.records import header_list
+from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams import direct_producer
 from streams.app import app, commands_table, put, raw_topic, settings
@@ -56,6 +57,7 @@ rulebook = Rulebook(settings.kafka, settings.rules_file, settings.sanctions_file
 guard = OffsetGuard(RISK_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
                     LazyReader(settings.kafka, "read_committed"))
 codec = get_codec()
+command_types = record_types(RISK_COMMANDS)
 
 
 @dataclass(slots=True)
@@ -145,7 +147,7 @@ async def handle(batch: Sequence[faust.EventT]) -> None:
 async def _handle_one(work: Batch, message: Any) -> None:
     try:
         check_size(message)   # before decoding: forwarded with our headers it could pass Kafka's limit
-        command: c.Command = codec.decode(message.value, message.headers)
+        command: c.Command = codec.decode(message.value, message.headers, command_types)
         customer_id = bytes(message.key).decode()
     except (RecordTooLarge, DecodeError, TypeError, UnicodeDecodeError) as error:
         work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
@@ -154,16 +156,25 @@ async def _handle_one(work: Batch, message: Any) -> None:
     headers = [(k, v) for k, v in header_list(message) if k != ASSESSMENT_HEADER]
     movement = movement_of(command, customer_id)
     if movement is not None:
-        assessment, new = work.assess(command, movement, message.partition)
+        try:
+            assessment, new = work.assess(command, movement, message.partition)
+            record = RiskAssessed.of(command.command_id, command.correlation_id, movement, assessment,
+                                     datetime.now(UTC))
+            encoded = codec.encode(record)
+        except Exception as error:  # noqa: BLE001 - scoring is pure: a retry would raise again, for ever
+            # Unscored, the command must not reach the ledger: it waits on the dead-letter topic with the error.
+            log.exception("command %s could not be scored", command.command_id)
+            work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
+            return
         headers.append((ASSESSMENT_HEADER, assessment.to_header()))
-        await _record(work, command, movement, assessment, new)
+        await _record(work, command, movement, assessment, new, encoded)
     work.sends.append(await direct_producer.send(LEDGER_COMMANDS, message.value, command.account_id.encode(),
                                                  headers))
 
 
-async def _record(work: Batch, command: c.Command, movement: Movement, assessment: Assessment, new: bool) -> None:
-    record = RiskAssessed.of(command.command_id, command.correlation_id, movement, assessment, datetime.now(UTC))
-    value, headers = codec.encode(record)
+async def _record(work: Batch, command: c.Command, movement: Movement, assessment: Assessment, new: bool,
+                  encoded: tuple[bytes, list[tuple[str, bytes]]]) -> None:
+    value, headers = encoded
     key = movement.account_id.encode()
     work.sends.append(await direct_producer.send(RISK_ASSESSMENTS, value, key, headers))
     if assessment.action != "allow":

@@ -19,6 +19,7 @@ from core.risk.rules import RuleSet, RuleSetError, load_rule_set
 from core.risk.sanctions import SanctionsList, load_sanctions
 from core.topics import RISK_RULES
 from infra.kafka import TopicFollower
+from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams.metrics import RISK_RULE_SET
 
@@ -57,7 +58,7 @@ class Rulebook:
 
     def _load_one(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            published: RuleSetPublished = self._codec.decode(record.value, record.headers)
+            published: RuleSetPublished = self._codec.decode(record.value, record.headers, record_types(RISK_RULES))
             rule_set = load_rule_set(published.text, published.source)
         except (DecodeError, RuleSetError) as error:
             # `bank rules publish` validates first; keep scoring with the current version, loudly.

@@ -5,7 +5,9 @@ TransferCredited     (destination) -> CompleteTransfer to the source
 TransferCreditFailed (destination) -> ReverseTransfer  to the source (compensation)
 
 Steps have deterministic command ids, so a redelivered event resends a step the ledger has
-already processed, and the ledger ignores it.
+already processed, and the ledger ignores it. A record that is no ledger event (undecodable, or of a type the
+log does not carry), or whose step cannot be built, goes to bank.ledger.events.dlq with the error: retrying it
+would fail the same way until the worker died, and again after every restart.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ import faust
 from core import commands as c
 from core import events as e
 from core.audit import ACTOR_HEADER
-from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, LEDGER_EVENTS_DLQ
 from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of
+from infra.topics import record_types
 from schemas.codec import get_codec
 from streams import direct_producer
 from streams.app import app, commands_table, events_topic, put, settings
+from streams.dead_letters import send_to_dead_letter
 from streams.gaps import LazyReader, OffsetGuard
 from streams.metrics import EVENTS_PROCESSED, SAGA_IN_FLIGHT, SAGA_OLDEST_AGE
 from streams.retry import retry_batch
 
 codec = get_codec()
+event_types = record_types(LEDGER_EVENTS)
 SAGA_EVENTS = {"TransferDebited", "TransferCredited", "TransferCreditFailed"}
 TRANSFER_ENDS = {"TransferCompleted", "TransferReversed"}
 NEXT_EVENT_KEY = "__saga_next_event__/{}"
@@ -97,21 +102,14 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
     if guard is not None:
         messages = await guard.complete(messages)
     for message in messages:
-        name = codec.schema_name(message.headers)
-        if name in TRANSFER_ENDS:
-            in_flight.end(codec.decode(message.value, message.headers))
-        if name not in SAGA_EVENTS:
+        try:
+            step = _step_for(message, now)
+        except Exception as error:  # noqa: BLE001 - decoding and building a step are pure: a retry fails alike
+            sends.append(await send_to_dead_letter(LEDGER_EVENTS_DLQ, message, error))
             continue
-        event = codec.decode(message.value, message.headers)
-        in_flight.start(event, message.partition)
-        step = next_step(event, now)
         if step is not None:
-            value, headers = codec.encode(step)
-            if (trace := trace_of(message.headers)) is not None:  # the transfer's trace id reaches its steps
-                headers.append((TRACE_HEADER, trace.encode()))
-            if (actor := actor_of(message.headers)) is not None:  # and its actor, the destination's events
-                headers.append((ACTOR_HEADER, actor))
-            sends.append(await direct_producer.send(LEDGER_COMMANDS, value, step.account_id.encode(), headers))
+            command, value, headers = step
+            sends.append(await direct_producer.send(LEDGER_COMMANDS, value, command.account_id.encode(), headers))
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
     EVENTS_PROCESSED.labels("saga").inc(len(messages))
     in_flight.publish(now)
@@ -119,6 +117,26 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
         for partition, next_offset in guard.advance(messages).items():
             put(commands_table, partition, NEXT_EVENT_KEY.format(partition), next_offset)
     await direct_producer.flush_tables()
+
+
+def _step_for(message: Any, now: datetime) -> tuple[c.Command, bytes, list[tuple[str, bytes]]] | None:
+    """The next step of the transfer an event belongs to, encoded, or None. Raises DecodeError for a record that
+    is no ledger event; the ledger's other events are not decoded at all."""
+    name = codec.schema_name(message.headers)
+    if name in event_types and name not in SAGA_EVENTS and name not in TRANSFER_ENDS:
+        return None
+    event = codec.decode(message.value, message.headers, event_types)
+    in_flight.end(event)
+    in_flight.start(event, message.partition)
+    step = next_step(event, now)
+    if step is None:
+        return None
+    value, headers = codec.encode(step)
+    if (trace := trace_of(message.headers)) is not None:  # the transfer's trace id reaches its steps
+        headers.append((TRACE_HEADER, trace.encode()))
+    if (actor := actor_of(message.headers)) is not None:  # and its actor, the destination's events
+        headers.append((ACTOR_HEADER, actor))
+    return step, value, headers
 
 
 @app.agent(events_topic)

@@ -128,6 +128,29 @@ def test_frozen_account(api_url: str) -> None:
     run(api_url, scenario)
 
 
+def test_balances_are_bounded(api_url: str) -> None:
+    """An account holds at most 10^13 EUR (10^15 minor units): a deposit past it is rejected, and so is a
+    transfer credit (the saga reverses the debit). Before the bound, enough deposits overflowed Avro's long:
+    the event could not be encoded, and the ledger retried it until the worker died."""
+    async def scenario(bank: Bank) -> None:
+        rich, other = await bank.open(), await bank.open()
+        huge = "6000000000000.00"
+        assert (await bank.deposit(rich, huge)).status_code == 200
+        body = problem(await bank.deposit(rich, huge), 422, "balance_limit")
+        assert "outside the limit of ±10000000000000.00" in body["detail"]
+        assert (await bank.deposit(rich, "3999999999999.50")).status_code == 200   # later commands post
+        assert (await bank.account(rich))["balance"] == "9999999999999.50"
+        await bank.deposit(other, "1.00")
+        body = problem(await bank.transfer(other, rich, "0.51"), 422, "balance_limit")
+        assert [ev["type"] for ev in body["events"]] == ["TransferDebited", "TransferCreditFailed",
+                                                         "TransferReversed"]
+        assert (await bank.account(other))["balance"] == "1.00"
+        assert (await bank.transfer(other, rich, "0.50")).status_code == 200
+        assert (await bank.account(rich))["balance"] == "10000000000000.00"
+
+    run(api_url, scenario)
+
+
 def test_closed_account(api_url: str) -> None:
     async def scenario(bank: Bank) -> None:
         account = await bank.open()

@@ -16,25 +16,31 @@ Size limits, as measured against the embedded broker (and Kafka's defaults):
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import MessageSizeTooLargeError
 
+from api.ledger_view import FOLLOWER_FAILPOINT
 from core import commands as c
+from core import events as e
+from core.audit import AuditRecorded
 from core.risk.evaluate import ASSESSMENT_HEADER
+from core.risk.records import RuleSetPublished
 from core.settings import get_settings
-from core.topics import LEDGER_COMMANDS, TopicSpec
+from core.topics import LEDGER_COMMANDS, RISK_COMMANDS, TopicSpec
 from infra.kafka import read_topic
 from infra.topics import load_registry
 from schemas.codec import HEADER_FINGERPRINT, get_codec
-from tests.support import Bank
+from tests.support import Bank, auth_as
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -169,3 +175,126 @@ def test_records_over_kafkas_limit_are_refused_at_produce_time(kafka_bootstrap: 
             await generous.stop()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- well-formed records that are still poison
+
+
+def _foreign_records(account: str, marker: str, topic: str) -> list[Any]:
+    """Well-formed records of types `topic` does not carry: an event, an audit record, a rule set, a risk
+    assessment; on bank.risk.commands also a saga step (forwarded, it would credit money from nowhere)."""
+    now = datetime.now(UTC)
+    ids = {"command_id": marker, "correlation_id": marker, "account_id": account}
+    records: list[Any] = [
+        e.FundsDeposited(event_id=marker, occurred_at=now, sequence=2, amount=5000, currency="EUR",
+                         balance_after=5000, **ids),
+        AuditRecorded(event_id=marker, occurred_at=now, action="login", outcome="success", reason=None,
+                      actor_user_id=None, actor_role=None, actor_session_id=None, subject_user_id=None, ip=None,
+                      user_agent=None, trace_id=None),
+        RuleSetPublished(version=marker, text="rules: []", source="forged.yaml", sha256="0" * 64, published_at=now,
+                         published_by="nobody"),
+    ]
+    if topic == RISK_COMMANDS:
+        records.append(c.CreditTransfer(**ids, issued_at=now, transfer_id=marker, from_account_id="nowhere",
+                                        amount=5000, currency="EUR"))
+    return records
+
+
+@pytest.mark.parametrize("spec", COMMAND_TOPICS, ids=lambda spec: spec.name)
+def test_records_of_a_type_the_topic_does_not_carry_are_dead_lettered(api_url: str, kafka_bootstrap: str,
+                                                                       spec: TopicSpec) -> None:
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        customer = f"dlq-type-{uuid.uuid4().hex[:8]}"
+        account = await bank.open(customer=customer)
+        key = _key(spec, account, customer)
+        codec = get_codec()
+        foreign = [codec.encode(record) for record in _foreign_records(account, uuid.uuid4().hex, spec.name)]
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for body, headers in foreign:
+                await producer.send_and_wait(spec.name, body, key=key, headers=headers)
+        finally:
+            await producer.stop()
+        response = await bank.deposit(account, "1.23")
+        assert response.status_code == 200, "the good command after the foreign records did not post"
+        assert (await bank.account(account))["balance"] == "1.23"   # nothing forged was posted
+        await bank.close()
+
+        assert spec.dead_letter is not None
+        letters = await dead_letters(kafka_bootstrap, spec.dead_letter, key, len(foreign))
+        assert sorted(letter.value for letter in letters) == sorted(body for body, _ in foreign)
+        for letter in letters:
+            error = dict(letter.headers)["dlq.error"].decode()
+            assert error.startswith("UnexpectedRecordType: a ") and "does not belong on this topic" in error, error
+
+    asyncio.run(scenario())
+
+
+def _verdict(action: str, **hit: Any) -> bytes:
+    """An assessment header no risk agent writes (it drops any from outside): values no ledger check foresaw."""
+    rule = {"rule_id": "forged", "kind": "ctr", "action": action, "severity": "high", "score": 10,
+            "reason": "forged"} | hit
+    return json.dumps({"score": 10, "action": action, "rule_set_version": "forged", "hits": [rule]}).encode()
+
+
+def test_a_command_that_raises_is_rejected_with_the_error_and_the_worker_goes_on(stack: Any, api_url: str,
+                                                                                 kafka_bootstrap: str) -> None:
+    """A rule id that is no string makes decide raise (joining the ids of a block); a score that is no number
+    makes the RiskFlagged event fail to encode. Each raised on every retry until the worker died, and again after
+    every restart: one record stopped its partition for good."""
+    workers = {name: child.popen.pid for name, child in stack.children.items() if name.startswith("worker-")}
+
+    async def scenario() -> None:
+        bank = Bank(api_url)
+        account = await bank.open()
+        codec = get_codec()
+        poison = {"decide": _verdict("block", rule_id=7), "encode": _verdict("alert", score="high")}
+        ids = {}
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for name, verdict in poison.items():
+                command_id = ids[name] = str(uuid.uuid4())
+                value, headers = codec.encode(c.Deposit(command_id=command_id, account_id=account, amount=100,
+                                                        issued_at=datetime.now(UTC), correlation_id=command_id,
+                                                        currency="EUR"))
+                await producer.send_and_wait(LEDGER_COMMANDS, value, key=account.encode(),
+                                             headers=headers + [(ASSESSMENT_HEADER, verdict)])
+        finally:
+            await producer.stop()
+        response = await bank.deposit(account, "1.23")
+        assert response.status_code == 200, response.text
+        assert (await bank.account(account))["balance"] == "1.23"
+        for name, command_id in ids.items():
+            outcome = await bank.command(command_id)
+            assert outcome["status"] == "rejected" and outcome["reason"] == "internal_error", (name, outcome)
+        assert "TypeError" in (await bank.command(ids["decide"]))["detail"]
+        await bank.close()
+
+    asyncio.run(scenario())
+    assert {name: child.popen.pid for name, child in stack.children.items()
+            if name.startswith("worker-") and child.alive} == workers, "a worker died or was restarted"
+
+
+def test_readyz_reports_a_dead_ledger_follower(api_url: str, extra_api: Any) -> None:
+    """The follower of the API's ledger view feeds `?wait=true` and the positions of every answer: an API whose
+    follower has stopped must say it is not ready (for its load balancer), not answer with a frozen view."""
+    url = extra_api({"BANK_FAILPOINT": FOLLOWER_FAILPOINT})   # its follower raises on the next records it reads
+
+    async def new_records() -> None:
+        bank = Bank(api_url)
+        await bank.open()
+        await bank.close()
+
+    asyncio.run(new_records())
+    deadline = time.monotonic() + 60
+    while (response := httpx.get(f"{url}/readyz", timeout=30)).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert response.status_code == 503, response.text
+    view = response.json()["checks"]["ledger_view"]
+    assert not view["ok"] and "the ledger follower stopped: RuntimeError" in view["error"], view
+    # And what needs the view says so at once instead of waiting on it.
+    answer = httpx.get(f"{url}/v1/commands/{uuid.uuid4()}", auth=auth_as("teller"), timeout=30)
+    assert answer.status_code == 503 and "no longer follows the ledger" in answer.json()["detail"], answer.text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from core import commands as c
 from core import events as e
-from core.ledger import AccountState, CommandOutcome, apply, decide
+from core.ledger import AccountState, CommandOutcome, apply, decide, internal_error
+from core.money import MAX_BALANCE_MINOR_UNITS
+from core.risk.evaluate import Assessment
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -143,3 +146,72 @@ def test_event_ids_are_deterministic() -> None:
     command = cmd(c.Deposit, amount=7, currency="EUR")
     state = opened()
     assert [x.event_id for x in decide(state, command, NOW)] == [x.event_id for x in decide(state, command, NOW)]
+
+
+# ---------------------------------------------------------------- the balance range (MAX_BALANCE_MINOR_UNITS)
+
+LIMIT = MAX_BALANCE_MINOR_UNITS
+
+
+def test_a_deposit_past_the_balance_limit_is_rejected() -> None:
+    state = opened(balance=LIMIT)
+    after, events = run(state, cmd(c.Deposit, amount=1, currency="EUR", cid="one-too-many"))
+    assert rejection(events) == "balance_limit" and after == state
+    assert "outside the limit" in events[0].detail
+
+
+def test_a_credit_past_the_balance_limit_fails_and_the_saga_reverses_it() -> None:
+    dest = opened(balance=LIMIT - 5)
+    credit = cmd(c.CreditTransfer, transfer_id="t", from_account_id="S", amount=10, currency="EUR")
+    after, events = run(dest, credit)
+    assert isinstance(events[0], e.TransferCreditFailed) and events[0].reason == "balance_limit"
+    assert after is not None and after.balance == LIMIT - 5
+    source = opened(balance=10)
+    source, _ = run(source, cmd(c.Transfer, to_account_id="B", amount=10, currency="EUR"))
+    source, reversed_ = run(source, cmd(c.ReverseTransfer, transfer_id="t", to_account_id="B", amount=10,
+                                        currency="EUR", reason="balance_limit"))
+    assert isinstance(reversed_[0], e.TransferReversed) and source is not None and source.balance == 10
+
+
+def test_a_reversal_returns_money_even_past_the_limit() -> None:
+    """The money was the account's before the transfer: it comes back whatever came in meanwhile."""
+    source = opened(balance=100)
+    source, _ = run(source, cmd(c.Transfer, to_account_id="B", amount=100, currency="EUR"))
+    source, _ = run(source, cmd(c.Deposit, amount=LIMIT, currency="EUR"))
+    source, events = run(source, cmd(c.ReverseTransfer, transfer_id="t", to_account_id="B", amount=100,
+                                     currency="EUR", reason="account_closed"))
+    assert isinstance(events[0], e.TransferReversed) and source is not None and source.balance == LIMIT + 100
+    assert rejection(run(source, cmd(c.Deposit, amount=1, currency="EUR", cid="after"))[1]) == "balance_limit"
+
+
+def test_an_overdraft_reaches_down_to_the_limit_and_no_further() -> None:
+    state = opened(overdraft=LIMIT)
+    after, events = run(state, cmd(c.Withdraw, amount=LIMIT, currency="EUR"))
+    assert isinstance(events[0], e.FundsWithdrawn) and after is not None and after.balance == -LIMIT
+    too_much = cmd(c.OpenAccount, account="C", customer_id="cust", currency="EUR", overdraft_limit=LIMIT + 1)
+    assert rejection(run(None, too_much)[1]) == "invalid_overdraft_limit"
+    # A state from before the limit (a snapshot with a larger overdraft) still cannot go past it.
+    old = replace(opened(), overdraft_limit=2 * LIMIT)
+    after, events = run(old, cmd(c.Withdraw, amount=LIMIT, currency="EUR", cid="first"))
+    assert rejection(run(after, cmd(c.Withdraw, amount=1, currency="EUR", cid="second"))[1]) == "balance_limit"
+    assert rejection(run(after, cmd(c.Transfer, to_account_id="B", amount=1, currency="EUR"))[1]) == "balance_limit"
+
+
+def test_the_held_total_is_bounded() -> None:
+    hold = Assessment(score=70, action="hold", hits=(), rule_set_version="v-test")
+    state: AccountState | None = opened()
+    for number in range(2):
+        events = decide(state, cmd(c.Deposit, amount=LIMIT // 2, currency="EUR", cid=f"held-{number}"), NOW, hold)
+        assert isinstance(events[0], e.FundsHeld)
+        state = apply(state, events[0])
+    assert state is not None and state.held_total == LIMIT
+    events = decide(state, cmd(c.Deposit, amount=1, currency="EUR", cid="held-more"), NOW, hold)
+    assert rejection(events) == "balance_limit" and "held for review" in events[0].detail
+
+
+def test_a_command_whose_decision_raises_can_be_rejected_with_the_error() -> None:
+    state = opened()
+    command = cmd(c.Deposit, amount=1, currency="EUR")
+    [rejected] = [internal_error(state, command, NOW, TypeError("x" * 2000))]
+    assert rejected.reason == "internal_error" and rejected.detail.startswith("TypeError: xxx")
+    assert len(rejected.detail) <= 500 and apply(state, rejected) == state

@@ -9,15 +9,16 @@ from datetime import UTC, datetime
 import pytest
 
 from core.audit import AUDIT_TYPES
-from core.commands import COMMAND_TYPES
+from core.commands import COMMAND_TYPES, CUSTOMER_COMMANDS, STAFF_COMMANDS
 from core.events import EVENT_TYPES
 from core.risk.records import RISK_TYPES
-from infra.topics import load_registry
+from core.topics import AUDIT, LEDGER_COMMANDS, LEDGER_EVENTS, RISK_ASSESSMENTS, RISK_COMMANDS, RISK_RULES
+from infra.topics import load_registry, record_types
 import io
 
 import fastavro
 
-from schemas.codec import HEADER_FINGERPRINT, Codec, DecodeError, current_schemas, get_codec, load_schema, schema_fingerprint
+from schemas.codec import HEADER_FINGERPRINT, Codec, DecodeError, UnexpectedRecordType, current_schemas, get_codec, load_schema, schema_fingerprint
 from schemas.compat import history_path, incompatibility, read_lock, version_of
 
 CURRENT = current_schemas()
@@ -75,6 +76,28 @@ def test_compatibility_check_catches_a_breaking_change() -> None:
 def test_topics_name_only_known_schemas() -> None:
     for topic in load_registry().values():
         assert set(topic.value_schemas) <= set(CURRENT), topic.name
+
+
+def test_topics_carry_every_record_type_their_writers_write() -> None:
+    """Readers refuse a record of a type its topic does not declare (dead letter): a command or event type
+    missing here would be dead-lettered instead of decided."""
+    registry = load_registry()
+    api_commands = {kind.__name__ for kind in CUSTOMER_COMMANDS + STAFF_COMMANDS}
+    assert set(COMMAND_TYPES) <= set(registry[LEDGER_COMMANDS].value_schemas)
+    assert api_commands <= set(registry[RISK_COMMANDS].value_schemas)
+    assert set(EVENT_TYPES) <= set(registry[LEDGER_EVENTS].value_schemas)
+    assert set(AUDIT_TYPES) <= set(registry[AUDIT].value_schemas)
+    assert set(RISK_TYPES) <= set(registry[RISK_ASSESSMENTS].value_schemas) | set(registry[RISK_RULES].value_schemas)
+
+
+def test_a_record_of_a_type_its_topic_does_not_carry_is_refused() -> None:
+    codec = get_codec()
+    deposit = COMMAND_TYPES["Deposit"](command_id="d", account_id="A", issued_at=datetime.now(UTC),
+                                       correlation_id="d", amount=1, currency="EUR")
+    value, headers = codec.encode(deposit)
+    assert codec.decode(value, headers, record_types(LEDGER_COMMANDS)) == deposit
+    with pytest.raises(UnexpectedRecordType, match="a Deposit record does not belong on this topic"):
+        codec.decode(value, headers, record_types(LEDGER_EVENTS))
 
 
 def test_codec_reads_old_writer_version_through_the_header() -> None:

@@ -64,6 +64,8 @@ async def _run(check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
 
 
 async def _view_ready(platform: PlatformDep) -> str:
+    if (failure := platform.view.failure) is not None:
+        raise RuntimeError(failure)
     if not platform.view.caught_up.is_set():
         raise RuntimeError("still reading the event log")
     return f"{sum(platform.view.positions.values())} events read"

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import FETCH_BYTES, TopicMissing, group_less_consumer, partitions_of, stop_consumer
+from infra.topics import record_types
 from schemas.codec import Codec, DecodeError, get_codec
 from streams.projections.base import ApplyError, EventRecord, Parked, ProjectionStore, Status
 from streams.projections.runner import BATCH_MAX, apply_batch
@@ -141,7 +142,7 @@ async def retry_parked(store: ProjectionStore, codec: Codec | None = None) -> Re
         for parked in await store.parked():
             record = EventRecord(parked.partition, parked.offset, parked.value, parked.headers)
             try:
-                record.event = codec.decode(parked.value, parked.headers)
+                record.event = codec.decode(parked.value, parked.headers, record_types(LEDGER_EVENTS))
                 await store.reapply([record])
             except (DecodeError, ApplyError) as error:
                 parked.reason = f"{'cannot decode: ' if isinstance(error, DecodeError) else ''}{error}"

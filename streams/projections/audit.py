@@ -19,7 +19,7 @@ from pymongo.errors import PyMongoError
 
 from core.audit import AUDIT_TRAIL_COLLECTION, AUDIT_TRAIL_GROUP, AUDIT_TRAIL_INDEXES, AuditRecorded, audit_document
 from core.readmodel import MONGO_DB
-from core.topics import AUDIT
+from core.topics import AUDIT, record_types
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,9 @@ class AuditTrailProjection:
         for tp, records in batches.items():
             for record in records:
                 try:
-                    audit = self._codec.decode(record.value, record.headers)
-                except DecodeError as error:
-                    log.error("audit trail: skipped an undecodable record %s/%s: %s", tp.partition, record.offset,
-                              error)
+                    audit = self._codec.decode(record.value, record.headers, record_types(AUDIT))
+                except DecodeError as error:   # unreadable, or not an audit record
+                    log.error("audit trail: skipped a record %s/%s: %s", tp.partition, record.offset, error)
                     continue
                 if isinstance(audit, AuditRecorded):
                     doc = audit_document(audit, tp.partition, record.offset)

@@ -15,13 +15,16 @@ from typing import Any
 from core.events import AccountOpened, CaseReviewed, Event, RiskCase
 from core.ledger import AccountState
 from core.readmodel import FoldError, Positions, Posting, fold, posting_for
+from core.topics import LEDGER_EVENTS
 from infra.records import header_list, header_text
+from infra.topics import record_types
 from schemas.codec import HEADER_FINGERPRINT, HEADER_SCHEMA, DecodeError, get_codec
 
 
 @dataclass(slots=True)
 class EventRecord:
-    """One message of the event log, decoded if possible."""
+    """One message of the event log, decoded if possible: a record of a type the log does not carry (an audit
+    record, a command) is not, like an unreadable one, so it is parked instead of stalling the projection."""
 
     partition: int
     offset: int
@@ -42,7 +45,7 @@ class EventRecord:
     def decode(cls, partition: int, offset: int, value: bytes | None, headers: Any) -> EventRecord:
         record = cls(partition, offset, value, header_list(headers))
         try:
-            record.event = get_codec().decode(value, record.headers)
+            record.event = get_codec().decode(value, record.headers, record_types(LEDGER_EVENTS))
         except DecodeError as error:
             record.error = str(error)
         return record
