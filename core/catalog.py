@@ -181,8 +181,7 @@ def type_text(avro_type: Any) -> str:
 def _example_message(name: str, schema: dict[str, Any], topic: TopicSpec | None) -> dict[str, Any]:
     value = example_record(schema)
     key = _example_key(topic.key, value) if topic else None
-    message = message_json(topic.name if topic else "", 0, 42, EXAMPLE_MOMENT, key, name, value)
-    return message
+    return message_json(topic.name if topic else "", 0, 42, EXAMPLE_MOMENT, key, name, value)
 
 
 def example_record(schema: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from api.authz import unknown_account
 from api.deps import PlatformDep, ViewDep
 from api.ledger_history import read_ledger_until
+from api.ledger_view import LedgerView
 from api.problems import PROBLEM_JSON, Problem
 from core.money import format_amount
 from core.pointintime import Cutoff, CutoffError, account_as_of, describe, parse_cutoff
@@ -79,7 +80,7 @@ def _cutoff(as_of: str | None, now: datetime) -> Cutoff:
         raise Problem(422, "Invalid as_of", f"as_of: {error}", "invalid_as_of") from None
 
 
-async def _within_log(cutoff: Cutoff, now: datetime, view: Any) -> None:
+async def _within_log(cutoff: Cutoff, now: datetime, view: LedgerView) -> None:
     """422 for a point the log has not reached: the answer could still change."""
     if isinstance(cutoff, datetime):
         if cutoff > now:
