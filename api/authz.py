@@ -102,9 +102,14 @@ POLICIES: dict[str, Policy] = {
     "transactions_csv": _allow(*EVERYONE, own="account"),
     "statement": _allow(*EVERYONE, own="account"),
     "timeline": _allow(*EVERYONE, own="customer"),
+    # point in time: a balance as it was, folded from the ledger log (api/routes/balances.py)
+    "account_balance": _allow(*EVERYONE, own="account"),
     # The raw ledger audit trail shows fraud flags and reviewers' decisions (no tipping-off): staff only.
     # Customers have their timeline and transactions.
     "audit": _allow(*STAFF),
+    # the topic catalogue (topics, record types, fields, examples): for the bank's staff, not its customers
+    "catalog": _allow(*STAFF),
+    "catalog_markdown": _allow(*STAFF),
     # fraud and AML review (api/routes/admin.py): analysts and admins
     "list_cases": _allow(*REVIEWERS),
     "get_case": _allow(*REVIEWERS),

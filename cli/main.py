@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import bench, chaos, projections, rules, users
+from cli import bench, catalog, chaos, projections, replay, rules, tail, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -28,6 +28,9 @@ app.add_typer(rules.app, name="rules")
 app.add_typer(users.app, name="users")
 app.command("bench")(bench.bench)
 app.command("chaos")(chaos.chaos)
+app.command("catalog")(catalog.catalog)
+app.command("tail")(tail.tail)
+app.command("replay")(replay.replay)
 console = Console()
 
 _STATUS_STYLE = {"created": "green", "ok": "dim", "drift": "yellow", "error": "red"}

@@ -32,6 +32,8 @@ class TopicSpec:
     value_schemas: tuple[str, ...] = ()
     dead_letter: str | None = None
     description: str = ""
+    producers: tuple[str, ...] = ()   # who writes the topic, who reads it: documentation (docs/topics.md)
+    consumers: tuple[str, ...] = ()
     extra_config: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -65,6 +67,8 @@ def parse_registry(text: str) -> dict[str, TopicSpec]:
                 value_schemas=tuple(raw.get("value_schemas") or ()),
                 dead_letter=raw.get("dead_letter"),
                 description=str(raw.get("description", "")),
+                producers=tuple(str(p) for p in raw.get("producers") or ()),
+                consumers=tuple(str(c) for c in raw.get("consumers") or ()),
                 extra_config={k: str(v) for k, v in (raw.get("config") or {}).items()},
             )
         except KeyError as missing:

@@ -84,7 +84,9 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "transactions_csv": row(401, MINE, 200, 200, 200),
     "statement": row(401, MINE, 200, 200, 200),
     "timeline": row(401, MINE, 200, 200, 200),
+    "account_balance": row(401, MINE, 200, 200, 200),
     "audit": row(401, (403, 403), 200, 200, 200),            # the raw ledger trail: staff only
+    "catalog": row(401, 403, 200, 200, 200), "catalog_markdown": row(401, 403, 200, 200, 200),
     "list_cases": reviewers(200), "get_case": reviewers(200),
     "approve_case": reviewers(404), "reject_case": reviewers(404),   # an unknown case: authorized, then 404
     "ctr_report": reviewers(200), "ctr_report_csv": reviewers(200),
@@ -310,6 +312,9 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "statement": lambda: Request("GET", f"/v1/accounts/{acct}/statements/{_today()[:7]}", params=fresh),
         "timeline": lambda: Request("GET", f"/v1/customers/{customer}/timeline", params=fresh),
         "audit": lambda: Request("GET", "/v1/audit", params=fresh | {"account_id": acct}),
+        "account_balance": lambda: Request("GET", f"/v1/accounts/{acct}/balance"),
+        "catalog": lambda: Request("GET", "/v1/catalog"),
+        "catalog_markdown": lambda: Request("GET", "/v1/catalog.md"),
         "list_cases": lambda: Request("GET", "/v1/admin/cases", params=fresh),
         "get_case": lambda: Request("GET", f"/v1/admin/cases/{w.case_id}", params=fresh),
         "approve_case": lambda: Request("POST", f"/v1/admin/cases/no-such-case-{uuid.uuid4().hex[:8]}/approve",

@@ -1,0 +1,95 @@
+"""Reading the ledger log up to a cutoff, for point-in-time answers (GET /v1/accounts/{id}/balance?as_of=) and
+`bank replay --until`. The folding is core/pointintime.py's; this module only fetches the events.
+
+Committed data only. For a moment, it reads each partition up to the first record stamped CLOCK_MARGIN after
+it (offsets_for_times): a record is stamped when the ledger sends it, just after it decided the event, so no
+event that occurred at or before the moment lies beyond that offset. For a position, up to that position.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from core.pointintime import Cutoff, LoggedEvent
+from core.readmodel import Positions
+from core.topics import LEDGER_EVENTS
+from infra.kafka import group_less_consumer, stop_consumer
+from schemas.codec import DecodeError, get_codec
+
+log = logging.getLogger(__name__)
+
+CLOCK_MARGIN = timedelta(minutes=5)
+Progress = Callable[[int, int], None]   # (records read, records to read)
+
+
+async def log_end(bootstrap: str) -> Positions:
+    """The end of the ledger log per partition (committed data: the last stable offsets)."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = _partitions(consumer)
+        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await stop_consumer(consumer)
+
+
+async def read_ledger_until(bootstrap: str, cutoff: Cutoff, progress: Progress | None = None) -> list[LoggedEvent]:
+    """Every committed event of the ledger log that can be before the cutoff, decoded, in per-partition order."""
+    consumer = _consumer(bootstrap)
+    await consumer.start()
+    try:
+        tps = _partitions(consumer)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        stops = await _stop_offsets(consumer, tps, cutoff)
+        return await _read(consumer, stops, progress)
+    finally:
+        await stop_consumer(consumer)
+
+
+def _consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return group_less_consumer(bootstrap)   # committed data only
+
+
+def _partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    partitions = consumer.partitions_for_topic(LEDGER_EVENTS) or set()
+    if not partitions:
+        raise RuntimeError(f"topic {LEDGER_EVENTS} does not exist; run `bank topics apply`")
+    return [TopicPartition(LEDGER_EVENTS, p) for p in sorted(partitions)]
+
+
+async def _stop_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition], cutoff: Cutoff) -> dict[TopicPartition, int]:
+    ends = await consumer.end_offsets(tps)
+    if not isinstance(cutoff, datetime):
+        return {tp: min(ends[tp], cutoff.get(tp.partition, 0)) for tp in tps}
+    stamp = max(0, int((cutoff + CLOCK_MARGIN).timestamp() * 1000))   # before 1970: nothing can be before it
+    later = await consumer.offsets_for_times({tp: stamp for tp in tps})
+    return {tp: min(ends[tp], found.offset) if (found := later.get(tp)) is not None else ends[tp] for tp in tps}
+
+
+async def _read(consumer: AIOKafkaConsumer, stops: dict[TopicPartition, int],
+                progress: Progress | None) -> list[LoggedEvent]:
+    codec, found, total, read = get_codec(), [], sum(stops.values()), 0
+    pending = {tp for tp, stop in stops.items() if stop > 0}
+    consumer.pause(*(tp for tp in stops if tp not in pending))
+    while pending:
+        for tp, records in (await consumer.getmany(*pending, timeout_ms=500, max_records=5000)).items():
+            for record in records:
+                if record.offset >= stops[tp]:
+                    break
+                try:
+                    found.append(LoggedEvent(tp.partition, record.offset, codec.decode(record.value, record.headers)))
+                except DecodeError as error:   # an event this version cannot read: skip it, loudly
+                    log.error("cannot read event %s/%s/%s: %s", tp.topic, tp.partition, record.offset, error)
+        read = sum([min(await consumer.position(tp), stops[tp]) for tp in stops])
+        for tp in list(pending):
+            if await consumer.position(tp) >= stops[tp]:
+                pending.discard(tp)
+                consumer.pause(tp)
+        if progress is not None:
+            progress(read, total)
+    return found
