@@ -9,7 +9,7 @@ from typing import Any
 
 from api.models import (AccountView, ActivityEntry, AuditEntry, CaseHit, CaseView, CommandStatus, CtrEntry,
                         EventView, SarCandidate, TransactionView)
-from core.events import Event, RiskFlagged, TransferCreditFailed, TransferReversed
+from core.events import CommandRejected, Event, RiskFlagged, TransferCreditFailed, TransferReversed
 from core.ledger import CommandOutcome
 from core.money import format_amount
 from core.readmodel import AML_KINDS
@@ -55,12 +55,20 @@ def command_status(outcome: CommandOutcome, owns: Owns | None = None) -> Command
 
 def _customer_status(outcome: CommandOutcome, owns: Owns) -> CommandStatus:
     events = outcome.events or []
-    views = [_customer_event(e, owns) for e in events if owns(e.account_id) and not isinstance(e, RiskFlagged)]
+    views = [_customer_event(e, owns) for e in events if _shown_to_customer(e, outcome.command_id, owns)]
     reason, detail = outcome.reason, _CUSTOMER_DETAIL.get(outcome.reason or "", outcome.detail)
     if any(_refused_by_another(e, owns) for e in events):
         reason, detail = CREDIT_FAILED, _CREDIT_FAILED_DETAIL[outcome.status == "rejected"]
     return CommandStatus(command_id=outcome.command_id, status=outcome.status, in_flight=outcome.in_flight,
                          reason=reason, detail=detail, events=views)
+
+
+def _shown_to_customer(event: Event, command_id: str, owns: Owns) -> bool:
+    """Events of their own accounts, and the refusal of the command itself (it may name an account that was
+    never opened: a refused OpenAccount). Never a risk flag."""
+    if isinstance(event, RiskFlagged):
+        return False
+    return owns(event.account_id) or (isinstance(event, CommandRejected) and event.command_id == command_id)
 
 
 def _refused_by_another(event: Event, owns: Owns) -> bool:
