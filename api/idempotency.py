@@ -3,6 +3,9 @@
 The command id is derived from the key, so a retry produces the identical command and the ledger
 (which remembers processed command ids in its tables) posts it at most once. This table only lets the
 API answer a key reused with a different body synchronously, across API restarts.
+
+A key is its caller's: the key and the command id derived from it are scoped by the authenticated user
+(staff included), so one caller's key never collides with, blocks, or reveals another's.
 """
 
 from __future__ import annotations
@@ -26,8 +29,25 @@ def request_hash(method: str, path: str, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 
-def command_id_for(key: str) -> str:
-    return derive_id("idempotency-key", key)
+# A stored key is "<scope>\n<key>": a key is printable (check_key), so it never holds the separator, and
+# no key stored before keys were scoped (none holds one) can match a scoped key.
+_SCOPE_SEPARATOR = "\n"
+
+
+def caller_scope() -> str:
+    """Whose keys a request's are: the authenticated user's. (Every command route requires one; without a
+    caller the keys share one anonymous scope.)"""
+    principal = current_principal()
+    return user_scope(principal.user_id) if principal is not None else "anonymous"
+
+
+def user_scope(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def command_id_for(key: str, scope: str) -> str:
+    """The command id of a caller's key (a scope holds no '/', which derive_id joins with: unambiguous)."""
+    return derive_id("scoped-idempotency-key", scope, key)
 
 
 def check_key(key: str) -> str:
@@ -41,9 +61,10 @@ class IdempotencyStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def claim(self, key: str, fingerprint: str) -> str:
-        """The command id for this key; raises a 409 Problem if the key was used for another request."""
-        command_id = command_id_for(key)
+    async def claim(self, key: str, fingerprint: str, scope: str) -> str:
+        """The command id for this key of this scope (see caller_scope); raises a 409 Problem if the scope
+        used the key for another request."""
+        command_id = command_id_for(key, scope)
         # A customer's own command is theirs to follow (GET /v1/commands/{id}) even before the ledger decides it.
         caller = current_principal()
         submitter = caller.customer_id if caller is not None and caller.role == "customer" else None
@@ -53,7 +74,7 @@ class IdempotencyStore:
                    VALUES ($1, $2, $3, $4)
                    ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key
                    RETURNING request_hash""",
-                key, fingerprint, command_id, submitter,
+                f"{scope}{_SCOPE_SEPARATOR}{key}", fingerprint, command_id, submitter,
             )
         if stored != fingerprint:
             raise Problem(409, "Idempotency-Key reused", "this Idempotency-Key was already used with a different "

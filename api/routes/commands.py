@@ -13,11 +13,12 @@ from fastapi.responses import JSONResponse
 
 from api.authz import bound_customer_id
 from api.deps import POSITION_HEADER, PlatformDep, ViewDep
-from api.idempotency import check_key, request_hash
+from api.idempotency import caller_scope, check_key, request_hash
 from api.metrics import API_COMMANDS
 from api.models import (CommandAccepted, CommandOutcome, CommandStatus, MovementRequest, OpenAccountRequest, StatusChangeRequest,
                         TransferRequest)
-from api.presenters import command_status
+from api.ledger_view import LedgerView
+from api.presenters import Owns, command_status
 from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
 from core.commands import derive_id
@@ -58,9 +59,11 @@ def _require_account(view: ViewDep, account_id: str) -> AccountState:
 
 async def submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
                   key: str | None, wait: bool, build: Callable[[str], c.Command], customer_id: str,
-                  created: bool = False) -> Any:
+                  created: bool = False, key_scope: str | None = None) -> Any:
+    """`key_scope`: whose the key is; the caller's unless the key is shared on purpose (a case's decision)."""
     key = check_key(key) if key is not None else str(uuid.uuid4())
-    command_id = await platform.idempotency.claim(key, request_hash(request.method, request.url.path, body))
+    command_id = await platform.idempotency.claim(key, request_hash(request.method, request.url.path, body),
+                                                  key_scope or caller_scope())
     command = build(command_id)
     await platform.bus.send(command, customer_id)
     log.info("command accepted onto the log", extra={"command_id": command_id, "command_type":
@@ -71,16 +74,18 @@ async def submit(request: Request, platform: PlatformDep, view: ViewDep, body: d
         outcome = await view.wait_for_outcome(command_id, platform.settings.command_timeout.total_seconds())
         if outcome is not None:
             API_COMMANDS.labels(kind, outcome.status).inc()
-            return final(outcome, command.account_id, created, view.outcome_positions.get(command_id, {}))
+            return final(outcome, command.account_id, created, view.outcome_positions.get(command_id, {}),
+                         _caller_owns(view))
     API_COMMANDS.labels(kind, "pending").inc()
     accepted = CommandAccepted(command_id=command_id, account_id=command.account_id, status="pending",
                                status_url=status_url)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": status_url})
 
 
-def final(outcome: Any, account_id: str, created: bool, positions: Positions) -> JSONResponse:
-    """The outcome, with the position of its events: pass it as `?min_position=` to read your own write."""
-    status = command_status(outcome, customer_view=_customer_calling())
+def final(outcome: Any, account_id: str, created: bool, positions: Positions, owns: Owns | None) -> JSONResponse:
+    """The outcome, with the position of its events: pass it as `?min_position=` to read your own write.
+    `owns`: the customer's view of it (see api.presenters.command_status); None for staff."""
+    status = command_status(outcome, owns)
     position = format_positions(positions)
     if status.status == "rejected":
         problem = Problem(422, "Command rejected", status.detail or status.reason or "rejected", status.reason,
@@ -94,9 +99,19 @@ def final(outcome: Any, account_id: str, created: bool, positions: Positions) ->
     return JSONResponse(body, status_code=code, headers={POSITION_HEADER: position})
 
 
-def _customer_calling() -> bool:
+def _caller_owns(view: LedgerView) -> Owns | None:
+    """For a customer, whether they own an account, as the server's view of the accounts says; None for staff
+    (they see every side of a command). No caller counts as a customer who owns nothing: fail closed."""
     principal = current_principal()
-    return principal is not None and principal.role == "customer"
+    if principal is not None and principal.staff:
+        return None
+    customer_id = principal.customer_id if principal is not None else None
+
+    def owns(account_id: str) -> bool:
+        account = view.accounts.get(account_id)
+        return customer_id is not None and account is not None and account.customer_id == customer_id
+
+    return owns
 
 
 def _hashed(body: Any) -> dict[str, Any]:
@@ -187,7 +202,7 @@ _status_route("close", c.CloseAccount, "Close an account (only at zero balance)"
 async def get_command(command_id: str, platform: PlatformDep, view: ViewDep) -> CommandStatus:
     outcome = view.outcomes.get(command_id)
     if outcome is not None:
-        return command_status(outcome, customer_view=_customer_calling())
+        return command_status(outcome, _caller_owns(view))
     if await platform.idempotency.known(command_id):
         return CommandStatus(command_id=command_id, status="pending")
     raise Problem(404, "Unknown command", f"no command {command_id}", "unknown_command")

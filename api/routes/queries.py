@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
-import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +19,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from api.csv_export import csv_line, csv_response
 from api.deps import FreshnessDep, PlatformDep, utc_moment
 from api.models import AccountView, ActivityPage, AuditPage, CustomerAccounts, Statement, TransactionPage, TransactionView
 from api.presenters import account_from_row, activity_entry, audit_entry, transaction_from_row
@@ -154,20 +153,12 @@ async def transactions_csv(account_id: str, platform: PlatformDep, fresh: Freshn
     where = await _filter(platform, account_id, since, until, types, min_amount, max_amount, text)
 
     async def lines() -> AsyncIterator[str]:
-        yield _csv_line(_CSV_COLUMNS)
+        yield csv_line(_CSV_COLUMNS)
         async for row in platform.reads.stream_transactions(account_id, where):
             view = transaction_from_row(row).model_dump(mode="json")
-            yield _csv_line(tuple(view[c] for c in _CSV_COLUMNS))
+            yield csv_line(view[c] for c in _CSV_COLUMNS)
 
-    headers = fresh.headers("postgres", positions) | {
-        "Content-Disposition": f'attachment; filename="{account_id}-transactions.csv"'}
-    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8", headers=headers)
-
-
-def _csv_line(values: tuple[Any, ...]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(["" if v is None else v for v in values])
-    return buffer.getvalue()
+    return csv_response(lines(), f"{account_id}-transactions.csv", fresh.headers("postgres", positions))
 
 
 # ---------------------------------------------------------------- statements

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from api.idempotency import command_id_for
+from api.idempotency import command_id_for, user_scope
 
 GIVE_UP_S = 240.0          # a command still unanswered this long after it was due is given up
 REQUEST_TIMEOUT_S = 60.0   # above the API's command timeout: a `?wait=true` answers 202 before this
@@ -67,8 +67,9 @@ class Tally:
 
 
 class Client:
-    def __init__(self, session: aiohttp.ClientSession, api_url: str, tally: Tally) -> None:
+    def __init__(self, session: aiohttp.ClientSession, api_url: str, tally: Tally, key_scope: str) -> None:
         self.session, self.api_url, self.tally = session, api_url, tally
+        self.key_scope = key_scope   # the API scopes Idempotency-Keys by caller: the command ids are the user's
 
     async def command(self, kind: str, path: str, body: dict[str, str], due: float) -> None:
         key = str(uuid.uuid4())
@@ -99,7 +100,7 @@ class Client:
             if attempt > 1:
                 self.tally.retried.add(command_id)
             return
-        self.tally.gave_up.append(command_id_for(key))
+        self.tally.gave_up.append(command_id_for(key, self.key_scope))
 
     async def _post(self, key: str, path: str, body: dict[str, str]) -> tuple[int, str | None] | None:
         try:
@@ -112,6 +113,13 @@ class Client:
             return None
         command_id = payload.get("command_id") if isinstance(payload, dict) else None
         return response.status, command_id
+
+
+async def _key_scope(session: aiohttp.ClientSession, api_url: str) -> str:
+    """The scope of this token's Idempotency-Keys (the user it belongs to), as the API derives command ids."""
+    async with session.get(f"{api_url}/v1/auth/me") as response:
+        response.raise_for_status()
+        return user_scope((await response.json())["user_id"])
 
 
 def _plan(rng: random.Random, accounts: list[str], closed: str, mix: Mix) -> tuple[str, str, dict[str, str]]:
@@ -138,7 +146,7 @@ async def open_loop(api_url: str, token: str, accounts: list[str], closed: str, 
     connector = aiohttp.TCPConnector(limit=2_000)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}, connector=connector,
                                      timeout=timeout) as session:
-        client = Client(session, api_url, tally)
+        client = Client(session, api_url, tally, await _key_scope(session, api_url))
         tasks: set[asyncio.Task[None]] = set()
         start = last_report = time.monotonic()
         report.put(tally.progress())   # the first report says the load runs
