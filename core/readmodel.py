@@ -17,6 +17,9 @@ from core import ledger
 ProjectionName = Literal["postgres", "redis", "mongo"]
 PROJECTIONS: tuple[ProjectionName, ...] = ("postgres", "redis", "mongo")
 
+# The reference of a reversal in every read model: the same words whichever account refused the credit.
+REVERSAL_REFERENCE = "credit_failed"
+
 
 def consumer_group(projection: str) -> str:
     """Each projection is its own consumer group, so each has its own offsets and lag."""
@@ -64,8 +67,10 @@ def posting_for(event: e.Event) -> Posting | None:
             kind, counterparty, reference, transfer = ("transfer_in", event.from_account_id, event.reference,
                                                        event.transfer_id)
         case e.TransferReversed():
-            kind, counterparty, reference, transfer = ("transfer_reversal", event.to_account_id, event.reason,
-                                                       event.transfer_id)
+            # Not the destination's own reason (closed, frozen): the sender's history must not tell them about
+            # another customer's account. Staff read the reason on the destination's TransferCreditFailed.
+            kind, counterparty, reference, transfer = ("transfer_reversal", event.to_account_id,
+                                                       REVERSAL_REFERENCE, event.transfer_id)
         case _:
             return None
     # Money between accounts of the bank always moves by transfer; deposits and withdrawals say how.

@@ -12,6 +12,7 @@ TopicKind = Literal["command", "event", "deadletter", "internal"]
 LEDGER_COMMANDS = "bank.ledger.commands"
 LEDGER_COMMANDS_DLQ = "bank.ledger.commands.dlq"
 LEDGER_EVENTS = "bank.ledger.events"
+LEDGER_EVENTS_DLQ = "bank.ledger.events.dlq"
 RISK_COMMANDS = "bank.risk.commands"
 RISK_COMMANDS_DLQ = "bank.risk.commands.dlq"
 RISK_ASSESSMENTS = "bank.risk.assessments"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -479,6 +480,24 @@ def test_a_refused_credit_on_another_customers_account_does_not_say_why(world: W
     staff_view = world.clients["teller"].get(f"/v1/commands/{command_id}").json()
     assert staff_view["reason"] == f"account_{state}", staff_view
     assert "TransferCreditFailed" in [event["type"] for event in staff_view["events"]], staff_view
+    # Nor do the sender's own history and timeline (read models) name the other account's state.
+    position = {"min_position": response.json()["position"]}
+    customer_id = world.customers[OWN].customer_id
+    for path in (f"/v1/accounts/{world.accounts[OWN]}/transactions", f"/v1/customers/{customer_id}/timeline"):
+        history = _read_when_fresh(world.clients[CUSTOMER], path, position)
+        assert "reversed" in history.text or "transfer_reversal" in history.text, history.text
+        assert f"account_{state}" not in history.text and state not in history.text, history.text
+
+
+def _read_when_fresh(client: httpx.Client, path: str, params: dict[str, str]) -> httpx.Response:
+    """A query once its read model has reached `min_position` (503 read_model_behind until then)."""
+    for _ in range(120):
+        response = client.get(path, params=params)
+        if response.status_code != 503:
+            assert response.status_code == 200, response.text
+            return response
+        time.sleep(0.5)
+    raise AssertionError(f"{path} never reached {params}")
 
 
 def test_a_refused_credit_on_ones_own_account_says_why(world: World) -> None:

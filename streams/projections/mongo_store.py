@@ -334,7 +334,8 @@ def _summary(event: e.Event, account: _Account) -> str:
         case e.TransferCreditFailed():
             return f"Incoming transfer of {money(event.amount)} from {event.from_account_id} refused: {event.reason}"
         case e.TransferReversed():
-            return f"Transfer of {money(event.amount)} to {event.to_account_id} reversed: {event.reason}"
+            return f"Transfer of {money(event.amount)} to {event.to_account_id} reversed: the destination account " \
+                "could not be credited"
         case e.AccountFrozen() | e.AccountUnfrozen() | e.AccountClosed():
             verb = {e.AccountFrozen: "frozen", e.AccountUnfrozen: "unfrozen", e.AccountClosed: "closed"}[type(event)]
             return f"Account {verb}" + (f": {event.reason}" if event.reason else "")
