@@ -19,7 +19,8 @@ from pymongo.errors import PyMongoError
 
 from core.audit import AUDIT_TRAIL_COLLECTION, AUDIT_TRAIL_GROUP, AUDIT_TRAIL_INDEXES, AuditRecorded, audit_document
 from core.readmodel import MONGO_DB
-from core.topics import AUDIT, record_types
+from core.topics import AUDIT
+from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
