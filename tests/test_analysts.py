@@ -27,7 +27,7 @@ from core.money import format_amount
 from core.topics import LEDGER_EVENTS
 from schemas.catalog import CATALOG_FILE, current_catalog
 from schemas.codec import get_codec
-from streams.ledger_log import read_records
+from infra.kafka import read_topic
 from tests.support import Bank, auth_as
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +74,7 @@ def fold(items: list[Logged], account: str, moment: datetime | None = None,
 async def _read_log(bootstrap: str, accounts: set[str]) -> list[Logged]:
     codec = get_codec()
     return [Logged(r.partition, r.offset, datetime.fromtimestamp(r.timestamp / 1000, UTC), event)
-            for r in await read_records(bootstrap, LEDGER_EVENTS)
+            for r in (await read_topic(bootstrap, LEDGER_EVENTS)).records
             if (event := codec.decode(r.value, r.headers)).account_id in accounts]
 
 
