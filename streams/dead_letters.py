@@ -48,9 +48,8 @@ async def send_to_dead_letter(dead_letter_topic: str, message: Any, error: Excep
     """Returns the send future; the caller awaits it before the source offset may be committed."""
     reason = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_BYTES]
     key, value, headers = message.key, message.value, header_list(message)
-    if isinstance(error, RecordTooLarge):
-        limit = settings.max_command_bytes
-        original = record_size(message)
+    limit, original = settings.max_command_bytes, record_size(message)
+    if isinstance(error, RecordTooLarge) or original > limit:   # any oversized record: the saga's too
         key, value = (key or b"")[:limit] or None, (value or b"")[:limit]
         kept = sum(len(k) + len(v) for k, v in headers) <= limit
         headers = (headers if kept else []) + [("dlq.truncated", str(original).encode())]

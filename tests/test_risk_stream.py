@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+from core.audit import AuditRecorded
 from core.risk.records import RiskAssessed, RuleSetPublished
 from core.risk.rules import load_rule_set
 from core.settings import PROJECT_ROOT
@@ -286,5 +287,45 @@ def test_a_held_transfer_is_reserved_then_posted_on_approval_or_released_on_reje
         assert audit.violations == []
         assert audit.accounts[source].balance == 9_000_000 and audit.accounts[target].balance == 6_000_000
         assert audit.accounts[source].holds == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_record_on_the_rules_topic_that_is_no_rule_set_stops_no_rule_switch(stack, api_url: str,
+                                                                              kafka_bootstrap: str) -> None:
+    """The risk agent's rulebook follows bank.risk.rules; a record of another type there (an audit record) is
+    skipped, loudly. It used to kill the follower silently: no later version ever went live."""
+
+    async def scenario() -> None:
+        now = datetime.now(UTC)
+        forged = AuditRecorded(event_id=str(uuid.uuid4()), occurred_at=now, action="login", outcome="success",
+                               reason=None, actor_user_id=None, actor_role=None, actor_session_id=None,
+                               subject_user_id=None, ip=None, user_agent=None, trace_id=None)
+        value, headers = get_codec().encode(forged)
+        producer = create_producer(kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(RISK_RULES, value, key=b"forged", headers=headers)
+        finally:
+            await producer.stop()
+        base = DEFAULT_RULES.read_text()
+        version = f"test-{uuid.uuid4().hex[:8]}"
+        stricter = base.replace('version: "2026-11-24.1"', f'version: "{version}"').replace(
+            '      threshold: {EUR: "50000", USD: "50000", GBP: "50000", CHF: "50000"}',
+            '      threshold: {EUR: "50", USD: "50", GBP: "50", CHF: "50"}')
+        bank = Bank(api_url)
+        try:
+            account = await bank.open(customer=_customer())
+            assert (await bank.deposit(account, "10000.00")).status_code == 200
+            await publish_rules(kafka_bootstrap, stricter)
+            for _ in range(60):   # the new version goes live within moments: a debit of 60 is then held
+                response = await bank.withdraw(account, "60.00")
+                if response.json()["status"] == "held":
+                    break
+                await asyncio.sleep(0.5)
+            assert response.json()["status"] == "held", "the version published after the audit record never went live"
+        finally:
+            await bank.close()
+            await publish_rules(kafka_bootstrap, base.replace('version: "2026-11-24.1"', f'version: "{version}-r"'))
 
     asyncio.run(scenario())
