@@ -131,12 +131,12 @@ def test_staff_change_their_temporary_password_and_enrol_mfa_before_anything_els
     changed = httpx.post(f"{api_url}/v1/auth/password", headers=bearer(token), timeout=30,
                          json={"current_password": teller.password, "new_password": new_password})
     assert changed.status_code == 200, changed.text
+    teller.password = new_password
     _problem(httpx.get(api_url + account, headers=bearer(token)), 403, "mfa_enrollment_required")
     assert _me(api_url, token).status_code == 200        # the caller's own endpoints stay open
 
     _enrol(api_url, teller, token)
     _problem(httpx.get(api_url + account, headers=bearer(token)), 404, "unknown_account")   # authorized now
-    teller.password = new_password
     _problem(_token(api_url, username=teller.email, password=new_password), 401, "mfa_required")
     second = login(api_url, teller)
     assert not second["mfa_enrollment_required"] and not second["password_change_required"]
