@@ -23,18 +23,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /app
-# Files the code finds relative to the source tree (core.settings.PROJECT_ROOT): the topic registry
-# and the SQL migrations. They are not package data, so they live in /app.
+# Files the processes read at run time, not package data, so they live in /app and the ENV below points the
+# settings at them: the topic registry, the SQL migrations, the fraud rule set and the sanctions list (a worker
+# without its rules or sanctions file exits at start). tests/test_compose.py checks every path the ENV and
+# docker-compose.yml name is copied here.
 COPY topics.yaml /app/topics.yaml
 COPY migrations /app/migrations
+COPY rules /app/rules
 
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels bankstream \
- # Installed into site-packages, PROJECT_ROOT is site-packages itself: cli/migrate.py reads
- # PROJECT_ROOT/migrations and has no setting to override it, so point that path at /app/migrations.
- # (topics.yaml is covered by BANK_TOPICS_FILE below.)
- && root="$(python -c 'from core.settings import PROJECT_ROOT; print(PROJECT_ROOT)')" \
- && ln -s /app/migrations "$root/migrations" \
  && groupadd --system --gid 10001 bank \
  && useradd --system --uid 10001 --gid bank --home-dir /app --no-create-home --shell /usr/sbin/nologin bank \
  # /app itself is writable (Faust keeps its `<app_id>-data` dir in the working directory); the
@@ -42,7 +40,9 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && mkdir -p /var/lib/bankstream \
  && chown bank:bank /app /var/lib/bankstream
 
+# Installed into site-packages, the default paths (core.settings.PROJECT_ROOT/...) would be site-packages'.
 ENV BANK_TOPICS_FILE=/app/topics.yaml \
+    BANK_MIGRATIONS_DIR=/app/migrations \
     BANK_RULES_FILE=/app/rules/default.yaml \
     BANK_SANCTIONS_FILE=/app/rules/sanctions.csv \
     BANK_HOME=/var/lib/bankstream \

@@ -63,8 +63,13 @@ class RefreshRequest(_Body):
 
 
 class PasswordChange(_Body):
-    current_password: Password
+    current_password: Password = Field(description="re-authentication: an access token alone cannot change it")
     new_password: Password
+
+
+class MfaSetupRequest(_Body):
+    current_password: Password = Field(description="re-authentication: an access token alone cannot enrol a "
+                                                   "second factor")
 
 
 class PasswordChanged(BaseModel):

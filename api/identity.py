@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from core.identity import Role
+from core.identity import Role, normalise_email
 
 _COLUMNS = ("user_id, email, name, password_hash, role, customer_id, active, mfa_secret, mfa_enabled, "
             "totp_last_step, cardinality(recovery_codes) AS recovery_codes_left, must_change_password, "
@@ -48,9 +48,14 @@ class User:
 
 @dataclass(frozen=True, slots=True)
 class UserQuery:
-    text: str | None = None          # contained in the email or the name, any case
+    text: str | None = None          # contained in the email (normalised) or the name, any case
     role: Role | None = None
     active: bool | None = None
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere (its wildcards escaped)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def new_customer_id() -> str:
@@ -64,13 +69,14 @@ class UserStore:
     async def create(self, *, email: str, name: str, password_hash: str, role: Role,
                      customer_id: str | None = None, must_change_password: bool = False,
                      mfa_secret: str | None = None) -> User:
-        """A new user; raises EmailTaken when the email (in any case) has an account already."""
+        """A new user; raises EmailTaken when the email (in any case or Unicode form) has an account already."""
         try:
             row = await self._pool.fetchrow(
-                f"""INSERT INTO users (user_id, email, name, password_hash, role, customer_id, must_change_password,
-                                       mfa_secret, mfa_enabled)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text, $8::text IS NOT NULL) RETURNING {_COLUMNS}""",
-                uuid.uuid4(), email, name, password_hash, role, customer_id, must_change_password, mfa_secret)
+                f"""INSERT INTO users (user_id, email, email_key, name, password_hash, role, customer_id,
+                                       must_change_password, mfa_secret, mfa_enabled)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text, $9::text IS NOT NULL) RETURNING {_COLUMNS}""",
+                uuid.uuid4(), email, normalise_email(email), name, password_hash, role, customer_id,
+                must_change_password, mfa_secret)
         except asyncpg.UniqueViolationError as error:
             if "email" in (error.constraint_name or ""):
                 raise EmailTaken(email) from None
@@ -78,7 +84,7 @@ class UserStore:
         return User.of(row)
 
     async def by_email(self, email: str) -> User | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE email_key = $1", normalise_email(email))
         return User.of(row) if row else None
 
     async def by_id(self, user_id: str) -> User | None:
@@ -98,8 +104,8 @@ class UserStore:
             return f"${len(args)}"
 
         if query.text:
-            pattern = arg("%" + query.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-            where.append(f"(lower(email) LIKE {pattern} OR lower(name) LIKE {pattern})")
+            email_pattern, name_pattern = arg(_like(normalise_email(query.text))), arg(_like(query.text.lower()))
+            where.append(f"(email_key LIKE {email_pattern} OR lower(name) LIKE {name_pattern})")
         if query.role:
             where.append(f"role = {arg(query.role)}")
         if query.active is not None:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from core.identity import Principal, device_from_user_agent
+from core.identity import Principal, device_from_user_agent, normalise_email
 from api.security import new_refresh_token, refresh_token_hash, session_of_refresh_token
 
 PREFIX = "bank:auth:"
@@ -68,17 +68,21 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], unpack(AR
 return 0
 """
 
-# A failed login: count it; at the threshold, lock the account. KEYS: failures, lock; ARGV: window, threshold,
-# lock seconds. Returns the lock's remaining seconds (0: not locked).
-_FAIL = """
+# Start a password (or second-factor) attempt on an account, before anything is verified: refused while the
+# account is locked; otherwise counted at once, so parallel guesses cannot all be verified while a count lags
+# behind. An attempt past the threshold locks the account. KEYS: attempts, lock; ARGV: window, threshold, lock
+# seconds. Returns {the lock's remaining seconds (0: go ahead), the attempt's number in the window}.
+_ATTEMPT = """
+local locked = redis.call('TTL', KEYS[2])
+if locked > 0 then return {locked, 0} end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-if n >= tonumber(ARGV[2]) then
+if n > tonumber(ARGV[2]) then
   redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
   redis.call('DEL', KEYS[1])
-  return tonumber(ARGV[3])
+  return {tonumber(ARGV[3]), n}
 end
-return 0
+return {0, n}
 """
 
 
@@ -109,6 +113,14 @@ class RequestCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """A password attempt, counted before it is verified."""
+
+    locked_for: int      # seconds the account stays locked: the attempt is refused unverified (0: go ahead)
+    number: int          # its place among the attempts of the lock-out window (the threshold-th locks on failure)
+
+
+@dataclass(frozen=True, slots=True)
 class Rotation:
     outcome: Literal["ok", "reused", "invalid", "missing"]
     session_id: str | None
@@ -131,7 +143,7 @@ class AuthStore:
         self._window = max(1, int(window.total_seconds()))
         self._request = redis.register_script(_REQUEST)
         self._rotate = redis.register_script(_ROTATE)
-        self._fail = redis.register_script(_FAIL)
+        self._attempt = redis.register_script(_ATTEMPT)
         self._update = redis.register_script(_UPDATE)
 
     # ---- keys
@@ -154,9 +166,10 @@ class AuthStore:
 
     @staticmethod
     def _account_key(kind: str, email: str) -> str:
-        # Hashed: no email addresses in the keyspace. Keyed by the email as typed (lower-cased), so unknown
-        # and known emails lock alike and lock-outs reveal nothing about who has an account.
-        return f"{PREFIX}{kind}:{hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]}"
+        # Hashed: no email addresses in the keyspace. Keyed by the email as typed, normalised as the users table
+        # compares it (so no spelling of one address gets attempts of its own), not by user: unknown and known
+        # emails lock alike and lock-outs reveal nothing about who has an account.
+        return f"{PREFIX}{kind}:{hashlib.sha256(normalise_email(email).encode()).hexdigest()[:32]}"
 
     # ---- the per-request check
 
@@ -264,21 +277,29 @@ class AuthStore:
     async def hit(self, ip: str, limits: list[Limit]) -> Exceeded | None:
         return (await self.check(None, ip, limits)).exceeded
 
-    async def locked_for(self, email: str) -> int:
-        """Seconds the account of this email stays locked (0: not locked)."""
-        ttl = await self._redis.ttl(self._account_key("lock", email))
-        return max(0, int(ttl))
+    async def begin_attempt(self, email: str, threshold: int, window: timedelta, duration: timedelta) -> Attempt:
+        """Count a password attempt on the account of this email before it is verified (see _ATTEMPT)."""
+        locked, number = await self._attempt(
+            keys=[self._account_key("attempts", email), self._account_key("lock", email)],
+            args=[int(window.total_seconds()), threshold, int(duration.total_seconds())])
+        return Attempt(int(locked), int(number))
 
-    async def login_failed(self, email: str, threshold: int, window: timedelta, duration: timedelta) -> int:
-        """Count a failed login; returns the lock's seconds if this failure locked the account, else 0."""
-        return int(await self._fail(keys=[self._account_key("failures", email), self._account_key("lock", email)],
-                                    args=[int(window.total_seconds()), threshold, int(duration.total_seconds())]))
+    async def attempt_failed(self, email: str, attempt: Attempt, threshold: int, duration: timedelta) -> int:
+        """The attempt was wrong (it is counted already); returns the lock's seconds if it locked the account."""
+        if attempt.number < threshold:
+            return 0
+        seconds = int(duration.total_seconds())
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._account_key("lock", email), "1", ex=seconds)
+            pipe.delete(self._account_key("attempts", email))
+            await pipe.execute()
+        return seconds
 
-    async def login_succeeded(self, email: str) -> None:
-        await self._redis.delete(self._account_key("failures", email))
+    async def attempt_succeeded(self, email: str) -> None:
+        await self._redis.delete(self._account_key("attempts", email))
 
     async def unlock(self, email: str) -> None:
-        await self._redis.delete(self._account_key("failures", email), self._account_key("lock", email))
+        await self._redis.delete(self._account_key("attempts", email), self._account_key("lock", email))
 
     # ---- maintenance
 

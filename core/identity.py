@@ -71,6 +71,14 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().strip()
 
 
+def normalise_email(email: str) -> str:
+    """The one form an email is compared in, everywhere: NFKC, full case folding, NFKC again (folding may
+    un-normalise: 'İ' folds to 'i' and a combining dot). So 'STRASSE@x' and 'straße@x', the Kelvin sign and
+    'K', fullwidth letters and their ASCII twins are one address. PostgreSQL stores this form (users.email_key)
+    and compares it exactly: its lower() folds by the database's locale, which Python cannot match."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email.strip()).casefold())
+
+
 def _contains_identity(folded: str, email: str, name: str) -> bool:
     """The whole email, its local part, or any part of the name of 3 letters or more."""
     parts = [_fold(email), _fold(email).split("@")[0]] + [p for p in re.split(r"[\s.\-_']+", _fold(name))]

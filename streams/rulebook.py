@@ -16,7 +16,7 @@ from aiokafka import ConsumerRecord
 
 from core.risk.records import RuleSetPublished
 from core.risk.rules import RuleSet, RuleSetError, load_rule_set
-from core.risk.sanctions import SanctionsList, load_sanctions
+from core.risk.sanctions import SanctionsError, SanctionsList, load_sanctions
 from core.topics import RISK_RULES
 from infra.kafka import TopicFollower
 from infra.topics import record_types
@@ -24,6 +24,26 @@ from schemas.codec import DecodeError, get_codec
 from streams.metrics import RISK_RULE_SET
 
 log = logging.getLogger(__name__)
+
+
+class StartupFileError(Exception):
+    """A file the worker cannot score without is missing, unreadable or invalid: the message names it."""
+
+
+def check_startup_files(rules_file: Path, sanctions_file: Path) -> None:
+    """Load the rules and sanctions files once before the worker starts. Rulebook.start reads them inside a Faust
+    task, where a failure only stops that task: risk scoring would then wait for a rule set for ever while the
+    worker looks alive. Raises StartupFileError."""
+    for path, setting, what, load in ((rules_file, "BANK_RULES_FILE", "rules file", load_rule_set),
+                                      (sanctions_file, "BANK_SANCTIONS_FILE", "sanctions file", load_sanctions)):
+        try:
+            load(path.read_text(), path.name)
+        except FileNotFoundError:
+            raise StartupFileError(f"the {what} {path} does not exist (set {setting})") from None
+        except OSError as error:
+            raise StartupFileError(f"the {what} {path} cannot be read: {error.strerror} (set {setting})") from None
+        except (RuleSetError, SanctionsError) as error:
+            raise StartupFileError(f"the {what} {path} is invalid: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,7 +220,8 @@ def _mfa_verify(w: World, role: str) -> Request:
     if role != CUSTOMER:
         return Request("POST", "/v1/auth/mfa/verify", json={"code": "123456"})
     identity, tokens = w.session(CUSTOMER)
-    setup = httpx.post(f"{w.url}/v1/auth/mfa/setup", headers=bearer(tokens["access_token"]), timeout=30)
+    setup = httpx.post(f"{w.url}/v1/auth/mfa/setup", json={"current_password": identity.password},
+                       headers=bearer(tokens["access_token"]), timeout=30)
     secret = urllib.parse.parse_qs(urllib.parse.urlparse(setup.json()["otpauth_uri"]).query)["secret"][0]
     return Request("POST", "/v1/auth/mfa/verify", json={"code": pyotp.TOTP(secret).now()},
                    token=tokens["access_token"])
@@ -287,8 +288,8 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "auth_me": lambda: Request("GET", "/v1/auth/me"),
         "change_password": lambda: _own_session(w, role, "POST", "/v1/auth/password", json=lambda i: {
             "current_password": i.password, "new_password": f"new-{uuid.uuid4().hex}"}),
-        "mfa_setup": lambda: _own_session(w, role, "POST", "/v1/auth/mfa/setup") if role == CUSTOMER
-        else Request("POST", "/v1/auth/mfa/setup"),
+        "mfa_setup": lambda: _own_session(w, role, "POST", "/v1/auth/mfa/setup", json=lambda i: {
+            "current_password": i.password}),
         "mfa_verify": lambda: _mfa_verify(w, role),
         "list_sessions": lambda: Request("GET", "/v1/auth/sessions"),
         "revoke_session": lambda: _revoke_session(w, role, whose),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cli.devstack import free_port
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +35,8 @@ EXPECTED_SERVICES = {*KAFKA_NODES, "postgres", "redis", "mongo", "prometheus", "
                      "api", "lag-exporter"}
 ONE_SHOT_SERVICES = {"setup"}
 BANK_VAR = re.compile(r"\bBANK_[A-Z0-9_]+\b")
+# Generous: a worker only imports its modules before it checks its files, but the test machines are busy.
+WORKER_EXIT_TIMEOUT_S = 120
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -343,6 +349,97 @@ def test_dockerfile_copies_what_exists_and_is_not_ignored() -> None:
     # The build stage copies the whole context: the package sources must not be ignored.
     packages = ("core", "infra", "streams", "api", "cli", "schemas", "pyproject.toml", "topics.yaml", "migrations")
     assert not ignored & set(packages), ignored & set(packages)
+
+
+def _runtime_stage() -> list[tuple[str, str]]:
+    """The instructions of the last stage: the image that runs."""
+    instructions = _dockerfile_instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from + 1:]
+
+
+def _image_contents() -> tuple[dict[str, Path], set[str]]:
+    """What the runtime image holds: each COPY's destination -> its source in the repository, and the
+    directories it makes (WORKDIR, `mkdir`)."""
+    copies: dict[str, Path] = {}
+    made: set[str] = set()
+    for keyword, args in _runtime_stage():
+        if keyword == "COPY" and "--from" not in args:
+            *sources, destination = [w for w in shlex.split(args) if not w.startswith("--")]
+            for source in sources:
+                copies[destination.rstrip("/") if len(sources) == 1 else
+                       f"{destination.rstrip('/')}/{Path(source).name}"] = ROOT / source
+        if keyword == "WORKDIR":
+            made.add(args.rstrip("/"))
+        if keyword == "RUN":
+            made.update(_made_by(shlex.split(args.replace("&&", " && "))))
+    return copies, made
+
+
+def _made_by(words: list[str]) -> set[str]:
+    """The absolute directories of every `mkdir` in a shell command's words."""
+    made, in_mkdir = set(), False
+    for word in words:
+        if word == "mkdir":
+            in_mkdir = True
+        elif in_mkdir and word.startswith("/"):
+            made.add(word.rstrip("/"))
+        elif not word.startswith("-"):
+            in_mkdir = False
+    return made
+
+
+def _in_image(path: str, copies: dict[str, Path], made: set[str]) -> bool:
+    path = path.rstrip("/")
+    for destination, source in copies.items():
+        if path == destination:
+            return source.exists()
+        if path.startswith(destination + "/"):
+            return (source / path[len(destination) + 1:]).exists()
+    return path in made
+
+
+def _env_paths(services: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Every absolute path named by the image's ENV and by the environment of the services run from it."""
+    named: dict[str, str] = {}
+    for keyword, args in _runtime_stage():
+        if keyword == "ENV":
+            for word in shlex.split(args):
+                assert "=" in word, f"ENV {args}: use the KEY=value form"
+                key, value = word.split("=", 1)
+                named[f"Dockerfile ENV {key}"] = value
+    for name, service in services.items():
+        if "build" in service:
+            named |= {f"{name}: {key}": value for key, value in _environment(service).items()}
+    return {where: value for where, value in named.items() if value.startswith("/")}
+
+
+def test_every_path_the_environment_names_is_in_the_image(services: dict[str, dict[str, Any]]) -> None:
+    copies, made = _image_contents()
+    paths = _env_paths(services)
+    assert any("BANK_RULES_FILE" in where for where in paths)
+    missing = {where: path for where, path in paths.items() if not _in_image(path, copies, made)}
+    assert not missing, f"named by the environment, not in the image: {missing}"
+    # Installed as a package, the default paths (core.settings.PROJECT_ROOT/...) point into site-packages:
+    # every file or directory setting must be set to where the image has it.
+    env = {where.split()[-1] for where in paths if where.startswith("Dockerfile ENV")}
+    path_settings = {f"BANK_{name.upper()}" for name, field in Settings.model_fields.items()
+                     if field.annotation is Path}
+    assert path_settings <= env, f"path settings the image leaves at their source-tree default: {path_settings - env}"
+
+
+@pytest.mark.parametrize("setting", ["BANK_RULES_FILE", "BANK_SANCTIONS_FILE"])
+def test_a_worker_without_its_rules_or_sanctions_file_exits_at_once_naming_it(setting: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "missing-file"
+    env = os.environ | {"PYTHONPATH": str(ROOT), "BANK_HOME": str(tmp_path / "home"), setting: str(missing),
+                        "BANK_WORKER_WEB_PORT": str(free_port()), "BANK_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    try:   # the way the image and `bank up` start a worker; with no broker, an old worker would wait for ever
+        ended = subprocess.run([sys.executable, "-m", "streams"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=WORKER_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a worker with {setting}={missing} was still running after {WORKER_EXIT_TIMEOUT_S}s")
+    assert ended.returncode != 0
+    assert str(missing) in ended.stderr and setting in ended.stderr, ended.stderr[-2000:]
 
 
 # --- Prometheus ----------------------------------------------------------------------------------

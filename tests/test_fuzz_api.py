@@ -169,8 +169,8 @@ def _fuzz(case: schemathesis.Case, world: World, caller: Identity) -> None:
             case.path_parameters["session_id"] = tokens["session_id"]
         authorization = f"Bearer {tokens['access_token']}"
         if route == "mfa_verify":   # past "not set up": the generated codes meet a real secret
-            setup = httpx.post(f"{world.api_url}/v1/auth/mfa/setup", headers={"Authorization": authorization},
-                               timeout=30)
+            setup = httpx.post(f"{world.api_url}/v1/auth/mfa/setup", json={"current_password": identity.password},
+                               headers={"Authorization": authorization}, timeout=30)
             assert setup.status_code == 200, setup.text
     else:
         authorization = _bearer(world.api_url, caller)

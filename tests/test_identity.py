@@ -17,7 +17,7 @@ from api.problems import Problem
 from api.security import Keyring, KeyringError, TokenError, temporary_password, totp_step
 from core.audit import ACTOR_HEADER, Actor, actor_header, current_actor, parse_actor
 from core.identity import (STAFF_ROLES, Principal, device_from_user_agent, is_recovery_code, new_recovery_codes,
-                           password_problems, recovery_code_hash, set_current_principal)
+                           normalise_email, password_problems, recovery_code_hash, set_current_principal)
 from infra.records import actor_of
 
 FIREFOX = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"
@@ -129,3 +129,10 @@ def test_staff_roles_need_mfa_and_public_routes_need_no_role() -> None:
     assert not Principal(user_id="u", role="customer", session_id="s").needs_mfa_enrolment()
     assert all(not p.roles for p in POLICIES.values() if p.public)
     assert all(p.roles for p in POLICIES.values() if not p.public)
+
+
+def test_emails_are_compared_in_one_folded_form() -> None:
+    assert normalise_email("  STRASSE@Example.COM ") == normalise_email("straße@example.com") == "strasse@example.com"
+    assert normalise_email("\u212aelvin@x.io") == normalise_email("kelvin@x.io")             # the Kelvin sign
+    assert normalise_email("\uff41\uff44\uff41@x.io") == "ada@x.io"                         # fullwidth letters
+    assert normalise_email("\u0130nci@x.tr") == normalise_email("i\u0307nci@x.tr") != normalise_email("inci@x.tr")

@@ -29,7 +29,8 @@ def _problem(response: httpx.Response, status: int, reason: str) -> dict[str, An
 
 def _enrol(api_url: str, identity: Identity, access_token: str) -> list[str]:
     """MFA setup and verify, as a user with an authenticator app; returns the recovery codes."""
-    setup = httpx.post(f"{api_url}/v1/auth/mfa/setup", headers=bearer(access_token), timeout=30)
+    setup = httpx.post(f"{api_url}/v1/auth/mfa/setup", json={"current_password": identity.password},
+                       headers=bearer(access_token), timeout=30)
     assert setup.status_code == 200, setup.text
     uri = urllib.parse.urlparse(setup.json()["otpauth_uri"])
     query = urllib.parse.parse_qs(uri.query)
@@ -81,7 +82,8 @@ def test_mfa_enrolment_login_with_codes_and_single_use_recovery_codes(api_url: s
     assert _token(api_url, username=customer.email, password=customer.password, otp=typed).status_code == 200
     assert _me(api_url, with_recovery.json()["access_token"]).json()["recovery_codes_left"] == 8
 
-    again = httpx.post(f"{api_url}/v1/auth/mfa/setup", headers=bearer(session["access_token"]), timeout=30)
+    again = httpx.post(f"{api_url}/v1/auth/mfa/setup", json={"current_password": customer.password},
+                       headers=bearer(session["access_token"]), timeout=30)
     _problem(again, 409, "mfa_already_enabled")
 
     actions = asyncio.run(_audited(api_url, customer.user_id, {"mfa_setup", "mfa_enrolled", "mfa_failed",
@@ -129,12 +131,12 @@ def test_staff_change_their_temporary_password_and_enrol_mfa_before_anything_els
     changed = httpx.post(f"{api_url}/v1/auth/password", headers=bearer(token), timeout=30,
                          json={"current_password": teller.password, "new_password": new_password})
     assert changed.status_code == 200, changed.text
+    teller.password = new_password
     _problem(httpx.get(api_url + account, headers=bearer(token)), 403, "mfa_enrollment_required")
     assert _me(api_url, token).status_code == 200        # the caller's own endpoints stay open
 
     _enrol(api_url, teller, token)
     _problem(httpx.get(api_url + account, headers=bearer(token)), 404, "unknown_account")   # authorized now
-    teller.password = new_password
     _problem(_token(api_url, username=teller.email, password=new_password), 401, "mfa_required")
     second = login(api_url, teller)
     assert not second["mfa_enrollment_required"] and not second["password_change_required"]

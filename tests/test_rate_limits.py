@@ -90,7 +90,8 @@ def test_second_factor_attempts_are_limited_per_user(api_url: str, strict_api: s
     customer = asyncio.run(register_customer(api_url))
     token = _login(strict_api, customer, _address())
     for _ in range(2):
-        setup = httpx.post(f"{strict_api}/v1/auth/mfa/setup", headers=_from(_address(), **bearer(token)), timeout=30)
+        setup = httpx.post(f"{strict_api}/v1/auth/mfa/setup", json={"current_password": customer.password},
+                           headers=_from(_address(), **bearer(token)), timeout=30)
         assert setup.status_code == 200, setup.text
     _limited(httpx.post(f"{strict_api}/v1/auth/mfa/verify", json={"code": "123456"},
                         headers=_from(_address(), **bearer(token)), timeout=30), "two-factor")

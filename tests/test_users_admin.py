@@ -36,7 +36,8 @@ def _onboard(api_url: str, created: dict[str, Any]) -> tuple[Identity, str]:
                          json={"current_password": staff.password, "new_password": new_password})
     assert changed.status_code == 200, changed.text
     staff.password = new_password
-    setup = httpx.post(f"{api_url}/v1/auth/mfa/setup", headers=bearer(token), timeout=30).json()
+    setup = httpx.post(f"{api_url}/v1/auth/mfa/setup", json={"current_password": staff.password},
+                       headers=bearer(token), timeout=30).json()
     staff.totp_secret = setup["otpauth_uri"].split("secret=")[1].split("&")[0]
     code, _ = staff.next_otp()
     assert httpx.post(f"{api_url}/v1/auth/mfa/verify", json={"code": code}, headers=bearer(token),

@@ -11,14 +11,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 
-from api.access_models import (MfaCode, MfaSetup, PasswordChange, PasswordChanged, RecoveryCodes, RefreshRequest,
-                               RegisterRequest, SessionList, SessionView, TokenResponse, UserView)
+from api.access_models import (MfaCode, MfaSetup, MfaSetupRequest, PasswordChange, PasswordChanged, RecoveryCodes,
+                               RefreshRequest, RegisterRequest, SessionList, SessionView, TokenResponse, UserView)
 from api.authz import client_of, platform_of, too_many, unauthenticated
 from api.deps import Access, PlatformDep
 from api.identity import EmailTaken, User, new_customer_id
 from api.problems import PROBLEM_JSON, Problem
 from api.security import hash_password, new_totp_secret, totp_step, totp_uri, verify_password
-from api.sessions import Limit
+from api.sessions import Attempt, Limit
 from core.identity import (Principal, current_principal, is_recovery_code, new_recovery_codes, password_problems,
                            recovery_code_hash)
 from core.settings import Settings
@@ -95,23 +95,21 @@ async def token(request: Request, username: Username, password: PasswordField, o
     platform = platform_of(request)
     access, settings = platform.access, platform.settings
     email = username.strip()
-    if (locked := await access.store.locked_for(email)) > 0:
-        await access.audit.record("login_failed", "denied", reason="account_locked")
-        raise _locked(locked)
+    attempt = await _begin_attempt(access, settings, email, "login_failed")
     user = await access.users.by_email(email)
     if not await verify_password(user.password_hash if user else None, password):
         # Unknown emails are not recorded: people type passwords into the username field.
         await access.audit.record("login_failed", "failure", reason="invalid_credentials",
                                   subject_user_id=user.user_id if user else None)
-        await _failed(access, settings, email)
+        await _failed(access, settings, email, attempt)
         raise unauthenticated("wrong email or password", "invalid_credentials")
     assert user is not None
     if not user.active:
         await access.audit.record("login_failed", "denied", reason="account_disabled", subject_user_id=user.user_id)
         raise Problem(403, "Account deactivated", "this account is deactivated: contact the bank", "account_disabled")
     if user.mfa_enabled:
-        await _second_factor(request, access, settings, user, otp)
-    await access.store.login_succeeded(email)
+        await _second_factor(request, access, settings, user, otp, attempt)
+    await access.store.attempt_succeeded(email)
     return await _open_session(request, access, user)
 
 
@@ -122,15 +120,37 @@ def _locked(seconds: int) -> Problem:
     return problem
 
 
-async def _failed(access: Access, settings: Settings, email: str) -> None:
-    """Count a failed attempt; 429 if it locked the account."""
-    locked = await access.store.login_failed(email, settings.lockout_threshold, settings.lockout_window,
-                                             settings.lockout_duration)
+async def _begin_attempt(access: Access, settings: Settings, email: str, action: str) -> Attempt:
+    """Count a password attempt before verifying it (429 while the account is locked, unverified): however
+    many guesses arrive at once, no more than the lock-out threshold of them are ever checked."""
+    attempt = await access.store.begin_attempt(email, settings.lockout_threshold, settings.lockout_window,
+                                               settings.lockout_duration)
+    if attempt.locked_for > 0:
+        await access.audit.record(action, "denied", reason="account_locked")
+        raise _locked(attempt.locked_for)
+    return attempt
+
+
+async def _failed(access: Access, settings: Settings, email: str, attempt: Attempt) -> None:
+    """The attempt was wrong; 429 if it was the last the threshold allows (it locked the account)."""
+    locked = await access.store.attempt_failed(email, attempt, settings.lockout_threshold, settings.lockout_duration)
     if locked:
         raise _locked(locked)
 
 
-async def _second_factor(request: Request, access: Access, settings: Settings, user: User, otp: str | None) -> None:
+async def _reauthenticate(access: Access, settings: Settings, user: User, password: str, action: str) -> None:
+    """The current password, for what must outlive a stolen access token (a new password, a second factor).
+    Counted and locked out like logins, so a token cannot be used to guess it."""
+    attempt = await _begin_attempt(access, settings, user.email, action)
+    if not await verify_password(user.password_hash, password):
+        await access.audit.record(action, "failure", reason="wrong_password")
+        await _failed(access, settings, user.email, attempt)
+        raise Problem(403, "Wrong password", "the current password is wrong", "wrong_password")
+    await access.store.attempt_succeeded(user.email)
+
+
+async def _second_factor(request: Request, access: Access, settings: Settings, user: User, otp: str | None,
+                         attempt: Attempt) -> None:
     if not otp:
         await access.audit.record("login_failed", "failure", reason="mfa_required", subject_user_id=user.user_id)
         raise unauthenticated("this account uses two-factor authentication: send the code from your authenticator "
@@ -149,7 +169,7 @@ async def _second_factor(request: Request, access: Access, settings: Settings, u
         if step is not None and await access.users.use_totp_step(user.user_id, step):
             return
     await access.audit.record("mfa_failed", "failure", reason="invalid_otp", subject_user_id=user.user_id)
-    await _failed(access, settings, user.email)
+    await _failed(access, settings, user.email, attempt)
     raise unauthenticated("the code is wrong, expired or already used", "invalid_otp")
 
 
@@ -212,14 +232,15 @@ async def me(platform: PlatformDep) -> UserView:
 
 
 @router.post("/password", response_model=PasswordChanged, name="change_password",
-             summary="Change your password (your other sessions end)", responses={403: _PROBLEMS, 422: _PROBLEMS})
+             summary="Change your password, giving the current one (your other sessions end)",
+             description="`current_password` re-authenticates: an access token alone cannot change the password. "
+                         "A wrong one is 403 `wrong_password` and counts towards the lock-out like a failed login "
+                         "(429 `account_locked`).",
+             responses={403: _PROBLEMS, 422: _PROBLEMS, 429: _PROBLEMS})
 async def change_password(body: PasswordChange, platform: PlatformDep) -> PasswordChanged:
     access, principal = platform.access, caller()
     user = await _current_user(access)
-    if not await verify_password(user.password_hash, body.current_password):
-        await access.audit.record("password_changed", "failure", reason="wrong_password")
-        await _failed(access, platform.settings, user.email)
-        raise Problem(403, "Wrong password", "the current password is wrong", "wrong_password")
+    await _reauthenticate(access, platform.settings, user, body.current_password, "password_changed")
     problems = password_problems(body.new_password, user.email, user.name)
     if body.new_password == body.current_password:
         problems.append("the new password must differ from the current one")
@@ -237,14 +258,18 @@ async def change_password(body: PasswordChange, platform: PlatformDep) -> Passwo
 
 
 @router.post("/mfa/setup", response_model=MfaSetup, name="mfa_setup",
-             summary="Start enrolling an authenticator app (TOTP): returns the otpauth URI to scan",
-             responses={409: _PROBLEMS})
-async def mfa_setup(platform: PlatformDep) -> MfaSetup:
+             summary="Start enrolling an authenticator app (TOTP), giving your password: returns the otpauth URI",
+             description="`current_password` re-authenticates: an access token alone cannot put a second factor "
+                         "of its holder's on the account. A wrong one is 403 `wrong_password` and counts towards "
+                         "the lock-out like a failed login (429 `account_locked`).",
+             responses={403: _PROBLEMS, 409: _PROBLEMS, 422: _PROBLEMS, 429: _PROBLEMS})
+async def mfa_setup(body: MfaSetupRequest, platform: PlatformDep) -> MfaSetup:
     access = platform.access
     user = await _current_user(access)
     if user.mfa_enabled:
         raise Problem(409, "MFA already enabled", "two-factor authentication is already on for this account",
                       "mfa_already_enabled")
+    await _reauthenticate(access, platform.settings, user, body.current_password, "mfa_setup")
     secret = new_totp_secret()
     await access.users.set_pending_mfa(user.user_id, secret)
     await access.audit.record("mfa_setup")
