@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2Pas
 from redis.exceptions import RedisError
 
 from api.audit import Client, set_current_client
-from api.deps import Platform, not_ready
+from api.deps import Platform, ready_view
 from api.problems import Problem
 from api.security import TokenError
 from api.sessions import Exceeded, Limit
@@ -312,9 +312,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def _ready_view(platform: Platform) -> Any:
-    if not platform.view.caught_up.is_set():
-        raise not_ready()
-    return platform.view
+    return ready_view(platform)   # a dead follower or one still catching up: 503, as for /readyz
 
 
 def _require_account(platform: Platform, principal: Principal, account_id: str) -> None:

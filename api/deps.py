@@ -59,6 +59,10 @@ async def get_platform(request: Request) -> Platform:
 
 
 async def get_ready_view(platform: Annotated[Platform, Depends(get_platform)]) -> LedgerView:
+    return ready_view(platform)
+
+
+def ready_view(platform: Platform) -> LedgerView:
     """The ledger view, once it has read the log up to where it stood at start-up (and while it follows it)."""
     if (failure := platform.view.failure) is not None:
         raise not_ready("Not ready", f"the API no longer follows the ledger ({failure}); another instance can answer")
