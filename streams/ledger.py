@@ -52,6 +52,7 @@ READ_ISOLATION = "read_committed"
 class Ledger:
     def __init__(self) -> None:
         self.codec = get_codec()
+        self.policy = ledger.LedgerPolicy.of(settings)   # a misconfigured maximum stops the worker at start
         self.caught_up: set[int] = set()
         self._reader = LazyReader(settings.kafka, READ_ISOLATION)
         self.guard = OffsetGuard(LEDGER_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
@@ -125,7 +126,7 @@ class Ledger:
             if key not in states:
                 stored = accounts_table.get(key)
                 states[key] = ledger.AccountState.from_dict(stored) if stored else None
-            results = ledger.decide(states[key], command, now, risk)
+            results = ledger.decide(states[key], command, now, risk, self.policy)
             trace, actor = trace_of(message.headers), actor_of(message.headers)
             for result in results:
                 states[key] = ledger.apply(states[key], result)

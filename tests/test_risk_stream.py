@@ -176,8 +176,7 @@ def test_a_published_rule_set_is_used_without_a_restart(stack, api_url: str, kaf
         new_version = old_version[:-1] + "b"
         await publish_rules(kafka_bootstrap, base.replace('version: "2026-11-24.1"', f'version: "{old_version}"'))
         stricter = base.replace('version: "2026-11-24.1"', f'version: "{new_version}"').replace(
-            '      threshold: {EUR: "50000", USD: "50000", GBP: "50000", CHF: "50000"}',
-            '      threshold: {EUR: "50", USD: "50", GBP: "50", CHF: "50"}')
+            'EUR: "50000", GBP: "50000",', 'EUR: "50", GBP: "50",')   # large-amount-absolute's EUR threshold
         assert stricter.count(new_version) == 1 and 'EUR: "50",' in stricter
         restore = base.replace('version: "2026-11-24.1"', f'version: "{old_version}-r"')
         try:
