@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from core import commands as c
 from core import events as e
 from core.money import CURRENCY_DIGITS, MAX_MINOR_UNITS, amounts_per_currency, format_amount
 from core.risk.evaluate import Assessment
-
-if TYPE_CHECKING:
-    from core.settings import Settings
+from core.settings import Settings
 
 AccountStatus = Literal["open", "frozen", "closed"]
 
@@ -71,8 +69,9 @@ class LedgerPolicy:
                                                       "BANK_MAX_OVERDRAFT_LIMIT(S)"))
 
 
-# The defaults of core/settings.py, for callers that fold or decide without settings (tests, invariant checks).
-DEFAULT_POLICY = LedgerPolicy(max_overdraft=amounts_per_currency("5000", {}, "max_overdraft_limit"))
+# The defaults of core/settings.py, for callers that decide without settings (tests, invariant checks).
+DEFAULT_POLICY = LedgerPolicy(max_overdraft=amounts_per_currency(
+    Settings.model_fields["max_overdraft_limit"].default, {}, "BANK_MAX_OVERDRAFT_LIMIT"))
 
 # The case hit of a cash movement held for a second staff member (maker-checker), beside the risk engine's.
 DUAL_CONTROL_RULE = "dual-control-cash"
@@ -139,8 +138,8 @@ def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Comman
 
 def _dual_control_hit(cmd: c.Deposit | c.Withdraw | c.Transfer) -> dict[str, Any]:
     what = "deposit" if isinstance(cmd, c.Deposit) else "withdrawal"
-    return {"rule_id": DUAL_CONTROL_RULE, "kind": "dual_control", "action": "hold", "severity": "medium", "score": 0,
-            "reason": f"cash {what} of {format_amount(cmd.amount, cmd.currency)} {cmd.currency} above the "
+    return {"rule_id": DUAL_CONTROL_RULE, "kind": "dual_control", "action": "hold", "severity": "medium",
+            "score": 0, "reason": f"cash {what} of {format_amount(cmd.amount, cmd.currency)} {cmd.currency} above the "
                       f"dual-control threshold: another staff member must approve it"}
 
 
@@ -150,8 +149,11 @@ def _check_overdraft_maximum(cmd: c.Command, policy: LedgerPolicy) -> None:
         return
     maximum = policy.max_overdraft.get(cmd.currency, 0)
     if cmd.overdraft_limit > maximum:
-        raise Rejection("overdraft_limit_too_high", f"an overdraft of {format_amount(cmd.overdraft_limit, cmd.currency)} "
-                        f"{cmd.currency} is above the maximum of {format_amount(maximum, cmd.currency)} {cmd.currency}")
+        def money(minor: int) -> str:
+            return f"{format_amount(minor, cmd.currency)} {cmd.currency}"
+
+        raise Rejection("overdraft_limit_too_high", f"an overdraft of {money(cmd.overdraft_limit)} is above the "
+                        f"bank's maximum of {money(maximum)}")
 
 
 def _validate_payload(cmd: c.Command) -> None:
