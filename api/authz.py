@@ -87,9 +87,13 @@ POLICIES: dict[str, Policy] = {
     "revoke_session": _allow(*EVERYONE, self_service=True),
     # banking commands: customers on their own accounts, tellers and admins on any; analysts read only.
     # Unfreezing is the bank's decision (a freeze may be the fraud team's), never the customer's.
+    # Money enters or leaves the bank only at the counter: deposits and withdrawals are cash handled by staff
+    # (the API records them as channel "cash"); a customer gets 403 like any role a route does not admit, and
+    # moves money only by transfers out of their own accounts. Overdrafts are credit: staff grant them.
     "open_account": _allow(*WRITERS, own="new_account", command=True),
-    "Deposit": _allow(*WRITERS, own="account", command=True),
-    "Withdraw": _allow(*WRITERS, own="account", command=True),
+    "Deposit": _allow("teller", "admin", command=True),
+    "Withdraw": _allow("teller", "admin", command=True),
+    "set_overdraft_limit": _allow("teller", "admin", command=True),
     "transfer": _allow(*WRITERS, own="transfer", command=True),
     "FreezeAccount": _allow(*WRITERS, own="account", command=True),
     "UnfreezeAccount": _allow("teller", "admin", command=True),

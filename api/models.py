@@ -60,11 +60,12 @@ CounterpartyName = Annotated[StrictStr, Field(min_length=1, max_length=140, exam
 
 
 class MovementRequest(_Body):
+    """Cash paid in or out at the counter by staff. There is no `channel` field: the server records "cash" (it
+    feeds the structuring and CTR rules), and a body naming one is refused (422) like any unknown field."""
+
     amount: DecimalString
     currency: Currency
     reference: Reference | None = None
-    channel: Literal["cash", "transfer", "card"] = Field(
-        "transfer", description="how the money comes in or goes out; cash feeds the structuring and CTR rules")
     counterparty_name: CounterpartyName | None = Field(None, description="payer or payee, screened for sanctions")
     counterparty_country: Country | None = None
 
@@ -76,6 +77,13 @@ class MovementRequest(_Body):
     @property
     def minor(self) -> int:
         return parse_amount(self.amount, self.currency)
+
+
+class OverdraftLimitRequest(_Body):
+    """The account's new overdraft limit, in its currency (0 removes the overdraft)."""
+
+    overdraft_limit: DecimalString = Field(examples=["500.00"])
+    reason: Reference | None = None
 
 
 class TransferRequest(_Body):

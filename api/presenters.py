@@ -15,7 +15,7 @@ from core.money import format_amount
 from core.readmodel import AML_KINDS
 
 _ENVELOPE = {"event_id", "command_id", "correlation_id", "account_id", "occurred_at", "sequence", "schema_version"}
-_AMOUNTS = {"amount", "balance_after", "overdraft_limit"}
+_AMOUNTS = {"amount", "balance_after", "overdraft_limit", "previous_limit"}
 
 
 def event_view(event: Event) -> EventView:
@@ -29,7 +29,7 @@ def event_view(event: Event) -> EventView:
 
 # What a customer is told about risk decisions: that a payment is held or declined, never which rules fired,
 # the score, or a reviewer's comment (that would tip off a money launderer, and teach a fraudster the rules).
-_RISK_FIELDS = ("action", "score", "rule_set_version", "hits")
+_RISK_FIELDS = ("action", "score", "rule_set_version", "hits", "submitted_by")
 _CUSTOMER_DETAIL = {
     "blocked_by_risk": "the payment cannot be processed; please contact the bank",
     "rejected_by_review": "the payment was declined after review; please contact the bank",

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Literal
 
 # How money reached or left the bank: "cash" feeds the structuring and CTR rules. A command written before
-# channels existed reads as "transfer".
+# channels existed reads as "transfer". The API sets it from who acts (staff at the counter: "cash"); no client
+# chooses it.
 Channel = Literal["cash", "transfer", "card"]
 CHANNELS: tuple[Channel, ...] = ("cash", "transfer", "card")
 
@@ -45,6 +46,10 @@ class Deposit(Command):
     channel: str = "transfer"
     counterparty_name: str | None = None      # who paid in / is paid out, screened against sanctions
     counterparty_country: str | None = None   # ISO 3166-1 alpha-2
+    submitted_by: str | None = None           # the user id of who submitted it (maker-checker)
+    # Set by the API for a staff member's cash movement above BANK_CASH_DUAL_CONTROL_THRESHOLD: the ledger holds
+    # it until another staff member approves it (a second pair of eyes).
+    second_approval: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +60,10 @@ class Withdraw(Command):
     channel: str = "transfer"
     counterparty_name: str | None = None      # who paid in / is paid out, screened against sanctions
     counterparty_country: str | None = None   # ISO 3166-1 alpha-2
+    submitted_by: str | None = None           # the user id of who submitted it (maker-checker)
+    # Set by the API for a staff member's cash movement above BANK_CASH_DUAL_CONTROL_THRESHOLD: the ledger holds
+    # it until another staff member approves it (a second pair of eyes).
+    second_approval: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +76,7 @@ class Transfer(Command):
     reference: str | None = None
     counterparty_name: str | None = None      # the beneficiary's name as the customer gave it
     counterparty_country: str | None = None
+    submitted_by: str | None = None           # the user id of who submitted it (maker-checker)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,11 +138,20 @@ class ReviewCase(Command):
     comment: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetOverdraftLimit(Command):
+    """Staff grant (or lower, or remove with 0) an account's overdraft, in minor units of its currency."""
+
+    overdraft_limit: int
+    currency: str
+    reason: str | None = None
+
+
 CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
     OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount,
 )
 SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, CompleteTransfer)
-STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase,)
+STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit)
 # The commands that move money, which the risk engine scores before the ledger sees them.
 MONEY_MOVEMENTS: tuple[type[Deposit], type[Withdraw], type[Transfer]] = (Deposit, Withdraw, Transfer)
 REVIEW_DECISIONS = ("approve", "reject")

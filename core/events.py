@@ -141,6 +141,7 @@ class RiskCase(Event):
     score: int
     rule_set_version: str
     hits: list[dict[str, Any]]        # {rule_id, kind, action, severity, score, reason}, in rule-set order
+    submitted_by: str | None = None   # who submitted the movement: they may not decide its case
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -166,12 +167,22 @@ class CaseReviewed(Event):
     held: bool                        # whether the case was a hold on this account
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OverdraftLimitSet(Event):
+    """Staff changed the account's overdraft limit (minor units of its currency)."""
+
+    overdraft_limit: int
+    previous_limit: int
+    currency: str
+    reason: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     e.__name__: e
     for e in (
         AccountOpened, FundsDeposited, FundsWithdrawn, TransferDebited, TransferCredited,
         TransferCreditFailed, TransferReversed, TransferCompleted, AccountFrozen, AccountUnfrozen, AccountClosed,
-        CommandRejected, RiskFlagged, FundsHeld, CaseReviewed,
+        CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
     )
 }
 

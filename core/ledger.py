@@ -6,15 +6,16 @@ The stream agent, the API's view of the ledger and the tests' invariant checks a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from core import commands as c
 from core import events as e
-from core.money import CURRENCY_DIGITS, MAX_BALANCE_MINOR_UNITS, MAX_MINOR_UNITS, format_amount
+from core.money import CURRENCY_DIGITS, MAX_BALANCE_MINOR_UNITS, MAX_MINOR_UNITS, amounts_per_currency, format_amount
 from core.risk.evaluate import Assessment
+from core.settings import Settings
 
 AccountStatus = Literal["open", "frozen", "closed"]
 
@@ -62,6 +63,26 @@ _DEBITS = ("Withdraw", "Transfer")
 INTERNAL_ERROR_DETAIL_MAX = 500   # characters of the error an internal_error rejection records
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerPolicy:
+    """The bank's limits the ledger enforces, in minor units of each accepted currency."""
+
+    max_overdraft: Mapping[str, int]
+
+    @classmethod
+    def of(cls, settings: Settings) -> LedgerPolicy:
+        return cls(max_overdraft=amounts_per_currency(settings.max_overdraft_limit, settings.max_overdraft_limits,
+                                                      "BANK_MAX_OVERDRAFT_LIMIT(S)"))
+
+
+# The defaults of core/settings.py, for callers that decide without settings (tests, invariant checks).
+DEFAULT_POLICY = LedgerPolicy(max_overdraft=amounts_per_currency(
+    Settings.model_fields["max_overdraft_limit"].default, {}, "BANK_MAX_OVERDRAFT_LIMIT"))
+
+# The case hit of a cash movement held for a second staff member (maker-checker), beside the risk engine's.
+DUAL_CONTROL_RULE = "dual-control-cash"
+
+
 class Rejection(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -73,37 +94,42 @@ class Rejection(Exception):
 
 
 def decide(state: AccountState | None, cmd: c.Command, now: datetime,
-           risk: Assessment | None = None) -> list[e.Event]:
+           risk: Assessment | None = None, policy: LedgerPolicy = DEFAULT_POLICY) -> list[e.Event]:
     """The events a command produces against the account's current state (a rejection is an event too).
 
     `risk` is the risk engine's assessment of a money movement. block: the command is recorded as flagged
     and rejected (`blocked_by_risk`). hold: a command that would post is held instead (`FundsHeld`) until a
     reviewer decides. alert: recorded as flagged, then posted as usual. A command that fails the ledger's
-    own checks is rejected for that reason whatever the assessment, unless it was blocked.
+    own checks is rejected for that reason whatever the assessment, unless it was blocked. A staff cash
+    movement marked `second_approval` is held like a risk hold, until another staff member approves it.
     """
     try:
-        return _decide(state, cmd, now, risk)
+        return _decide(state, cmd, now, risk, policy)
     except Rejection as rejection:
         return [_rejected(state, cmd, now, rejection)]
 
 
-def _decide(state: AccountState | None, cmd: c.Command, now: datetime, risk: Assessment | None) -> list[e.Event]:
+def _decide(state: AccountState | None, cmd: c.Command, now: datetime, risk: Assessment | None,
+            policy: LedgerPolicy) -> list[e.Event]:
     _validate_payload(cmd)
     if risk is not None and risk.action == "block" and state is not None:
         flagged = _risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence if state else 0)
         return [flagged, _rejected(state, cmd, now, Rejection(
             "blocked_by_risk", f"blocked by rule(s) {', '.join(h['rule_id'] for h in flagged.hits)} "
                                f"of rule set {risk.rule_set_version}"))]
+    _check_overdraft_maximum(cmd, policy)
     decider = _DECIDERS.get(type(cmd))
     if decider is None:
         raise Rejection("invalid_command", f"{type(cmd).__name__} is not a command the ledger decides")
     events = decider(state, cmd, now)
-    if risk is None or risk.action == "allow" or isinstance(events[0], e.CommandRejected) or state is None:
+    if isinstance(events[0], e.CommandRejected) or state is None:
         return events
-    if risk.action == "hold":
+    if getattr(cmd, "second_approval", False) or (risk is not None and risk.action == "hold"):
         held = _risk_case(e.FundsHeld, state, cmd, now, risk, state.sequence + 1)
         _require_hold_room(state, held.amount)
         return [held]
+    if risk is None or risk.action == "allow":
+        return events
     return [_risk_case(e.RiskFlagged, state, cmd, now, risk, state.sequence), *events]
 
 
@@ -115,18 +141,42 @@ def internal_error(state: AccountState | None, cmd: c.Command, now: datetime, er
 
 
 def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Command, now: datetime,
-               risk: Assessment, seq: int) -> e.RiskCase:
+               risk: Assessment | None, seq: int) -> e.RiskCase:
     if not isinstance(cmd, c.MONEY_MOVEMENTS):
         raise Rejection("invalid_command", f"{type(cmd).__name__} is not a money movement the risk engine scores")
+    hits = [dict(h) for h in risk.hit_dicts()] if risk is not None else []
+    if kind is e.FundsHeld and getattr(cmd, "second_approval", False):
+        hits.append(_dual_control_hit(cmd))
     return kind(
         **_base(state, cmd, now, kind, seq),
         customer_id=state.customer_id if state else "", command_type=type(cmd).__name__,
         amount=cmd.amount, currency=cmd.currency, channel=getattr(cmd, "channel", "transfer"),
         to_account_id=getattr(cmd, "to_account_id", None), reference=cmd.reference,
         counterparty_name=cmd.counterparty_name, counterparty_country=cmd.counterparty_country,
-        issued_at=cmd.issued_at, action=risk.action, score=risk.score, rule_set_version=risk.rule_set_version,
-        hits=[dict(h) for h in risk.hit_dicts()],
+        issued_at=cmd.issued_at, action="hold" if kind is e.FundsHeld else risk.action if risk else "alert",
+        score=risk.score if risk else 0, rule_set_version=risk.rule_set_version if risk else "dual-control",
+        hits=hits, submitted_by=cmd.submitted_by,
     )
+
+
+def _dual_control_hit(cmd: c.Deposit | c.Withdraw | c.Transfer) -> dict[str, Any]:
+    what = "deposit" if isinstance(cmd, c.Deposit) else "withdrawal"
+    return {"rule_id": DUAL_CONTROL_RULE, "kind": "dual_control", "action": "hold", "severity": "medium",
+            "score": 0, "reason": f"cash {what} of {format_amount(cmd.amount, cmd.currency)} {cmd.currency} above the "
+                      f"dual-control threshold: another staff member must approve it"}
+
+
+def _check_overdraft_maximum(cmd: c.Command, policy: LedgerPolicy) -> None:
+    """Staff grant overdrafts up to the bank's maximum per currency (BANK_MAX_OVERDRAFT_LIMIT)."""
+    if not isinstance(cmd, (c.OpenAccount, c.SetOverdraftLimit)) or cmd.overdraft_limit == 0:
+        return
+    maximum = policy.max_overdraft.get(cmd.currency, 0)
+    if cmd.overdraft_limit > maximum:
+        def money(minor: int) -> str:
+            return f"{format_amount(minor, cmd.currency)} {cmd.currency}"
+
+        raise Rejection("overdraft_limit_too_high", f"an overdraft of {money(cmd.overdraft_limit)} is above the "
+                        f"bank's maximum of {money(maximum)}")
 
 
 def _validate_payload(cmd: c.Command) -> None:
@@ -137,7 +187,8 @@ def _validate_payload(cmd: c.Command) -> None:
     currency = getattr(cmd, "currency", None)
     if currency is not None and currency not in CURRENCY_DIGITS:
         raise Rejection("unknown_currency", f"{currency!r} is not a supported currency")
-    if isinstance(cmd, c.OpenAccount) and not 0 <= cmd.overdraft_limit <= MAX_BALANCE_MINOR_UNITS:
+    if isinstance(cmd, (c.OpenAccount, c.SetOverdraftLimit)) and \
+            not 0 <= cmd.overdraft_limit <= MAX_BALANCE_MINOR_UNITS:
         raise Rejection("invalid_overdraft_limit", "overdraft limit must be between 0 and the balance limit "
                                                    f"({MAX_BALANCE_MINOR_UNITS} minor units)")
     if isinstance(cmd, c.Transfer) and cmd.to_account_id == cmd.account_id:
@@ -307,6 +358,20 @@ def _close(state: AccountState | None, cmd: c.CloseAccount, now: datetime) -> li
     return [e.AccountClosed(**_base(state, cmd, now, e.AccountClosed, acct.sequence + 1), reason=cmd.reason)]
 
 
+def _set_overdraft(state: AccountState | None, cmd: c.SetOverdraftLimit, now: datetime) -> list[e.Event]:
+    acct = _require_account(state, cmd)
+    if cmd.currency != acct.currency:
+        raise Rejection("currency_mismatch", f"account {cmd.account_id} holds {acct.currency}, not {cmd.currency}")
+    if acct.balance - acct.held_debits < -cmd.overdraft_limit:
+        # Lowering the limit below what the account already uses would put it past its overdraft at once.
+        used = format_amount(acct.held_debits - acct.balance, acct.currency)
+        raise Rejection("overdraft_in_use", f"the account uses {used} {acct.currency} of overdraft (held debits "
+                        f"included): more than {format_amount(cmd.overdraft_limit, acct.currency)}")
+    return [e.OverdraftLimitSet(**_base(state, cmd, now, e.OverdraftLimitSet, acct.sequence + 1),
+                                overdraft_limit=cmd.overdraft_limit, previous_limit=acct.overdraft_limit,
+                                currency=cmd.currency, reason=cmd.reason)]
+
+
 def _review(state: AccountState | None, cmd: c.ReviewCase, now: datetime) -> list[e.Event]:
     """Record the decision; for a hold, post the movement (approve) or close it as rejected (reject).
 
@@ -317,6 +382,9 @@ def _review(state: AccountState | None, cmd: c.ReviewCase, now: datetime) -> lis
     if state is None:
         raise Rejection("unknown_account", f"account {cmd.account_id} does not exist")
     hold = state.holds.get(cmd.case_id)
+    if hold is not None and hold.get("submitted_by") == cmd.reviewer:
+        # Maker-checker, also here in case a decision reaches the ledger without the API's check.
+        raise Rejection("own_movement", f"{cmd.reviewer} submitted this movement and may not decide its case")
     reviewed = e.CaseReviewed(**_base(state, cmd, now, e.CaseReviewed, state.sequence + 1), case_id=cmd.case_id,
                               decision=cmd.decision, reviewer=cmd.reviewer, comment=cmd.comment,
                               held=hold is not None)
@@ -336,7 +404,7 @@ def held_command(account_id: str, case_id: str, hold: dict[str, Any]) -> c.Comma
         command_id=case_id, account_id=account_id, correlation_id=hold["correlation_id"],
         issued_at=datetime.fromisoformat(hold["issued_at"]), amount=hold["amount"], currency=hold["currency"],
         reference=hold["reference"], counterparty_name=hold["counterparty_name"],
-        counterparty_country=hold["counterparty_country"],
+        counterparty_country=hold["counterparty_country"], submitted_by=hold.get("submitted_by"),
     )
     if hold["command_type"] == "Transfer":
         return c.Transfer(**common, to_account_id=hold["to_account_id"])
@@ -348,14 +416,15 @@ def _hold_of(event: e.FundsHeld) -> dict[str, Any]:
     return {"command_type": event.command_type, "correlation_id": event.correlation_id,
             "issued_at": event.issued_at.isoformat(), "amount": event.amount, "currency": event.currency,
             "channel": event.channel, "to_account_id": event.to_account_id, "reference": event.reference,
-            "counterparty_name": event.counterparty_name, "counterparty_country": event.counterparty_country}
+            "counterparty_name": event.counterparty_name, "counterparty_country": event.counterparty_country,
+            "submitted_by": event.submitted_by}
 
 
 # Each decider takes its own command type, hence Any: decide() looks it up by that very type.
 _DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], list[e.Event]]] = {
     c.OpenAccount: _open, c.Deposit: _deposit, c.Withdraw: _withdraw, c.Transfer: _transfer,
     c.CreditTransfer: _credit, c.ReverseTransfer: _reverse, c.CompleteTransfer: _complete, c.FreezeAccount: _freeze,
-    c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review,
+    c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review, c.SetOverdraftLimit: _set_overdraft,
 }
 
 # ---------------------------------------------------------------- apply
@@ -385,6 +454,8 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         changes["status"] = "open"
     elif isinstance(event, e.AccountClosed):
         changes["status"] = "closed"
+    elif isinstance(event, e.OverdraftLimitSet):
+        changes["overdraft_limit"] = event.overdraft_limit
     elif isinstance(event, e.FundsHeld):
         changes["holds"] = {**state.holds, event.command_id: _hold_of(event)}
     elif isinstance(event, e.CaseReviewed) and event.case_id in state.holds:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 # Minor-unit digits per ISO-4217 code (the ISO table's "E" column) for the currencies we accept.
 CURRENCY_DIGITS: dict[str, int] = {
@@ -76,3 +77,15 @@ def format_amount(minor: int, currency: str) -> str:
     sign = "-" if minor < 0 else ""
     whole, frac = divmod(abs(minor), 10**digits)
     return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def amounts_per_currency(default: str, overrides: Mapping[str, str], setting: str) -> dict[str, int]:
+    """An amount in every accepted currency, in its minor units: `overrides` (currency -> decimal string) where
+    given, else `default` read in each currency's major units. Raises MoneyError naming the setting."""
+    unknown = sorted(set(overrides) - set(CURRENCY_DIGITS))
+    if unknown:
+        raise MoneyError("unknown_currency", f"{setting}: {', '.join(unknown)} not supported currencies")
+    try:
+        return {currency: parse_amount(overrides.get(currency, default), currency) for currency in CURRENCY_DIGITS}
+    except MoneyError as error:
+        raise MoneyError(error.reason, f"{setting}: {error.detail}") from None

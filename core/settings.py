@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     # major units of each currency (a decimal string, like every amount).
     ctr_threshold: str = "10000"
 
+    # Bank policy the ledger and the API enforce (core/ledger.py LedgerPolicy). Amounts are decimal strings in
+    # major units, read in each accepted currency's own units; the *_LIMITS/*_THRESHOLDS mappings (JSON in the
+    # environment, currency -> amount) override single currencies, e.g. BANK_MAX_OVERDRAFT_LIMITS='{"JPY": "750000"}'.
+    # The largest overdraft staff may grant an account (when opening it, or with SetOverdraftLimit).
+    max_overdraft_limit: str = "5000"
+    max_overdraft_limits: dict[str, str] = {}
+    # Maker-checker: a staff member's cash deposit or withdrawal above this is held until another staff member
+    # (an analyst or admin) approves it through the case queue.
+    cash_dual_control_threshold: str = "10000"
+    cash_dual_control_thresholds: dict[str, str] = {}
+
     # Level of the platform's own loggers (JSON lines on stderr; see infra/logs.py).
     log_level: str = "INFO"
 

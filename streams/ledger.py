@@ -57,6 +57,7 @@ class Ledger:
         self.codec = get_codec()
         self.command_types = record_types(LEDGER_COMMANDS)
         self.event_types = record_types(LEDGER_EVENTS)
+        self.policy = ledger.LedgerPolicy.of(settings)   # a misconfigured maximum stops the worker at start
         self.caught_up: set[int] = set()
         self._reader = LazyReader(settings.kafka, READ_ISOLATION)
         self.guard = OffsetGuard(LEDGER_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
@@ -153,7 +154,7 @@ class Ledger:
         what raises once raises on every retry, so the command is rejected with the error (`internal_error`)
         instead of being retried until the worker dies, and again after every restart."""
         try:
-            events = ledger.decide(state, command, now, risk)
+            events = ledger.decide(state, command, now, risk, self.policy)
             return events, [self.codec.encode(event) for event in events], _folded(state, events)
         except Exception as error:  # noqa: BLE001 - any error of a pure step is the command's, not the batch's
             log.exception("command %s (%s) raised; rejecting it", command.command_id, type(command).__name__)

@@ -281,6 +281,32 @@ class Bank:
         body = {"amount": amount, "currency": currency} | ({"reference": reference} if reference else {})
         return await self.post(f"/v1/accounts/{account}/deposits", body, **kw)
 
+    async def fund(self, account: str, amount: str, currency: str = "EUR") -> httpx.Response:
+        """A cash deposit of any size: one above BANK_CASH_DUAL_CONTROL_THRESHOLD is held until a second staff
+        member approves it, which a reviewer (an analyst, or an admin for an analyst's) does here."""
+        response = await self.deposit(account, amount, currency)
+        if response.status_code != 202 or response.json().get("status") != "held":
+            return response
+        return await self.approved(response.json()["command_id"], "admin" if self.identity.role == "analyst"
+                                   else "analyst")
+
+    async def approved(self, case_id: str, role: str, comment: str = "second pair of eyes") -> httpx.Response:
+        """A reviewer of `role` approves the case once it is in the queue; this client then reads what they wrote."""
+        reviewer = Bank(str(self.http.base_url), role=role)
+        reviewer.position = dict(self.position)
+        try:
+            for _ in range(100):
+                if (await reviewer.get(f"/v1/admin/cases/{case_id}")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            response = reviewer.seen(await reviewer.http.post(f"/v1/admin/cases/{case_id}/approve",
+                                                              params={"wait": "true"}, json={"comment": comment}))
+            for partition, offset in reviewer.position.items():
+                self.position[partition] = max(self.position.get(partition, 0), offset)
+            return response
+        finally:
+            await reviewer.close()
+
     async def withdraw(self, account: str, amount: str, currency: str = "EUR", reference: str | None = None,
                        **kw: Any) -> httpx.Response:
         body = {"amount": amount, "currency": currency} | ({"reference": reference} if reference else {})

@@ -72,8 +72,11 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "list_sessions": signed_in(200),
     "revoke_session": row(401, (204, 404), (204, 404), (204, 404), (204, 404)),   # only one's own sessions
     "open_account": row(401, (201, 404), 201, 403, 201),
-    "Deposit": row(401, MINE, 200, 403, 200),
-    "Withdraw": row(401, MINE, 200, 403, 200),
+    # Cash in and out at the counter, and credit, are the bank's: a customer gets 403 like any role a route does
+    # not admit, on any account (a customer moves money by transfers from their own accounts).
+    "Deposit": row(401, 403, 200, 403, 200),
+    "Withdraw": row(401, 403, 200, 403, 200),
+    "set_overdraft_limit": row(401, 403, 200, 403, 200),
     "transfer": row(401, MINE, 200, 403, 200),
     "FreezeAccount": row(401, MINE, 200, 403, 200),
     "UnfreezeAccount": row(401, (403, 403), 200, 403, 200),   # the bank's decision, never the customer's
@@ -188,8 +191,7 @@ def world(api_url: str, pg_dsn: str) -> World:
         w.commands[whose] = w.teller(f"/v1/accounts/{w.accounts[whose]}/deposits",
                                      {"amount": "5.00", "currency": "EUR"})["command_id"]
     # A risk case: cash of 10,000 in a day is a currency transaction report alert.
-    flagged = w.teller(f"/v1/accounts/{w.account(OWN)}/deposits",
-                       {"amount": "10000.00", "currency": "EUR", "channel": "cash"})
+    flagged = w.teller(f"/v1/accounts/{w.account(OWN)}/deposits", {"amount": "10000.00", "currency": "EUR"})
     assert any(e["type"] == "RiskFlagged" for e in flagged["events"]), flagged
     w.case_id = flagged["command_id"]
     yield w
@@ -297,6 +299,8 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                         params={"wait": "true"}),
         "Deposit": lambda: Request("POST", f"/v1/accounts/{acct}/deposits", json=money, params={"wait": "true"}),
         "Withdraw": lambda: Request("POST", f"/v1/accounts/{acct}/withdrawals", json=money, params={"wait": "true"}),
+        "set_overdraft_limit": lambda: Request("PUT", f"/v1/accounts/{acct}/overdraft-limit",
+                                               json={"overdraft_limit": "100.00"}, params={"wait": "true"}),
         "transfer": lambda: Request("POST", "/v1/transfers", params={"wait": "true"}, json=money | {
             "from_account_id": acct, "to_account_id": w.accounts[OWN if whose == OTHER else OTHER]}),
         "FreezeAccount": lambda: Request("POST", f"/v1/accounts/{_account_for(w, name, role, whose)}/freeze",
@@ -403,9 +407,10 @@ def test_another_customers_resource_looks_exactly_like_one_that_does_not_exist(w
             return json.loads(response.text.replace(identifier, "ID"))
 
         assert scrubbed(other, theirs[kind]) == scrubbed(missing, ghost), kind
-    deposit = customer.post(f"/v1/accounts/{theirs['account']}/deposits", json={"amount": "1.00", "currency": "EUR"})
-    nowhere = customer.post(f"/v1/accounts/{ghost}/deposits", json={"amount": "1.00", "currency": "EUR"})
-    assert (deposit.status_code, deposit.json()["reason"]) == (nowhere.status_code, nowhere.json()["reason"]) == (
+    money = {"amount": "1.00", "currency": "EUR", "to_account_id": world.accounts[OWN]}
+    transfer = customer.post("/v1/transfers", json=money | {"from_account_id": theirs["account"]})
+    nowhere = customer.post("/v1/transfers", json=money | {"from_account_id": ghost})
+    assert (transfer.status_code, transfer.json()["reason"]) == (nowhere.status_code, nowhere.json()["reason"]) == (
         404, "unknown_account")
 
 

@@ -78,7 +78,9 @@ def world(api_url: str, pg_dsn: str) -> Iterator[World]:
         bank = await Bank.customer(api_url, name="Fuzz Customer")
         try:
             accounts = (await bank.open(), await bank.open())
-            deposit = await bank.deposit(accounts[0], "100.00")
+            teller = Bank(api_url, identity=made["teller"])   # cash in at the counter: staff only
+            deposit = await teller.deposit(accounts[0], "100.00")
+            await teller.close()
             assert deposit.status_code == 200, deposit.text
             assert bank.customer_id is not None
             return World(api_url, made["admin"], bank.identity, accounts, deposit.json()["command_id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -172,3 +173,32 @@ def test_a_malformed_assessment_header_is_refused(header: bytes) -> None:
 
 def test_the_assessment_header_round_trips() -> None:
     assert Assessment.from_header(verdict("hold").to_header()) == verdict("hold")
+
+
+def test_the_submitter_of_a_held_movement_cannot_decide_its_case_the_hold_remembers_them() -> None:
+    """Maker-checker in the ledger too (the API refuses first): the decision is rejected, the hold stays."""
+    state = opened(balance=1000)
+    withdraw = cmd(c.Withdraw, amount=700, currency="EUR", submitted_by="ana")
+    held_state, events = run(state, withdraw, verdict("hold"))
+    assert events[0].submitted_by == "ana" and held_state.holds[withdraw.command_id]["submitted_by"] == "ana"
+    after, refused = run(held_state, review(withdraw.command_id, "approve"))
+    assert types(refused) == ["CommandRejected"] and refused[0].reason == "own_movement"
+    assert after == held_state
+    other = replace(review(withdraw.command_id, "approve"), reviewer="bob")
+    approved, posted = run(held_state, other)
+    assert types(posted) == ["CaseReviewed", "FundsWithdrawn"] and approved.balance == 300
+
+
+def test_cash_marked_for_a_second_approval_is_held_without_any_risk_verdict() -> None:
+    state = opened(balance=0)
+    deposit = cmd(c.Deposit, amount=2_000_000, currency="EUR", channel="cash", submitted_by="tom",
+                  second_approval=True)
+    held_state, events = run(state, deposit)
+    assert types(events) == ["FundsHeld"] and held_state.balance == 0
+    assert [hit["rule_id"] for hit in events[0].hits] == ["dual-control-cash"]
+    assert "20000.00 EUR" in events[0].hits[0]["reason"]
+    with_alert, alerted = run(state, deposit, verdict("alert"))
+    assert types(alerted) == ["FundsHeld"] and len(alerted[0].hits) == 2 and alerted[0].action == "hold"
+    approved, posted = run(held_state, replace(review(deposit.command_id, "approve"), reviewer="ana"))
+    assert types(posted) == ["CaseReviewed", "FundsDeposited"] and approved.balance == 2_000_000
+    assert approved.holds == {}   # approval posts once: the re-decided deposit is not held again

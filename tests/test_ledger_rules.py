@@ -9,9 +9,10 @@ import pytest
 
 from core import commands as c
 from core import events as e
-from core.ledger import AccountState, CommandOutcome, apply, decide, internal_error
-from core.money import MAX_BALANCE_MINOR_UNITS
+from core.ledger import AccountState, CommandOutcome, LedgerPolicy, apply, decide, internal_error
+from core.money import MAX_BALANCE_MINOR_UNITS, MoneyError
 from core.risk.evaluate import Assessment
+from core.settings import Settings
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -185,7 +186,7 @@ def test_a_reversal_returns_money_even_past_the_limit() -> None:
 
 
 def test_an_overdraft_reaches_down_to_the_limit_and_no_further() -> None:
-    state = opened(overdraft=LIMIT)
+    state = replace(opened(), overdraft_limit=LIMIT)   # past the bank's maximum grant: the range still holds
     after, events = run(state, cmd(c.Withdraw, amount=LIMIT, currency="EUR"))
     assert isinstance(events[0], e.FundsWithdrawn) and after is not None and after.balance == -LIMIT
     too_much = cmd(c.OpenAccount, account="C", customer_id="cust", currency="EUR", overdraft_limit=LIMIT + 1)
@@ -215,3 +216,32 @@ def test_a_command_whose_decision_raises_can_be_rejected_with_the_error() -> Non
     [rejected] = [internal_error(state, command, NOW, TypeError("x" * 2000))]
     assert rejected.reason == "internal_error" and rejected.detail.startswith("TypeError: xxx")
     assert len(rejected.detail) <= 500 and apply(state, rejected) == state
+
+
+def test_staff_set_an_overdraft_within_the_maximum_per_currency_and_not_below_its_use() -> None:
+    state = opened(balance=1000)
+    assert rejection(run(state, cmd(c.SetOverdraftLimit, overdraft_limit=500_001, currency="EUR"))[1]) \
+        == "overdraft_limit_too_high"   # above the default 5000.00
+    assert rejection(run(state, cmd(c.SetOverdraftLimit, overdraft_limit=100, currency="USD"))[1]) \
+        == "currency_mismatch"
+    granted, events = run(state, cmd(c.SetOverdraftLimit, overdraft_limit=500_000, currency="EUR", reason="r"))
+    assert isinstance(events[0], e.OverdraftLimitSet) and (events[0].previous_limit, events[0].reason) == (0, "r")
+    assert granted.overdraft_limit == 500_000 and granted.available_balance == 501_000
+    spent, _ = run(granted, cmd(c.Withdraw, amount=3000, currency="EUR"))
+    assert spent.balance == -2000
+    assert rejection(run(spent, cmd(c.SetOverdraftLimit, overdraft_limit=1999, currency="EUR"))[1]) \
+        == "overdraft_in_use"
+    assert run(spent, cmd(c.SetOverdraftLimit, overdraft_limit=2000, currency="EUR"))[0].overdraft_limit == 2000
+    assert rejection(run(None, cmd(c.OpenAccount, customer_id="x", currency="EUR", overdraft_limit=500_001))[1]) \
+        == "overdraft_limit_too_high"
+
+
+def test_the_overdraft_maximum_is_read_in_each_currencys_units_with_overrides() -> None:
+    settings = Settings(max_overdraft_limit="2000", max_overdraft_limits={"JPY": "300000"})
+    policy = LedgerPolicy.of(settings)
+    assert (policy.max_overdraft["EUR"], policy.max_overdraft["JPY"], policy.max_overdraft["BHD"]) == (
+        200_000, 300_000, 2_000_000)
+    with pytest.raises(MoneyError, match="BANK_MAX_OVERDRAFT_LIMIT"):
+        LedgerPolicy.of(Settings(max_overdraft_limits={"XXX": "1"}))
+    refused = decide(opened(), cmd(c.SetOverdraftLimit, overdraft_limit=200_001, currency="EUR"), NOW, None, policy)
+    assert rejection(refused) == "overdraft_limit_too_high"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from core.money import CURRENCY_DIGITS, parse_amount
 from core.risk.backtest import BacktestReport, RuleCounts, backtest
 from core.risk.evaluate import evaluate
 from core.risk.features import AccountFeatures, CustomerFeatures, Movement
@@ -158,7 +159,7 @@ def stricter(rule_set: RuleSet) -> RuleSet:
     """Velocity at 3 debits instead of 5, a new rule holding cash days from 5,000, no rapid-movement rule."""
     tighter = with_rule(rule_set, "velocity-10m", max_debits=3)
     ctr_5000 = Rule(id="ctr-5000-hold", description="cash day reaches 5,000", kind="ctr", score=30,
-                    severity="medium", action="hold", params={"threshold": {"EUR": 500_000, "USD": 500_000}})
+                    severity="medium", action="hold", params={"threshold": {c: parse_amount("5000", c) for c in CURRENCY_DIGITS}})
     rules = tuple(r for r in tighter.rules if r.id != "rapid-movement-24h") + (ctr_5000,)
     return replace(tighter, version="candidate-1", rules=rules)
 
@@ -290,8 +291,8 @@ rules:
   - {id: velocity, description: more than 2 debits in 10m, kind: velocity, score: 10, severity: low,
      action: alert, params: {max_debits: 2, window: 10m}}
   - {id: big, description: debits of 5000 or more, kind: large_amount_absolute, score: 90, severity: high,
-     action: block, params: {threshold: {EUR: "5000"}}}
-""")
+     action: block, params: {threshold: EVERY_CURRENCY}}
+""".replace("EVERY_CURRENCY", "{" + ", ".join(f'{c}: "5000"' for c in CURRENCY_DIGITS) + "}"))
     allows_big = replace(rules, version="allow-big", rules=rules.rules[:1])
     start = T0 + timedelta(days=50)
     movements = [_debit(start + timedelta(minutes=i), 600_000) for i in range(3)] \

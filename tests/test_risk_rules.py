@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.money import parse_amount
+from core.money import CURRENCY_DIGITS, parse_amount
 from core.risk.evaluate import Assessment, evaluate
 from core.risk.features import (
     AVERAGE_DAYS,
@@ -26,6 +26,13 @@ from core.risk.sanctions import SanctionsList, load_sanctions
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)   # a Monday morning
 SANCTIONS = load_sanctions((ROOT / "rules" / "sanctions.csv").read_text(encoding="utf-8"))
+
+
+def every_currency(amount: str, **raw: str) -> str:
+    """A YAML amount mapping naming every accepted currency, as a rule set must: `amount` (quoted) for each,
+    except the currencies given as raw YAML scalars (`EUR="1000.5"` writes `EUR: 1000.5`)."""
+    return "{" + ", ".join(f"{currency}: {raw.get(currency, repr(amount).replace(chr(39), chr(34)))}"
+                           for currency in sorted(CURRENCY_DIGITS)) + "}"
 
 
 def one_rule(kind: str, params: str = "", *, action: str = "alert", jurisdictions: str = "") -> RuleSet:
@@ -92,8 +99,8 @@ def test_velocity_does_not_fire_on_the_fifth_debit_or_outside_the_window_or_on_c
 # ---------------------------------------------------------------- large amount
 
 
-RELATIVE = one_rule("large_amount_relative", '{multiplier: "5", min_history: 3, min_amount: {EUR: "400"}}')
-ABSOLUTE = one_rule("large_amount_absolute", '{threshold: {EUR: "50000", JPY: "5000000"}}')
+RELATIVE = one_rule("large_amount_relative", '{multiplier: "5", min_history: 3, min_amount: ' + every_currency("400") + '}')
+ABSOLUTE = one_rule("large_amount_absolute", '{threshold: ' + every_currency("50000", JPY='"5000000"') + '}')
 
 
 def _history_averaging_100() -> list[Movement]:
@@ -124,14 +131,15 @@ def test_large_absolute_fires_at_the_threshold_per_currency() -> None:
     assert fired(ABSOLUTE, [], mv(amount=5_000_000, currency="JPY"))
     assert not fired(ABSOLUTE, [], mv(amount="49999.99"))
     assert not fired(ABSOLUTE, [], mv(amount=4_999_999, currency="JPY"))
-    assert not fired(ABSOLUTE, [], mv(amount=10**6, currency="USD"))                 # USD not listed
+    assert fired(ABSOLUTE, [], mv(amount=50000, currency="USD"))                     # every currency has one
+    assert not fired(ABSOLUTE, [], mv(amount="49999.99", currency="USD"))
     assert not fired(ABSOLUTE, [], mv("deposit", amount=10**6))                      # credits never
 
 
 # ---------------------------------------------------------------- new payee
 
 
-NEW_PAYEE = one_rule("new_payee", '{min_amount: {EUR: "1000"}}')
+NEW_PAYEE = one_rule("new_payee", '{min_amount: ' + every_currency("1000") + '}')
 
 
 def test_new_payee_fires_on_a_first_transfer_at_the_amount() -> None:
@@ -159,8 +167,8 @@ def test_new_payee_forgets_payees_after_the_payee_memory() -> None:
 # ---------------------------------------------------------------- structuring and CTR
 
 
-STRUCTURING = one_rule("structuring", '{threshold: {EUR: "10000"}, near_ratio: "0.9", min_count: 2, window: 24h}')
-CTR = one_rule("ctr", '{threshold: {EUR: "10000"}}')
+STRUCTURING = one_rule("structuring", '{threshold: ' + every_currency("10000") + ', near_ratio: "0.9", min_count: 2, window: 24h}')
+CTR = one_rule("ctr", '{threshold: ' + every_currency("10000") + '}')
 
 
 def cash(kind: str, amount: str | int, hours: float, *, account: str = "acc-1") -> Movement:
@@ -185,7 +193,7 @@ def test_structuring_does_not_fire_just_below_its_thresholds() -> None:
 
 
 def test_structuring_needs_the_sum_to_exceed_the_threshold() -> None:
-    low = one_rule("structuring", '{threshold: {EUR: "10000"}, near_ratio: "0.4", min_count: 2, window: 24h}')
+    low = one_rule("structuring", '{threshold: ' + every_currency("10000") + ', near_ratio: "0.4", min_count: 2, window: 24h}')
     assert not fired(low, [cash("deposit", 5000, 0)], cash("deposit", 5000, 1))               # sum == threshold
     assert fired(low, [cash("deposit", 5000, 0)], cash("deposit", "5000.01", 1))
 
@@ -209,7 +217,7 @@ def test_ctr_does_not_fire_below_the_threshold_across_days_or_twice() -> None:
 # ---------------------------------------------------------------- rapid movement
 
 
-RAPID = one_rule("rapid_movement", '{window: 24h, min_ratio: "0.8", min_inflow: {EUR: "1000"}}')
+RAPID = one_rule("rapid_movement", '{window: 24h, min_ratio: "0.8", min_inflow: ' + every_currency("1000") + '}')
 
 
 def test_rapid_movement_fires_when_most_of_a_recent_inflow_leaves() -> None:
@@ -366,17 +374,17 @@ rules:
     action: hold
     params:
       threshold: {EUR: "50000"}
-"""
+""".replace('{EUR: "50000"}', every_currency("50000"))
 
 
 @pytest.mark.parametrize(("old", "new", "line", "field", "words"), [
     ("      window: 10m", "      window: ten", 11, "rules[0].params.window", 'expected a duration like "10m"'),
     ("      window: 10m", "      window: 8d", 11, "rules[0].params.window", "longer than the 7d"),
     ("    action: hold", "    action: freeze", 17, "rules[1].action", 'expected one of allow, alert, hold, block'),
-    ('{EUR: "50000"}', '{EUR: "-50000"}', 19, "rules[1].params.threshold.EUR", "not a plain positive decimal"),
-    ('{EUR: "50000"}', '{EUR: -50000}', 19, "rules[1].params.threshold.EUR", "not a plain positive decimal"),
-    ('{EUR: "50000"}', '{EUR: "0.001"}', 19, "rules[1].params.threshold.EUR", "EUR has 2 decimal place(s)"),
-    ('{EUR: "50000"}', '{EURO: "5"}', 19, "rules[1].params.threshold.EURO", "not a supported ISO-4217"),
+    ('EUR: "50000"', 'EUR: "-50000"', 19, "rules[1].params.threshold.EUR", "not a plain positive decimal"),
+    ('EUR: "50000"', 'EUR: -50000', 19, "rules[1].params.threshold.EUR", "not a plain positive decimal"),
+    ('EUR: "50000"', 'EUR: "0.001"', 19, "rules[1].params.threshold.EUR", "EUR has 2 decimal place(s)"),
+    ('EUR: "50000"', 'EURO: "5"', 19, "rules[1].params.threshold.EURO", "not a supported ISO-4217"),
     ("  - id: big", "  - id: velocity", 12, "rules[1].id", 'duplicate rule id "velocity"'),
     ("      max_debits: 5", "      max_debits: 5\n      max_debit: 6", 11, "rules[0].params.max_debit",
      'unknown field (did you mean "max_debits"?)'),
@@ -399,12 +407,31 @@ def test_malformed_rule_files_are_refused_naming_line_and_field(old: str, new: s
     assert str(error.value).startswith(f"candidate.yaml:{line}: {field}: ") and words in str(error.value)
 
 
+@pytest.mark.parametrize("kind_params", [
+    '{threshold: {EUR: "50000", USD: "50000"}}',
+    '{threshold: ' + every_currency("50000").replace(', JPY: "50000"', "") + '}',
+])
+def test_an_amount_rule_that_leaves_out_an_accepted_currency_is_refused(kind_params: str) -> None:
+    """Every currency the platform accepts has a threshold: a movement in a forgotten one would pass unseen."""
+    with pytest.raises(RuleSetError) as error:
+        one_rule("large_amount_absolute", kind_params)
+    assert error.value.field == "rules[0].params.threshold", str(error.value)
+    assert 'rule "r1" has no amount for' in str(error.value) and "JPY" in str(error.value)
+    assert "every currency the platform accepts" in str(error.value)
+
+
+def test_the_default_rule_set_covers_every_accepted_currency() -> None:
+    rule_set = load_rule_set((ROOT / "rules" / "default.yaml").read_text(), "default.yaml")
+    amounts = [value for rule in rule_set.rules for value in rule.params.values() if isinstance(value, dict)]
+    assert len(amounts) == 6 and all(set(value) == set(CURRENCY_DIGITS) for value in amounts)
+
+
 def test_ratios_and_multipliers_are_decimals_never_floats() -> None:
-    rule_set = one_rule("rapid_movement", "{window: 1h, min_ratio: 0.35, min_inflow: {EUR: 1000.5}}")
+    rule_set = one_rule("rapid_movement", "{window: 1h, min_ratio: 0.35, min_inflow: " + every_currency("1000", EUR="1000.5") + "}")
     assert rule_set.rules[0].params["min_ratio"] == Decimal("0.35")
-    assert rule_set.rules[0].params["min_inflow"] == {"EUR": 100050}
+    assert rule_set.rules[0].params["min_inflow"]["EUR"] == 100050
     with pytest.raises(RuleSetError, match=r"params\.min_ratio: expected a ratio above 0 and at most 1"):
-        one_rule("rapid_movement", '{window: 1h, min_ratio: "1.5", min_inflow: {EUR: "1"}}')
+        one_rule("rapid_movement", '{window: 1h, min_ratio: "1.5", min_inflow: ' + every_currency("1") + '}')
     with pytest.raises(RuleSetError, match=r"params\.multiplier: expected a multiplier above 1"):
         one_rule("large_amount_relative", '{multiplier: "1e3", min_history: 1}')
 

@@ -225,6 +225,22 @@ async def read_up_to(kafka: str, ends: dict[int, int]) -> list[tuple[RiskAssesse
         await consumer.stop()
 
 
+def test_a_rule_set_missing_a_currency_threshold_exits_2_naming_rule_and_currency(kafka_bootstrap: str,
+                                                                                  tmp_path: Path) -> None:
+    """Every amount rule covers every currency the platform accepts: a forgotten one is refused at publish."""
+    version = unique("no-jpy")
+    text = version_text(version)
+    assert text.count(' JPY: "1800000",') == 1
+    candidate = tmp_path / "no-jpy.yaml"
+    candidate.write_text(text.replace(' JPY: "1800000",', "", 1))
+    records = len(asyncio.run(read_published(kafka_bootstrap)))
+
+    result = bank(kafka_bootstrap, "publish", str(candidate))
+    assert result.exit_code == 2, result.output
+    assert 'rules[2].params.threshold: rule "structuring-cash-24h" has no amount for JPY' in result.stderr
+    assert len(asyncio.run(read_published(kafka_bootstrap))) == records
+
+
 @pytest.mark.usefixtures("restore_live")
 def test_backtest_json_equals_a_direct_backtest_of_the_recorded_history(kafka_bootstrap: str,
                                                                         tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from api.readmodels import POLL_S, CaseFilter
 from api.routes.auth import caller
 from api.routes.commands import Wait, submit
 from core import commands as c
+from core.events import RiskCase
 from core.money import CURRENCY_DIGITS, MoneyError, currency_digits, parse_amount
 from core.readmodel import DECIDED_STATUS, REVIEWABLE_STATUSES, CaseStatus, format_positions, parse_positions
 from core.risk.rules import Severity
@@ -136,6 +137,17 @@ def _check_decidable(row: Any, decision: str, reviewer: str, body: ReviewRequest
         raise _already_decided(row["case_id"], f"{status} by {row['reviewer']}", status)
 
 
+def _check_not_own(view: LedgerView, row: Any, reviewer: str) -> None:
+    """Maker-checker: nobody decides the case of a movement they submitted (the ledger refuses it too, for a
+    hold; refusing here first keeps the case's one decision for another reviewer)."""
+    outcome = view.outcomes.get(row["correlation_id"])
+    events = (outcome.events or []) if outcome is not None else []
+    if any(isinstance(event, RiskCase) and event.command_id == row["case_id"] and event.submitted_by == reviewer
+           for event in events):
+        raise Problem(403, "Own movement", f"you submitted the movement of case {row['case_id']}: another "
+                      f"reviewer must decide it (maker-checker)", "own_movement")
+
+
 def _already_decided(case_id: str, detail: str, status: str | None = None) -> Problem:
     return Problem(409, "Case already decided", f"case {case_id} was already decided ({detail})",
                    "case_already_decided", **({"case_status": status} if status else {}))
@@ -176,6 +188,7 @@ async def _decide(case_id: str, decision: str, body: ReviewRequest, request: Req
     if row is None:
         raise _unknown_case(case_id)
     reviewer = caller().user_id
+    _check_not_own(view, row, reviewer)
     _check_decidable(row, decision, reviewer, body)
 
     def build(command_id: str) -> c.Command:

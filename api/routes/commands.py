@@ -15,15 +15,17 @@ from api.authz import bound_customer_id
 from api.deps import POSITION_HEADER, PlatformDep, ViewDep
 from api.idempotency import caller_scope, check_key, request_hash
 from api.metrics import API_COMMANDS
-from api.models import (CommandAccepted, CommandOutcome, CommandStatus, MovementRequest, OpenAccountRequest, StatusChangeRequest,
-                        TransferRequest)
 from api.ledger_view import LedgerView
+from api.models import (CommandAccepted, CommandOutcome, CommandStatus, MovementRequest, OpenAccountRequest,
+                        OverdraftLimitRequest, StatusChangeRequest, TransferRequest)
 from api.presenters import Owns, command_status
 from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
 from core.commands import derive_id
 from core.identity import current_principal
 from core.ledger import AccountState
+from core.money import MoneyError, amounts_per_currency, parse_amount
+from core.settings import Settings
 from core.readmodel import Positions, format_positions
 
 router = APIRouter(prefix="/v1", tags=["commands"])
@@ -114,6 +116,11 @@ def _caller_owns(view: LedgerView) -> Owns | None:
     return owns
 
 
+def _customer_calling() -> bool:
+    principal = current_principal()
+    return principal is not None and principal.role == "customer"
+
+
 def _hashed(body: Any) -> dict[str, Any]:
     """The body as the idempotency hash sees it: fields left at their defaults are left out, so a retry
     from a client that predates a new optional field still matches its first attempt."""
@@ -125,10 +132,28 @@ def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
                 correlation_id=command_id)
 
 
+def _submitter() -> str | None:
+    """The user id of the caller, carried by money movements so nobody decides the case of their own."""
+    principal = current_principal()
+    return principal.user_id if principal is not None else None
+
+
+def _needs_second_approval(settings: Settings, amount: int, currency: str) -> bool:
+    """Maker-checker: cash above BANK_CASH_DUAL_CONTROL_THRESHOLD(S) waits for a second staff member."""
+    thresholds = amounts_per_currency(settings.cash_dual_control_threshold, settings.cash_dual_control_thresholds,
+                                      "BANK_CASH_DUAL_CONTROL_THRESHOLD(S)")
+    return amount > thresholds[currency]
+
+
 @router.post("/accounts", status_code=202, responses=_OPEN_RESPONSES, summary="Open an account")
 async def open_account(body: OpenAccountRequest, request: Request, platform: PlatformDep, view: ViewDep,
                        key: IdempotencyKey = None, wait: Wait = False) -> Any:
     customer_id = bound_customer_id(body.customer_id)   # a customer's own; staff name the customer
+    if body.overdraft_minor and _customer_calling():
+        raise Problem(422, "Overdraft requires staff", "overdraft_limit: an overdraft is credit the bank grants; "
+                      "open the account without one and ask the bank", "overdraft_requires_staff",
+                      errors=[{"loc": ["body", "overdraft_limit"], "type": "overdraft_requires_staff",
+                               "msg": "only staff set an overdraft limit"}])
 
     def build(command_id: str) -> c.Command:
         return c.OpenAccount(**_envelope(command_id, account_id_for_new_account(command_id)),
@@ -144,12 +169,15 @@ def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw],
     async def movement(account_id: str, body: MovementRequest, request: Request, platform: PlatformDep,
                        view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
         account = _require_account(view, account_id)
+        # Only staff reach this route (api/authz.py): money paid in or out at the counter is cash.
+        second_approval = _needs_second_approval(platform.settings, body.minor, body.currency)
 
         def build(command_id: str) -> c.Command:
             return command_type(**_envelope(command_id, account_id), amount=body.minor, currency=body.currency,
-                                reference=body.reference, channel=body.channel,
+                                reference=body.reference, channel="cash",
                                 counterparty_name=body.counterparty_name,
-                                counterparty_country=body.counterparty_country)
+                                counterparty_country=body.counterparty_country, submitted_by=_submitter(),
+                                second_approval=second_approval)
 
         return await submit(request, platform, view, _hashed(body), key, wait, build, account.customer_id)
 
@@ -172,7 +200,8 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
     def build(command_id: str) -> c.Command:
         return c.Transfer(**_envelope(command_id, body.from_account_id), to_account_id=body.to_account_id,
                           amount=body.minor, currency=body.currency, reference=body.reference,
-                          counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country)
+                          counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country,
+                          submitted_by=_submitter())
 
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
 
@@ -195,6 +224,24 @@ def _status_route(action: str, command_type: type[c.Command], summary: str) -> N
 _status_route("freeze", c.FreezeAccount, "Freeze an account (no money moves in or out)")
 _status_route("unfreeze", c.UnfreezeAccount, "Unfreeze an account")
 _status_route("close", c.CloseAccount, "Close an account (only at zero balance)")
+
+
+@router.put("/accounts/{account_id}/overdraft-limit", status_code=202, responses=_RESPONSES,
+            summary="Set an account's overdraft limit (staff; at most BANK_MAX_OVERDRAFT_LIMIT)",
+            name="set_overdraft_limit")
+async def set_overdraft_limit(account_id: str, body: OverdraftLimitRequest, request: Request, platform: PlatformDep,
+                              view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    account = _require_account(view, account_id)
+    try:
+        limit = parse_amount(body.overdraft_limit, account.currency, allow_zero=True)
+    except MoneyError as error:
+        raise Problem(422, "Invalid request", f"overdraft_limit: {error.detail}", error.reason) from None
+
+    def build(command_id: str) -> c.Command:
+        return c.SetOverdraftLimit(**_envelope(command_id, account_id), overdraft_limit=limit,
+                                   currency=account.currency, reason=body.reason)
+
+    return await submit(request, platform, view, body.model_dump(), key, wait, build, account.customer_id)
 
 
 @router.get("/commands/{command_id}", response_model=CommandStatus, name="get_command", tags=["queries"],

@@ -4,8 +4,9 @@
 caller folds the movement in (`observe`) once the ledger has decided, since a blocked movement moved no money.
 Where a rule counts the movement itself, the evaluator adds it explicitly, as each evaluator's doc says.
 
-What each kind does (thresholds are "reached" at >=, except velocity's "more than"; amounts are per currency
-and a rule does not fire for a currency its mapping leaves out; windows are [at - window, at], both inclusive):
+What each kind does (thresholds are "reached" at >=, except velocity's "more than"; amounts are per currency,
+and a validated rule set names every accepted currency (core.risk.rules), so no movement escapes an amount rule
+for want of a threshold; windows are [at - window, at], both inclusive):
 
 - velocity: a debit that makes more than `max_debits` debits from the account within `window`, this one counted.
 - large_amount_relative: a debit >= `multiplier` x the account's average debit over the last 30 UTC days (this

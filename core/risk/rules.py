@@ -17,7 +17,11 @@ list indexes count from 0), duplicate keys are caught, and numbers are taken fro
 go through `core.money.parse_amount` per currency and ratios through `Decimal`, never through a float.
 
 Parameters per kind are in `KINDS`; what each kind does with them is in `core.risk.evaluate`. Amounts are a
-mapping currency -> decimal string; a rule does not fire for a currency its mapping leaves out.
+mapping currency -> decimal string, and every amount a rule names must cover every currency the platform accepts
+(`core.money.CURRENCY_DIGITS`): a rule set that leaves one out is refused, naming the rule and the currencies,
+so no currency slips past a rule because an analyst forgot it. (No fallback: a default amount read in each
+currency's major units would mean 10,000 yen and 10,000 euros alike.) YAML anchors and aliases let one mapping
+serve several rules.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class _Param:
     dump: Callable[[Any], Any]
     required: bool = True
     default: Any = None
+    per_currency: bool = False     # a mapping currency -> amount, which must name every accepted currency
 
 
 def _int_param(lo: int, hi: int, *, required: bool = True, default: int | None = None) -> _Param:
@@ -182,7 +187,7 @@ def _amounts_param(*, required: bool = True) -> _Param:
             except MoneyError as error:
                 raise reader.fail(value, f"{path}.{currency}", error.detail) from None
         return amounts
-    return _Param(parse, lambda v: {c: format_amount(m, c) for c, m in v.items()}, required, None)
+    return _Param(parse, lambda v: {c: format_amount(m, c) for c, m in v.items()}, required, None, per_currency=True)
 
 
 _RATIO = _decimal_param(Decimal(0), Decimal(1), 'a ratio above 0 and at most 1, like "0.9"')
@@ -310,6 +315,10 @@ def _rule(reader: _Reader, node: Node, path: str) -> Rule:
     )
 
 
+def _rule_id(rule_node: Node) -> str:
+    return next((v.value for k, v in rule_node.value if k.value == "id" and isinstance(v, ScalarNode)), "?")
+
+
 def _choice_text(reader: _Reader, node: Node, path: str, expected: str, pattern: re.Pattern[str]) -> str:
     text = reader.text(node, path, expected)
     if not pattern.match(text):
@@ -338,6 +347,13 @@ def _params(reader: _Reader, node: Node | None, rule_node: Node, path: str,
     fields = _mapping(reader, node, path, {name: p.required for name, p in spec.items()})
     params = {name: param.parse(reader, fields[name], f"{path}.{name}") for name, param in spec.items()
               if name in fields}
+    for name, param in spec.items():
+        missing = sorted(set(CURRENCY_DIGITS) - set(params[name])) if param.per_currency and name in params else []
+        if missing:
+            rule_id = _rule_id(rule_node)
+            raise reader.fail(fields[name], f"{path}.{name}", f'rule "{rule_id}" has no amount for '
+                              f"{', '.join(missing)}: every amount rule must cover every currency the platform "
+                              "accepts")
     return params | {name: p.default for name, p in spec.items() if name not in fields and p.default is not None}
 
 

@@ -34,7 +34,7 @@ KINDS: tuple[Kind, ...] = ("audit", "timeline", "accounts", "offsets")
 META_ID = "mongo"
 
 _ENVELOPE = ("event_id", "command_id", "correlation_id", "account_id", "occurred_at", "sequence")
-_MONEY = ("amount", "balance_after", "overdraft_limit")
+_MONEY = ("amount", "balance_after", "overdraft_limit", "previous_limit")
 # Events that may name an account never opened (a rejected command, a refused credit): as core.readmodel.fold.
 _STATELESS = e.NON_STATE_EVENTS
 # Internal saga bookkeeping, not something a customer did; and the risk engine's flags and reviewers' decisions,
@@ -46,7 +46,7 @@ _DUPLICATE_KEY = 11000
 _TRANSIENT_WRITE_CODES = {_DUPLICATE_KEY, 11001}
 _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw": "Withdrawal",
              "Transfer": "Transfer", "FreezeAccount": "Freeze", "UnfreezeAccount": "Unfreeze",
-             "CloseAccount": "Closing", "CreditTransfer": "Incoming transfer",
+             "CloseAccount": "Closing", "SetOverdraftLimit": "Overdraft limit change", "CreditTransfer": "Incoming transfer",
              "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
              "ReviewCase": "Case review"}
 _INDEXES: dict[Kind, list[list[str]]] = {
@@ -343,6 +343,8 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"{_COMMANDS.get(event.command_type, event.command_type)} rejected: {event.reason}"
         case e.FundsHeld():
             return f"{_COMMANDS.get(event.command_type, event.command_type)} of {money(event.amount)} held for review"
+        case e.OverdraftLimitSet():
+            return f"Overdraft limit set to {money(event.overdraft_limit)}"
         case _:
             return type(event).__name__
 
