@@ -135,12 +135,12 @@ def test_balances_are_bounded(api_url: str) -> None:
     async def scenario(bank: Bank) -> None:
         rich, other = await bank.open(), await bank.open()
         huge = "6000000000000.00"
-        assert (await bank.deposit(rich, huge)).status_code == 200
-        body = problem(await bank.deposit(rich, huge), 422, "balance_limit")
+        assert (await bank.fund(rich, huge)).status_code == 200
+        body = problem(await bank.fund(rich, huge), 422, "balance_limit")
         assert "outside the limit of ±10000000000000.00" in body["detail"]
-        assert (await bank.deposit(rich, "3999999999999.50")).status_code == 200   # later commands post
+        assert (await bank.fund(rich, "3999999999999.50")).status_code == 200   # later commands post
         assert (await bank.account(rich))["balance"] == "9999999999999.50"
-        await bank.deposit(other, "1.00")
+        await bank.fund(other, "1.00")
         body = problem(await bank.transfer(other, rich, "0.51"), 422, "balance_limit")
         assert [ev["type"] for ev in body["events"]] == ["TransferDebited", "TransferCreditFailed",
                                                          "TransferReversed"]
