@@ -25,7 +25,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Files the processes read at run time, not package data, so they live in /app and the ENV below points the
 # settings at them: the topic registry, the SQL migrations, the fraud rule set and the sanctions list (a worker
-# without its rules or sanctions file exits at start). tests/test_compose.py checks every path the ENV and
+# without its rules or sanctions file exits at start). tests/integration/test_compose.py checks every path the ENV and
 # docker-compose.yml name is copied here.
 COPY topics.yaml /app/topics.yaml
 COPY migrations /app/migrations

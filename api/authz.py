@@ -3,7 +3,7 @@
 Each route's access is one entry of POLICIES, keyed by the route's name (FastAPI's `route.name`): who may call
 it, whether a customer must own the resource it names, whether it is a command (paused in maintenance mode),
 whether staff without MFA may use it, and which rate limits count it. A route missing from the table is refused
-to everyone (fail closed), and tests/test_authz_matrix.py fails for it.
+to everyone (fail closed), and tests/e2e/test_authz_matrix.py fails for it.
 
 Per request: the bearer token is verified (signature, kid, expiry), then one Redis round trip checks that its
 session still exists, counts the request against the rate limits and reads the maintenance flag. Then, in

@@ -1,5 +1,5 @@
 """The topic catalogue of this tree: core/catalog.py over topics.yaml and schemas/*.avsc (`bank catalog`,
-GET /v1/catalog, tests/test_catalog.py)."""
+GET /v1/catalog, tests/unit/test_catalog.py)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every released version of a schema has its fingerprint in schemas/fingerprints.json. A schema whose
 text changes must bump its `bankstream_version`, keep the previous file as
-schemas/history/<Name>.v<N>.avsc, and record the new fingerprint; tests/test_schemas.py enforces it.
+schemas/history/<Name>.v<N>.avsc, and record the new fingerprint; tests/unit/test_schemas.py enforces it.
 """
 
 from __future__ import annotations

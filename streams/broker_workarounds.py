@@ -1,7 +1,7 @@
 """Every workaround for a defect of the embedded Kafka broker (the `noida-db` wheel), in one place.
 
 Each workaround names the defect it exists for. They are all harmless on a real Kafka cluster, so the
-platform uses them everywhere; tests/test_broker_contract.py proves each defect is still there
+platform uses them everywhere; tests/integration/test_broker_contract.py proves each defect is still there
 (so we know when a workaround can go) and that each workaround works.
 
 Defect 1 - dead members are never evicted.

@@ -4,7 +4,7 @@
 - `pg_dsn`: PostgreSQL with migrations applied (or BANK_PG_DSN).
 - `redis_url`, `mongo_url`: the other servers (or their BANK_* URL).
 - `stack`: everything: infra, topics, migrations, stream workers and the API. Only tests that ask for it pay for it.
-- `api_url`: the API's base URL (implies `stack`), and staff users (tests/support.py STAFF: teller, analyst,
+- `api_url`: the API's base URL (implies `stack`), and staff users (tests/support/__init__.py STAFF: teller, analyst,
   admin, with TOTP) that `Bank(api_url)` logs in as (a teller unless told otherwise).
 
 os.environ gets the session's BANK_* settings for the whole session so code under test (get_settings()) sees the
@@ -34,6 +34,17 @@ from core.settings import Settings, get_settings
 from infra.topics import load_registry
 from tests import support
 
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by its directory's tier, so `-m unit` (no server) or `-m "not e2e"` picks a tier."""
+    for item in items:
+        tier = next((part for part in item.path.parts if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 _URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL")
 UNLIMITED = 10**9
 
@@ -43,7 +54,7 @@ def _session_settings(home: Path) -> Settings:
     worker_base = free_port() - 1  # worker n listens on worker_web_port + n, projectors after them
     # A long command timeout: `?wait=true` must see the outcome even on a loaded CI machine (no timing tests).
     # Request rate limits out of the way: the whole suite is one client on 127.0.0.1 running load tests; the
-    # limits themselves are tested on an API of their own (tests/test_rate_limits.py). Lock-outs keep the defaults.
+    # limits themselves are tested on an API of their own (tests/e2e/test_rate_limits.py). Lock-outs keep the defaults.
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(),
@@ -147,7 +158,7 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
         _session_stack.start_lag_exporter()
     if not _session_stack.running("api"):
         _session_stack.start_api()
-    if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support.py's Bank
+    if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support/__init__.py's Bank
         support.STAFF.update(asyncio.run(support.create_staff(pg_dsn)))
     return _session_stack
 

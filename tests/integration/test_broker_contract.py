@@ -102,9 +102,9 @@ from streams.broker_workarounds import (
 
 pytestmark = pytest.mark.contract
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# Short group timeouts keep the group tests fast; tests/contract_apps/member.py uses the same.
+# Short group timeouts keep the group tests fast; tests/support/contract_apps/member.py uses the same.
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 
@@ -242,7 +242,7 @@ class Child:
 
 
 def group_member(bootstrap: str, topic: str, group: str, instance_id: str | None = None) -> Child:
-    argv = [sys.executable, "-m", "tests.contract_apps.member", bootstrap, topic, group]
+    argv = [sys.executable, "-m", "tests.support.contract_apps.member", bootstrap, topic, group]
     return Child(argv + ([instance_id] if instance_id else []))
 
 
@@ -725,7 +725,7 @@ async def test_faust_table_recovers_exactly_after_restart(kafka_bootstrap: str, 
         "COUNTER_PARTITIONS": str(partitions),
         "COUNTER_WORKER_ID": "counter-1",
     }
-    argv = [sys.executable, "-m", "faust", "-A", "tests.contract_apps.counter", "worker", "-l", "warn"]
+    argv = [sys.executable, "-m", "faust", "-A", "tests.support.contract_apps.counter", "worker", "-l", "warn"]
 
     def start_worker() -> Child:
         out.unlink(missing_ok=True)

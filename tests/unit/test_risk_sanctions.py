@@ -8,7 +8,7 @@ import pytest
 
 from core.risk.sanctions import DEFAULT_THRESHOLD, SanctionsError, load_sanctions, normalise
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIST = load_sanctions((ROOT / "rules" / "sanctions.csv").read_text(encoding="utf-8"), "rules/sanctions.csv")
 
 

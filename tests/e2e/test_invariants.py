@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.load import open_accounts, random_commands
+from tests.support.load import open_accounts, random_commands
 from tests.support import Bank, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")

@@ -32,7 +32,7 @@ from infra.producer import create_producer
 from schemas.codec import get_codec
 from streams.projections.base import EventRecord
 from streams.projections.postgres import PostgresProjection
-from tests.readmodels import pg_dump, wait_caught_up
+from tests.support.readmodels import pg_dump, wait_caught_up
 from api.csv_export import csv_cell
 from tests.support import Bank, staff
 

@@ -23,7 +23,7 @@ from core.risk.features import (
 from core.risk.rules import RuleSet, RuleSetError, diff, dump, load_rule_set
 from core.risk.sanctions import SanctionsList, load_sanctions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)   # a Monday morning
 SANCTIONS = load_sanctions((ROOT / "rules" / "sanctions.csv").read_text(encoding="utf-8"))
 

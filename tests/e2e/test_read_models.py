@@ -15,7 +15,7 @@ import pytest
 from core import events as e
 from core.money import format_amount
 from core.readmodel import posting_for
-from tests.readmodels import wait_caught_up
+from tests.support.readmodels import wait_caught_up
 from tests.support import Bank, LedgerAudit, auth_as, read_log, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -234,7 +234,7 @@ def test_responses_say_how_fresh_they_are_and_wait_for_a_position(api_url: str) 
                 partition, offset = part.split(":")
                 assert int(read[partition]) >= int(offset)
         # A position past the end of the log: no model will ever reach it, so 422 at once, not a 503 to retry.
-        # (A position on the log that a stopped projection lags behind is a 503: tests/test_metrics.py.)
+        # (A position on the log that a stopped projection lags behind is a 503: tests/e2e/test_metrics.py.)
         response = await bank.http.get(f"/v1/accounts/{account}/transactions", params={"min_position": "0:999999999"})
         assert response.status_code == 422 and response.json()["reason"] == "position_beyond_log"
 

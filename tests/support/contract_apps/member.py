@@ -1,6 +1,6 @@
-"""A group member to be SIGKILLed by tests/test_broker_contract.py (never sends LeaveGroup).
+"""A group member to be SIGKILLed by tests/integration/test_broker_contract.py (never sends LeaveGroup).
 
-    python -m tests.contract_apps.member BOOTSTRAP TOPIC GROUP [INSTANCE_ID]
+    python -m tests.support.contract_apps.member BOOTSTRAP TOPIC GROUP [INSTANCE_ID]
 
 Joins GROUP subscribed to TOPIC with aiokafka's defaults (enable_auto_commit=True), prints
 `ASSIGNED <partitions as JSON>` whenever its (non-empty) assignment changes, and keeps polling

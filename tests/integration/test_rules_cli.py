@@ -32,9 +32,9 @@ from core.risk.scoring import score
 from core.topics import RISK_ASSESSMENTS
 from infra.producer import create_producer
 from schemas.codec import get_codec
-from tests.test_risk_backtest import DEFAULT, SANCTIONS, generate_history, stricter
+from tests.unit.test_risk_backtest import DEFAULT, SANCTIONS, generate_history, stricter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEXT = (ROOT / "rules" / "default.yaml").read_text(encoding="utf-8")
 
 pytestmark = pytest.mark.usefixtures("topics_applied")

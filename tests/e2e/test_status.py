@@ -12,7 +12,7 @@ import pytest
 from cli.devstack import Stack
 from cli.status import gather, healthy
 from core.settings import PROJECT_ROOT
-from tests.readmodels import wait_caught_up
+from tests.support.readmodels import wait_caught_up
 from tests.support import Bank, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")

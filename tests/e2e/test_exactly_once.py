@@ -16,7 +16,7 @@ from cli.devstack import Stack, free_port
 from cli.topics import apply_topics_sync
 from core.settings import Settings
 from infra.topics import load_registry
-from tests.load import open_accounts, random_commands
+from tests.support.load import open_accounts, random_commands
 from tests.support import Bank, settled_audit
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from cli.devstack import Stack
 from cli.lag import collect, platform_groups
 from core.readmodel import consumer_group
 from core.settings import PROJECT_ROOT, Settings
-from tests.readmodels import wait_caught_up
+from tests.support.readmodels import wait_caught_up
 from tests.support import Bank
 
 pytestmark = pytest.mark.usefixtures("stack")

@@ -30,7 +30,7 @@ from schemas.codec import get_codec
 from infra.kafka import read_topic
 from tests.support import Bank, auth_as
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass

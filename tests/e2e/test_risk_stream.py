@@ -46,7 +46,7 @@ async def assessments_of(bootstrap: str, command_ids: set[str], timeout: float =
 
 
 async def publish_rules(bootstrap: str, text: str, source: str = "test.yaml") -> RuleSetPublished:
-    """What `bank rules publish` puts on the rules topic (tests/test_rules_cli.py covers the command itself)."""
+    """What `bank rules publish` puts on the rules topic (tests/integration/test_rules_cli.py covers the command itself)."""
     rule_set = load_rule_set(text, source)
     record = RuleSetPublished.of(rule_set.version, text, source, datetime.now(UTC), "tests")
     value, headers = get_codec().encode(record)

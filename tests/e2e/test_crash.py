@@ -7,7 +7,7 @@ import dataclasses
 import re
 import signal
 
-from tests.load import open_accounts, random_commands
+from tests.support.load import open_accounts, random_commands
 from tests.support import Bank, read_log, settled_audit
 
 

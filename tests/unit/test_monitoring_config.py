@@ -22,7 +22,7 @@ import yaml
 from core.settings import Settings
 from tests.support import installed
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "prometheus"
 ALERTS_FILE = PROMETHEUS_DIR / "alerts.yml"
 ALERTS_TEST_FILE = PROMETHEUS_DIR / "alerts_test.yml"

@@ -22,7 +22,7 @@ from core.risk.features import AccountFeatures, CustomerFeatures, Movement
 from core.risk.rules import Rule, RuleSet, load_rule_set
 from core.risk.sanctions import load_sanctions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SANCTIONS = load_sanctions((ROOT / "rules" / "sanctions.csv").read_text(encoding="utf-8"), "sanctions.csv")
 DEFAULT = load_rule_set((ROOT / "rules" / "default.yaml").read_text(encoding="utf-8"), "default.yaml")
 T0 = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)

@@ -25,7 +25,7 @@ on their own account (409) except for ending their own sessions, which is why th
 Bounded for CI: BANK_FUZZ_EXAMPLES examples per operation and phase (default 6) with a fixed seed
 (BANK_FUZZ_SEED); the coverage phase (systematic boundary values, many cases per operation) runs only in long
 runs (BANK_FUZZ_EXAMPLES above the default). A long run: `BANK_FUZZ_EXAMPLES=200 scripts/test
-tests/test_fuzz_api.py`.
+tests/e2e/test_fuzz_api.py`.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _real_ids(case: schemathesis.Case, world: World) -> None:
 
 
 def _bearer(api_url: str, identity: Identity) -> str:
-    """The identity's current access token (tests/support.py's shared token cache: logs in or refreshes only when
+    """The identity's current access token (tests/support/__init__.py's shared token cache: logs in or refreshes only when
     needed, so a long run outlives the 10-minute tokens)."""
     flow = BankAuth(identity).sync_auth_flow(httpx.Request("GET", f"{api_url}/v1/auth/me"))
     return next(flow).headers["Authorization"]

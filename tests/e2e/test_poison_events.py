@@ -1,7 +1,7 @@
 """Bad records on the ledger's event log: every reader of it goes on.
 
 On a stack of its own: the records written here stay in the log for ever, and the rest of the suite reads the
-whole log (tests/support.py `read_log`) expecting only the ledger's events.
+whole log (tests/support/__init__.py `read_log`) expecting only the ledger's events.
 
 The log gets a record without a schema header, a command, an audit record, a TransferDebited whose body is cut
 short, and a FundsDeposited out of sequence (it does not fold). Then:
@@ -36,7 +36,7 @@ from schemas.codec import get_codec
 from streams.projections import create_store
 from tests.conftest import UNLIMITED
 from tests.support import Bank, Identity, create_staff
-from tests.test_dead_letters import dead_letters
+from tests.e2e.test_dead_letters import dead_letters
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from core import commands as c
 from core import events as e
 from core.ledger import AccountState, CommandOutcome, apply, decide
 from core.risk.evaluate import Assessment, RuleHit
-from tests.test_ledger_rules import cmd, opened
+from tests.unit.test_ledger_rules import cmd, opened
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 

@@ -348,7 +348,7 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                              after=_stop_maintenance(w) if role == "admin" else None),
         "end_maintenance": lambda: Request("DELETE", "/v1/admin/maintenance"),
     }
-    assert name in builders, f"route {name!r} has no request in tests/test_authz_matrix.py: add one"
+    assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()
 
 

@@ -1,8 +1,8 @@
-"""A throwaway Faust app for tests/test_broker_contract.py: counts records per key into a table.
+"""A throwaway Faust app for tests/integration/test_broker_contract.py: counts records per key into a table.
 
     COUNTER_BOOTSTRAP=host:port COUNTER_APP_ID=... COUNTER_TOPIC=... COUNTER_OUT=/path/state.json \
     COUNTER_DATADIR=/tmp/... COUNTER_WORKER_ID=counter-1 \
-    python -m faust -A tests.contract_apps.counter worker -l warn
+    python -m faust -A tests.support.contract_apps.counter worker -l warn
 
 Every 0.2 s it writes {"counts": {key: n}, "assigned": [partitions]} to COUNTER_OUT (atomically), so
 the test can read the table without any API. The table lives in memory only: after a restart its

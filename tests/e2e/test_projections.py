@@ -39,8 +39,8 @@ from schemas.codec import (HEADER_FINGERPRINT, HEADER_SCHEMA, Codec, current_sch
                            schema_fingerprint)
 from streams.projections import create_store
 from streams.projections.admin import retry_parked
-from tests.load import open_accounts, random_commands
-from tests.readmodels import (dump_all, live_dump, mongo_dump, mongo_live, rebuilt_dump, redis_live, wait_caught_up)
+from tests.support.load import open_accounts, random_commands
+from tests.support.readmodels import (dump_all, live_dump, mongo_dump, mongo_live, rebuilt_dump, redis_live, wait_caught_up)
 from tests.support import Bank, auth_as, settled_audit
 
 REWIND = 5
