@@ -294,7 +294,7 @@ def test_readyz_reports_a_dead_ledger_follower(api_url: str, extra_api: Any) -> 
         time.sleep(0.5)
     assert response.status_code == 503, response.text
     view = response.json()["checks"]["ledger_view"]
-    assert not view["ok"] and "the ledger follower stopped: RuntimeError" in view["error"], view
+    assert not view["ok"] and "following bank.ledger.events stopped: RuntimeError" in view["error"], view
     # And what needs the view says so at once instead of waiting on it.
     answer = httpx.get(f"{url}/v1/commands/{uuid.uuid4()}", auth=auth_as("teller"), timeout=30)
     assert answer.status_code == 503 and "no longer follows the ledger" in answer.json()["detail"], answer.text

@@ -496,7 +496,7 @@ async def _cash_with_formulas(api_url: str, bank: Bank) -> tuple[str, dict[str, 
     try:
         account = await teller.open(customer=customer)
         response = await teller.post(f"/v1/accounts/{account}/deposits", {
-            "amount": "10000.00", "currency": "EUR", "channel": "cash", "counterparty_name": FORMULA_NAME})
+            "amount": "10000.00", "currency": "EUR", "counterparty_name": FORMULA_NAME})
         assert response.status_code == 200, response.text
         bank.position = teller.position
         return customer, response.json()

@@ -313,12 +313,12 @@ def test_a_record_on_the_rules_topic_that_is_no_rule_set_stops_no_rule_switch(st
         base = DEFAULT_RULES.read_text()
         version = f"test-{uuid.uuid4().hex[:8]}"
         stricter = base.replace('version: "2026-11-24.1"', f'version: "{version}"').replace(
-            '      threshold: {EUR: "50000", USD: "50000", GBP: "50000", CHF: "50000"}',
-            '      threshold: {EUR: "50", USD: "50", GBP: "50", CHF: "50"}')
+            'EUR: "50000", GBP: "50000",', 'EUR: "50", GBP: "50",')   # large-amount-absolute's EUR threshold
+        assert 'EUR: "50",' in stricter
         bank = Bank(api_url)
         try:
             account = await bank.open(customer=_customer())
-            assert (await bank.deposit(account, "10000.00")).status_code == 200
+            assert (await bank.fund(account, "10000.00")).status_code == 200
             await publish_rules(kafka_bootstrap, stricter)
             for _ in range(60):   # the new version goes live within moments: a debit of 60 is then held
                 response = await bank.withdraw(account, "60.00")
