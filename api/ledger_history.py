@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from core.pointintime import Cutoff, LoggedEvent
-from core.readmodel import Positions
 from core.topics import LEDGER_EVENTS
-from infra.kafka import group_less_consumer, stop_consumer
+from infra.kafka import group_less_consumer, partitions_of, stop_consumer
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
@@ -26,23 +25,12 @@ CLOCK_MARGIN = timedelta(minutes=5)
 Progress = Callable[[int, int], None]   # (records read, records to read)
 
 
-async def log_end(bootstrap: str) -> Positions:
-    """The end of the ledger log per partition (committed data: the last stable offsets)."""
-    consumer = _consumer(bootstrap)
-    await consumer.start()
-    try:
-        tps = _partitions(consumer)
-        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
-    finally:
-        await stop_consumer(consumer)
-
-
 async def read_ledger_until(bootstrap: str, cutoff: Cutoff, progress: Progress | None = None) -> list[LoggedEvent]:
     """Every committed event of the ledger log that can be before the cutoff, decoded, in per-partition order."""
     consumer = _consumer(bootstrap)
     await consumer.start()
     try:
-        tps = _partitions(consumer)
+        tps = partitions_of(consumer, LEDGER_EVENTS)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         stops = await _stop_offsets(consumer, tps, cutoff)
@@ -53,13 +41,6 @@ async def read_ledger_until(bootstrap: str, cutoff: Cutoff, progress: Progress |
 
 def _consumer(bootstrap: str) -> AIOKafkaConsumer:
     return group_less_consumer(bootstrap)   # committed data only
-
-
-def _partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-    partitions = consumer.partitions_for_topic(LEDGER_EVENTS) or set()
-    if not partitions:
-        raise RuntimeError(f"topic {LEDGER_EVENTS} does not exist; run `bank topics apply`")
-    return [TopicPartition(LEDGER_EVENTS, p) for p in sorted(partitions)]
 
 
 async def _stop_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition], cutoff: Cutoff) -> dict[TopicPartition, int]:
