@@ -57,7 +57,10 @@ class LedgerAudit:
     """What the log says, folded with the ledger's own `apply`.
 
     `violations` are broken invariants whatever the moment; `in_flight` are transfers debited but not yet
-    credited or reversed, which is normal while the saga runs and a violation only once everything settled."""
+    credited or reversed, which is normal while the saga runs and a violation only once everything settled.
+    `awaiting_completion` are transfers credited whose sender has not yet had its TransferCompleted: the money
+    has arrived, but the sender's account still counts the transfer as outgoing. The log is `quiet` once both
+    are empty: only then do read models built from it stop changing."""
 
     events: list[e.Event]
     accounts: dict[str, AccountState] = field(default_factory=dict)
@@ -66,6 +69,7 @@ class LedgerAudit:
     debited: dict[str, int] = field(default_factory=dict)          # transfer id -> amount
     settled: dict[str, list[str]] = field(default_factory=dict)    # transfer id -> its credit/reversal events
     in_flight: set[str] = field(default_factory=set)
+    awaiting_completion: set[str] = field(default_factory=set)
     checks: dict[str, Check] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -78,6 +82,11 @@ class LedgerAudit:
     @property
     def violations(self) -> list[str]:
         return [p for check in self.checks.values() for p in check.problems]
+
+    @property
+    def quiet(self) -> bool:
+        """No saga step left to run: every debited transfer credited or reversed, every credited one completed."""
+        return not self.in_flight and not self.awaiting_completion
 
     def outcome_command_ids(self) -> set[str]:
         return {ev.correlation_id for ev in self.events}
@@ -99,6 +108,7 @@ class LedgerAudit:
     def _fold(self) -> None:
         settled: defaultdict[str, list[str]] = defaultdict(list)
         seen: set[str] = set()
+        completed: set[str] = set()
         for ev in self.events:
             if ev.event_id in seen:
                 continue   # a duplicate is UNIQUE's finding; readers dedupe by id, and so do the sums
@@ -116,7 +126,11 @@ class LedgerAudit:
                 self.debited[ev.transfer_id] = ev.amount
             elif isinstance(ev, (e.TransferCredited, e.TransferReversed)):
                 settled[ev.transfer_id].append(type(ev).__name__)
+            elif isinstance(ev, e.TransferCompleted):
+                completed.add(ev.transfer_id)
         self.settled = dict(settled)
+        self.awaiting_completion = {transfer for transfer, ends in self.settled.items()
+                                    if "TransferCredited" in ends and transfer not in completed}
         self.checks[OVERDRAFT].figures = f"{len(self.accounts):,} accounts"
         self.checks[GAPLESS].figures = (f"{len(self.accounts):,} accounts, last sequences add up to "
                                         f"{sum(a.sequence for a in self.accounts.values()):,}")

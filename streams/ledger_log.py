@@ -30,7 +30,7 @@ async def read_log(bootstrap: str) -> list[e.Event]:
 
 async def settled_audit(bootstrap: str, expected_commands: set[str] | None = None,
                         timeout: float = 90.0) -> LedgerAudit:
-    """Waits until no transfer is in flight and every expected command has events, then audits the log.
+    """Waits until the log is quiet (no saga step left) and every expected command has events, then audits it.
 
     Returns the last audit when `timeout` passes first: its in-flight transfers and missing commands are
     then the caller's findings."""
@@ -38,6 +38,6 @@ async def settled_audit(bootstrap: str, expected_commands: set[str] | None = Non
     while True:
         audit = LedgerAudit(await read_log(bootstrap))
         missing = (expected_commands or set()) - audit.outcome_command_ids()
-        if (not audit.in_flight and not missing) or time.monotonic() > deadline:
+        if (audit.quiet and not missing) or time.monotonic() > deadline:
             return audit
         await asyncio.sleep(0.5)

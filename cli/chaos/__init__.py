@@ -258,12 +258,13 @@ async def _settled(bootstrap: str, answered: set[str], progress: Progress, task:
     while True:
         audit = await settled_audit(bootstrap, answered, timeout=0)
         missing = len(answered - audit.outcome_command_ids())
-        if (not audit.in_flight and not missing) or time.monotonic() - grew_at > SETTLE_TIMEOUT_S:
+        if (audit.quiet and not missing) or time.monotonic() - grew_at > SETTLE_TIMEOUT_S:
             return audit
         if len(audit.events) > events:
             events, grew_at = len(audit.events), time.monotonic()
         progress.update(task, description=f"settling: {len(audit.events):,} events, {len(audit.in_flight):,} "
-                                          f"transfers in flight, {missing:,} answered commands not yet on the log")
+                                          f"transfers in flight, {len(audit.awaiting_completion):,} awaiting "
+                                          f"completion, {missing:,} answered commands not yet on the log")
         await asyncio.sleep(2.0)
 
 

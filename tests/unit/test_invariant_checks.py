@@ -40,6 +40,17 @@ def test_a_sound_log_breaks_nothing() -> None:
     assert audit.checks[SETTLED].counts["credited"] == 1
 
 
+def test_the_log_is_quiet_only_once_the_sender_completed() -> None:
+    """Credited is not the end: the sender's TransferCompleted still changes its account (and every read model),
+    so a check that compares read models must wait for it (bank chaos once compared too early)."""
+    credited = LedgerAudit(_history())
+    assert not credited.in_flight and credited.awaiting_completion == {"t1"} and not credited.quiet
+    completed = e.TransferCompleted(**_common("t-e", "t1-complete", "A", 4) | {"correlation_id": "t1"},
+                                    transfer_id="t1", to_account_id="B")
+    done = LedgerAudit([*_history(), completed])
+    assert done.quiet and done.accounts["A"].transfers_out_in_flight == 0
+
+
 def test_each_breakage_is_caught() -> None:
     history = _history()
     assert _broken(LedgerAudit([*history, history[2]])) == {UNIQUE: 2}          # an event (a posting) twice
