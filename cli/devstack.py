@@ -479,6 +479,12 @@ class Stack:
             return None
         if child.alive:
             _signal(child.popen.pid, sig if sig is not None else child.spec.stop_signal)
+        return self._reap(name, timeout)
+
+    def _reap(self, name: str, timeout: float) -> int | None:
+        """Wait for a signalled child to exit, SIGKILL its group after `timeout`; its exit code."""
+        child = self.children[name]
+        if child.alive:
             try:
                 child.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -490,10 +496,22 @@ class Stack:
         return child.popen.returncode
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop every child in reverse start order."""
-        for name in reversed(list(self._order)):
+        """Stop every child: the applications (workers, projectors, API, exporters) all at once, since none
+        waits for another to stop; then the servers in reverse start order, the broker last of all once
+        nothing writes to it (defect 2)."""
+        order = list(reversed(self._order))
+        applications = [name for name in order if name not in self.INFRA]
+        for name in applications:
             child = self.children[name]
-            was_alive = child.alive
+            if child.alive:
+                _signal(child.popen.pid, child.spec.stop_signal)
+        for name in applications:
+            was_alive = self.children[name].alive
+            code = self._reap(name, timeout)
+            if was_alive:
+                self._echo(f"stopped {name} (exit code {code})")
+        for name in (name for name in order if name in self.INFRA):
+            was_alive = self.children[name].alive
             code = self.kill(name, timeout=timeout)
             if was_alive:
                 self._echo(f"stopped {name} (exit code {code})")

@@ -37,12 +37,19 @@ from tests import support
 TIERS = ("unit", "integration", "e2e")
 
 
+SLOW_TESTS = os.environ.get("BANK_SLOW_TESTS") == "1"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test is marked by its directory's tier, so `-m unit` (no server) or `-m "not e2e"` picks a tier."""
+    """Each test is marked by its directory's tier, so `-m unit` (no server) or `-m "not e2e"` picks a tier.
+    Tests marked `slow` run only on demand (BANK_SLOW_TESTS=1), which keeps a clean-clone CI run in budget."""
+    skip_slow = pytest.mark.skip(reason="slow: runs on demand with BANK_SLOW_TESTS=1")
     for item in items:
         tier = next((part for part in item.path.parts if part in TIERS), None)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+        if not SLOW_TESTS and item.get_closest_marker("slow") is not None:
+            item.add_marker(skip_slow)
 
 
 _URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL")

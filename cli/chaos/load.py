@@ -52,7 +52,7 @@ class Tally:
     answers: dict[str, int] = field(default_factory=dict)          # command id -> final HTTP status
     kinds: dict[str, str] = field(default_factory=dict)            # command id -> deposit | withdrawal | transfer
     retried: set[str] = field(default_factory=set)                 # command ids answered after a retry
-    refused: dict[int, int] = field(default_factory=dict)          # status -> requests refused without a command
+    refused: dict[str, int] = field(default_factory=dict)          # "status reason" -> requests refused without a command
     gave_up: list[str] = field(default_factory=list)               # command ids (derived from their keys)
     # (when it was due, time.monotonic() — the same clock in every process —, seconds from due to answer)
     answer_times: list[tuple[float, float]] = field(default_factory=list)
@@ -91,9 +91,10 @@ class Client:
             answer = await self._post(key, path, body)
             if answer is None:
                 continue   # no answer, or a 5xx: the same key again
-            status, command_id = answer
+            status, command_id, reason = answer
             if command_id is None:
-                self.tally.refused[status] = self.tally.refused.get(status, 0) + 1
+                refusal = f"{status} {reason}"
+                self.tally.refused[refusal] = self.tally.refused.get(refusal, 0) + 1
                 return
             self.tally.answers[command_id], self.tally.kinds[command_id] = status, kind
             self.tally.answer_times.append((due, time.monotonic() - due))
@@ -102,7 +103,8 @@ class Client:
             return
         self.tally.gave_up.append(command_id_for(key, self.key_scope))
 
-    async def _post(self, key: str, path: str, body: dict[str, str]) -> tuple[int, str | None] | None:
+    async def _post(self, key: str, path: str, body: dict[str, str]) -> tuple[int, str | None, str | None] | None:
+        """(status, command id, problem reason) of an answer; None for no answer or a 5xx."""
         try:
             async with self.session.post(f"{self.api_url}{path}", params={"wait": "true"}, json=body,
                                          headers={"Idempotency-Key": key}) as response:
@@ -111,8 +113,9 @@ class Client:
                 payload = await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return None
-        command_id = payload.get("command_id") if isinstance(payload, dict) else None
-        return response.status, command_id
+        if not isinstance(payload, dict):
+            return response.status, None, None
+        return response.status, payload.get("command_id"), payload.get("reason")
 
 
 async def _key_scope(session: aiohttp.ClientSession, api_url: str) -> str:

