@@ -14,9 +14,12 @@ from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from core.audit import parse_actor
+from core.events import Event
 from core.pointintime import Cutoff, LoggedEvent
 from core.topics import LEDGER_EVENTS
 from infra.kafka import group_less_consumer, partitions_of, stop_consumer
+from infra.records import Headers, actor_of
 from schemas.codec import DecodeError, get_codec
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,8 @@ async def _read(consumer: AIOKafkaConsumer, stops: dict[TopicPartition, int],
                 if record.offset >= stops[tp]:
                     break
                 try:
-                    found.append(LoggedEvent(tp.partition, record.offset, codec.decode(record.value, record.headers)))
+                    found.append(_logged(tp.partition, record.offset, codec.decode(record.value, record.headers),
+                                         record.headers))
                 except DecodeError as error:   # an event this version cannot read: skip it, loudly
                     log.error("cannot read event %s/%s/%s: %s", tp.topic, tp.partition, record.offset, error)
         read = sum([min(await consumer.position(tp), stops[tp]) for tp in stops])
@@ -74,3 +78,9 @@ async def _read(consumer: AIOKafkaConsumer, stops: dict[TopicPartition, int],
         if progress is not None:
             progress(read, total)
     return found
+
+
+def _logged(partition: int, offset: int, event: Event, headers: Headers) -> LoggedEvent:
+    """The event with its actor's user id: who took the cash of a teller's deposit (core/books.py)."""
+    actor = parse_actor(actor_of(headers))
+    return LoggedEvent(partition, offset, event, actor.user_id if actor else None)
