@@ -300,9 +300,10 @@ class Books:
     def trial_balance(self, currency: str) -> TrialBalance:
         """Every ledger account of the currency: the bank's own (touched or not) and each one with entries."""
         touched = {account: found for (account, of), found in self.balances.items() if of == currency}
-        ids = sorted(set(BANK_ACCOUNTS) | set(touched), key=_chart_order)
-        rows = tuple(Row(account, kind_of(account), touched.get(account, Balance()).debits,
-                         touched.get(account, Balance()).credits) for account in ids)
+        untouched = Balance()
+        rows = tuple(Row(account, kind_of(account), touched.get(account, untouched).debits,
+                         touched.get(account, untouched).credits)
+                     for account in sorted(set(BANK_ACCOUNTS) | set(touched), key=_chart_order))
         return TrialBalance(currency, rows, tuple(self._violations(currency, rows)))
 
     def _violations(self, currency: str, rows: tuple[Row, ...]) -> list[Violation]:

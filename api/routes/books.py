@@ -18,8 +18,9 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import PlatformDep, ViewDep, utc_moment
+from api.deps import Platform, PlatformDep, ViewDep, utc_moment
 from api.ledger_history import AsOf, check_within_log, cutoff_of, read_ledger_until
+from api.ledger_view import LedgerView
 from api.models import SUPPORTED_CURRENCIES
 from api.problems import PROBLEM_JSON, Problem
 from core import books
@@ -136,7 +137,7 @@ async def ledger_account_entries(ledger_account_id: str, platform: PlatformDep, 
 # ---------------------------------------------------------------- reading and checking
 
 
-async def _log(platform: PlatformDep, view: ViewDep, as_of: str | None) -> tuple[Cutoff, list[LoggedEvent]]:
+async def _log(platform: Platform, view: LedgerView, as_of: str | None) -> tuple[Cutoff, list[LoggedEvent]]:
     now = datetime.now(UTC)
     cutoff = cutoff_of(as_of, now)
     await check_within_log(cutoff, now, view)

@@ -8,6 +8,7 @@ The session's stack is shared by every test module, so figures are compared befo
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from cli.main import app
 from tests.support import Bank, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -192,3 +195,29 @@ def test_a_customer_may_not_read_the_books(api_url: str) -> None:
             await customer.close()
 
     run(api_url, scenario)
+
+
+def test_bank_books_trial_balance_answers_like_the_api(api_url: str) -> None:
+    async def scenario(teller: Bank) -> tuple[str, dict[str, Any]]:
+        account = await teller.open(customer=f"books-{uuid.uuid4().hex[:8]}")
+        deposited = await teller.deposit(account, "7.00")
+        assert deposited.status_code == 200, deposited.text
+        position = deposited.json()["position"]
+        return position, await trial_balance(teller, currency="EUR", as_of=position)
+
+    position, over_http = run(api_url, scenario)
+    runner = CliRunner()
+    result = runner.invoke(app, ["books", "trial-balance", "--currency", "EUR", "--as-of", position, "--json"],
+                           env={"COLUMNS": "250"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    from_cli = json.loads(result.stdout)
+    [books] = from_cli["currencies"]
+    assert books["balanced"] and books["total"] == "0.00"
+
+    def rows(lines: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [(row["ledger_account_id"], row["debits"], row["credits"]) for row in lines]
+
+    assert rows(books["accounts"]) == rows(over_http["currencies"][0]["accounts"])
+    readable = runner.invoke(app, ["books", "trial-balance", "--currency", "EUR"], env={"COLUMNS": "250"})
+    assert readable.exit_code == 0 and "trial balance, EUR" in readable.stdout and "balanced" in readable.stdout
+    assert runner.invoke(app, ["books", "trial-balance", "--as-of", "never"]).exit_code == 2
