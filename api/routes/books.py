@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from api.deps import Platform, PlatformDep, ViewDep, utc_moment
@@ -35,6 +35,9 @@ CurrencyFilter = Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description=
                                              "currency with entries", examples=["EUR"],
                                              json_schema_extra=SUPPORTED_CURRENCIES)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+LedgerAccountId = Annotated[str, Path(max_length=200, description="`transit`, `cash:vault`, `cash:<staff id>`, "
+                                      "`customer:<account id>`, ... (the chart of accounts: core/books.py)",
+                                      examples=["transit"])]
 Cursor = Annotated[str | None, Query(max_length=400, description="next_cursor of the previous page")]
 _AS_OF_ANSWERS: dict[int | str, dict[str, Any]] = {
     422: {"description": "unknown currency; as_of not a moment or a position, in the future or past the log's end",
@@ -119,7 +122,7 @@ async def trial_balance(platform: PlatformDep, view: ViewDep, currency: Currency
 
 @router.get("/accounts/{ledger_account_id}/entries", response_model=LedgerEntryPage, responses=_ENTRY_ANSWERS,
             summary="One ledger account's entries, oldest first, with its balance after each")
-async def ledger_account_entries(ledger_account_id: str, platform: PlatformDep, view: ViewDep,
+async def ledger_account_entries(ledger_account_id: LedgerAccountId, platform: PlatformDep, view: ViewDep,
                                  currency: CurrencyFilter = None, as_of: AsOf = None, limit: Limit = 100,
                                  cursor: Cursor = None) -> LedgerEntryPage:
     kind = _kind(ledger_account_id, view.accounts)
@@ -176,7 +179,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, int, int]:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return utc_moment(datetime.fromisoformat(data["at"])), int(data["p"]), int(data["o"]), int(data["l"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):   # OverflowError: int() of a JSON 1e400
         raise Problem(400, "Invalid cursor", "cursor is not one this API returned", "invalid_cursor") from None
 
 
