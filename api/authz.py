@@ -111,6 +111,9 @@ POLICIES: dict[str, Policy] = {
     # The raw ledger audit trail shows fraud flags and reviewers' decisions (no tipping-off): staff only.
     # Customers have their timeline and transactions.
     "audit": _allow(*STAFF),
+    # the bank's books (trial balance, a ledger account's entries): the bank's own accounts, for its staff
+    "trial_balance": _allow(*STAFF),
+    "ledger_account_entries": _allow(*STAFF),
     # the topic catalogue (topics, record types, fields, examples): for the bank's staff, not its customers
     "catalog": _allow(*STAFF),
     "catalog_markdown": _allow(*STAFF),

@@ -24,7 +24,7 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import admin, auth, balances, catalog, commands, health, operations, queries, users
+from api.routes import admin, auth, balances, books, catalog, commands, health, operations, queries, users
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
 from infra.logs import configure_logging
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(admin.router)
     app.include_router(balances.router)   # point in time (issue 20)
+    app.include_router(books.router)      # the bank's books (issue 14)
     app.include_router(catalog.router)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import bench, catalog, chaos, projections, replay, rules, tail, users
+from cli import bench, books, catalog, chaos, projections, replay, rules, tail, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -26,6 +26,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(projections.app, name="projections")
 app.add_typer(rules.app, name="rules")
 app.add_typer(users.app, name="users")
+app.add_typer(books.app, name="books")
 app.command("bench")(bench.bench)
 app.command("chaos")(chaos.chaos)
 app.command("catalog")(catalog.catalog)

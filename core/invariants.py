@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core import events as e
+from core.books import Books, customer_balances
 from core.ledger import AccountState, CommandOutcome, apply
 
 # The invariants by name, as `bank chaos` prints them.
-MONEY = "money is conserved"
+MONEY = "the books balance"
 SETTLED = "every debit has its credit or reversal"
 UNIQUE = "no event id or posting twice"
 OVERDRAFT = "no balance past its overdraft"
@@ -71,6 +72,7 @@ class LedgerAudit:
     in_flight: set[str] = field(default_factory=set)
     awaiting_completion: set[str] = field(default_factory=set)
     checks: dict[str, Check] = field(default_factory=dict)
+    books: Books = field(default_factory=Books)    # the bank's double-entry books, folded from the same events
 
     def __post_init__(self) -> None:
         self.checks = {name: Check(name, "") for name in (UNIQUE, GAPLESS, OVERDRAFT, SETTLED, MONEY)}
@@ -114,6 +116,7 @@ class LedgerAudit:
                 continue   # a duplicate is UNIQUE's finding; readers dedupe by id, and so do the sums
             seen.add(ev.event_id)
             state = self._apply(ev)
+            self.books.apply(ev)
             if state is not None:
                 self.accounts[ev.account_id] = state
                 if state.balance < -state.overdraft_limit:
@@ -164,16 +167,36 @@ class LedgerAudit:
                          f"{endings['TransferReversed']:,} reversed, {len(self.in_flight):,} in flight")
 
     def _check_money(self) -> None:
+        """The books balance: per currency the trial balance is zero, no ledger account breaks its constraint,
+        and each customer account's balance in the books is the balance its events left it at (a lost or
+        doubled posting shows here even though every event's legs balance)."""
+        check = self.checks[MONEY]
+        for currency in self.books.currencies:
+            trial = self.books.trial_balance(currency)
+            if trial.total:
+                check.fail(f"the trial balance in {currency} is off by {trial.total} (debits {trial.debits} "
+                           f"!= credits {trial.credits})")
+            for violation in trial.violations:
+                check.fail(f"constraint broken: {violation.describe()}")
+        in_books = customer_balances(self.books)
+        unreconciled = sorted(account for account, state in self.accounts.items()
+                              if in_books.get(account, 0) != state.balance)
+        for account in unreconciled:
+            check.fail(f"{account}: the books hold {in_books.get(account, 0)}, its events left it at "
+                       f"{self.accounts[account].balance}")
+        self._money_figures(check, len(unreconciled))
+
+    def _money_figures(self, check: Check, unreconciled: int) -> None:
         in_flight_money = sum(self.debited[t] for t in self.in_flight)
         total = sum(a.balance for a in self.accounts.values())
-        check = self.checks[MONEY]
+        currencies = self.books.currencies
         check.counts = {"balances": total, "in_flight": in_flight_money, "deposited": self.deposited,
-                        "withdrawn": self.withdrawn}
-        check.figures = (f"balances {total:,} + in flight {in_flight_money:,} = deposits {self.deposited:,} "
-                         f"- withdrawals {self.withdrawn:,} (minor units)")
-        if total + in_flight_money != self.deposited - self.withdrawn:
-            check.fail(f"money created or destroyed: balances {total} + in flight {in_flight_money} "
-                       f"!= deposits {self.deposited} - withdrawals {self.withdrawn}")
+                        "withdrawn": self.withdrawn, "currencies": len(currencies),
+                        "ledger_accounts": len(self.books.balances),
+                        "constraints_broken": len(self.books.violations()), "unreconciled": unreconciled}
+        check.figures = (f"trial balance of {len(self.books.balances):,} ledger accounts in {len(currencies)} "
+                         f"currencies; deposits {self.deposited:,} - withdrawals {self.withdrawn:,} = balances "
+                         f"{total:,} + in flight {in_flight_money:,} (minor units)")
 
     def settled_checks(self) -> list[Check]:
         """The checks once nothing should be moving: a transfer still in flight is then a broken saga."""

@@ -13,7 +13,7 @@ prefix rule keeps a fold gapless even if a clock ever stepped back. GET /v1/acco
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +41,7 @@ class LoggedEvent:
     partition: int
     offset: int
     event: e.Event
+    actor_id: str | None = None   # the user id of the record's actor header (core.audit), when it has one
 
 
 # ---------------------------------------------------------------- cutoffs
@@ -151,9 +152,9 @@ class LedgerAsOf:
                 for account_id, state in sorted(self.accounts.items()) for case_id, hold in sorted(state.holds.items())]
 
 
-def ledger_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> LedgerAsOf:
-    """Every account, the transfers in flight and the money totals as they were at the cutoff."""
-    ledger = LedgerAsOf(cutoff)
+def events_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> Iterator[LoggedEvent]:
+    """The events a fold at the cutoff takes: each account's history cut as a prefix, duplicates left out.
+    The ledger (`ledger_as_of`) and the bank's books (core.books) fold the same ones."""
     past: set[str] = set()   # accounts whose history reached the cutoff: their later events do not count
     seen: set[str] = set()
     for logged in log:
@@ -164,6 +165,13 @@ def ledger_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> LedgerAsOf:
         if event.event_id in seen:
             continue   # a duplicate changes nothing (apply is idempotent); the sums must not count it twice
         seen.add(event.event_id)
+        yield logged
+
+
+def ledger_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> LedgerAsOf:
+    """Every account, the transfers in flight and the money totals as they were at the cutoff."""
+    ledger = LedgerAsOf(cutoff)
+    for logged in events_as_of(log, cutoff):
         _fold(ledger, logged)
     return ledger
 

@@ -8,27 +8,20 @@ customer, an auditor or an analyst, not for a hot path.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.authz import unknown_account
 from api.deps import PlatformDep, ViewDep
-from api.ledger_history import read_ledger_until
-from api.ledger_view import LedgerView
+from api.ledger_history import AsOf, check_within_log, cutoff_of, read_ledger_until
 from api.problems import PROBLEM_JSON, Problem
 from core.money import format_amount
-from core.pointintime import Cutoff, CutoffError, account_as_of, describe, parse_cutoff
-from core.readmodel import format_positions
+from core.pointintime import account_as_of, describe
 
 router = APIRouter(prefix="/v1", tags=["point in time"])
 
-AsOf = Annotated[str | None, Query(max_length=400, description="an RFC 3339 moment (events that occurred at or "
-                                   "before it), a duration ago (`1h`, `2d`) or a log position as command "
-                                   "responses give it (`0:12,3:40`: the events before those offsets). Default: now",
-                                   examples=["2026-12-01T10:00:00Z", "0:12,3:40"])]
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown account, or not yet open at that point", "content": {PROBLEM_JSON: {}}},
     422: {"description": "as_of is not a moment or a position, in the future or past the log's end",
@@ -53,10 +46,10 @@ class BalanceAsOf(BaseModel):
             summary="An account's balance and status as they were at a moment or a log position")
 async def account_balance(account_id: str, platform: PlatformDep, view: ViewDep, as_of: AsOf = None) -> BalanceAsOf:
     now = datetime.now(UTC)
-    cutoff = _cutoff(as_of, now)
+    cutoff = cutoff_of(as_of, now)
     if account_id not in view.accounts:
         raise unknown_account(account_id)
-    await _within_log(cutoff, now, view)
+    await check_within_log(cutoff, now, view)
     state = account_as_of(await read_ledger_until(platform.settings.kafka, cutoff), account_id, cutoff)
     if state is None:
         raise Problem(404, "Not open yet", f"account {account_id} was not open yet at {describe(cutoff)}",
@@ -69,29 +62,3 @@ async def account_balance(account_id: str, platform: PlatformDep, view: ViewDep,
                        currency=state.currency, balance=money(state.balance),
                        available_balance=money(state.available_balance), held=money(state.held_debits),
                        overdraft_limit=money(state.overdraft_limit), status=state.status, version=state.sequence)
-
-
-def _cutoff(as_of: str | None, now: datetime) -> Cutoff:
-    if as_of is None:
-        return now
-    try:
-        return parse_cutoff(as_of, now)
-    except (CutoffError, ValueError) as error:
-        raise Problem(422, "Invalid as_of", f"as_of: {error}", "invalid_as_of") from None
-
-
-async def _within_log(cutoff: Cutoff, now: datetime, view: LedgerView) -> None:
-    """422 for a point the log has not reached: the answer could still change."""
-    if isinstance(cutoff, datetime):
-        if cutoff > now:
-            raise Problem(422, "as_of in the future", f"as_of: {cutoff.isoformat()} is later than now "
-                          f"({now.isoformat()})", "as_of_in_future")
-        return
-    try:
-        ends = await view.end_offsets()
-    except KafkaError:
-        raise Problem(503, "Broker unavailable", "cannot read the ledger log; retry shortly", "broker_unavailable") from None
-    beyond = {p: o for p, o in cutoff.items() if o > ends.get(p, 0)}
-    if beyond:
-        raise Problem(422, "Position beyond the log", f"as_of: {format_positions(beyond)} is past the end of the "
-                      f"event log ({format_positions(ends)})", "position_beyond_log")

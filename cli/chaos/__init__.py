@@ -6,9 +6,10 @@ thousands of requests) with 2 ledger workers, 1 projection worker and the API:
   2. a steady open-loop load of transfers, deposits and withdrawals through the API, from a process of its
      own, with a retrying client (cli/chaos/load.py);
   3. a schedule of faults (cli/chaos/faults.py) for `--duration` seconds, at least one of each asked for;
-  4. stop the load, let everything settle, then check (core/invariants.py): money is conserved, every debit
-     has its credit or reversal, no event id or posting twice, no balance past its overdraft, every command
-     the client got an answer for has its events and the answer agrees with the log, every read model equals
+  4. stop the load, let everything settle, then check (core/invariants.py): the books balance (the trial
+     balance of core/books.py zero per currency, no ledger account past its constraint), every debit has its
+     credit or reversal, no event id or posting twice, no balance past its overdraft, every command the
+     client got an answer for has its events and the answer agrees with the log, every read model equals
      a fresh rebuild from offset 0, and no process died without being killed.
 Prints what was injected and what held; exits 1 when an invariant is broken (the stack's home and logs are
 then kept for a post-mortem).

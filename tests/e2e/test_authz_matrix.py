@@ -91,6 +91,7 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "account_balance": row(401, MINE, 200, 200, 200),
     "audit": row(401, (403, 403), 200, 200, 200),            # the raw ledger trail: staff only
     "catalog": row(401, 403, 200, 200, 200), "catalog_markdown": row(401, 403, 200, 200, 200),
+    "trial_balance": row(401, 403, 200, 200, 200), "ledger_account_entries": row(401, 403, 200, 200, 200),
     "list_cases": reviewers(200), "get_case": reviewers(200),
     "approve_case": reviewers(404), "reject_case": reviewers(404),   # an unknown case: authorized, then 404
     "ctr_report": reviewers(200), "ctr_report_csv": reviewers(200),
@@ -320,6 +321,8 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "audit": lambda: Request("GET", "/v1/audit", params=fresh | {"account_id": acct}),
         "account_balance": lambda: Request("GET", f"/v1/accounts/{acct}/balance"),
         "catalog": lambda: Request("GET", "/v1/catalog"),
+        "trial_balance": lambda: Request("GET", "/v1/admin/books/trial-balance", params={"currency": "EUR"}),
+        "ledger_account_entries": lambda: Request("GET", "/v1/admin/books/accounts/transit/entries"),
         "catalog_markdown": lambda: Request("GET", "/v1/catalog.md"),
         "list_cases": lambda: Request("GET", "/v1/admin/cases", params=fresh),
         "get_case": lambda: Request("GET", f"/v1/admin/cases/{w.case_id}", params=fresh),

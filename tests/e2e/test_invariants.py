@@ -28,5 +28,7 @@ def test_invariants_hold_under_concurrent_random_commands(api_url: str, kafka_bo
         rejected = sum(1 for ev in audit.events if type(ev).__name__ == "CommandRejected")
         assert rejected > 0  # the generator does ask for impossible withdrawals
         assert audit.deposited > 0 and audit.withdrawn > 0
+        # The books: zero in total, and nothing left in transit once every transfer is credited or reversed.
+        assert audit.books.trial_balance("EUR").total == 0 and audit.books.balance("transit", "EUR") == 0
 
     asyncio.run(scenario())

@@ -36,7 +36,10 @@ def _broken(audit: LedgerAudit) -> dict[str, int]:
 def test_a_sound_log_breaks_nothing() -> None:
     audit = LedgerAudit(_history())
     assert _broken(audit) == {} and audit.violations == []
-    assert audit.checks[MONEY].counts == {"balances": 100, "in_flight": 0, "deposited": 100, "withdrawn": 0}
+    assert audit.checks[MONEY].counts == {"balances": 100, "in_flight": 0, "deposited": 100, "withdrawn": 0,
+                                          "currencies": 1, "ledger_accounts": 4, "constraints_broken": 0,
+                                          "unreconciled": 0}
+    assert audit.books.trial_balance("EUR").total == 0
     assert audit.checks[SETTLED].counts["credited"] == 1
 
 
@@ -55,7 +58,11 @@ def test_each_breakage_is_caught() -> None:
     history = _history()
     assert _broken(LedgerAudit([*history, history[2]])) == {UNIQUE: 2}          # an event (a posting) twice
     lost_deposit = [history[0], history[1], history[3], history[4]]            # A jumps from 1 to 3
-    assert _broken(LedgerAudit(lost_deposit)) == {GAPLESS: 1, MONEY: 1}
+    # The lost deposit's legs are gone from both sides, so the trial balance is still zero; but A's balance in
+    # the books (-30) is not the 70 its events left it at, and -30 is past its overdraft of zero.
+    lost = LedgerAudit(lost_deposit)
+    assert _broken(lost) == {GAPLESS: 1, MONEY: 2}
+    assert any("the books hold -30, its events left it at 70" in p for p in lost.checks[MONEY].problems)
     no_credit = LedgerAudit(history[:4])                                         # the debit alone
     assert no_credit.violations == [] and no_credit.in_flight == {"t1"}         # in flight: fine while moving
     assert _broken(no_credit) == {SETTLED: 1}                                   # not once settled
