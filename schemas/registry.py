@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from urllib.parse import quote
+
+import httpx
 
 from core.topics import TopicSpec
 from schemas.codec import HISTORY_DIR, current_schemas, load_schema, read_schema_ids, version_of
@@ -58,8 +61,8 @@ def released_versions(ids: Mapping[str, Mapping[str, int]] | None = None) -> lis
 
 def subjects_of(topic: TopicSpec, full_names: Mapping[str, str]) -> dict[str, str]:
     """The subjects of a topic: subject -> record type. `full_names`: record type -> its Avro full name."""
-    subjects = {f"{topic.name}-{full_names[name]}": name for name in topic.value_schemas}
-    if len(topic.value_schemas) == 1:
+    subjects = {f"{topic.name}-{full_names[name]}": name for name in topic.value_schemas if name in full_names}
+    if len(topic.value_schemas) == 1 and topic.value_schemas[0] in full_names:
         subjects[f"{topic.name}-value"] = topic.value_schemas[0]
     return subjects
 
@@ -89,3 +92,30 @@ class SchemaCatalog:
         """(subject, schema) pairs in the order that gives a fresh registry our ids: by id, then by subject."""
         pairs = [(subject, item) for subject, items in self.subjects.items() for item in items]
         return sorted(pairs, key=lambda pair: (pair[1].schema_id, pair[0]))
+
+
+MEDIA_TYPE = "application/vnd.schemaregistry.v1+json"
+COMPATIBILITY_LEVEL = "BACKWARD_TRANSITIVE"   # the project's rule: a schema reads every earlier version's data
+
+
+def publish(catalog: SchemaCatalog, client: httpx.Client) -> list[str]:
+    """Register every released schema version under its subjects in the registry `client` talks to (Confluent
+    Schema Registry, Karapace or the embedded one), in id order; the problems found (none: all done).
+
+    Writers put the ids of schemas/schema_ids.json in messages without asking any registry, so the registry
+    must hand out the same ids. A fresh registry numbers new schemas 1, 2, 3... in the order it first sees
+    them, which is id order here; a schema registered again (under another subject, or by a second release)
+    keeps its id. A registry that already holds other schemas may answer other ids: that is reported."""
+    problems = []
+    for subject in sorted(catalog.subjects):
+        client.put(f"/config/{quote(subject, safe='')}", json={"compatibility": COMPATIBILITY_LEVEL},
+                   headers={"Content-Type": MEDIA_TYPE})
+    for subject, item in catalog.registrations():
+        response = client.post(f"/subjects/{quote(subject, safe='')}/versions", json={"schema": item.text},
+                               headers={"Content-Type": MEDIA_TYPE})
+        if response.status_code != 200:
+            problems.append(f"{subject}: {item.name} v{item.version}: HTTP {response.status_code} {response.text}")
+        elif (answered := response.json().get("id")) != item.schema_id:
+            problems.append(f"{subject}: the registry gave {item.name} v{item.version} id {answered}, writers use "
+                            f"{item.schema_id} (schemas/schema_ids.json): release into an empty registry")
+    return problems
