@@ -158,10 +158,6 @@ class Codec:
         schema_id = wire_schema_id(value)
         return None if schema_id is None else f"schema id {schema_id}"
 
-    def schema_ids(self) -> dict[int, str]:
-        """Every schema id this codec reads -> its record type."""
-        return {schema_id: writer.name for schema_id, writer in self._by_id.items()}
-
     def decode(self, value: bytes | None, headers: Headers, expected: Collection[str] | None = None) -> Any:
         """The record in a message. `expected`: the record types its topic carries (infra.topics.record_types);
         any other raises UnexpectedRecordType, before its body is read."""

@@ -26,9 +26,9 @@ from schemas.registry import SchemaCatalog
 DEPOSIT_SUBJECT = f"{LEDGER_COMMANDS}-bankstream.commands.Deposit"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def empty_registry(_session_stack: Stack) -> Iterator[str]:
-    """A second registry process that knows no schema yet, like a fresh Confluent Schema Registry."""
+    """A registry process of its own that knows no schema yet, like a fresh Confluent Schema Registry."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "--factory", "schemas.registry_server:create_empty_app",
             "--host", LOCALHOST, "--port", str(port)]
@@ -36,6 +36,12 @@ def empty_registry(_session_stack: Stack) -> Iterator[str]:
     _session_stack.start(spec)
     yield f"http://{LOCALHOST}:{port}"
     _session_stack.kill(spec.name)
+
+
+def _release(registry: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", "schemas", "release", "--registry", registry,
+                           "--registry-only"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def _deposit_schema_id() -> int:
@@ -96,9 +102,7 @@ def test_release_into_a_fresh_registry_gives_the_writers_ids(empty_registry: str
     """`bank schemas release --registry URL --registry-only` (twice: the second finds everything registered)
     leaves a registry whose subjects and ids agree with the embedded one's: messages' ids mean the same schemas."""
     for _ in range(2):
-        done = subprocess.run([sys.executable, "-m", "cli.main", "schemas", "release", "--registry", empty_registry,
-                               "--registry-only"],
-                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+        done = _release(empty_registry)
         assert done.returncode == 0, done.stdout + done.stderr
     expected = SchemaCatalog(load_registry())
     with httpx.Client(base_url=empty_registry) as client:
@@ -108,3 +112,14 @@ def test_release_into_a_fresh_registry_gives_the_writers_ids(empty_registry: str
                 served = client.get(f"/subjects/{subject}/versions/{number}").json()
                 assert served["id"] == item.schema_id, (subject, number)
                 assert json.loads(client.get(f"/schemas/ids/{item.schema_id}").json()["schema"]) == item.schema
+
+
+def test_release_refuses_a_registry_that_hands_out_other_ids(empty_registry: str) -> None:
+    """A registry that already holds a foreign schema numbers ours from 2: writers' ids would name the wrong
+    schemas there, so the release fails and says so."""
+    foreign = {"type": "record", "name": "Foreign", "namespace": "elsewhere", "fields": [{"name": "x", "type": "int"}]}
+    with httpx.Client(base_url=empty_registry) as client:
+        assert client.post("/subjects/elsewhere-value/versions", json={"schema": json.dumps(foreign)}).json() == {"id": 1}
+    done = _release(empty_registry)
+    assert done.returncode == 1
+    assert "the registry gave AccountClosed v1 id 2, writers use 1" in " ".join(done.stdout.split()), done.stdout
