@@ -223,15 +223,17 @@ app.add_typer(schemas_app, name="schemas")
 @schemas_app.command("check")
 def schemas_check() -> None:
     """Fail if a schema changed without a version bump, or cannot read a previous version's data."""
-    from schemas.codec import current_schemas, load_schema, schema_fingerprint
+    from schemas.codec import current_schemas, load_schema, read_schema_ids, schema_fingerprint
     from schemas.compat import history_path, incompatibility, read_lock, version_of
 
     problems: list[str] = []
-    lock = read_lock()
+    lock, ids = read_lock(), read_schema_ids()
     for name, schema in current_schemas().items():
         version = version_of(schema)
         if lock.get(name, {}).get(str(version)) != schema_fingerprint(schema):
             problems.append(f"{name}: differs from its released v{version}; bump bankstream_version and release")
+        elif str(version) not in ids.get(name, {}):
+            problems.append(f"{name}: v{version} has no schema id in schemas/schema_ids.json; run `bank schemas release`")
         for older in range(1, version):
             path = history_path(name, older)
             if not path.exists():
