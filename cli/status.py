@@ -49,7 +49,8 @@ def _up(url: str) -> bool:
 
 def _service_urls(settings: Settings) -> dict[str, str]:
     urls = Stack(settings).urls()
-    probes = {"api": f"{urls['api']}/healthz", "lag-exporter": urls["lag-exporter"]}
+    probes = {"api": f"{urls['api']}/healthz", "lag-exporter": urls["lag-exporter"],
+              "schema-registry": f"{urls['schema-registry']}/subjects"}
     probes |= {name: f"{url}/" for name, url in urls.items() if name.startswith("worker-")}
     probes |= {name: f"{url}/healthz" for name, url in urls.items() if name.startswith("projector-")}
     if "prometheus" in urls:

@@ -180,7 +180,7 @@ async def customer_accounts(bootstrap: str, customer_id: str) -> set[str]:
     """The customer's accounts, from the AccountOpened events of the ledger log."""
     codec, accounts = get_codec(), set()
     async for record in read_messages(bootstrap, LEDGER_EVENTS, Start(every=0), follow=False):
-        if codec.schema_name(record.headers) == "AccountOpened":
+        if codec.schema_name(record.value, record.headers) == "AccountOpened":
             opened = codec.decode(record.value, record.headers)
             if opened.customer_id == customer_id:
                 accounts.add(opened.account_id)
@@ -230,7 +230,7 @@ async def _print(bootstrap: str, topic: str, start: Start, wanted: Filter, as_js
     accounts = await customer_accounts(bootstrap, wanted.customer) if wanted.customer else set()
     printed = 0
     async for record in read_messages(bootstrap, topic, start, follow):
-        if not wanted.wants_type(codec.schema_name(record.headers)):
+        if not wanted.wants_type(codec.schema_name(record.value, record.headers)):
             continue
         message = message_of(record)
         value = message["value"]

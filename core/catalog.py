@@ -230,8 +230,10 @@ def render_markdown(catalog: Catalog) -> str:
         "",
         "Every Kafka topic of bankstream, what it is for, who writes and reads it, and the record types it carries. "
         "Values are Avro; in JSON (`bank tail --json`, the examples below, `GET /v1/catalog`) money is integer "
-        "minor units of its `currency` and timestamps are RFC 3339 strings in UTC. The message's record type is "
-        "in its header `bank.schema.name`.",
+        "minor units of its `currency` and timestamps are RFC 3339 strings in UTC. Messages are in the "
+        "schema-registry wire format (magic byte 0, the writer schema's 4-byte id, the Avro body; the registry at "
+        "BANK_SCHEMA_REGISTRY_URL serves the ids), under subjects `<topic>-<record full name>`, and `<topic>-value` "
+        "for a topic of one record type. Header `bank.schema.name` names the record type for people.",
         "",
         "| topic | kind | key | partitions | retention | record types |",
         "|---|---|---|---|---|---|",

@@ -29,12 +29,16 @@ class Settings(BaseSettings):
     pg_dsn: str | None = None
     redis_url: str | None = None
     mongo_url: str | None = None
+    # The schema registry readers resolve message schema ids with (the embedded one of `bank up` when unset;
+    # docker-compose runs Karapace). Writers never call it: ids come from schemas/schema_ids.json.
+    schema_registry_url: str | None = None
 
     # Ports of the embedded servers (only used when the matching URL above is unset).
     kafka_port: int = 19092
     pg_port: int = 15432
     redis_port: int = 16379
     mongo_port: int = 17017
+    schema_registry_port: int = 18081
 
     # Monitoring: the consumer-lag exporter (`bank lag --serve`) and Prometheus (`bank up --with-prometheus`).
     lag_exporter_port: int = 9308
@@ -134,6 +138,10 @@ class Settings(BaseSettings):
     @property
     def redis(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def schema_registry(self) -> str:
+        return self.schema_registry_url or f"http://127.0.0.1:{self.schema_registry_port}"
 
     @property
     def mongo(self) -> str:

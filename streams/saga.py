@@ -122,7 +122,7 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
 def _step_for(message: Any, now: datetime) -> tuple[c.Command, bytes, list[tuple[str, bytes]]] | None:
     """The next step of the transfer an event belongs to, encoded, or None. Raises DecodeError for a record that
     is no ledger event; the ledger's other events are not decoded at all."""
-    name = codec.schema_name(message.headers)
+    name = codec.schema_name(message.value, message.headers)
     if name in event_types and name not in SAGA_EVENTS and name not in TRANSFER_ENDS:
         return None
     event = codec.decode(message.value, message.headers, event_types)

@@ -3,6 +3,7 @@
 - `kafka_bootstrap`: just the broker (or BANK_KAFKA_BOOTSTRAP when set in the environment).
 - `pg_dsn`: PostgreSQL with migrations applied (or BANK_PG_DSN).
 - `redis_url`, `mongo_url`: the other servers (or their BANK_* URL).
+- `schema_registry_url`: the embedded schema registry (or BANK_SCHEMA_REGISTRY_URL).
 - `stack`: everything: infra, topics, migrations, stream workers and the API. Only tests that ask for it pay for it.
 - `api_url`: the API's base URL (implies `stack`), and staff users (tests/support/__init__.py STAFF: teller, analyst,
   admin, with TOTP) that `Bank(api_url)` logs in as (a teller unless told otherwise).
@@ -52,7 +53,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip_slow)
 
 
-_URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL")
+_URL_VARS = ("BANK_KAFKA_BOOTSTRAP", "BANK_PG_DSN", "BANK_REDIS_URL", "BANK_MONGO_URL", "BANK_SCHEMA_REGISTRY_URL")
 UNLIMITED = 10**9
 
 
@@ -63,7 +64,8 @@ def _session_settings(home: Path) -> Settings:
     # Request rate limits out of the way: the whole suite is one client on 127.0.0.1 running load tests; the
     # limits themselves are tested on an API of their own (tests/e2e/test_rate_limits.py). Lock-outs keep the defaults.
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
-                    mongo_port=free_port(), api_port=free_port(), worker_web_port=worker_base,
+                    mongo_port=free_port(), schema_registry_port=free_port(), api_port=free_port(),
+                    worker_web_port=worker_base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(),
                     command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
                     rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED)
@@ -142,6 +144,12 @@ def redis_url(_session_stack: Stack) -> str:
 def mongo_url(_session_stack: Stack) -> str:
     _session_stack.start_infra(["mongo"])
     return _session_stack.settings.mongo
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(_session_stack: Stack) -> str:
+    _session_stack.start_infra(["schema-registry"])
+    return _session_stack.settings.schema_registry
 
 
 @pytest.fixture(scope="session")

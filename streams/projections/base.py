@@ -18,7 +18,7 @@ from core.readmodel import FoldError, Positions, Posting, fold, posting_for
 from core.topics import LEDGER_EVENTS
 from infra.records import header_list, header_text
 from infra.topics import record_types
-from schemas.codec import HEADER_FINGERPRINT, HEADER_SCHEMA, DecodeError, get_codec
+from schemas.codec import HEADER_SCHEMA, DecodeError, get_codec
 
 
 @dataclass(slots=True)
@@ -35,11 +35,13 @@ class EventRecord:
 
     @property
     def schema_name(self) -> str | None:
-        return header_text(self.headers, HEADER_SCHEMA)
+        """The record type, by the writer schema's id; a header may name one the codec does not know."""
+        return get_codec().schema_name(self.value, self.headers) or header_text(self.headers, HEADER_SCHEMA)
 
     @property
     def fingerprint(self) -> str | None:
-        return header_text(self.headers, HEADER_FINGERPRINT)
+        """The writer schema as the message names it: `schema id N`, or an old-format record's fingerprint."""
+        return get_codec().writer_identity(self.value, self.headers)
 
     @classmethod
     def decode(cls, partition: int, offset: int, value: bytes | None, headers: Any) -> EventRecord:

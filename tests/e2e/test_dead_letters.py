@@ -1,7 +1,7 @@
 """Bad records on every command topic go to its dead-letter topic with the error in a header; the agents keep going.
 
 The command topics are the registry's (topics.yaml, kind `command`), so a new one is covered as soon as it is
-declared. Each gets garbage, truncated Avro, an unknown schema fingerprint, trailing bytes, and oversized records
+declared. Each gets garbage, truncated Avro, an unknown schema fingerprint or id, trailing bytes, and oversized records
 (nearly 1 MiB of garbage, and a well-formed Avro command with a 1 MB field), then a good command that must post.
 
 Size limits, as measured against the embedded broker (and Kafka's defaults):
@@ -101,7 +101,8 @@ def test_bad_records_go_to_the_dead_letter_topic_and_good_commands_still_post(ap
         poison = [
             (b"not avro at all " + marker, []),
             (value[:-3], headers),                                              # truncated Avro
-            (value, [(HEADER_FINGERPRINT, b"ffffffffffffffff")]),              # unknown schema
+            (value, [(HEADER_FINGERPRINT, b"ffffffffffffffff")]),              # unknown schema (old format)
+            (b"\x00\x7f\xff\xff\xff" + value[5:] + marker, headers),             # unknown schema id
             (value + b"trailing" + marker, headers),
             (marker + b"\xff" * (EDGE_OF_1_MIB - len(marker)), []),            # 1 MiB of garbage, nearly
             (huge, huge_headers),

@@ -34,7 +34,7 @@ def test_status_summarises_the_running_platform(stack: Stack, api_url: str, kafk
     asyncio.run(wait_caught_up(kafka_bootstrap, pg_dsn, redis_url, mongo_url))
     status = asyncio.run(gather(stack.settings))
     assert healthy(status), status
-    assert {"api", "worker-1", "projector-1", "lag-exporter"} <= set(status.services)
+    assert {"api", "worker-1", "projector-1", "lag-exporter", "schema-registry"} <= set(status.services)
     assert status.topics["bank.ledger.events"][0] == 6 and status.topics["bank.ledger.events"][1] > 0
     assert {r.group for r in status.lag} >= {"bankstream-ledger", "bankstream-projection-postgres"}
     assert status.sagas_in_flight == 0          # every transfer settled (wait=true)

@@ -31,7 +31,8 @@ PROMETHEUS_FILE = ROOT / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "grafana"
 
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
-EXPECTED_SERVICES = {*KAFKA_NODES, "postgres", "redis", "mongo", "prometheus", "grafana", "setup", "worker", "projector",
+EXPECTED_SERVICES = {*KAFKA_NODES, "postgres", "redis", "mongo", "schema-registry", "prometheus", "grafana", "setup",
+                     "worker", "projector",
                      "api", "lag-exporter"}
 ONE_SHOT_SERVICES = {"setup"}
 BANK_VAR = re.compile(r"\bBANK_[A-Z0-9_]+\b")
@@ -214,7 +215,7 @@ def test_app_waits_for_setup(services: dict[str, dict[str, Any]]) -> None:
     for name in ("worker", "api"):
         assert _depends_on(services[name]).get("setup") == "service_completed_successfully", name
     assert _depends_on(services["setup"]) == {**dict.fromkeys(KAFKA_NODES, "service_healthy"),
-                                              "postgres": "service_healthy"}
+                                              "postgres": "service_healthy", "schema-registry": "service_healthy"}
 
 
 def test_app_services_wait_for_every_broker(services: dict[str, dict[str, Any]]) -> None:
@@ -227,6 +228,7 @@ def test_app_services_wait_for_every_broker(services: dict[str, dict[str, Any]])
 def test_setup_applies_topics_and_migrates(services: dict[str, dict[str, Any]]) -> None:
     script = " ".join(_command(services["setup"]))
     assert "bank topics apply" in script and "bank migrate" in script
+    assert "bank schemas release --registry-only --registry http://schema-registry:8081" in script
 
 
 def test_bank_console_script_has_the_setup_commands() -> None:
@@ -240,6 +242,7 @@ def test_bank_console_script_has_the_setup_commands() -> None:
     cli = typer.main.get_command(getattr(importlib.import_module(module), attr))
     assert "migrate" in cli.commands
     assert "apply" in cli.commands["topics"].commands
+    assert "release" in cli.commands["schemas"].commands
 
 
 def test_kafka_has_enough_brokers_for_topic_replication(services: dict[str, dict[str, Any]]) -> None:
