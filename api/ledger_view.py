@@ -20,7 +20,7 @@ from aiokafka import ConsumerRecord
 
 from core import ledger
 from core.events import Event
-from core.readmodel import Positions
+from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import TopicFollower
 from infra.topics import record_types
@@ -35,7 +35,7 @@ FOLLOWER_FAILPOINT = "ledger_view_follow"
 class LedgerView:
     def __init__(self, bootstrap: str, failpoint: str | None = None) -> None:
         # Committed data only (the follower's default): after exactly_once traffic the log also holds aborted records.
-        self._follower = TopicFollower(bootstrap, LEDGER_EVENTS, self._handle)
+        self._follower = TopicFollower(bootstrap, LEDGER_EVENTS, self._handle, on_caught_up=self._log_caught_up)
         self._codec = get_codec()
         self._event_types = record_types(LEDGER_EVENTS)
         self._failpoint = failpoint == FOLLOWER_FAILPOINT
@@ -60,6 +60,12 @@ class LedgerView:
 
     async def stop(self) -> None:
         await self._follower.stop()
+
+    def _log_caught_up(self) -> None:
+        """Operators (and `bank chaos`) see what a (re)started API knew when it began to answer."""
+        log.info("ledger view caught up: %s accounts, %s commands; log ends %s, read up to %s",
+                 len(self.accounts), len(self.outcomes), format_positions(self._follower.start_ends),
+                 format_positions(self.positions))
 
     def _handle(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         if self._failpoint and self.caught_up.is_set():
