@@ -56,7 +56,9 @@ def _consumer(bootstrap: str) -> AIOKafkaConsumer:
 async def _stop_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition], cutoff: Cutoff) -> dict[TopicPartition, int]:
     ends = await consumer.end_offsets(tps)
     if not isinstance(cutoff, datetime):
-        return {tp: min(ends[tp], cutoff.get(tp.partition, 0)) for tp in tps}
+        # A partition the position does not name is read whole: a fold of the whole log completes the cut there
+        # by time (core.pointintime.whole_log_cutoff); one account's fold ignores it.
+        return {tp: min(ends[tp], cutoff.get(tp.partition, ends[tp])) for tp in tps}
     stamp = max(0, int((cutoff + CLOCK_MARGIN).timestamp() * 1000))   # before 1970: nothing can be before it
     later = await consumer.offsets_for_times({tp: stamp for tp in tps})
     return {tp: min(ends[tp], found.offset) if (found := later.get(tp)) is not None else ends[tp] for tp in tps}

@@ -19,7 +19,7 @@ from rich.table import Table
 from api.ledger_history import read_ledger_until
 from core.books import Books, TrialBalance, books_as_of
 from core.money import CURRENCY_DIGITS, format_amount
-from core.pointintime import Cutoff, CutoffError, LoggedEvent, describe, parse_cutoff
+from core.pointintime import Cutoff, CutoffError, LoggedEvent, describe, parse_cutoff, whole_log_cutoff
 from core.settings import get_settings
 from core.topics import LEDGER_EVENTS
 
@@ -39,7 +39,9 @@ def trial_balance(
     the books do not balance or an account breaks its constraint."""
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     cutoff = _cutoff(err, currency, as_of)
-    books = books_as_of(_read(err, cutoff, quiet=as_json), cutoff)
+    log = _read(err, cutoff, quiet=as_json)
+    cutoff = whole_log_cutoff(log, cutoff)   # the cut the answer is of, every partition named
+    books = books_as_of(log, cutoff)
     trials = [books.trial_balance(of) for of in ([currency] if currency else books.currencies)]
     if as_json:
         print(json.dumps({"as_of": describe(cutoff), "events": books.events,

@@ -61,13 +61,13 @@ Decisions, and why:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from core import events as e
-from core.pointintime import Cutoff, LoggedEvent, events_as_of
+from core.pointintime import Cutoff, LoggedEvent, events_as_of, whole_log_cutoff
 
 Side = Literal["debit", "credit"]
 AccountType = Literal["asset", "liability", "equity", "income", "expense"]
@@ -326,10 +326,11 @@ def _chart_order(ledger_account_id: str) -> tuple[int, str]:
     return list(CHART).index(kind_of(ledger_account_id).kind), ledger_account_id
 
 
-def books_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> Books:
-    """The books as they were at the cutoff, folded from the same events `ledger_as_of` folds."""
+def books_as_of(log: Sequence[LoggedEvent], cutoff: Cutoff) -> Books:
+    """The books as they were at the cutoff, folded from the same events `ledger_as_of` folds (a position naming
+    only some partitions is completed by time: `whole_log_cutoff`)."""
     books = Books()
-    for logged in events_as_of(log, cutoff):
+    for logged in events_as_of(log, whole_log_cutoff(log, cutoff)):
         books.apply(logged.event, logged.actor_id)
     return books
 
@@ -357,11 +358,11 @@ class Entry:
         return self.occurred_at, self.partition, self.offset, self.leg_index
 
 
-def entries_of(log: Iterable[LoggedEvent], cutoff: Cutoff, ledger_account_id: str,
+def entries_of(log: Sequence[LoggedEvent], cutoff: Cutoff, ledger_account_id: str,
                currency: str | None = None) -> list[Entry]:
     """Every leg on the ledger account (of one currency, or all), in time order (ties: partition, offset)."""
     books, found = Books(), []
-    for logged in events_as_of(log, cutoff):
+    for logged in events_as_of(log, whole_log_cutoff(log, cutoff)):
         for index, leg in enumerate(books.apply(logged.event, logged.actor_id)):
             if leg.ledger_account_id == ledger_account_id and currency in (None, leg.currency):
                 found.append((logged, index, leg))

@@ -13,7 +13,7 @@ prefix rule keeps a fold gapless even if a clock ever stepped back. GET /v1/acco
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,6 +152,29 @@ class LedgerAsOf:
                 for account_id, state in sorted(self.accounts.items()) for case_id, hold in sorted(state.holds.items())]
 
 
+def whole_log_cutoff(log: Sequence[LoggedEvent], cutoff: Cutoff) -> Cutoff:
+    """The cutoff for a fold of the whole log (the books, every account). A position that names only some
+    partitions (a command's own `position` names its own) says nothing of the others: there the cut is completed
+    by time, up to the moment of the latest event it takes from the partitions it names. A credit is decided after
+    its debit, so no credit is taken without its debit and transit never looks negative. A moment, or a position
+    naming every partition of the log, is returned as it is."""
+    if isinstance(cutoff, datetime):
+        return cutoff
+    unnamed = {logged.partition for logged in log} - set(cutoff)
+    if not unnamed:
+        return cutoff
+    taken = [logged.event.occurred_at for logged in log if logged.partition in cutoff and within(logged, cutoff)]
+    moment = max(taken, default=None)
+    completed = dict(cutoff)
+    for partition in unnamed:
+        completed[partition] = 0
+    if moment is not None:
+        for logged in log:
+            if logged.partition in unnamed and logged.event.occurred_at <= moment:
+                completed[logged.partition] = max(completed[logged.partition], logged.offset + 1)
+    return completed
+
+
 def events_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> Iterator[LoggedEvent]:
     """The events a fold at the cutoff takes: each account's history cut as a prefix, duplicates left out.
     The ledger (`ledger_as_of`) and the bank's books (core.books) fold the same ones."""
@@ -168,8 +191,10 @@ def events_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> Iterator[LoggedE
         yield logged
 
 
-def ledger_as_of(log: Iterable[LoggedEvent], cutoff: Cutoff) -> LedgerAsOf:
-    """Every account, the transfers in flight and the money totals as they were at the cutoff."""
+def ledger_as_of(log: Sequence[LoggedEvent], cutoff: Cutoff) -> LedgerAsOf:
+    """Every account, the transfers in flight and the money totals as they were at the cutoff (a position naming
+    only some partitions is completed by time: `whole_log_cutoff`)."""
+    cutoff = whole_log_cutoff(log, cutoff)
     ledger = LedgerAsOf(cutoff)
     for logged in events_as_of(log, cutoff):
         _fold(ledger, logged)

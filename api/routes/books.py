@@ -26,7 +26,7 @@ from api.problems import PROBLEM_JSON, Problem
 from core import books
 from core.ledger import AccountState
 from core.money import CURRENCY_DIGITS, format_amount
-from core.pointintime import Cutoff, LoggedEvent, describe
+from core.pointintime import Cutoff, LoggedEvent, describe, whole_log_cutoff
 
 router = APIRouter(prefix="/v1/admin/books", tags=["books"])
 
@@ -114,6 +114,7 @@ async def trial_balance(platform: PlatformDep, view: ViewDep, currency: Currency
                         as_of: AsOf = None) -> TrialBalanceReport:
     _check_currency(currency)
     cutoff, log = await _log(platform, view, as_of)
+    cutoff = whole_log_cutoff(log, cutoff)   # the cut the answer is of, every partition named
     folded = books.books_as_of(log, cutoff)
     currencies = [currency] if currency else folded.currencies
     return TrialBalanceReport(as_of=describe(cutoff), events=folded.events,
@@ -129,6 +130,7 @@ async def ledger_account_entries(ledger_account_id: LedgerAccountId, platform: P
     _check_currency(currency)
     after = _decode_cursor(cursor) if cursor else None
     cutoff, log = await _log(platform, view, as_of)
+    cutoff = whole_log_cutoff(log, cutoff)
     entries = [entry for entry in books.entries_of(log, cutoff, ledger_account_id, currency)
                if after is None or entry.key > after]
     page = entries[:limit]

@@ -3,6 +3,7 @@ one ledger account's entries, and the property that any sequence of events leave
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from core import events as e
 from core.books import (BANK_ACCOUNTS, CHART, TRANSIT, VAULT, Books, Leg, UnknownLedgerAccount, books_as_of,
                         entries_of, kind_of, legs_of, unbalanced)
 from core.ledger import AccountState, apply, decide
-from core.pointintime import LoggedEvent
+from core.pointintime import LoggedEvent, whole_log_cutoff
 
 NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
@@ -137,6 +138,22 @@ def test_the_books_as_of_a_moment_leave_out_what_came_after() -> None:
     assert books_as_of(log, NOW).balance("cash:teller-1", "EUR") == 100
     assert books_as_of(log, later).balance("cash:teller-1", "EUR") == 107
     assert books_as_of(log, {0: 1}).currencies == []     # a log position: only the opening
+
+
+def test_a_position_naming_one_partition_is_completed_by_time_so_no_credit_comes_without_its_debit() -> None:
+    """A command's own position names only its partition; the books at that position take the other partitions
+    up to the moment of its latest event (core.pointintime.whole_log_cutoff), never a credit without its debit."""
+    later = NOW + timedelta(seconds=1)
+    debited, credited = _transfer("t1", "A", "B", 30)
+    credited = replace(credited, occurred_at=later)
+    log = [*(LoggedEvent(0, i, event) for i, event in enumerate((_opened("A"), _deposit("d", "A", 2, 100), debited))),
+           LoggedEvent(0, 3, _deposit("d2", "A", 4, 5, at=later + timedelta(seconds=1))),
+           LoggedEvent(1, 0, _opened("B")), LoggedEvent(1, 1, credited)]
+    assert whole_log_cutoff(log, {1: 2}) == {1: 2, 0: 3}      # partition 0 up to the credit's moment, not d2
+    books = books_as_of(log, {1: 2})
+    assert books.balance(TRANSIT, "EUR") == 0 and books.violations() == []
+    assert books.balance("customer:A", "EUR") == -70          # a liability (credit normal): 70 owed; d2 left out
+    assert whole_log_cutoff(log, {0: 1, 1: 0}) == {0: 1, 1: 0} and whole_log_cutoff(log, NOW) == NOW
 
 
 def test_entries_of_one_ledger_account_run_in_time_order() -> None:
