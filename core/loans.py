@@ -361,37 +361,42 @@ def schedule(product: LoanProduct, principal_minor: int, term: int, disbursed_on
     rate = product.annual_rate_percent if annual_rate_percent is None else annual_rate_percent
     _check_rate(rate, "annual rate")
     dates = due_dates(product.frequency, term, disbursed_on, first_due)
-    starts = [disbursed_on, *dates[:-1]]
-    regular_first = add_periods(disbursed_on, product.frequency, 1)
-    annual = _annual_fraction(rate)
-    periodic = annual / PERIODS_PER_YEAR[product.frequency]
-
-    broken_first = dates[0] != regular_first
-    first_rate = annual * day_count_fraction(product.day_count, disbursed_on, dates[0])
-
-    def period_interest(balance: int, number: int) -> int:
-        if product.amortisation == "equal_instalments" and (number > 1 or not broken_first):
-            return round(balance * periodic)
-        if number == 1:
-            return round(balance * first_rate)
-        return round(balance * annual * day_count_fraction(product.day_count, starts[number - 1], dates[number - 1]))
-
-    amortising = term - product.grace_on_principal
+    rates = period_rates(product, rate, disbursed_on, dates)
+    periodic = _annual_fraction(rate) / PERIODS_PER_YEAR[product.frequency]
     # A broken first period inside the grace is interest only: the annuity then runs over regular periods.
-    payment_first_rate = first_rate if broken_first and product.grace_on_principal == 0 else None
-    payment = round(annuity_payment(Fraction(principal_minor), periodic, amortising, payment_first_rate))
+    broken_first = rates[0] != periodic and product.grace_on_principal == 0
+    payment = round(annuity_payment(Fraction(principal_minor), periodic, term - product.grace_on_principal,
+                                    rates[0] if broken_first else None))
     fee = product.origination_fee.amount(principal_minor)
     instalments: list[Instalment] = []
     balance = principal_minor
-    for number in range(1, term + 1):
-        interest = period_interest(balance, number)
+    for number, (due_on, period_rate) in enumerate(zip(dates, rates, strict=True), start=1):
+        interest = round(balance * period_rate)
         principal = _principal_part(product.amortisation, number, term, product.grace_on_principal, balance,
                                     principal_minor, payment - interest)
         balance -= principal
         fees = fee if number == 1 and product.origination_fee_on == "first_instalment" else 0
-        instalments.append(Instalment(number, dates[number - 1], principal, interest, fees, balance))
+        instalments.append(Instalment(number, due_on, principal, interest, fees, balance))
     return Schedule(product.currency, principal_minor, rate, disbursed_on,
                     fee if product.origination_fee_on == "disbursement" else 0, tuple(instalments))
+
+
+def period_rates(product: LoanProduct, annual_rate_percent: Decimal, disbursed_on: date,
+                 dates: Sequence[date]) -> list[Fraction]:
+    """Each period's share of the annual rate: what the outstanding principal is multiplied by for the period's
+    interest. Equal instalments: 1/periods-per-year of it for a regular period; otherwise (equal principal, or a
+    broken first period) the day-count convention's fraction of a year from the period's start to its due date."""
+    annual = _annual_fraction(annual_rate_percent)
+    periodic = annual / PERIODS_PER_YEAR[product.frequency]
+    regular_first = add_periods(disbursed_on, product.frequency, 1)
+    rates: list[Fraction] = []
+    for start, end in zip([disbursed_on, *dates[:-1]], dates, strict=True):
+        regular = start != disbursed_on or end == regular_first
+        if product.amortisation == "equal_instalments" and regular:
+            rates.append(periodic)
+        else:
+            rates.append(annual * day_count_fraction(product.day_count, start, end))
+    return rates
 
 
 def _principal_part(amortisation: Amortisation, number: int, term: int, grace: int, balance: int,

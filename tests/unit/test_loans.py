@@ -392,3 +392,15 @@ def test_rates_change_only_forward() -> None:
     loan = schedule(product(), 1_000_000, 12, date(2026, 6, 2), annual_rate_percent=changed.rate_on(date(2026, 6, 2)))
     assert loan.annual_rate_percent == Decimal("10.5")
     assert loan.instalments[0].interest_minor == 8_750   # 10000.00 * 10.5% / 12
+
+
+def test_the_readme_worked_example() -> None:
+    # README, "Loans: the calculation rules": 3,000.00 EUR at 12% over 3 months from 31 January 2026, 1% fee.
+    with_fee = product(origination_fee=Fee(percent=Decimal(1)))
+    loan = schedule(with_fee, 300_000, 3, date(2026, 1, 31))
+    assert [(row.principal_minor, row.interest_minor, row.total_minor, row.outstanding_principal_minor)
+            for row in loan.instalments] == [(99_007, 3_000, 102_007, 200_993), (99_997, 2_010, 102_007, 100_996),
+                                             (100_996, 1_010, 102_006, 0)]
+    assert (loan.fee_at_disbursement_minor, loan.total_interest_minor) == (3_000, 6_020)
+    equal_principal = schedule(product(amortisation="equal_principal"), 300_000, 3, date(2026, 1, 31))
+    assert [row.interest_minor for row in equal_principal.instalments] == [2_762, 2_038, 986]
