@@ -198,6 +198,19 @@ def test_schedule_properties(loan_product: LoanProduct, extra_term: int, major: 
     assert all(earlier.due_on < later.due_on for earlier, later in zip(rows, rows[1:], strict=False))
 
 
+@settings(max_examples=100, deadline=None)
+@given(loan_product=products, term=st.integers(1, 360), principal=st.integers(1, 2_000),
+       disbursed=st.dates(date(2000, 1, 1), date(2080, 12, 31)))
+def test_tiny_loans_still_repay_exactly(loan_product: LoanProduct, term: int, principal: int, disbursed: date) -> None:
+    # A payment of a few minor units over many instalments: rounding it can repay the principal before the last
+    # instalment. The principal part is then capped at what is outstanding: never negative, never overpaid.
+    term = max(term, loan_product.term_min)
+    loan = schedule(loan_product, principal, term, disbursed)
+    assert loan.total_principal_minor == principal
+    assert all(row.principal_minor >= 0 and row.outstanding_principal_minor >= 0 for row in loan.instalments)
+    assert loan.instalments[-1].outstanding_principal_minor == 0
+
+
 @pytest.mark.parametrize("currency", ["JPY", "BHD", "KWD"])
 def test_currencies_with_zero_and_three_minor_units(currency: str) -> None:
     # 1,000,000 yen or 10,000.000 dinars over 12 months at 12%: the payment is 88,848.79 -> 88,849 yen, and
