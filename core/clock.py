@@ -17,6 +17,9 @@ from typing import Protocol
 
 CLOCK_KEY = "business-clock"   # the one key of the clock topic: compaction keeps the latest move
 MICROSECOND = timedelta(microseconds=1)
+# How far ahead of real time business time may be: decades of standing orders fit, and every business time
+# stays far from the end of Python's calendar (year 9999), where adding a day to a date would overflow.
+MAX_OFFSET = timedelta(days=100 * 366)
 
 
 class Clock(Protocol):
@@ -64,6 +67,14 @@ class ClockBackwards(ValueError):
         self.current, self.wanted = current, wanted
 
 
+class ClockTooFar(ValueError):
+    """A move that would put business time more than MAX_OFFSET ahead of real time."""
+
+    def __init__(self, real: datetime) -> None:
+        super().__init__(f"business time may be at most {MAX_OFFSET.days} days ahead of real time "
+                         f"({real.isoformat()})")
+
+
 def move_to(offset: timedelta, real: datetime, moment: datetime, by: str) -> ClockSet:
     """The move that makes business time `moment` at real time `real`, from the current `offset`."""
     if moment.tzinfo is None:
@@ -72,13 +83,18 @@ def move_to(offset: timedelta, real: datetime, moment: datetime, by: str) -> Clo
     current = real + offset
     if moment < current:
         raise ClockBackwards(current, moment)
+    if moment - real > MAX_OFFSET:
+        raise ClockTooFar(real)
     return ClockSet(offset_micros=(moment - real) // MICROSECOND, business_time=moment, set_at=real, set_by=by)
 
 
 def advance_by(offset: timedelta, real: datetime, duration: timedelta, by: str) -> ClockSet:
     """The move that puts business time `duration` ahead of where it is at real time `real`."""
     if duration < timedelta(0):
-        raise ClockBackwards(real + offset, real + offset + duration)
+        # (the time asked for, bounded so that a huge negative duration cannot underflow the date)
+        raise ClockBackwards(real + offset, real + offset + max(duration, -(offset + MAX_OFFSET)))
+    if duration > MAX_OFFSET - offset:   # checked without adding: a huge duration would overflow
+        raise ClockTooFar(real)
     return move_to(offset, real, real + offset + duration, by)
 
 

@@ -5,7 +5,8 @@ if the endpoint were not there: in production business time is real time and not
 still answers other roles 403 first, as for every admin route). A move goes onto bank.clock, which every process
 with the setting on follows (infra/clock.py), so the workers and every API instance read the same business time;
 it is audit-recorded (`clock_moved`, with the times before and after). Business time never runs back: a move to
-an earlier moment, or by a negative duration, is refused with 409 `clock_backwards` (and audit-recorded as denied).
+an earlier moment, or by a negative duration, is refused with 409 `clock_backwards` (and audit-recorded as denied);
+one more than core.clock.MAX_OFFSET ahead of real time with 422 `clock_too_far`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from api.deps import Platform, PlatformDep
+from api.deps import Platform, PlatformDep, utc_moment
 from api.problems import PROBLEM_JSON, Problem
 from api.routes.auth import caller
-from core.clock import ClockBackwards, ClockSet, ControlledClock
+from core.clock import ClockBackwards, ClockSet, ClockTooFar, ControlledClock
 
 router = APIRouter(prefix="/v1/admin", tags=["admin: operations"])
 
@@ -74,14 +75,19 @@ async def get_clock(platform: PlatformDep) -> ClockState:
 
 @router.put("/clock", response_model=ClockState, name="move_clock",
             responses=_ANSWERS | {409: {"description": "the move would run business time back",
-                                        "content": {PROBLEM_JSON: {}}}},
+                                        "content": {PROBLEM_JSON: {}}},
+                                   422: {"description": "an invalid move, or one more than 100 years ahead of "
+                                         "real time", "content": {PROBLEM_JSON: {}}}},
             summary="Move business time forward, for every process (BANK_CLOCK_CONTROL only)")
 async def move_clock(body: ClockMove, platform: PlatformDep) -> ClockState:
     clock = _controlled(platform)
     before = clock.now()
     by = caller().user_id
     try:
-        move = clock.move_to(body.at, by) if body.at is not None else clock.advance_by(body.advance or timedelta(), by)
+        move = clock.move_to(utc_moment(body.at), by) if body.at is not None else \
+            clock.advance_by(body.advance or timedelta(), by)
+    except ClockTooFar as error:
+        raise Problem(422, "Too far ahead", str(error), "clock_too_far") from None
     except ClockBackwards as refused:
         await platform.access.audit.record("clock_moved", "denied", reason="clock_backwards",
                                            details=_details(before, refused.wanted))

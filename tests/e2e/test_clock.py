@@ -111,6 +111,8 @@ def test_a_move_to_a_moment_then_backwards_is_refused_and_both_are_audited(
     _problem(admin.put("/v1/admin/clock", json={"advance": "-PT1S"}), 409, "clock_backwards")
     assert _offset(admin.get("/v1/admin/clock").json()) == _offset(moved.json())   # nothing moved
 
+    _problem(admin.put("/v1/admin/clock", json={"advance": "P36700D"}), 422, "clock_too_far")
+    _problem(admin.put("/v1/admin/clock", json={"at": "0001-01-01T00:00:00+01:00"}), 422, "date_out_of_range")
     _problem(admin.put("/v1/admin/clock", json={}), 422, "value_error")   # neither `at` nor `advance`
     _problem(admin.put("/v1/admin/clock", json={"at": "2030-01-01T00:00:00"}), 422, "timezone_aware")
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.clock import ClockBackwards, ControlledClock, SystemClock
+from core.clock import MAX_OFFSET, ClockBackwards, ClockTooFar, ControlledClock, SystemClock
 from schemas.codec import get_codec
 
 pytestmark = pytest.mark.unit
@@ -49,6 +49,19 @@ def test_time_never_runs_back() -> None:
         clock.advance_by(timedelta(seconds=-1), "admin-1")
     with pytest.raises(ValueError):
         clock.move_to(datetime(2030, 1, 1), "admin-1")   # no zone: ambiguous
+
+
+def test_business_time_stays_within_a_century_of_real_time() -> None:
+    clock = _clock()
+    clock.observe(clock.advance_by(MAX_OFFSET - timedelta(days=1), "admin-1"))
+    with pytest.raises(ClockTooFar):
+        clock.advance_by(timedelta(days=2), "admin-1")
+    with pytest.raises(ClockTooFar):
+        clock.advance_by(timedelta.max, "admin-1")             # refused before the date could overflow
+    with pytest.raises(ClockTooFar):
+        clock.move_to(datetime(9999, 12, 31, tzinfo=UTC), "admin-1")
+    with pytest.raises(ClockBackwards):
+        clock.advance_by(timedelta.min, "admin-1")             # nor underflow
 
 
 def test_a_zone_other_than_utc_is_converted() -> None:
