@@ -87,6 +87,8 @@ async def move_clock(body: ClockMove, platform: PlatformDep) -> ClockState:
         move = clock.move_to(utc_moment(body.at), by) if body.at is not None else \
             clock.advance_by(body.advance or timedelta(), by)
     except ClockTooFar as error:
+        await platform.access.audit.record("clock_moved", "denied", reason="clock_too_far",
+                                           details={"from": before.isoformat()})
         raise Problem(422, "Too far ahead", str(error), "clock_too_far") from None
     except ClockBackwards as refused:
         await platform.access.audit.record("clock_moved", "denied", reason="clock_backwards",
