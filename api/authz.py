@@ -140,6 +140,9 @@ POLICIES: dict[str, Policy] = {
     "get_maintenance": _allow(*REVIEWERS),
     "start_maintenance": _allow("admin"),
     "end_maintenance": _allow("admin"),
+    # business time (api/routes/clock.py): admins only, and only with BANK_CLOCK_CONTROL on (404 otherwise)
+    "get_clock": _allow("admin"),
+    "move_clock": _allow("admin"),
 }
 
 

@@ -22,6 +22,7 @@ from api.security import Keyring
 from api.sessions import AuthStore
 from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions, reached
 from core.settings import Settings
+from infra.clock import BusinessTime
 
 # Where a command's events are in the log (on command responses), and how fresh a query's answer is.
 POSITION_HEADER = "Bank-Position"
@@ -50,6 +51,7 @@ class Platform:
     idempotency: IdempotencyStore
     reads: ReadModels
     access: Access
+    time: BusinessTime   # business time (commands' issued_at); security timestamps stay on real time
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

@@ -24,10 +24,12 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import admin, auth, balances, books, catalog, commands, health, operations, queries, users
+from api.routes import admin, auth, balances, books, catalog, clock, commands, health, operations, queries, users
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
+from infra.clock import BusinessTime
 from infra.logs import configure_logging
+from schemas.codec import get_codec
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,7 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         store=AuthStore(redis, settings.session_ttl, settings.rate_limit_window))
         platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled, audit),
                             view=LedgerView(settings.kafka, settings.failpoint), idempotency=IdempotencyStore(pg),
-                            reads=ReadModels(pg, redis, mongo), access=access)
+                            reads=ReadModels(pg, redis, mongo), access=access,
+                            time=BusinessTime(settings.kafka, settings.clock_control, get_codec()))
+        await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
         await platform.view.start()
@@ -59,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await platform.view.stop()
             await platform.bus.stop()
             await audit.stop()
+            await platform.time.stop()
             await redis.aclose()
             await mongo.close()
             await pg.close()
@@ -86,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(balances.router)   # point in time (issue 20)
     app.include_router(books.router)      # the bank's books (issue 14)
     app.include_router(catalog.router)
+    app.include_router(clock.router)      # business time, for tests and demos (BANK_CLOCK_CONTROL)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

@@ -79,7 +79,7 @@ AUDIT_ACTIONS = (
     "user_registered", "user_created", "login", "login_failed", "mfa_setup", "mfa_enrolled", "mfa_failed",
     "recovery_code_used", "token_refreshed", "refresh_token_reused", "logout", "session_revoked",
     "password_changed", "password_reset", "role_changed", "user_activated", "user_deactivated",
-    "maintenance_started", "maintenance_ended", "command_submitted",
+    "maintenance_started", "maintenance_ended", "command_submitted", "clock_moved",
 )
 
 AUDIT_TYPES: dict[str, type] = {"AuditRecorded": AuditRecorded}

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     cash_dual_control_threshold: str = "10000"
     cash_dual_control_thresholds: dict[str, str] = {}
 
+    # Business time (core/clock.py, infra/clock.py). Off in production: business time is real time. On (tests,
+    # demos), admins may move it forward with PUT /v1/admin/clock and every process reads it from bank.clock;
+    # off, GET and PUT /v1/admin/clock answer 404 and nobody reads the topic.
+    clock_control: bool = False
+
     # Level of the platform's own loggers (JSON lines on stderr; see infra/logs.py).
     log_level: str = "INFO"
 

@@ -19,6 +19,7 @@ RISK_ASSESSMENTS = "bank.risk.assessments"
 RISK_ALERTS = "bank.risk.alerts"
 RISK_RULES = "bank.risk.rules"
 AUDIT = "bank.audit"
+CLOCK = "bank.clock"
 
 
 @dataclass(frozen=True)

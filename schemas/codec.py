@@ -35,6 +35,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from core.audit import AUDIT_TYPES
+from core.clock import CLOCK_TYPES
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
 from core.risk.records import RISK_TYPES
@@ -213,4 +214,4 @@ def _id_of(ids: Mapping[str, Mapping[str, int]], name: str, version: int) -> int
 
 @lru_cache
 def get_codec() -> Codec:
-    return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES})
+    return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES})

@@ -13,7 +13,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -192,7 +192,7 @@ async def _decide(case_id: str, decision: str, body: ReviewRequest, request: Req
     _check_decidable(row, decision, reviewer, body)
 
     def build(command_id: str) -> c.Command:
-        return c.ReviewCase(command_id=command_id, account_id=row["account_id"], issued_at=datetime.now(UTC),
+        return c.ReviewCase(command_id=command_id, account_id=row["account_id"], issued_at=platform.time.now(),
                             correlation_id=command_id, case_id=case_id, decision=decision, reviewer=reviewer,
                             comment=body.comment)
 

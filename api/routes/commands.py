@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.authz import bound_customer_id
-from api.deps import POSITION_HEADER, PlatformDep, ViewDep
+from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.idempotency import caller_scope, check_key, request_hash
 from api.metrics import API_COMMANDS
 from api.ledger_view import LedgerView
@@ -127,8 +126,10 @@ def _hashed(body: Any) -> dict[str, Any]:
     return body.model_dump(exclude_defaults=True)
 
 
-def _envelope(command_id: str, account_id: str) -> dict[str, Any]:
-    return dict(command_id=command_id, account_id=account_id, issued_at=datetime.now(UTC),
+def _envelope(platform: Platform, command_id: str, account_id: str) -> dict[str, Any]:
+    # issued_at is business time (infra/clock.py): risk windows and, later, standing orders read it, so
+    # commands of a demo whose clock was moved forward stay in one time frame.
+    return dict(command_id=command_id, account_id=account_id, issued_at=platform.time.now(),
                 correlation_id=command_id)
 
 
@@ -156,7 +157,7 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
                                "msg": "only staff set an overdraft limit"}])
 
     def build(command_id: str) -> c.Command:
-        return c.OpenAccount(**_envelope(command_id, account_id_for_new_account(command_id)),
+        return c.OpenAccount(**_envelope(platform, command_id, account_id_for_new_account(command_id)),
                              customer_id=customer_id, currency=body.currency,
                              overdraft_limit=body.overdraft_minor)
 
@@ -173,7 +174,7 @@ def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw],
         second_approval = _needs_second_approval(platform.settings, body.minor, body.currency)
 
         def build(command_id: str) -> c.Command:
-            return command_type(**_envelope(command_id, account_id), amount=body.minor, currency=body.currency,
+            return command_type(**_envelope(platform, command_id, account_id), amount=body.minor, currency=body.currency,
                                 reference=body.reference, channel="cash",
                                 counterparty_name=body.counterparty_name,
                                 counterparty_country=body.counterparty_country, submitted_by=_submitter(),
@@ -198,7 +199,7 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
                           "currency_mismatch")
 
     def build(command_id: str) -> c.Command:
-        return c.Transfer(**_envelope(command_id, body.from_account_id), to_account_id=body.to_account_id,
+        return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=body.to_account_id,
                           amount=body.minor, currency=body.currency, reference=body.reference,
                           counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country,
                           submitted_by=_submitter())
@@ -216,7 +217,7 @@ def _status_route(action: str, command_type: type[c.Command], summary: str) -> N
         body = body or StatusChangeRequest()
 
         def build(command_id: str) -> c.Command:
-            return command_type(**_envelope(command_id, account_id), reason=body.reason)
+            return command_type(**_envelope(platform, command_id, account_id), reason=body.reason)
 
         return await submit(request, platform, view, body.model_dump(), key, wait, build, account.customer_id)
 
@@ -238,7 +239,7 @@ async def set_overdraft_limit(account_id: str, body: OverdraftLimitRequest, requ
         raise Problem(422, "Invalid request", f"overdraft_limit: {error.detail}", error.reason) from None
 
     def build(command_id: str) -> c.Command:
-        return c.SetOverdraftLimit(**_envelope(command_id, account_id), overdraft_limit=limit,
+        return c.SetOverdraftLimit(**_envelope(platform, command_id, account_id), overdraft_limit=limit,
                                    currency=account.currency, reason=body.reason)
 
     return await submit(request, platform, view, body.model_dump(), key, wait, build, account.customer_id)

@@ -101,6 +101,8 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "deactivate_user": admins(200), "reset_password": admins(200), "revoke_user_sessions": admins(200),
     "search_audit_trail": reviewers(200), "get_maintenance": reviewers(200),
     "start_maintenance": admins(200), "end_maintenance": admins(200),
+    # business time: the session stack has BANK_CLOCK_CONTROL on (tests/e2e/test_clock.py shows 404 when off)
+    "get_clock": admins(200), "move_clock": admins(200),
 }
 
 
@@ -350,6 +352,9 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "start_maintenance": lambda: Request("PUT", "/v1/admin/maintenance", json={"message": "matrix"},
                                              after=_stop_maintenance(w) if role == "admin" else None),
         "end_maintenance": lambda: Request("DELETE", "/v1/admin/maintenance"),
+        "get_clock": lambda: Request("GET", "/v1/admin/clock"),
+        # advancing by nothing: authorized and accepted, and business time stays where the other tests need it
+        "move_clock": lambda: Request("PUT", "/v1/admin/clock", json={"advance": "PT0S"}),
     }
     assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()
