@@ -11,6 +11,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Query, Request, Response
 
+from api.account_numbers import AccountNumberAllocator
 from api.audit import AuditLog, AuditTrail
 from api.bus import CommandBus
 from api.identity import UserStore
@@ -48,6 +49,7 @@ class Platform:
     bus: CommandBus
     view: LedgerView
     idempotency: IdempotencyStore
+    numbers: AccountNumberAllocator
     reads: ReadModels
     access: Access
 
