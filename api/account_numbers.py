@@ -6,6 +6,8 @@ migrations/0006_account_numbers.sql.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 
 from core.account_numbers import MAX_SKIPPED_BODIES, AccountNumbering, NumberingError
@@ -22,8 +24,10 @@ class AccountNumberAllocator:
         self._pool = pool
         self.numbering = numbering
 
-    async def allocate(self, account_id: str) -> str:
-        """The account's number: the one it was given before (a retry), else a new one."""
+    async def allocate(self, account_id: str, taken: Callable[[str], bool]) -> str:
+        """The account's number: the one it was given before (a retry), else a new one. `taken`: whether an
+        account on the log already has a number (the API's ledger view knows them all): allocation never gives
+        one twice, but a number written onto the log by another producer is passed over all the same."""
         async with self._pool.acquire() as conn:
             for _ in range(MAX_SKIPPED_BODIES):
                 existing = await conn.fetchval(_EXISTING, account_id)
@@ -31,8 +35,8 @@ class AccountNumberAllocator:
                     return str(existing)
                 serial = int(await conn.fetchval("SELECT nextval('account_number_serial')"))
                 number = self.numbering.number_of_serial(serial)
-                if number is None:   # a body the bank's check-digit method takes no digit for: skip the serial
-                    continue
+                if number is None or taken(number):   # a body with no check digit in the bank's method, or
+                    continue                              # a number someone else put on the log: skip the serial
                 claimed = await conn.fetchval(_CLAIM, account_id, number, serial)
                 if claimed is not None:
                     return str(claimed)

@@ -114,6 +114,9 @@ class LedgerView:
         else:
             self._by_number[number] = event.account_id
 
+    def number_taken(self, number: str) -> bool:
+        return number in self._by_number
+
     def iban_of(self, account_id: str) -> Iban | None:
         """The account's IBAN, once this view has read its opening."""
         number = self.account_numbers.get(account_id)

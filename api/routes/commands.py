@@ -162,7 +162,7 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
     async def build(command_id: str) -> c.Command:
         account_id = account_id_for_new_account(command_id)
         # Allocated by the server, keyed by the account id: a retry of this request gets the same number.
-        account_number = await platform.numbers.allocate(account_id)
+        account_number = await platform.numbers.allocate(account_id, view.number_taken)
         return c.OpenAccount(**_envelope(command_id, account_id), customer_id=customer_id, currency=body.currency,
                              overdraft_limit=body.overdraft_minor, account_number=account_number)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from schwifty import IBAN
 
+from api.ledger_view import LedgerView
 from core import commands as c
 from core import events as e
 from core import ledger
@@ -105,6 +106,29 @@ def test_the_ledger_records_the_number_the_command_carries() -> None:
 def test_the_ledger_refuses_a_number_of_the_wrong_shape() -> None:
     [rejected] = ledger.decide(None, _open("12 34"), NOW)
     assert isinstance(rejected, e.CommandRejected) and rejected.reason == "invalid_account_number"
+
+
+def test_the_api_view_indexes_numbers_and_resolves_no_shared_one() -> None:
+    """api/ledger_view.py: an IBAN resolves to its account; a number two openings share resolves to neither."""
+    view = LedgerView("127.0.0.1:1", DEFAULT)   # folded by hand here: never started, never connects
+    view.apply(_opened("acc-1", "6230718170"))
+    view.apply(_opened("acc-2", None))
+    legacy = DEFAULT.legacy_number("acc-2")
+    assert view.account_numbers == {"acc-1": "6230718170", "acc-2": legacy}
+    assert view.number_taken("6230718170") and view.number_taken(legacy) and not view.number_taken("3461436341")
+    found = view.account_for_iban(DEFAULT.parse("DE40 1009 0099 6230 7181 70"))
+    assert found is not None and found.account_id == "acc-1"
+    assert view.iban_of("acc-2") == DEFAULT.iban(legacy) and view.iban_of("acc-3") is None
+    assert view.account_for_iban(DEFAULT.parse("DE89 3704 0044 0532 0130 00")) is None   # another bank's
+    view.apply(_opened("acc-3", "6230718170"))   # by a producer other than the API: now shared
+    assert view.account_for_iban(DEFAULT.iban("6230718170")) is None
+    assert view.account_for_iban(DEFAULT.iban(legacy)) is not None
+
+
+def _opened(account_id: str, number: str | None) -> e.AccountOpened:
+    return e.AccountOpened(event_id=f"ev-{account_id}", command_id=f"cmd-{account_id}",
+                           correlation_id=f"cmd-{account_id}", account_id=account_id, occurred_at=NOW, sequence=1,
+                           customer_id="cust-1", currency="EUR", overdraft_limit=0, account_number=number)
 
 
 def _open(number: str | None) -> c.OpenAccount:
