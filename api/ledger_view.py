@@ -6,12 +6,12 @@ wakes requests waiting for a command's outcome (`?wait=true`). It also knows the
 which query responses report their read model's lag. Queries themselves are served by the read models.
 
 A record it cannot take (unreadable, of a type the log does not carry, an event that does not fold) is logged
-and skipped: one bad record must not stop the view, and with it every `?wait=true`.
+and skipped: one bad record must not stop the view, and with it every `?wait=true`. Should the follower die all
+the same, `failure` says why and /readyz reports the API not ready.
 
 It also indexes every account by its national account number (core/account_numbers.py): the API shows an
 account's number and IBAN from here, and resolves an IBAN to an account here, the same view that answers
-"does this account exist" for commands and ownership checks. Should the follower die all
-the same, `failure` says why and /readyz reports the API not ready.
+"does this account exist" for commands and ownership checks. The read models do not store numbers.
 """
 
 from __future__ import annotations
