@@ -24,9 +24,11 @@ from redis.exceptions import RedisError
 
 from api.audit import Client, set_current_client
 from api.deps import Platform, ready_view
+from api.ibans import unknown_iban
 from api.problems import Problem
 from api.security import TokenError
 from api.sessions import Exceeded, Limit
+from core.account_numbers import InvalidIban
 from core.events import CaseReviewed
 from core.identity import ROLES, STAFF_ROLES, Principal, Role, current_principal, set_current_principal
 
@@ -41,7 +43,7 @@ bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False,
 pasted_bearer = HTTPBearer(auto_error=False, scheme_name="AccessToken",
                            description=f"An access token from POST {TOKEN_URL} (with `otp` for MFA accounts).")
 
-Ownership = Literal["account", "customer", "command", "transfer", "new_account"]
+Ownership = Literal["account", "customer", "command", "transfer", "new_account", "iban"]
 LimitKind = Literal["none", "default", "credentials", "mfa"]
 
 
@@ -101,6 +103,8 @@ POLICIES: dict[str, Policy] = {
     # queries: customers their own, staff all
     "get_command": _allow(*EVERYONE, own="command"),
     "get_account": _allow(*EVERYONE, own="account"),
+    # an account by its IBAN: a customer's own only; another's looks like an IBAN no account has (404)
+    "account_by_iban": _allow(*EVERYONE, own="iban"),
     "customer_accounts": _allow(*EVERYONE, own="customer"),
     "transactions": _allow(*EVERYONE, own="account"),
     "transactions_csv": _allow(*EVERYONE, own="account"),
@@ -311,6 +315,8 @@ async def _require_ownership(request: Request, platform: Platform, principal: Pr
             raise unknown_customer(str(requested))
     elif own == "command":
         await _require_command(platform, principal, str(params.get("command_id")))
+    elif own == "iban":
+        _require_iban(platform, principal, str(params.get("iban")))
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -329,6 +335,19 @@ def _require_account(platform: Platform, principal: Principal, account_id: str) 
     state = _ready_view(platform).accounts.get(account_id)
     if state is None or state.customer_id != principal.customer_id:
         raise unknown_account(account_id)
+
+
+def _require_iban(platform: Platform, principal: Principal, text: str) -> None:
+    """404 for the IBAN of another customer's account, exactly as for one no account has. Text that is no IBAN
+    at all is the route's to refuse (422): it names nobody's account."""
+    view = _ready_view(platform)
+    try:
+        iban = view.numbering.parse(text)
+    except InvalidIban:
+        return
+    account = view.account_for_iban(iban)
+    if account is not None and account.customer_id != principal.customer_id:
+        raise unknown_iban(text)
 
 
 async def _require_command(platform: Platform, principal: Principal, command_id: str) -> None:

@@ -11,6 +11,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Query, Request, Response
 
+from api.account_numbers import AccountNumberAllocator
 from api.audit import AuditLog, AuditTrail
 from api.bus import CommandBus
 from api.identity import UserStore
@@ -49,6 +50,7 @@ class Platform:
     bus: CommandBus
     view: LedgerView
     idempotency: IdempotencyStore
+    numbers: AccountNumberAllocator
     reads: ReadModels
     access: Access
     time: BusinessTime   # business time (commands' issued_at); security timestamps stay on real time

@@ -8,6 +8,10 @@ which query responses report their read model's lag. Queries themselves are serv
 A record it cannot take (unreadable, of a type the log does not carry, an event that does not fold) is logged
 and skipped: one bad record must not stop the view, and with it every `?wait=true`. Should the follower die all
 the same, `failure` says why and /readyz reports the API not ready.
+
+It also indexes every account by its national account number (core/account_numbers.py): the API shows an
+account's number and IBAN from here, and resolves an IBAN to an account here, the same view that answers
+"does this account exist" for commands and ownership checks. The read models do not store numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from collections import defaultdict
 from aiokafka import ConsumerRecord
 
 from core import ledger
-from core.events import Event
+from core.account_numbers import AccountNumbering, Iban
+from core.events import AccountOpened, Event
 from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import TopicFollower
@@ -33,7 +38,7 @@ FOLLOWER_FAILPOINT = "ledger_view_follow"
 
 
 class LedgerView:
-    def __init__(self, bootstrap: str, failpoint: str | None = None) -> None:
+    def __init__(self, bootstrap: str, numbering: AccountNumbering, failpoint: str | None = None) -> None:
         # Committed data only (the follower's default): after exactly_once traffic the log also holds aborted records.
         self._follower = TopicFollower(bootstrap, LEDGER_EVENTS, self._handle, on_caught_up=self._log_caught_up)
         self._codec = get_codec()
@@ -45,6 +50,9 @@ class LedgerView:
         self.positions: Positions = self._follower.positions  # partition -> next offset: the head of the log here
         self.caught_up = self._follower.caught_up   # set once the log as it was at start-up is folded
         self._waiters: dict[str, list[asyncio.Event]] = defaultdict(list)
+        self.numbering = numbering
+        self.account_numbers: dict[str, str] = {}      # account id -> its national account number
+        self._by_number: dict[str, str | None] = {}    # number -> account id; None: shared (see account_for_iban)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -87,6 +95,8 @@ class LedgerView:
         positions[record.partition] = max(positions.get(record.partition, 0), record.offset + 1)
 
     def apply(self, event: Event) -> None:
+        if isinstance(event, AccountOpened) and event.account_id not in self.account_numbers:
+            self._number(event)
         new_state = ledger.apply(self.accounts.get(event.account_id), event)
         if new_state is not None:
             self.accounts[event.account_id] = new_state
@@ -97,6 +107,44 @@ class LedgerView:
         if outcome.status != "pending":
             for waiter in self._waiters.pop(event.correlation_id, []):
                 waiter.set()
+
+    def _number(self, event: AccountOpened) -> None:
+        number = event.account_number or self.numbering.legacy_number(event.account_id)
+        self.account_numbers[event.account_id] = number
+        if number in self._by_number:
+            # Allocation never repeats a number; a derived one (an opening without a number) may. Resolving it
+            # would send money to one of two accounts: refuse it instead (account_for_iban answers None).
+            log.error("account number %s is shared by accounts %s and %s: it resolves to neither",
+                      number, self._by_number[number], event.account_id)
+            self._by_number[number] = None
+        else:
+            self._by_number[number] = event.account_id
+
+    def number_taken(self, number: str) -> bool:
+        return number in self._by_number
+
+    def iban_of(self, account_id: str) -> Iban | None:
+        """The account's IBAN, once this view has read its opening."""
+        number = self.account_numbers.get(account_id)
+        return self.numbering.iban(number) if number is not None else None
+
+    def account_for_iban(self, iban: Iban) -> ledger.AccountState | None:
+        """The account of one of our IBANs (None for another bank's, an unknown number or a shared one)."""
+        if not self.numbering.is_ours(iban):
+            return None
+        account_id = self._by_number.get(iban.account_number)
+        return self.accounts.get(account_id) if account_id is not None else None
+
+    async def reach(self, positions: Positions, timeout_s: float) -> bool:
+        """Whether this view has read the log up to `positions` (waiting up to the timeout): then it knows every
+        account a read model at those positions shows."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not all(self.positions.get(p, 0) >= o for p, o in positions.items()):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def wait_for_outcome(self, command_id: str, timeout_s: float) -> ledger.CommandOutcome | None:
         """The command's outcome once it is final, or None if it is still pending after the timeout."""

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.account_numbers import AccountNumberAllocator
 from api.audit import AuditLog, AuditTrail
 from api.authz import TOKEN_URL, authorize
 from api.bus import CommandBus
@@ -25,6 +26,7 @@ from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
 from api.routes import admin, auth, balances, books, catalog, clock, commands, health, operations, queries, users
+from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
 from infra.clock import BusinessTime
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("api", settings.log_level)  # after uvicorn's own set-up, so its lines are JSON too
         keyring = Keyring.from_settings(settings)   # refuses to start without usable signing keys
+        numbering = AccountNumbering.of(settings)    # refuses a country or bank code it cannot number accounts in
         pg = await asyncpg.create_pool(settings.pg, min_size=1, max_size=10)
         # A pool that waits for a free connection: redis-py 8 caps a pool at 100 and raises beyond that, so a
         # restarted API met by hundreds of retrying clients answered 503 to everything, /readyz too (`bank chaos`).
@@ -49,7 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         access = Access(keyring=keyring, users=UserStore(pg), audit=audit, trail=AuditTrail(mongo),
                         store=AuthStore(redis, settings.session_ttl, settings.rate_limit_window))
         platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled, audit),
-                            view=LedgerView(settings.kafka, settings.failpoint), idempotency=IdempotencyStore(pg),
+                            view=LedgerView(settings.kafka, numbering, settings.failpoint),
+                            idempotency=IdempotencyStore(pg), numbers=AccountNumberAllocator(pg, numbering),
                             reads=ReadModels(pg, redis, mongo), access=access,
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering

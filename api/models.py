@@ -86,18 +86,29 @@ class OverdraftLimitRequest(_Body):
     reason: Reference | None = None
 
 
+IbanText = Annotated[StrictStr, Field(min_length=5, max_length=50, examples=["DE40 1009 0099 6230 7181 70"],
+                                      description="an IBAN, with or without spaces")]
+
+
 class TransferRequest(_Body):
+    """To one of the bank's accounts, named by its id (`to_account_id`) or its IBAN (`to_iban`): exactly one.
+    An IBAN of another bank is refused (422 external_iban): payments out of the bank are a route of their own."""
+
     amount: DecimalString
     currency: Currency
     reference: Reference | None = None
     from_account_id: Identifier
-    to_account_id: Identifier
+    to_account_id: Identifier | None = None
+    to_iban: IbanText | None = None
     counterparty_name: CounterpartyName | None = Field(None, description="the beneficiary's name, screened")
     counterparty_country: Country | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TransferRequest:
         _minor(self.amount, self.currency, "amount")
+        if (self.to_account_id is None) == (self.to_iban is None):
+            raise PydanticCustomError("one_destination", "name the destination with exactly one of to_account_id "
+                                                         "and to_iban")
         return self
 
     @property
@@ -148,6 +159,9 @@ class CommandOutcome(CommandStatus):
 class AccountView(BaseModel):
     account_id: str
     customer_id: str
+    account_number: str | None = Field(None, description="the national account number, with its check digit")
+    iban: str | None = Field(None, description="machine form, e.g. DE40100900996230718170")
+    iban_formatted: str | None = Field(None, description="in blocks of four, as printed")
     currency: str
     balance: str
     available_balance: str

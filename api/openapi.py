@@ -116,7 +116,7 @@ def _complete_operation(operation: dict[str, Any], route: Any, method: str) -> N
         for status, response in operation["responses"].items():
             if status.startswith("2"):
                 response.setdefault("headers", {}).update(_FRESHNESS_HEADERS)
-    if get_ready_view in calls or (policy is not None and policy.own in ("account", "transfer", "command")):
+    if get_ready_view in calls or (policy is not None and policy.own in ("account", "transfer", "command", "iban")):
         add(503, "the API is still reading the ledger at start-up (`not_ready`)", _RETRY_AFTER)
     if "cursor" in params:
         add(400, "`cursor` is not one this API returned (`invalid_cursor`)")

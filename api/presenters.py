@@ -9,6 +9,7 @@ from typing import Any
 
 from api.models import (AccountView, ActivityEntry, AuditEntry, CaseHit, CaseView, CommandStatus, CtrEntry,
                         EventView, SarCandidate, TransactionView)
+from core.account_numbers import Iban
 from core.events import CommandRejected, Event, RiskFlagged, TransferCreditFailed, TransferReversed
 from core.ledger import CommandOutcome
 from core.money import format_amount
@@ -89,14 +90,18 @@ def _customer_event(event: Event, owns: Owns) -> EventView:
     return view
 
 
-def account_from_row(row: Mapping[str, Any]) -> AccountView:
-    """A read model's account (a PostgreSQL row or a Redis hash of strings) as the API shows it."""
+def account_from_row(row: Mapping[str, Any], iban: Iban | None) -> AccountView:
+    """A read model's account (a PostgreSQL row or a Redis hash of strings) as the API shows it, with its number
+    and IBAN (from the API's ledger view: the read models do not store them)."""
     currency = str(row["currency"])
 
     def money(name: str) -> str:
         return format_amount(int(row[name]), currency)
 
+    numbers = dict(account_number=iban.account_number, iban=iban.machine,
+                   iban_formatted=iban.formatted) if iban is not None else {}
     return AccountView(account_id=str(row["account_id"]), customer_id=str(row["customer_id"]), currency=currency,
+                       **numbers,
                        balance=money("balance"), available_balance=money("available_balance"),
                        overdraft_limit=money("overdraft_limit"), status=row["status"], version=int(row["version"]))
 

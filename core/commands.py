@@ -36,6 +36,9 @@ class OpenAccount(Command):
     customer_id: str
     currency: str
     overdraft_limit: int = 0
+    # The national account number the API allocated (core/account_numbers.py); None on commands written before
+    # numbering existed, or by a producer other than the API.
+    account_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,9 @@ class AccountOpened(Event):
     customer_id: str
     currency: str
     overdraft_limit: int
+    # As the OpenAccount command carried it; None for accounts opened before numbering existed (they are shown
+    # with core.account_numbers.AccountNumbering.legacy_number).
+    account_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,7 @@ The stream agent, the API's view of the ledger and the tests' invariant checks a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -60,6 +61,9 @@ class AccountState:
 
 
 _DEBITS = ("Withdraw", "Transfer")
+# The shape of a national account number (BBAN account codes are alphanumeric in some countries). Its uniqueness
+# is the API's allocation's (core/account_numbers.py): one partition of the ledger cannot see the others' numbers.
+_ACCOUNT_NUMBER = re.compile(r"[0-9A-Z]{4,30}")
 INTERNAL_ERROR_DETAIL_MAX = 500   # characters of the error an internal_error rejection records
 
 
@@ -191,6 +195,9 @@ def _validate_payload(cmd: c.Command) -> None:
             not 0 <= cmd.overdraft_limit <= MAX_BALANCE_MINOR_UNITS:
         raise Rejection("invalid_overdraft_limit", "overdraft limit must be between 0 and the balance limit "
                                                    f"({MAX_BALANCE_MINOR_UNITS} minor units)")
+    if isinstance(cmd, c.OpenAccount) and cmd.account_number is not None and \
+            not _ACCOUNT_NUMBER.fullmatch(cmd.account_number):
+        raise Rejection("invalid_account_number", "an account number is 4 to 30 ASCII digits or capital letters")
     if isinstance(cmd, c.Transfer) and cmd.to_account_id == cmd.account_id:
         raise Rejection("same_account", "a transfer needs two different accounts")
     channel = getattr(cmd, "channel", None)
@@ -268,7 +275,8 @@ def _open(state: AccountState | None, cmd: c.OpenAccount, now: datetime) -> list
     if state is not None:
         raise Rejection("duplicate", f"account {cmd.account_id} already exists")
     return [e.AccountOpened(**_base(state, cmd, now, e.AccountOpened, 1), customer_id=cmd.customer_id,
-                            currency=cmd.currency, overdraft_limit=cmd.overdraft_limit)]
+                            currency=cmd.currency, overdraft_limit=cmd.overdraft_limit,
+                            account_number=cmd.account_number)]
 
 
 def _deposit(state: AccountState | None, cmd: c.Deposit, now: datetime) -> list[e.Event]:

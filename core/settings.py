@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     # demos), admins may move it forward with PUT /v1/admin/clock and every process reads it from bank.clock;
     # off, GET and PUT /v1/admin/clock answer 404 and nobody reads the topic.
     clock_control: bool = False
+    # Account numbers and IBANs (core/account_numbers.py): every customer account gets a national account number
+    # and an IBAN of this country and bank code. The default bank code is Bankleitzahl-shaped but assigned to no
+    # bank in the Bundesbank's list (as schwifty ships it), so no real bank's IBAN is ever taken for one of ours;
+    # a real bank sets its own. Change them only for a new bank: numbers already given stay on the log as they
+    # are, and their IBANs are built with these.
+    iban_country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+    iban_bank_code: str = Field(default="10090099", pattern=r"^[0-9A-Z]{1,12}$")
 
     # Level of the platform's own loggers (JSON lines on stderr; see infra/logs.py).
     log_level: str = "INFO"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from api.authz import bound_customer_id
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
+from api.ibans import external_iban, parse_iban, unknown_iban
 from api.idempotency import caller_scope, check_key, request_hash
 from api.metrics import API_COMMANDS
 from api.ledger_view import LedgerView
@@ -59,13 +61,15 @@ def _require_account(view: ViewDep, account_id: str) -> AccountState:
 
 
 async def submit(request: Request, platform: PlatformDep, view: ViewDep, body: dict[str, Any],
-                  key: str | None, wait: bool, build: Callable[[str], c.Command], customer_id: str,
+                  key: str | None, wait: bool, build: Callable[[str], c.Command | Awaitable[c.Command]],
+                  customer_id: str,
                   created: bool = False, key_scope: str | None = None) -> Any:
     """`key_scope`: whose the key is; the caller's unless the key is shared on purpose (a case's decision)."""
     key = check_key(key) if key is not None else str(uuid.uuid4())
     command_id = await platform.idempotency.claim(key, request_hash(request.method, request.url.path, body),
                                                   key_scope or caller_scope())
-    command = build(command_id)
+    built = build(command_id)
+    command = await built if inspect.isawaitable(built) else built
     await platform.bus.send(command, customer_id)
     log.info("command accepted onto the log", extra={"command_id": command_id, "command_type":
                                                      type(command).__name__, "account_id": command.account_id})
@@ -156,10 +160,12 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
                       errors=[{"loc": ["body", "overdraft_limit"], "type": "overdraft_requires_staff",
                                "msg": "only staff set an overdraft limit"}])
 
-    def build(command_id: str) -> c.Command:
-        return c.OpenAccount(**_envelope(platform, command_id, account_id_for_new_account(command_id)),
-                             customer_id=customer_id, currency=body.currency,
-                             overdraft_limit=body.overdraft_minor)
+    async def build(command_id: str) -> c.Command:
+        account_id = account_id_for_new_account(command_id)
+        # Allocated by the server, keyed by the account id: a retry of this request gets the same number.
+        account_number = await platform.numbers.allocate(account_id, view.number_taken)
+        return c.OpenAccount(**_envelope(platform, command_id, account_id), customer_id=customer_id, currency=body.currency,
+                             overdraft_limit=body.overdraft_minor, account_number=account_number)
 
     return await submit(request, platform, view, body.model_dump() | {"customer_id": customer_id}, key, wait, build,
                         customer_id, created=True)
@@ -187,11 +193,13 @@ _movement_route("/accounts/{account_id}/deposits", c.Deposit, "Deposit money")
 _movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw money")
 
 
-@router.post("/transfers", status_code=202, responses=_RESPONSES, summary="Transfer between two accounts")
+@router.post("/transfers", status_code=202, responses=_RESPONSES,
+             summary="Transfer between two accounts of the bank (the destination by account id or IBAN)")
 async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
-    for account in (source, _require_account(view, body.to_account_id)):
+    destination = _destination(view, body)
+    for account in (source, destination):
         if account.currency != body.currency:
             # Cross-currency transfers need FX, which the ledger does not do (yet).
             raise Problem(422, "Currency mismatch", f"account {account.account_id} holds {account.currency}; "
@@ -199,12 +207,26 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
                           "currency_mismatch")
 
     def build(command_id: str) -> c.Command:
-        return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=body.to_account_id,
+        return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=destination.account_id,
                           amount=body.minor, currency=body.currency, reference=body.reference,
                           counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country,
                           submitted_by=_submitter())
 
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
+
+
+def _destination(view: LedgerView, body: TransferRequest) -> AccountState:
+    """The destination, by id or by IBAN. The client names it; the server decides which account that is: an IBAN
+    resolves through the ledger view's index of our account numbers, never through anything the client says."""
+    if body.to_iban is None:
+        return _require_account(view, str(body.to_account_id))
+    iban = parse_iban(view, body.to_iban)
+    if not view.numbering.is_ours(iban):
+        raise external_iban(iban)
+    account = view.account_for_iban(iban)
+    if account is None:
+        raise unknown_iban(body.to_iban)
+    return account
 
 
 def _status_route(action: str, command_type: type[c.Command], summary: str) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 import time
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -20,18 +20,21 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
 from api.csv_export import csv_line, csv_response
-from api.deps import FreshnessDep, PlatformDep, utc_moment
+from api.deps import FreshnessDep, PlatformDep, ViewDep, utc_moment
+from api.ibans import parse_iban, unknown_iban
 from api.models import AccountView, ActivityPage, AuditPage, CustomerAccounts, Statement, TransactionPage, TransactionView
 from api.presenters import account_from_row, activity_entry, audit_entry, transaction_from_row
 from api.openapi import CSV
 from api.problems import PROBLEM_JSON, Problem
 from api.readmodels import POLL_S, AuditFilter, TransactionFilter
 from core.money import MoneyError, format_amount, parse_amount
-from core.readmodel import PostingType, reached
+from core.readmodel import Positions, PostingType, reached
 
 router = APIRouter(prefix="/v1", tags=["queries"])
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"content": {PROBLEM_JSON: {}}}}
+_INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "not a valid IBAN (invalid_iban)",
+                                                   "content": {PROBLEM_JSON: {}}}}
 _CSV_COLUMNS = tuple(TransactionView.model_fields)
 MAX_PAGE = 500
 # How long an account read waits for Redis to reach `min_position` before asking PostgreSQL instead.
@@ -52,6 +55,15 @@ def _unknown_account(account_id: str) -> Problem:
     return Problem(404, "Unknown account", f"account {account_id} does not exist", "unknown_account")
 
 
+async def _account_view(platform: PlatformDep, row: Mapping[str, Any], positions: Positions) -> AccountView:
+    """The account with its number and IBAN. They come from the API's ledger view; should a read model be ahead
+    of it (it shows an account the view has not read the opening of yet), wait for the view to read as far."""
+    view, account_id = platform.view, str(row["account_id"])
+    if account_id not in view.account_numbers:
+        await view.reach(positions, platform.settings.read_your_writes_timeout.total_seconds())
+    return account_from_row(row, view.iban_of(account_id))
+
+
 # ---------------------------------------------------------------- accounts
 
 
@@ -67,7 +79,7 @@ async def get_account(account_id: str, platform: PlatformDep, fresh: FreshnessDe
             cached, positions = None, {}
         if cached is not None and reached(positions, fresh.wanted):
             fresh.label(response, "redis", positions)
-            return account_from_row(cached)
+            return await _account_view(platform, cached, positions)
         if cached is None or time.monotonic() > patience:
             break
         await asyncio.sleep(POLL_S)
@@ -76,7 +88,7 @@ async def get_account(account_id: str, platform: PlatformDep, fresh: FreshnessDe
     if row is None:
         raise _unknown_account(account_id)
     fresh.label(response, "postgres", positions)
-    return account_from_row(row)
+    return await _account_view(platform, row, positions)
 
 
 @router.get("/customers/{customer_id}/accounts", response_model=CustomerAccounts, summary="A customer's accounts")
@@ -85,7 +97,21 @@ async def customer_accounts(customer_id: str, platform: PlatformDep, fresh: Fres
     positions = await fresh.ensure("postgres")
     rows = await platform.reads.customer_accounts(customer_id)
     fresh.label(response, "postgres", positions)
-    return CustomerAccounts(customer_id=customer_id, accounts=[account_from_row(r) for r in rows])
+    return CustomerAccounts(customer_id=customer_id,
+                            accounts=[await _account_view(platform, row, positions) for row in rows])
+
+
+@router.get("/accounts/by-iban/{iban}", response_model=AccountView, responses=_NOT_FOUND | _INVALID,
+            summary="The account of one of the bank's IBANs (customers: their own)")
+async def account_by_iban(iban: Annotated[str, Path(max_length=50, examples=["DE40100900996230718170"])],
+                          platform: PlatformDep, view: ViewDep, fresh: FreshnessDep,
+                          response: Response) -> AccountView:
+    """422 for text that is not a valid IBAN; 404 for an IBAN of no account of this bank (another bank's
+    included: this bank keeps no other bank's accounts)."""
+    account = view.account_for_iban(parse_iban(view, iban))
+    if account is None:
+        raise unknown_iban(iban)
+    return await get_account(account.account_id, platform, fresh, response)
 
 
 # ---------------------------------------------------------------- transactions

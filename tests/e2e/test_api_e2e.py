@@ -48,6 +48,8 @@ def test_open_deposit_withdraw_and_read(api_url: str) -> None:
         assert response.status_code == 200 and response.json()["status"] == "accepted"
         assert response.json()["events"][0]["data"]["balance_after"] == "100.00"
         view = await bank.account(account)
+        numbers = {name: view.pop(name) for name in ("account_number", "iban", "iban_formatted")}
+        assert all(numbers.values()) and numbers["iban"].endswith(numbers["account_number"])   # tests/e2e/test_iban.py
         assert view | {"account_id": account} == {
             "account_id": account, "customer_id": "alice", "currency": "EUR", "balance": "100.00",
             "available_balance": "100.00", "overdraft_limit": "0.00", "status": "open", "version": 3}

@@ -83,6 +83,7 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "CloseAccount": row(401, MINE, 200, 403, 200),
     "get_command": row(401, MINE, 200, 200, 200),
     "get_account": row(401, MINE, 200, 200, 200),
+    "account_by_iban": row(401, MINE, 200, 200, 200),
     "customer_accounts": row(401, MINE, 200, 200, 200),
     "transactions": row(401, MINE, 200, 200, 200),
     "transactions_csv": row(401, MINE, 200, 200, 200),
@@ -169,6 +170,11 @@ class World:
         if frozen:
             self.teller(f"/v1/accounts/{account}/freeze")
         return account
+
+    def iban(self, account: str) -> str:
+        response = self.clients["teller"].get(f"/v1/accounts/{account}", params=self.fresh)
+        assert response.status_code == 200, response.text
+        return str(response.json()["iban"])
 
     def user(self, role: str) -> Identity:
         """A fresh user of the role: staff straight in the database (with TOTP), customers registered."""
@@ -315,6 +321,7 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                         params={"wait": "true"}),
         "get_command": lambda: Request("GET", f"/v1/commands/{w.commands[OTHER if whose == OTHER else OWN]}"),
         "get_account": lambda: Request("GET", f"/v1/accounts/{acct}", params=fresh),
+        "account_by_iban": lambda: Request("GET", f"/v1/accounts/by-iban/{w.iban(acct)}", params=fresh),
         "customer_accounts": lambda: Request("GET", f"/v1/customers/{customer}/accounts", params=fresh),
         "transactions": lambda: Request("GET", f"/v1/accounts/{acct}/transactions", params=fresh),
         "transactions_csv": lambda: Request("GET", f"/v1/accounts/{acct}/transactions.csv", params=fresh),
