@@ -25,7 +25,7 @@ from core.events import Event
 from core.pointintime import Cutoff, CutoffError, LoggedEvent, parse_cutoff
 from core.readmodel import format_positions
 from core.topics import LEDGER_EVENTS
-from infra.kafka import group_less_consumer, partitions_of, stop_consumer
+from infra.kafka import group_less_consumer, partitions_of, seek_to_beginning, stop_consumer
 from infra.records import Headers, actor_of
 from schemas.codec import DecodeError, get_codec
 
@@ -42,7 +42,7 @@ async def read_ledger_until(bootstrap: str, cutoff: Cutoff, progress: Progress |
     try:
         tps = partitions_of(consumer, LEDGER_EVENTS)
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_beginning(consumer, tps)
         stops = await _stop_offsets(consumer, tps, cutoff)
         return await _read(consumer, stops, progress)
     finally:

@@ -108,7 +108,10 @@ async def _behind(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], 
 
 async def _seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], since: datetime | None) -> None:
     if since is None:
-        await consumer.seek_to_beginning(*partitions)
+        # An explicit seek, not consumer.seek_to_beginning(): right after assign() aiokafka is already asking for
+        # the default ("latest") offsets, and that late answer can override seek_to_beginning: nothing is read.
+        for tp, offset in (await consumer.beginning_offsets(partitions)).items():
+            consumer.seek(tp, offset)
         return
     found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
     ends = await consumer.end_offsets(partitions)

@@ -46,6 +46,27 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     await consumer.stop()
 
 
+async def seek_to_beginning(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+    """Position assigned partitions at their first offsets, for sure.
+
+    Not aiokafka's `seek_to_beginning`: right after `assign()` the fetcher already asks the broker for the default
+    reset offsets (auto_offset_reset, "latest" unless told), and aiokafka 0.14 applies that answer to any partition
+    still awaiting a reset, whichever strategy it now awaits: a `seek_to_beginning` made while the "latest" request
+    is in flight lands at the END. A view folded from the log then starts empty and calls itself caught up (an API
+    restarted under `bank chaos` answered 404 for every account). An explicit `seek` to the offsets asked for here
+    leaves no reset pending, so a late answer changes nothing."""
+    partitions = list(partitions)
+    for tp, offset in (await consumer.beginning_offsets(partitions)).items():
+        consumer.seek(tp, offset)
+
+
+async def seek_to_end(consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+    """Position assigned partitions at their end offsets, by an explicit `seek` (see `seek_to_beginning`)."""
+    partitions = list(partitions)
+    for tp, offset in (await consumer.end_offsets(partitions)).items():
+        consumer.seek(tp, offset)
+
+
 def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """Every partition of `topic`, in order, from a started consumer's metadata (TopicMissing if none)."""
     partitions = consumer.partitions_for_topic(topic)
@@ -160,7 +181,7 @@ class TopicFollower:
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         if self._start == "beginning":
-            await consumer.seek_to_beginning(*partitions)
+            await seek_to_beginning(consumer, partitions)
         else:
             for tp in partitions:
                 consumer.seek(tp, ends[tp])

@@ -39,6 +39,7 @@ from infra import kafka_fetch
 from infra.producer import create_producer
 from infra.topics import load_registry
 from schemas.codec import get_codec
+from infra.kafka import seek_to_end
 
 console = Console()
 
@@ -62,7 +63,7 @@ class Probe:
         await self.consumer.start()
         tps = [TopicPartition(LEDGER_EVENTS, p) for p in self.consumer.partitions_for_topic(LEDGER_EVENTS) or ()]
         self.consumer.assign(tps)
-        await self.consumer.seek_to_end(*tps)
+        await seek_to_end(self.consumer, tps)
         self.task = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:

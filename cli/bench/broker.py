@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.producer import create_producer
+from infra.kafka import seek_to_beginning
 
 
 async def raw_broker(bootstrap: str, records: int, size: int, partitions: int,
@@ -56,7 +57,7 @@ async def _consume_all(bootstrap: str, topic: str, records: int, progress: Any, 
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_beginning(consumer, tps)
         seen = 0
         started = time.monotonic()
         while seen < records:

@@ -26,6 +26,7 @@ from infra.producer import create_producer
 from infra.records import header
 from infra.topics import load_registry
 from schemas.codec import HEADER_SCHEMA, get_codec
+from infra.kafka import seek_to_end
 
 SETTLED = (b"TransferCompleted", b"TransferReversed", b"CommandRejected", b"FundsHeld")
 SET_UP = (b"AccountOpened", b"FundsDeposited")
@@ -45,7 +46,7 @@ class EventCounter:
         await self._consumer.start()
         tps = [TopicPartition(LEDGER_EVENTS, p) for p in sorted(self._consumer.partitions_for_topic(LEDGER_EVENTS))]
         self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
+        await seek_to_end(self._consumer, tps)
         self._task = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:

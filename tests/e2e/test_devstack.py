@@ -20,6 +20,7 @@ from cli.topics import apply_topics_sync
 from core.settings import Settings
 from core.topics import parse_registry, with_replication
 from infra.topics import load_registry
+from infra.kafka import seek_to_beginning
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,7 +45,7 @@ async def _consume_all(bootstrap: str, topic: str) -> list[bytes]:
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        await seek_to_beginning(consumer, [tp])
         end = (await consumer.end_offsets([tp]))[tp]
         values: list[bytes] = []
         while await consumer.position(tp) < end:

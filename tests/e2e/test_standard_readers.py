@@ -129,6 +129,7 @@ def _run_example(script: str, *args: str) -> str:
     done = subprocess.run([sys.executable, script, *args], cwd=EXAMPLES, capture_output=True, text=True,
                           timeout=300, check=False, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stdout + done.stderr
+    print(done.stderr, file=sys.stderr)   # shown with a failure: what the example said of what it skipped
     return done.stdout
 
 

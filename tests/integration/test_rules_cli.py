@@ -33,6 +33,7 @@ from core.topics import RISK_ASSESSMENTS
 from infra.producer import create_producer
 from schemas.codec import get_codec
 from tests.unit.test_risk_backtest import DEFAULT, SANCTIONS, generate_history, stricter
+from infra.kafka import seek_to_beginning
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEXT = (ROOT / "rules" / "default.yaml").read_text(encoding="utf-8")
@@ -214,7 +215,7 @@ async def read_up_to(kafka: str, ends: dict[int, int]) -> list[tuple[RiskAssesse
     try:
         tps = [TopicPartition(RISK_ASSESSMENTS, p) for p in ends]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_beginning(consumer, tps)
         out = []
         while any([await consumer.position(tp) < ends[tp.partition] for tp in tps]):
             for tp, rs in (await consumer.getmany(timeout_ms=500)).items():
