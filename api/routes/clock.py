@@ -12,10 +12,10 @@ one more than core.clock.MAX_OFFSET ahead of real time with 422 `clock_too_far`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from api.deps import Platform, PlatformDep, utc_moment
 from api.problems import PROBLEM_JSON, Problem
@@ -48,7 +48,10 @@ class ClockMove(BaseModel):
 class ClockState(BaseModel):
     now: datetime = Field(description="business time (UTC)")
     real_now: datetime = Field(description="real time on this API instance (UTC)")
-    offset: timedelta = Field(description="business time minus real time (ISO 8601 duration)")
+    # A string, not a `duration` format: JSON Schema's duration (RFC 3339 appendix A) has no fractional seconds,
+    # and an offset set by `at` has microseconds (the fuzzer caught it).
+    offset: Annotated[timedelta, WithJsonSchema({"type": "string", "examples": ["PT3M59.990799S"]})] = Field(
+        description="business time minus real time (ISO 8601 duration, seconds may have a fraction)")
     set_at: datetime | None = Field(None, description="the real time of the last move (none: never moved)")
     set_by: str | None = Field(None, description="the admin's user id who made the last move")
 
