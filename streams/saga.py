@@ -1,8 +1,5 @@
-"""The transfer saga: reacts to transfer events by sending the next step as a command.
-
-TransferDebited      (source)      -> CreditTransfer   to the destination
-TransferCredited     (destination) -> CompleteTransfer to the source
-TransferCreditFailed (destination) -> ReverseTransfer  to the source (compensation)
+"""The transfer saga: reacts to transfer events by sending the next step as a command (the rule itself, pure, is
+core/saga.py `next_step`).
 
 Steps have deterministic command ids, so a redelivered event resends a step the ledger has
 already processed, and the ledger ignores it. A record that is no ledger event (undecodable, or of a type the
@@ -23,6 +20,7 @@ import faust
 from core import commands as c
 from core import events as e
 from core.audit import ACTOR_HEADER
+from core.saga import STEP_EVENTS, TRANSFER_ENDS, next_step
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, LEDGER_EVENTS_DLQ
 from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of
@@ -37,8 +35,6 @@ from streams.retry import retry_batch
 
 codec = get_codec()
 event_types = record_types(LEDGER_EVENTS)
-SAGA_EVENTS = {"TransferDebited", "TransferCredited", "TransferCreditFailed"}
-TRANSFER_ENDS = {"TransferCompleted", "TransferReversed"}
 NEXT_EVENT_KEY = "__saga_next_event__/{}"
 # Under exactly_once the events topic holds transaction markers, which look like holes to the guard;
 # there Faust's transactional offsets are the saga's record.
@@ -77,24 +73,6 @@ class InFlight:
 in_flight = InFlight()
 
 
-def next_step(event: e.Event, now: datetime) -> c.Command | None:
-    if isinstance(event, e.TransferDebited):
-        return c.CreditTransfer(command_id=c.credit_step_id(event.transfer_id), account_id=event.to_account_id,
-                                issued_at=now, correlation_id=event.correlation_id, transfer_id=event.transfer_id,
-                                from_account_id=event.account_id, amount=event.amount, currency=event.currency,
-                                reference=event.reference)
-    if isinstance(event, e.TransferCredited):
-        return c.CompleteTransfer(command_id=c.complete_step_id(event.transfer_id), account_id=event.from_account_id,
-                                  issued_at=now, correlation_id=event.correlation_id,
-                                  transfer_id=event.transfer_id, to_account_id=event.account_id)
-    if isinstance(event, e.TransferCreditFailed):
-        return c.ReverseTransfer(command_id=c.reverse_step_id(event.transfer_id), account_id=event.from_account_id,
-                                 issued_at=now, correlation_id=event.correlation_id,
-                                 transfer_id=event.transfer_id, to_account_id=event.account_id,
-                                 amount=event.amount, currency=event.currency, reason=event.reason)
-    return None
-
-
 async def drive(batch: Sequence[faust.EventT]) -> None:
     now = datetime.now(UTC)
     sends: list[Any] = []
@@ -123,7 +101,7 @@ def _step_for(message: Any, now: datetime) -> tuple[c.Command, bytes, list[tuple
     """The next step of the transfer an event belongs to, encoded, or None. Raises DecodeError for a record that
     is no ledger event; the ledger's other events are not decoded at all."""
     name = codec.schema_name(message.value, message.headers)
-    if name in event_types and name not in SAGA_EVENTS and name not in TRANSFER_ENDS:
+    if name in event_types and name not in STEP_EVENTS and name not in TRANSFER_ENDS:
         return None
     event = codec.decode(message.value, message.headers, event_types)
     in_flight.end(event)

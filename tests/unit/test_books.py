@@ -16,6 +16,7 @@ from core.books import (BANK_ACCOUNTS, CHART, TRANSIT, VAULT, Books, Leg, Unknow
                         entries_of, kind_of, legs_of, unbalanced)
 from core.ledger import AccountState, apply, decide
 from core.pointintime import LoggedEvent, whole_log_cutoff
+from core.saga import next_step   # the saga's own step rule, so the test follows the real path
 
 NOW = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
@@ -232,7 +233,6 @@ def commands(draw: st.DrawFn) -> c.Command:
 
 def _run(accounts: dict[str, AccountState | None], command: c.Command, log: list[e.Event]) -> None:
     """Decide the command and, like the transfer saga, each step its events call for, to the end."""
-    from streams.saga import next_step   # the saga's own step rule, so the test follows the real path
 
     pending = [command]
     while pending:
