@@ -29,7 +29,7 @@ from fractions import Fraction
 from typing import Literal
 
 from core.books import Leg, customer_account
-from core.money import currency_digits
+from core.money import MAX_MINOR_UNITS, currency_digits
 
 Side = Literal["sell", "buy"]
 
@@ -155,7 +155,8 @@ def _significant(value: Fraction, rounding: str) -> Decimal:
 
 def quote(sell_currency: str, buy_currency: str, amount: int, side: Side, rates: Iterable[Rate],
           spreads: Spreads, now: datetime, ttl: timedelta, quote_id: str | None = None) -> Quote:
-    """Price an exchange. Raises FxError (no_rate, same_currency, invalid_amount, amount_too_small) or
+    """Price an exchange. Raises FxError (no_rate, same_currency, invalid_amount, amount_too_small,
+    amount_too_large) or
     MoneyError."""
     sell_digits, buy_digits = currency_digits(sell_currency), currency_digits(buy_currency)
     if sell_currency == buy_currency:
@@ -178,6 +179,8 @@ def quote(sell_currency: str, buy_currency: str, amount: int, side: Side, rates:
         exact = amount / (Fraction(rate) * scale)
         sell_amount, buy_amount = _ceiling(exact), amount
         rounded_currency, customer_amount = sell_currency, sell_amount
+    if max(sell_amount, buy_amount) > MAX_MINOR_UNITS:
+        raise FxError("amount_too_large", "the exchange exceeds the maximum of one posting on one side")
     if buy_amount == 0:
         raise FxError("amount_too_small", f"{amount} minor units of {sell_currency} buy less than one minor "
                                           f"unit of {buy_currency}")

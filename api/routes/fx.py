@@ -17,6 +17,7 @@ import asyncpg
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
 
+from api import fx_store
 from api.deps import PlatformDep, utc_moment
 from api.models import Currency
 from api.problems import PROBLEM_JSON, Problem
@@ -111,39 +112,26 @@ class QuoteView(BaseModel):
 # ---------------------------------------------------------------- rates
 
 
-_EFFECTIVE = """
-    SELECT DISTINCT ON (base_currency, quote_currency) base_currency, quote_currency, mid_rate,
-           spread_basis_points, effective_from, set_by, set_at
-    FROM fx_rates WHERE effective_from <= $1
-    ORDER BY base_currency, quote_currency, effective_from DESC, id DESC"""
-_SCHEDULED = """
-    SELECT base_currency, quote_currency, mid_rate, spread_basis_points, effective_from, set_by, set_at
-    FROM fx_rates WHERE effective_from > $1 ORDER BY effective_from, id"""
-
-
-def _line(row: asyncpg.Record) -> RateLine:
-    return RateLine(base=row["base_currency"], quote=row["quote_currency"], mid=str(row["mid_rate"]),
-                    spread_basis_points=row["spread_basis_points"], effective_from=row["effective_from"],
-                    set_by=row["set_by"], set_at=row["set_at"])
+def _line(row: fx_store.RateRow) -> RateLine:
+    return RateLine(base=row.rate.base, quote=row.rate.quote, mid=str(row.rate.mid),
+                    spread_basis_points=row.spread_basis_points, effective_from=row.rate.effective_from,
+                    set_by=row.set_by, set_at=row.set_at)
 
 
 async def _table(pool: asyncpg.Pool, now: datetime) -> RateTable:
-    async with pool.acquire() as connection:
-        effective = await connection.fetch(_EFFECTIVE, now)
-        scheduled = await connection.fetch(_SCHEDULED, now)
+    effective, scheduled = await fx_store.effective_rows(pool, now), await fx_store.scheduled_rows(pool, now)
     return RateTable(as_of=now, base_currency=fx.BASE_CURRENCY,
                      default_spread_basis_points=fx.DEFAULT_SPREAD_BASIS_POINTS,
                      rates=[_line(row) for row in effective], scheduled=[_line(row) for row in scheduled])
 
 
-def _checked(entry: RateEntry, now: datetime) -> tuple[str, str, Decimal, int, datetime]:
+def _checked(entry: RateEntry, now: datetime) -> tuple[fx.Rate, int]:
     try:
-        mid = Decimal(entry.mid)
-        fx.check_rate(entry.base, entry.quote, mid)
+        rate = fx.Rate(entry.base, entry.quote, Decimal(entry.mid), utc_moment(entry.effective_from) or now)
     except (InvalidOperation, fx.FxError, MoneyError) as error:
         reason = getattr(error, "reason", "invalid_rate")
         raise Problem(422, "Invalid rate", str(error), reason) from None
-    return entry.base, entry.quote, mid, entry.spread_basis_points, utc_moment(entry.effective_from) or now
+    return rate, entry.spread_basis_points
 
 
 @admin_router.get("/rates", response_model=RateTable, name="get_fx_rates",
@@ -157,51 +145,23 @@ async def get_fx_rates(platform: PlatformDep) -> RateTable:
 async def set_fx_rates(body: RatesChange, platform: PlatformDep) -> RateTable:
     now = platform.time.now()
     entries = [_checked(entry, now) for entry in body.rates]
-    by = caller().user_id
-    async with platform.pg.acquire() as connection:
-        await connection.executemany(
-            "INSERT INTO fx_rates (base_currency, quote_currency, mid_rate, spread_basis_points, effective_from, "
-            "set_by) VALUES ($1, $2, $3, $4, $5, $6)", [(*entry, by) for entry in entries])
+    await fx_store.add_rates(platform.pg, entries, caller().user_id)
     await platform.access.audit.record("fx_rates_set", details={
-        "rates": "; ".join(f"{base}/{quote} {mid} spread {spread}bp from {start.isoformat()}"
-                           for base, quote, mid, spread, start in entries)})
+        "rates": "; ".join(f"{rate.base}/{rate.quote} {rate.mid} spread {spread}bp from "
+                           f"{rate.effective_from.isoformat()}" for rate, spread in entries)})
     return await _table(platform.pg, now)
 
 
 # ---------------------------------------------------------------- quotes
 
 
-def _rates_of(table: RateTable) -> tuple[list[fx.Rate], fx.Spreads]:
-    rates = [fx.Rate(line.base, line.quote, Decimal(line.mid), line.effective_from) for line in table.rates]
-    newest: dict[str, RateLine] = {}
-    for line in table.rates:   # a pair listed both ways: the newer entry's spread
-        key = fx.pair_key(line.base, line.quote)
-        if key not in newest or line.effective_from >= newest[key].effective_from:
-            newest[key] = line
-    return rates, fx.Spreads({key: line.spread_basis_points for key, line in newest.items()})
-
-
-def _priced(body: QuoteRequest, table: RateTable) -> fx.Quote:
-    rates, spreads = _rates_of(table)
+async def _priced(body: QuoteRequest, pool: asyncpg.Pool, now: datetime) -> fx.Quote:
+    rates, spreads = fx_store.rates_and_spreads(await fx_store.effective_rows(pool, now))
     try:
         amount = parse_amount(body.amount, body.sell_currency if body.side == "sell" else body.buy_currency)
-        return fx.quote(body.sell_currency, body.buy_currency, amount, body.side, rates, spreads, table.as_of,
-                        QUOTE_TTL)
+        return fx.quote(body.sell_currency, body.buy_currency, amount, body.side, rates, spreads, now, QUOTE_TTL)
     except (fx.FxError, MoneyError) as error:
         raise Problem(422, "Cannot exchange", error.detail, error.reason) from None
-
-
-async def _keep(pool: asyncpg.Pool, priced: fx.Quote, requested_by: str) -> None:
-    async with pool.acquire() as connection:
-        await connection.execute(
-            "INSERT INTO fx_quotes (id, requested_by, sell_currency, buy_currency, side, mid_rate, "
-            "spread_basis_points, rate, inverse_rate, sell_amount, buy_amount, rounded_currency, position_amount, "
-            "rounding_amount, remainder, created_at, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            priced.id, requested_by, priced.sell_currency, priced.buy_currency, priced.side, priced.mid_rate,
-            priced.spread_basis_points, priced.rate, priced.inverse_rate, priced.sell_amount, priced.buy_amount,
-            priced.rounded_currency, priced.position_amount, priced.rounding_amount, str(priced.remainder),
-            priced.created_at, priced.expires_at)
 
 
 def _view(priced: fx.Quote) -> QuoteView:
@@ -223,7 +183,6 @@ def _view(priced: fx.Quote) -> QuoteView:
 @router.post("/quotes", response_model=QuoteView, status_code=201, name="create_fx_quote",
              responses=_UNPROCESSABLE, summary="Price a currency exchange; the quote is kept by id until it expires")
 async def create_fx_quote(body: QuoteRequest, platform: PlatformDep) -> QuoteView:
-    table = await _table(platform.pg, platform.time.now())
-    priced = _priced(body, table)
-    await _keep(platform.pg, priced, caller().user_id)
+    priced = await _priced(body, platform.pg, platform.time.now())
+    await fx_store.keep_quote(platform.pg, priced, caller().user_id)
     return _view(priced)

@@ -10,6 +10,9 @@ import asyncpg
 import httpx
 import pytest
 
+from api import fx_store
+from core.books import unbalanced
+from core.fx import Quote, fx_legs
 from tests.support import bearer, login, register_customer, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -61,17 +64,22 @@ def test_customer_gets_a_quote_consistent_with_the_rate(rates: dict[str, Any], a
     assert Decimal(quote["inverse_rate"]) * Decimal(quote["rate"]) >= 1
     assert quote["rounding"]["currency"] == "NOK" and quote["rounding"]["rounding_amount"] == "0.00"
     assert quote["expires_at"] > quote["created_at"]
+    # Kept by id exactly as given: what a transfer executing it will post (core.fx.fx_legs).
     kept = asyncio.run(_kept(pg_dsn, quote["quote_id"]))
-    assert kept is not None and (kept["sell_amount"], kept["buy_amount"], str(kept["rate"])) == \
-        (100_00, 1147_69, "11.476908")
+    assert kept is not None
+    assert (kept.sell_amount, kept.buy_amount, kept.rate) == (100_00, 1147_69, Decimal("11.476908"))
+    assert kept.expires_at.isoformat().replace("+00:00", "Z") == quote["expires_at"].replace("+00:00", "Z")
+    assert unbalanced(fx_legs(kept, "from-account", "to-account")) == {}
 
 
-async def _kept(dsn: str, quote_id: str) -> asyncpg.Record | None:
-    connection = await asyncpg.connect(dsn)
+async def _kept(dsn: str, quote_id: str) -> Quote | None:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        return await connection.fetchrow("SELECT * FROM fx_quotes WHERE id = $1", quote_id)
+        found = await fx_store.quote_by_id(pool, quote_id)
+        assert await fx_store.quote_by_id(pool, "no-such-quote") is None
+        return found[0] if found else None
     finally:
-        await connection.close()
+        await pool.close()
 
 
 def test_buy_side_and_cross_rate(rates: dict[str, Any], api_url: str, customer: dict[str, str]) -> None:

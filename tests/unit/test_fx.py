@@ -89,6 +89,13 @@ def test_too_small_to_exchange() -> None:
     assert error.value.reason == "amount_too_small"
 
 
+def test_too_large_on_either_side() -> None:
+    rates = (Rate("EUR", "XOF", Decimal("9999999999"), EARLIER),)
+    with pytest.raises(FxError) as error:
+        quote("EUR", "XOF", 10**12, "sell", rates, SPREADS, NOW, TTL)
+    assert error.value.reason == "amount_too_large"
+
+
 def test_expiry() -> None:
     result = priced("EUR", "USD", 100)
     check_not_expired(result, NOW + TTL - timedelta(microseconds=1))
