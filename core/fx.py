@@ -2,7 +2,8 @@
 
 A rate is the mid price of one unit of `base` in `quote` currency (EUR/USD 1.0850: one euro is 1.0850 dollars),
 a Decimal of at most 10 significant digits, effective from a time; the newest entry effective at `now` applies.
-A pair without a direct entry is read through its inverse, else crossed through EUR (the base currency).
+A pair without a direct entry is read through its inverse, else crossed through EUR (the base currency); a
+pair's spread is the same both ways, and a crossed pair without a spread of its own takes the default.
 
 The customer's rate is the mid moved by the pair's spread (basis points) in the bank's favour, cut to 10
 significant digits towards the bank. Amounts are integer minor units:
