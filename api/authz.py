@@ -147,6 +147,11 @@ POLICIES: dict[str, Policy] = {
     # business time (api/routes/clock.py): admins only, and only with BANK_CLOCK_CONTROL on (404 otherwise)
     "get_clock": _allow("admin"),
     "move_clock": _allow("admin"),
+    # currency exchange (api/routes/fx.py): staff read the rate table, admins set it; anyone signed in gets a
+    # quote (pricing changes nothing: not a command; executing it is a transfer's)
+    "get_fx_rates": _allow(*STAFF),
+    "set_fx_rates": _allow("admin"),
+    "create_fx_quote": _allow(*EVERYONE),
 }
 
 

@@ -104,6 +104,9 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "start_maintenance": admins(200), "end_maintenance": admins(200),
     # business time: the session stack has BANK_CLOCK_CONTROL on (tests/e2e/test_clock.py shows 404 when off)
     "get_clock": admins(200), "move_clock": admins(200),
+    # currency exchange: a quote on a pair no test gives a rate: authorized, then refused as no_rate (422)
+    "get_fx_rates": row(401, 403, 200, 200, 200), "set_fx_rates": admins(200),
+    "create_fx_quote": row(401, 422, 422, 422, 422),
 }
 
 
@@ -362,6 +365,12 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "get_clock": lambda: Request("GET", "/v1/admin/clock"),
         # advancing by nothing: authorized and accepted, and business time stays where the other tests need it
         "move_clock": lambda: Request("PUT", "/v1/admin/clock", json={"advance": "PT0S"}),
+        "get_fx_rates": lambda: Request("GET", "/v1/admin/fx/rates"),
+        # a pair no other test quotes, so the matrix's rate changes nothing they see
+        "set_fx_rates": lambda: Request("PUT", "/v1/admin/fx/rates",
+                                        json={"rates": [{"base": "ISK", "quote": "UGX", "mid": "27.5"}]}),
+        "create_fx_quote": lambda: Request("POST", "/v1/fx/quotes", json={
+            "sell_currency": "XOF", "buy_currency": "XAF", "amount": "100"}),
     }
     assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()

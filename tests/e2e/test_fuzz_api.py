@@ -60,8 +60,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 OWN_SESSION = ("auth_logout", "revoke_session", "change_password", "mfa_setup", "mfa_verify")
 # Moving business time: an admin's generated moves would put the whole session's business time up to a century
 # ahead, under every later test's commands. Its validation is tested in tests/e2e/test_clock.py; the customer run
-# still reaches it (403).
-NOT_AS_ADMIN = (*OWN_SESSION, "move_clock")
+# still reaches it (403). Setting FX rates likewise: an admin's generated rates (valid currencies are in the
+# schema's enum) would price later tests' quotes; its validation is tested in tests/e2e/test_fx.py and
+# tests/unit/test_fx.py, and the customer run still reaches it (403).
+NOT_AS_ADMIN = (*OWN_SESSION, "move_clock", "set_fx_rates")
 
 
 @dataclass

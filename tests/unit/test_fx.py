@@ -1,0 +1,164 @@
+"""Currency exchange: quotes priced in the bank's favour, legs that balance per currency to the minor unit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.books import CHART, kind_of, unbalanced
+from core.fx import (
+    FxError, Quote, Rate, Side, Spreads, check_not_expired, effective_rate, fx_legs, pair_key, quote,
+)
+from core.money import currency_digits
+
+NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+TTL = timedelta(seconds=30)
+EARLIER = NOW - timedelta(days=1)
+RATES = (
+    Rate("EUR", "USD", Decimal("1.0850"), EARLIER),
+    Rate("EUR", "JPY", Decimal("162.35"), EARLIER),
+    Rate("EUR", "BHD", Decimal("0.408712"), EARLIER),
+    Rate("GBP", "EUR", Decimal("1.1712"), EARLIER),
+)
+SPREADS = Spreads({pair_key("EUR", "USD"): 30}, default=50)
+CURRENCIES = ("EUR", "USD", "JPY", "BHD", "GBP")
+
+
+def priced(sell: str, buy: str, amount: int, side: Side = "sell") -> Quote:
+    return quote(sell, buy, amount, side, RATES, SPREADS, NOW, TTL, quote_id="q1")
+
+
+def test_sell_euros_for_dollars() -> None:
+    result = priced("EUR", "USD", 100_00)
+    # 1.0850 less 30 bp = 1.081745 dollars per euro; 100 euros buy 108.1745, rounded down to 108.17.
+    assert result.rate == Decimal("1.081745")
+    assert result.buy_amount == 108_17 and result.sell_amount == 100_00
+    assert result.remainder == Fraction(45, 100)
+    assert result.position_amount == 108_17 and result.rounding_amount == 0
+    assert result.expires_at == NOW + TTL
+
+
+def test_buy_dollars_with_euros_rounds_the_payment_up() -> None:
+    result = priced("EUR", "USD", 100_00, side="buy")
+    # 100 dollars / 1.081745 = 92.4433... euros, paid as 92.45.
+    assert result.buy_amount == 100_00 and result.sell_amount == 92_45
+
+
+def test_inverse_pair_and_cross_rate() -> None:
+    assert effective_rate(RATES, "USD", "EUR", NOW) == 1 / Fraction(Decimal("1.0850"))
+    cross = effective_rate(RATES, "GBP", "JPY", NOW)
+    assert cross == Fraction(Decimal("1.1712")) * Fraction(Decimal("162.35"))
+    result = priced("GBP", "JPY", 10_00)   # 10 pounds: about 1,900 yen at the mid, JPY has no minor units
+    assert 1890 <= result.buy_amount <= 1901
+
+
+def test_usd_to_jpy_crosses_through_euro() -> None:
+    result = priced("USD", "JPY", 50_00)
+    mid = Fraction(Decimal("162.35")) / Fraction(Decimal("1.0850"))
+    assert result.buy_amount < 50 * mid
+
+
+def test_bahraini_dinar_has_three_digits() -> None:
+    result = priced("EUR", "BHD", 1_00)
+    assert result.buy_amount == 406   # 0.408712 less 50 bp = 0.40666844 -> 0.406 BHD
+
+
+def test_no_rate() -> None:
+    with pytest.raises(FxError) as error:
+        priced("USD", "CHF", 100)
+    assert error.value.reason == "no_rate"
+
+
+def test_a_future_rate_is_not_effective_yet_and_the_newest_wins() -> None:
+    rates = (*RATES, Rate("EUR", "CHF", Decimal("0.94"), NOW + timedelta(hours=1)))
+    with pytest.raises(FxError) as error:
+        quote("EUR", "CHF", 100, "sell", rates, SPREADS, NOW, TTL)
+    assert error.value.reason == "no_rate"
+    newer = (*RATES, Rate("EUR", "USD", Decimal("2"), NOW - timedelta(hours=1)))
+    assert effective_rate(newer, "EUR", "USD", NOW) == 2
+
+
+def test_too_small_to_exchange() -> None:
+    with pytest.raises(FxError) as error:
+        priced("JPY", "EUR", 1)   # one yen is under a cent
+    assert error.value.reason == "amount_too_small"
+
+
+def test_too_large_on_either_side() -> None:
+    rates = (Rate("EUR", "XOF", Decimal("9999999999"), EARLIER),)
+    with pytest.raises(FxError) as error:
+        quote("EUR", "XOF", 10**12, "sell", rates, SPREADS, NOW, TTL)
+    assert error.value.reason == "amount_too_large"
+
+
+def test_expiry() -> None:
+    result = priced("EUR", "USD", 100)
+    check_not_expired(result, NOW + TTL - timedelta(microseconds=1))
+    with pytest.raises(FxError) as error:
+        check_not_expired(result, NOW + TTL)
+    assert error.value.reason == "quote_expired"
+
+
+@pytest.mark.parametrize(("base", "quote_currency", "mid", "reason"), [
+    ("EUR", "EUR", "1", "same_currency"), ("EUR", "USD", "0", "invalid_rate"),
+    ("EUR", "USD", "-1", "invalid_rate"), ("EUR", "USD", "1.2345678901", "invalid_rate"),
+])
+def test_bad_rates_refused(base: str, quote_currency: str, mid: str, reason: str) -> None:
+    with pytest.raises(FxError) as error:
+        Rate(base, quote_currency, Decimal(mid), NOW)
+    assert error.value.reason == reason
+
+
+def test_rounding_goes_to_an_income_account_of_the_chart() -> None:
+    assert kind_of("fee-income").type == "income" and kind_of("fx-position") is CHART["fx-position"]
+
+
+pairs = st.sampled_from([(sell, buy) for sell in CURRENCIES for buy in CURRENCIES if sell != buy])
+
+
+@given(pair=pairs, amount=st.integers(1, 10**12), side=st.sampled_from(["sell", "buy"]))
+def test_amounts_follow_the_rate_in_the_banks_favour(pair: tuple[str, str], amount: int, side: Side) -> None:
+    sell, buy = pair
+    try:
+        result = priced(sell, buy, amount, side)
+    except FxError as error:
+        assert error.reason == "amount_too_small" and side == "sell"
+        return
+    scale = Fraction(10) ** (currency_digits(buy) - currency_digits(sell))
+    worth = result.sell_amount * Fraction(result.rate) * scale   # the sell amount at the customer's rate
+    # The customer never gets more than the sell amount is worth, and at most a minor unit less (sell side);
+    # on the buy side the customer never pays less than the buy amount costs, and at most a minor unit more.
+    assert result.buy_amount <= worth
+    if side == "sell":
+        assert worth - result.buy_amount < 1 and result.sell_amount == amount
+    else:
+        assert (result.sell_amount - 1) * Fraction(result.rate) * scale < result.buy_amount == amount
+    # The customer's rate is never better than the mid.
+    mid = effective_rate(RATES, sell, buy, NOW)
+    assert mid is not None and Fraction(result.rate) < mid
+    assert 0 <= result.remainder < 1 and result.rounding_amount in (0, 1)
+
+
+@given(pair=pairs, amount=st.integers(1, 10**12), side=st.sampled_from(["sell", "buy"]))
+def test_legs_balance_per_currency(pair: tuple[str, str], amount: int, side: Side) -> None:
+    try:
+        result = priced(pair[0], pair[1], amount, side)
+    except FxError as error:   # a fraction of a minor unit is not exchanged
+        assert error.reason == "amount_too_small" and side == "sell"
+        return
+    legs = fx_legs(result, "A1", "A2")
+    assert unbalanced(legs) == {}
+    assert all(leg.amount > 0 for leg in legs)
+    for leg in legs:
+        kind_of(leg.ledger_account_id)   # every leg names an account of the chart
+    rounding = [leg for leg in legs if leg.ledger_account_id == "fee-income"]
+    assert all(leg.side == "credit" for leg in rounding)   # rounding only ever earns the bank money
+    customer_debit = next(leg for leg in legs if leg.ledger_account_id == "customer:A1")
+    customer_credit = next(leg for leg in legs if leg.ledger_account_id == "customer:A2")
+    assert (customer_debit.amount, customer_debit.currency) == (result.sell_amount, result.sell_currency)
+    assert (customer_credit.amount, customer_credit.currency) == (result.buy_amount, result.buy_currency)
