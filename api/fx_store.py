@@ -1,4 +1,4 @@
-"""Where currency exchange keeps its rate table and its quotes: PostgreSQL (migrations/0007_fx.sql).
+"""Where currency exchange keeps its rate table and its quotes: PostgreSQL (migrations/0009_fx.sql).
 
 The route module (api/routes/fx.py) and, later, a transfer executing a quote both use this module: a transfer
 loads its quote with `quote_by_id` and posts `core.fx.fx_legs` of exactly what the customer was quoted, after

@@ -1,6 +1,6 @@
 """Currency exchange: the staff-managed rate table and quotes (core/fx.py prices; this module stores and serves).
 
-Rates live in PostgreSQL (migrations/0007_fx.sql), append-only and effective-timed: `PUT /v1/admin/fx/rates`
+Rates live in PostgreSQL (migrations/0009_fx.sql), append-only and effective-timed: `PUT /v1/admin/fx/rates`
 adds entries (admins only, audit-recorded as `fx_rates_set`), `GET` shows the entries effective now and those
 scheduled. Times are business time (infra/clock.py). `POST /v1/fx/quotes` prices an exchange at the rates
 effective now and keeps the quote by id in `fx_quotes`, so a later transfer can execute it at exactly that rate
