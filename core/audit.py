@@ -80,6 +80,7 @@ AUDIT_ACTIONS = (
     "recovery_code_used", "token_refreshed", "refresh_token_reused", "logout", "session_revoked",
     "password_changed", "password_reset", "role_changed", "user_activated", "user_deactivated",
     "maintenance_started", "maintenance_ended", "command_submitted", "clock_moved",
+    "payee_added", "payee_changed", "payee_removed",
 )
 
 AUDIT_TYPES: dict[str, type] = {"AuditRecorded": AuditRecorded}
