@@ -78,8 +78,28 @@ def test_a_customer_adds_lists_renames_and_removes_a_payee(api_url: str) -> None
         assert removed.status_code == 204, removed.text
         problem(await ann.http.get(f"/v1/payees/{payee['payee_id']}"), 404, "unknown_payee")
         assert (await ann.http.get("/v1/payees")).json()["payees"] == []
+        assert await audited(api_url, ann, payee["payee_id"]) == ["payee_added", "payee_changed", "payee_removed"]
 
     run(api_url, scenario)
+
+
+async def audited(api_url: str, customer: Bank, payee_id: str) -> list[str]:
+    """The actions on the audit trail about the payee, oldest first, once all three are there (the projection
+    folds bank.audit asynchronously)."""
+    analyst = Bank(api_url, role="analyst")
+    try:
+        actions: list[str] = []
+        for _ in range(150):
+            page = await analyst.get("/v1/admin/audit", user_id=customer.identity.user_id, limit=50)
+            assert page.status_code == 200, page.text
+            items = [item for item in page.json()["items"] if item.get("details", {}).get("payee_id") == payee_id]
+            actions = [item["action"] for item in reversed(items)]
+            if len(actions) >= 3:
+                break
+            await asyncio.sleep(0.2)
+        return actions
+    finally:
+        await analyst.close()
 
 
 def test_another_customers_payee_looks_exactly_like_an_unknown_one(api_url: str) -> None:
