@@ -152,6 +152,14 @@ POLICIES: dict[str, Policy] = {
     "get_fx_rates": _allow(*STAFF),
     "set_fx_rates": _allow("admin"),
     "create_fx_quote": _allow(*EVERYONE),
+    # payees (api/routes/payees.py): customers keep their own; staff read a customer's (?customer_id=) and one
+    # payee, never change them. The store reads a customer's payees by customer id, so another customer's payee
+    # is not found (404 unknown_payee, like an unknown id) without an ownership check here.
+    "list_payees": _allow(*EVERYONE),
+    "get_payee": _allow(*EVERYONE),
+    "create_payee": _allow("customer"),
+    "update_payee": _allow("customer"),
+    "delete_payee": _allow("customer"),
 }
 
 
@@ -296,6 +304,11 @@ def unknown_account(account_id: str) -> Problem:
 
 def unknown_customer(customer_id: str) -> Problem:
     return Problem(404, "Unknown customer", f"no customer {customer_id}", "unknown_customer")
+
+
+def unknown_payee(payee_id: str) -> Problem:
+    """Another customer's payee and one that does not exist: the same answer."""
+    return Problem(404, "Unknown payee", f"no payee {payee_id}", "unknown_payee")
 
 
 def unknown_command(command_id: str) -> Problem:

@@ -17,6 +17,7 @@ from api.bus import CommandBus
 from api.identity import UserStore
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
+from api.payees import PayeeStore
 from api.problems import Problem
 from api.readmodels import Model, ReadModels
 from api.security import Keyring
@@ -54,6 +55,7 @@ class Platform:
     reads: ReadModels
     access: Access
     time: BusinessTime   # business time (commands' issued_at); security timestamps stay on real time
+    payees: PayeeStore
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.account_numbers import AccountNumberAllocator
+from api.payees import PayeeStore
 from api.audit import AuditLog, AuditTrail
 from api.authz import TOKEN_URL, authorize
 from api.bus import CommandBus
@@ -25,8 +26,8 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import (admin, auth, balances, books, catalog, clock, commands, fx, health, operations, queries,
-                        users)
+from api.routes import (admin, auth, balances, books, catalog, clock, commands, fx, health, operations, payees,
+                        queries, users)
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             view=LedgerView(settings.kafka, numbering, settings.failpoint),
                             idempotency=IdempotencyStore(pg), numbers=AccountNumberAllocator(pg, numbering),
                             reads=ReadModels(pg, redis, mongo), access=access,
-                            time=BusinessTime(settings.kafka, settings.clock_control, get_codec()))
+                            time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
+                            payees=PayeeStore(pg))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clock.router)      # business time, for tests and demos (BANK_CLOCK_CONTROL)
     app.include_router(fx.admin_router)   # currency exchange: the rate table (issue 16 point 5)
     app.include_router(fx.router)         # and quotes
+    app.include_router(payees.router)     # customers' payees (issue 16)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

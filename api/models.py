@@ -91,8 +91,9 @@ IbanText = Annotated[StrictStr, Field(min_length=5, max_length=50, examples=["DE
 
 
 class TransferRequest(_Body):
-    """To one of the bank's accounts, named by its id (`to_account_id`) or its IBAN (`to_iban`): exactly one.
-    An IBAN of another bank is refused (422 external_iban): payments out of the bank are a route of their own."""
+    """To one of the bank's accounts, named by its id (`to_account_id`), its IBAN (`to_iban`) or one of the
+    customer's payees (`payee_id`, GET /v1/payees): exactly one. An IBAN of another bank (a payee's included) is
+    refused (422 external_iban): payments out of the bank are a route of their own."""
 
     amount: DecimalString
     currency: Currency
@@ -100,15 +101,16 @@ class TransferRequest(_Body):
     from_account_id: Identifier
     to_account_id: Identifier | None = None
     to_iban: IbanText | None = None
+    payee_id: Identifier | None = Field(None, description="a payee of the source account's customer")
     counterparty_name: CounterpartyName | None = Field(None, description="the beneficiary's name, screened")
     counterparty_country: Country | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TransferRequest:
         _minor(self.amount, self.currency, "amount")
-        if (self.to_account_id is None) == (self.to_iban is None):
-            raise PydanticCustomError("one_destination", "name the destination with exactly one of to_account_id "
-                                                         "and to_iban")
+        if [self.to_account_id, self.to_iban, self.payee_id].count(None) != 2:
+            raise PydanticCustomError("one_destination", "name the destination with exactly one of to_account_id, "
+                                                         "to_iban and payee_id")
         return self
 
     @property

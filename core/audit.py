@@ -81,6 +81,7 @@ AUDIT_ACTIONS = (
     "password_changed", "password_reset", "role_changed", "user_activated", "user_deactivated",
     "maintenance_started", "maintenance_ended", "command_submitted", "clock_moved",
     "fx_rates_set",
+    "payee_added", "payee_changed", "payee_removed",
 )
 
 AUDIT_TYPES: dict[str, type] = {"AuditRecorded": AuditRecorded}

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.authz import bound_customer_id
+from api.authz import bound_customer_id, unknown_payee
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.ibans import external_iban, parse_iban, unknown_iban
 from api.idempotency import caller_scope, check_key, request_hash
@@ -198,7 +198,7 @@ _movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw mone
 async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
-    destination = _destination(view, body)
+    destination = await _destination(platform, view, body, source)
     for account in (source, destination):
         if account.currency != body.currency:
             # Cross-currency transfers need FX, which the ledger does not do (yet).
@@ -215,17 +215,29 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
 
 
-def _destination(view: LedgerView, body: TransferRequest) -> AccountState:
-    """The destination, by id or by IBAN. The client names it; the server decides which account that is: an IBAN
-    resolves through the ledger view's index of our account numbers, never through anything the client says."""
+async def _destination(platform: Platform, view: LedgerView, body: TransferRequest,
+                       source: AccountState) -> AccountState:
+    """The destination, by id, by IBAN or by payee. The client names it; the server decides which account that
+    is: an IBAN (a payee's too) resolves through the ledger view's index of our account numbers, never through
+    anything the client says. A payee must be one of the source account's customer's (404 otherwise, as for an
+    unknown one: the caller owns the source, api/authz.py)."""
+    if body.payee_id is not None:
+        payee = await platform.payees.get(body.payee_id, source.customer_id)
+        if payee is None:
+            raise unknown_payee(body.payee_id)
+        return _account_of_iban(view, payee.iban)
     if body.to_iban is None:
         return _require_account(view, str(body.to_account_id))
-    iban = parse_iban(view, body.to_iban)
+    return _account_of_iban(view, body.to_iban)
+
+
+def _account_of_iban(view: LedgerView, text: str) -> AccountState:
+    iban = parse_iban(view, text)
     if not view.numbering.is_ours(iban):
         raise external_iban(iban)
     account = view.account_for_iban(iban)
     if account is None:
-        raise unknown_iban(body.to_iban)
+        raise unknown_iban(text)
     return account
 
 

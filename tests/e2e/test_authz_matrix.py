@@ -107,6 +107,12 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     # currency exchange: a quote on a pair no test gives a rate: authorized, then refused as no_rate (422)
     "get_fx_rates": row(401, 403, 200, 200, 200), "set_fx_rates": admins(200),
     "create_fx_quote": row(401, 422, 422, 422, 422),
+    # payees: a customer's own (another's is a 404 like an unknown one); staff read them, never change them
+    "list_payees": row(401, MINE, 200, 200, 200),            # staff name the customer (?customer_id=)
+    "get_payee": row(401, MINE, 200, 200, 200),
+    "create_payee": row(401, 201, 403, 403, 403),
+    "update_payee": row(401, MINE, 403, 403, 403),
+    "delete_payee": row(401, (204, 404), 403, 403, 403),
 }
 
 
@@ -149,6 +155,16 @@ class World:
     commands: dict[str, str] = field(default_factory=dict)
     positions: dict[int, int] = field(default_factory=dict)
     case_id: str = ""
+    payees: dict[str, str] = field(default_factory=dict)   # own -> one of A's payees, other -> one of B's
+
+    def payee(self, whose: str, account: str | None = None) -> str:
+        """A new payee of the customer (A for own, B for other): the IBAN of an account of the other one."""
+        identity = self.customers[OTHER if whose == OTHER else OWN]
+        account = account or self.account(OWN if whose == OTHER else OTHER)
+        with httpx.Client(base_url=self.url, timeout=90, auth=BankAuth(identity)) as client:
+            response = client.post("/v1/payees", json={"iban": self.iban(account), "name": "Matrix Payee"})
+        assert response.status_code == 201, response.text
+        return str(response.json()["payee_id"])
 
     def seen(self, response: httpx.Response) -> httpx.Response:
         for partition, offset in parse_positions(response.headers.get("Bank-Position", "")).items():
@@ -206,6 +222,8 @@ def world(api_url: str, pg_dsn: str) -> World:
     flagged = w.teller(f"/v1/accounts/{w.account(OWN)}/deposits", {"amount": "10000.00", "currency": "EUR"})
     assert any(e["type"] == "RiskFlagged" for e in flagged["events"]), flagged
     w.case_id = flagged["command_id"]
+    for whose in (OWN, OTHER):
+        w.payees[whose] = w.payee(whose, w.accounts[OTHER if whose == OWN else OWN])
     yield w
     for client in clients.values():
         client.close()
@@ -281,11 +299,17 @@ def _account_for(w: World, name: str, role: str, whose: str, **kw: bool) -> str:
     return w.account(whose, **kw) if _allowed(name, role, whose) else w.accounts[OTHER if whose == OTHER else OWN]
 
 
+def _payee_for(w: World, name: str, role: str, whose: str) -> str:
+    """A fresh payee when the cell will remove it; otherwise the shared one."""
+    return w.payee(whose) if _allowed(name, role, whose) else w.payees[OTHER if whose == OTHER else OWN]
+
+
 def build(w: World, name: str, role: str, whose: str) -> Request:
     acct = w.accounts[OTHER if whose == OTHER else OWN]
     customer = w.customers[OTHER if whose == OTHER else OWN].customer_id
     money = {"amount": "1.00", "currency": "EUR"}
     review = {"comment": "authorization matrix"}
+    payee = w.payees[OTHER if whose == OTHER else OWN]
     fresh = w.fresh
     builders: dict[str, Callable[[], Request]] = {
         "healthz": lambda: Request("GET", "/healthz"),
@@ -371,6 +395,14 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                         json={"rates": [{"base": "ISK", "quote": "UGX", "mid": "27.5"}]}),
         "create_fx_quote": lambda: Request("POST", "/v1/fx/quotes", json={
             "sell_currency": "XOF", "buy_currency": "XAF", "amount": "100"}),
+        "list_payees": lambda: Request("GET", "/v1/payees", params={"customer_id": customer}),
+        "get_payee": lambda: Request("GET", f"/v1/payees/{payee}"),
+        "create_payee": lambda: Request("POST", "/v1/payees", json={
+            "iban": "DE89 3704 0044 0532 0130 00", "name": f"Matrix {uuid.uuid4().hex[:8]}"}
+            ) if role != CUSTOMER else _own_session(w, role, "POST", "/v1/payees", json={
+                "iban": "DE89 3704 0044 0532 0130 00", "name": "Matrix External"}),
+        "update_payee": lambda: Request("PUT", f"/v1/payees/{payee}", json={"name": "Matrix Payee"}),
+        "delete_payee": lambda: Request("DELETE", f"/v1/payees/{_payee_for(w, name, role, whose)}"),
     }
     assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()
