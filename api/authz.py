@@ -147,6 +147,10 @@ POLICIES: dict[str, Policy] = {
     # business time (api/routes/clock.py): admins only, and only with BANK_CLOCK_CONTROL on (404 otherwise)
     "get_clock": _allow("admin"),
     "move_clock": _allow("admin"),
+    # each user's own profile and contact details (api/routes/profile.py); staff have one too
+    "get_profile": _allow(*EVERYONE),
+    "update_profile": _allow(*EVERYONE),
+    "verify_contact": _allow(*EVERYONE, limit="mfa"),   # codes are guessable: counted like second factors
 }
 
 

@@ -25,7 +25,8 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import admin, auth, balances, books, catalog, clock, commands, health, operations, queries, users
+from api.routes import (admin, auth, balances, books, catalog, clock, commands, health, operations, profile, queries,
+                        users)
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(books.router)      # the bank's books (issue 14)
     app.include_router(catalog.router)
     app.include_router(clock.router)      # business time, for tests and demos (BANK_CLOCK_CONTROL)
+    app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

@@ -80,6 +80,8 @@ AUDIT_ACTIONS = (
     "recovery_code_used", "token_refreshed", "refresh_token_reused", "logout", "session_revoked",
     "password_changed", "password_reset", "role_changed", "user_activated", "user_deactivated",
     "maintenance_started", "maintenance_ended", "command_submitted", "clock_moved",
+    # profiles (api/routes/profile.py): before/after are masked
+    "profile_changed", "contact_change_requested", "contact_change_verified", "contact_change_failed",
 )
 
 AUDIT_TYPES: dict[str, type] = {"AuditRecorded": AuditRecorded}
