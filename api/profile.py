@@ -97,11 +97,11 @@ class ProfileStore:
         change of the user (so two pending changes do not double the guesses); the last allowed miss ends them."""
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
-                "SELECT change_id, channel, new_value, code_hash, attempts, expires_at > now() AS live "
+                "SELECT change_id, channel, new_value, code_hash, attempts, expires_at, expires_at > now() AS live "
                 "FROM contact_changes WHERE user_id = $1 FOR UPDATE", uuid.UUID(user_id))
             live = [r for r in rows if r["live"] and r["attempts"] < max_attempts]
             if not live:
-                return Verified(None, "code_expired" if rows else "no_pending_change")
+                return Verified(None, _dead_reason(rows, max_attempts))
             match = next((r for r in live if code_matches(str(r["change_id"]), code, r["code_hash"])), None)
             if match is None:
                 await connection.execute("UPDATE contact_changes SET attempts = attempts + 1 WHERE user_id = $1",
@@ -116,6 +116,14 @@ class ProfileStore:
         """The newest outbox message to a recipient (the tests read codes here until a sender exists)."""
         return await self._pool.fetchval("SELECT body FROM outbox WHERE recipient = $1 ORDER BY created_at DESC "
                                          "LIMIT 1", recipient)
+
+
+def _dead_reason(rows: list[asyncpg.Record], max_attempts: int) -> str:
+    if not rows:
+        return "no_pending_change"
+    if any(r["live"] and r["attempts"] >= max_attempts for r in rows):
+        return "too_many_attempts"
+    return "code_expired"
 
 
 async def _apply(connection: asyncpg.Connection, user_id: str, channel: str, value: str) -> None:

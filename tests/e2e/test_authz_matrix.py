@@ -104,6 +104,8 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "start_maintenance": admins(200), "end_maintenance": admins(200),
     # business time: the session stack has BANK_CLOCK_CONTROL on (tests/e2e/test_clock.py shows 404 when off)
     "get_clock": admins(200), "move_clock": admins(200),
+    # each user's own profile (staff too); verifying with nothing pending: authorized, then 409
+    "get_profile": signed_in(200), "update_profile": signed_in(200), "verify_contact": signed_in(409),
 }
 
 
@@ -303,6 +305,9 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
             "current_password": i.password}),
         "mfa_verify": lambda: _mfa_verify(w, role),
         "list_sessions": lambda: Request("GET", "/v1/auth/sessions"),
+        "get_profile": lambda: Request("GET", "/v1/me/profile"),
+        "update_profile": lambda: Request("PATCH", "/v1/me/profile", json={"city": "Matrixville"}),
+        "verify_contact": lambda: Request("POST", "/v1/me/profile/verify", json={"code": "000000"}),
         "revoke_session": lambda: _revoke_session(w, role, whose),
         "open_account": lambda: Request("POST", "/v1/accounts", json={"customer_id": customer, "currency": "EUR"},
                                         params={"wait": "true"}),
