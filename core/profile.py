@@ -28,8 +28,9 @@ def normalise_phone(text: str, default_region: str) -> str:
     `default_region`. Raises InvalidContact for text that is no number or a number no country assigns."""
     try:
         number = phonenumbers.parse(text, default_region)
-    except phonenumbers.NumberParseException as error:
-        raise InvalidContact("invalid_phone", f"phone: not a phone number ({error._msg})") from None
+    except phonenumbers.NumberParseException:
+        raise InvalidContact("invalid_phone", "phone: not a phone number (digits, optionally starting with + "
+                             "and the country code)") from None
     if not phonenumbers.is_possible_number(number):
         raise InvalidContact("invalid_phone", "phone: the number has the wrong length for its country")
     if not phonenumbers.is_valid_number(number):

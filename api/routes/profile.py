@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, StrictStr
 
 from api.access_models import Email, Password, _Body
-from api.deps import PlatformDep
+from api.deps import Platform, PlatformDep
 from api.identity import EmailTaken, User
 from api.problems import PROBLEM_JSON, Problem
 from api.profile import PROFILE_FIELDS, Channel, Pending, Profile, ProfileStore
@@ -25,21 +25,24 @@ from core.profile import (InvalidContact, check_country, check_date_of_birth, ma
 router = APIRouter(prefix="/v1/me", tags=["profile"])
 _PROBLEMS = {"content": {PROBLEM_JSON: {}}}
 
-Line = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+# No control characters: they have no place in a name or an address, and PostgreSQL refuses NUL in text.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Line = Annotated[StrictStr, Field(min_length=1, max_length=100, pattern=PRINTABLE)]
+ContactEmail = Annotated[Email, Field(pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
 
 
 class ProfileUpdate(_Body):
     """Only the fields sent change; null clears an optional one."""
 
-    legal_name: Annotated[StrictStr, Field(min_length=1, max_length=200)] | None = None
+    legal_name: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=PRINTABLE)] | None = None
     date_of_birth: date | None = None
     address_lines: Annotated[list[Line], Field(max_length=4)] | None = None
-    postcode: Annotated[StrictStr, Field(min_length=1, max_length=20)] | None = None
-    city: Annotated[StrictStr, Field(min_length=1, max_length=100)] | None = None
+    postcode: Annotated[StrictStr, Field(min_length=1, max_length=20, pattern=PRINTABLE)] | None = None
+    city: Line | None = None
     country: Annotated[StrictStr, Field(description="ISO 3166-1 alpha-2", examples=["DE"])] | None = None
     phone: Annotated[StrictStr, Field(max_length=40, description="international (+49...) or national in the "
                                       "bank's default region; confirmed by a code sent to it")] | None = None
-    email: Email | None = Field(default=None, description="confirmed by a code sent to it; needs current_password")
+    email: ContactEmail | None = Field(default=None, description="confirmed by a code sent to it; needs current_password")
     current_password: Password | None = None
 
 
@@ -113,8 +116,10 @@ def _validated(body: ProfileUpdate, sent: set[str]) -> dict[str, Any]:
         raise _invalid(error) from None
     if "address_lines" in changes and changes["address_lines"] is None:
         changes["address_lines"] = []
-    if "legal_name" in changes and changes["legal_name"] is not None:
+    if changes.get("legal_name") is not None:
         changes["legal_name"] = changes["legal_name"].strip()
+        if not changes["legal_name"]:
+            raise Problem(422, "Invalid request", "legal_name: must not be blank", "blank")
     return changes
 
 
@@ -159,7 +164,7 @@ def _new_phone(body: ProfileUpdate, sent: set[str], region: str) -> str | None:
         raise _invalid(error) from None
 
 
-async def _new_email(platform: Any, user: User, body: ProfileUpdate, sent: set[str]) -> str | None:
+async def _new_email(platform: Platform, user: User, body: ProfileUpdate, sent: set[str]) -> str | None:
     if "email" not in sent or body.email is None or body.email.strip() == user.email:
         return None
     if body.current_password is None:
@@ -185,7 +190,7 @@ def _audit_details(before: Profile, user: User, changes: dict[str, Any]) -> dict
     return details
 
 
-async def _record_request(platform: Any, pending: Pending, old: str | None) -> None:
+async def _record_request(platform: Platform, pending: Pending, old: str | None) -> None:
     mask = mask_email if pending.channel == "email" else mask_phone
     await platform.access.audit.record("contact_change_requested", details={
         "channel": pending.channel, "before": str(mask(old)), "after": str(mask(pending.new_value))})
@@ -214,7 +219,7 @@ async def verify_contact(body: VerifyRequest, platform: PlatformDep) -> ProfileV
     return await _view(store, await _current_user(access))
 
 
-async def _refused(platform: Any, reason: str, attempts_left: int) -> Problem:
+async def _refused(platform: Platform, reason: str, attempts_left: int) -> Problem:
     await platform.access.audit.record("contact_change_failed", "failure", reason=reason)
     if reason == "no_pending_change":
         return Problem(409, "Nothing to verify", "no email or phone change is waiting for a code", reason)
