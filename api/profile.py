@@ -112,11 +112,6 @@ class ProfileStore:
             await _apply(connection, user_id, match["channel"], match["new_value"])
             return Verified(Pending(match["channel"], match["new_value"], match["expires_at"]))
 
-    async def latest_message(self, recipient: str) -> str | None:
-        """The newest outbox message to a recipient (the tests read codes here until a sender exists)."""
-        return await self._pool.fetchval("SELECT body FROM outbox WHERE recipient = $1 ORDER BY created_at DESC "
-                                         "LIMIT 1", recipient)
-
 
 def _dead_reason(rows: list[asyncpg.Record], max_attempts: int) -> str:
     if not rows:
