@@ -160,6 +160,10 @@ POLICIES: dict[str, Policy] = {
     "create_payee": _allow("customer"),
     "update_payee": _allow("customer"),
     "delete_payee": _allow("customer"),
+    # each user's own profile and contact details (api/routes/profile.py); staff have one too
+    "get_profile": _allow(*EVERYONE),
+    "update_profile": _allow(*EVERYONE),
+    "verify_contact": _allow(*EVERYONE, limit="mfa"),   # codes are guessable: counted like second factors
 }
 
 

@@ -82,6 +82,8 @@ AUDIT_ACTIONS = (
     "maintenance_started", "maintenance_ended", "command_submitted", "clock_moved",
     "fx_rates_set",
     "payee_added", "payee_changed", "payee_removed",
+    # profiles (api/routes/profile.py): before/after are masked
+    "profile_changed", "contact_change_requested", "contact_change_verified", "contact_change_failed",
 )
 
 AUDIT_TYPES: dict[str, type] = {"AuditRecorded": AuditRecorded}

@@ -139,6 +139,13 @@ class Settings(BaseSettings):
     lockout_window: timedelta = timedelta(minutes=15)
     lockout_duration: timedelta = timedelta(minutes=15)
 
+    # Profiles (api/routes/profile.py): phone numbers given without + are read as national numbers of this
+    # country; a code sent to confirm a new email or phone expires after `contact_code_ttl` and dies after
+    # `contact_code_max_attempts` wrong tries.
+    phone_default_region: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+    contact_code_ttl: timedelta = timedelta(minutes=15)
+    contact_code_max_attempts: int = Field(default=5, ge=1)
+
     @property
     def kafka(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"

@@ -113,6 +113,8 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "create_payee": row(401, 201, 403, 403, 403),
     "update_payee": row(401, MINE, 403, 403, 403),
     "delete_payee": row(401, (204, 404), 403, 403, 403),
+    # each user's own profile (staff too); verifying with nothing pending: authorized, then 409
+    "get_profile": signed_in(200), "update_profile": signed_in(200), "verify_contact": signed_in(409),
 }
 
 
@@ -330,6 +332,9 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
             "current_password": i.password}),
         "mfa_verify": lambda: _mfa_verify(w, role),
         "list_sessions": lambda: Request("GET", "/v1/auth/sessions"),
+        "get_profile": lambda: Request("GET", "/v1/me/profile"),
+        "update_profile": lambda: Request("PATCH", "/v1/me/profile", json={"city": "Matrixville"}),
+        "verify_contact": lambda: Request("POST", "/v1/me/profile/verify", json={"code": "000000"}),
         "revoke_session": lambda: _revoke_session(w, role, whose),
         "open_account": lambda: Request("POST", "/v1/accounts", json={"customer_id": customer, "currency": "EUR"},
                                         params={"wait": "true"}),

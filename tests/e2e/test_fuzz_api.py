@@ -16,7 +16,8 @@ real ones (the customer's accounts and command, a throw-away staff user), so the
 fuzzed too.
 
 Operations that would end or change the caller's own session (log-out, revoking a session, changing the
-password) and the MFA enrolment (a lucky code would switch MFA on; 10 tries a minute per user) run, for each
+password) and the MFA enrolment (a lucky code would switch MFA on; 10 tries a minute per user), like the profile
+(a new email re-authenticates, and its codes count like second factors), run, for each
 case, as a customer registered for that case: excluded from the admin run, where they would only test the same
 code under another role. Moving business time (PUT /v1/admin/clock) is excluded from the admin run too: it would
 move the session's clock for every later test. Staff administration (role, activation, password reset, sessions) only ever reaches the
@@ -57,7 +58,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance]
 
 # Routes (FastAPI route names = operation ids' prefixes) run as a customer registered for the case.
-OWN_SESSION = ("auth_logout", "revoke_session", "change_password", "mfa_setup", "mfa_verify")
+OWN_SESSION = ("auth_logout", "revoke_session", "change_password", "mfa_setup", "mfa_verify", "update_profile",
+               "verify_contact")
 # Moving business time: an admin's generated moves would put the whole session's business time up to a century
 # ahead, under every later test's commands. Its validation is tested in tests/e2e/test_clock.py; the customer run
 # still reaches it (403). Setting FX rates likewise: an admin's generated rates (valid currencies are in the
