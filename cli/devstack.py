@@ -85,9 +85,39 @@ class Child:
         return self.popen.poll() is None
 
 
+SERVICE_PORTS_FROM = 20000
+_given_ports: set[int] = set()
+
+
+def _ephemeral_ports_start() -> int:
+    """Where the kernel's ephemeral (outgoing connection) ports begin."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = LOCALHOST) -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+    """A TCP port nobody uses right now, below the kernel's ephemeral range.
+
+    Not one the OS picks (port 0): those come from the ephemeral range, where any outgoing connection may take the
+    port as its source port while a service is down, and a restarted worker then cannot bind it (a projector
+    restarted by a test died with EADDRINUSE and every later read-model test failed). Below that range only
+    listeners take ports. A port is handed out once per process."""
+    top = _ephemeral_ports_start()
+    for _ in range(500):
+        # room above: a worker port block is `free_port() - 1` plus the worker number
+        port = secrets.randbelow(max(1, top - 16 - SERVICE_PORTS_FROM)) + SERVICE_PORTS_FROM
+        if port in _given_ports or port >= top:
+            continue
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:   # nothing free below: the OS picks
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
