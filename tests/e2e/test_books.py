@@ -15,12 +15,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.support import Bank, staff
+from tests.support import Bank, problem, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -70,11 +69,6 @@ async def entries(bank: Bank, ledger_account_id: str, **params: str) -> list[dic
         if cursor is None:
             return found
 
-
-def problem(response: httpx.Response, status: int, reason: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
 
 
 def test_teller_cash_in_and_out_moves_the_tellers_drawer(api_url: str) -> None:

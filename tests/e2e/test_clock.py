@@ -24,19 +24,13 @@ from core.commands import Deposit
 from core.topics import AUDIT, CLOCK, LEDGER_COMMANDS
 from infra.kafka import read_topic
 from schemas.codec import get_codec
-from tests.support import bearer, login, staff
+from tests.support import bearer, login, problem, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 DURATION = TypeAdapter(timedelta)
 PROPAGATION_S = 30.0   # how long a move may take to reach another process through the topic
 
-
-def _problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
 
 
 def _offset(state: dict[str, Any]) -> timedelta:
@@ -106,15 +100,15 @@ def test_a_move_to_a_moment_then_backwards_is_refused_and_both_are_audited(
     assert moved.status_code == 200, moved.text
     assert _moment(moved.json()["now"]) >= target
 
-    backwards = _problem(admin.put("/v1/admin/clock", json={"at": now.isoformat()}), 409, "clock_backwards")
+    backwards = problem(admin.put("/v1/admin/clock", json={"at": now.isoformat()}), 409, "clock_backwards")
     assert _moment(backwards["now"]) >= target
-    _problem(admin.put("/v1/admin/clock", json={"advance": "-PT1S"}), 409, "clock_backwards")
+    problem(admin.put("/v1/admin/clock", json={"advance": "-PT1S"}), 409, "clock_backwards")
     assert _offset(admin.get("/v1/admin/clock").json()) == _offset(moved.json())   # nothing moved
 
-    _problem(admin.put("/v1/admin/clock", json={"advance": "P36700D"}), 422, "clock_too_far")
-    _problem(admin.put("/v1/admin/clock", json={"at": "0001-01-01T00:00:00+01:00"}), 422, "date_out_of_range")
-    _problem(admin.put("/v1/admin/clock", json={}), 422, "value_error")   # neither `at` nor `advance`
-    _problem(admin.put("/v1/admin/clock", json={"at": "2030-01-01T00:00:00"}), 422, "timezone_aware")
+    problem(admin.put("/v1/admin/clock", json={"advance": "P36700D"}), 422, "clock_too_far")
+    problem(admin.put("/v1/admin/clock", json={"at": "0001-01-01T00:00:00+01:00"}), 422, "date_out_of_range")
+    problem(admin.put("/v1/admin/clock", json={}), 422, "value_error")   # neither `at` nor `advance`
+    problem(admin.put("/v1/admin/clock", json={"at": "2030-01-01T00:00:00"}), 422, "timezone_aware")
 
     audited = [r for r in _records(kafka_bootstrap, AUDIT) if isinstance(r, AuditRecorded)
                and r.action == "clock_moved" and r.actor_user_id == staff("admin").user_id]
@@ -148,5 +142,5 @@ def test_without_the_setting_the_endpoint_is_not_there(extra_api: Callable[[dict
                                                        clients: Callable[[str], httpx.Client]) -> None:
     """As in production (BANK_CLOCK_CONTROL off): 404 for admins, business time is real time."""
     off = clients(extra_api({"BANK_CLOCK_CONTROL": "false"}))
-    _problem(off.get("/v1/admin/clock"), 404, "clock_control_off")
-    _problem(off.put("/v1/admin/clock", json={"advance": "P31D"}), 404, "clock_control_off")
+    problem(off.get("/v1/admin/clock"), 404, "clock_control_off")
+    problem(off.put("/v1/admin/clock", json={"advance": "P31D"}), 404, "clock_control_off")

@@ -7,17 +7,15 @@ another bank's is refused with a problem that says which.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 from schwifty import IBAN
 
 from core.settings import Settings
-from tests.support import Bank
+from tests.support import Bank, problem, with_customers
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -25,25 +23,10 @@ SETTINGS = Settings()
 EXTERNAL = "DE89 3704 0044 0532 0130 00"   # Commerzbank's documented example: a valid IBAN of another bank
 
 
-def problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
-
 
 def run(api_url: str, scenario: Callable[[Bank, Bank, Bank], Awaitable[Any]]) -> Any:
     """The scenario with a teller and two freshly registered customers."""
-    async def main() -> Any:
-        teller = Bank(api_url)
-        ann, bob = await Bank.customer(api_url, "Ann Iban"), await Bank.customer(api_url, "Bob Iban")
-        try:
-            return await scenario(teller, ann, bob)
-        finally:
-            for client in (teller, ann, bob):
-                await client.close()
-
-    return asyncio.run(main())
+    return with_customers(api_url, scenario, "Ann Iban", "Bob Iban")
 
 
 async def opened(client: Bank) -> dict[str, Any]:

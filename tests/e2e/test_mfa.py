@@ -13,18 +13,12 @@ import httpx
 import pyotp
 
 from core.settings import get_settings
-from tests.support import Bank, Identity, bearer, login, register_customer
+from tests.support import Bank, Identity, bearer, login, problem, register_customer
 
 
 def _token(api_url: str, **form: str) -> httpx.Response:
     return httpx.post(f"{api_url}/v1/auth/token", data=form, timeout=30)
 
-
-def _problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
 
 
 def _enrol(api_url: str, identity: Identity, access_token: str) -> list[str]:
@@ -60,31 +54,31 @@ def test_mfa_enrolment_login_with_codes_and_single_use_recovery_codes(api_url: s
     session = login(api_url, customer)
     bad = httpx.post(f"{api_url}/v1/auth/mfa/verify", json={"code": "123456"},
                      headers=bearer(session["access_token"]), timeout=30)
-    _problem(bad, 409, "mfa_not_set_up")
+    problem(bad, 409, "mfa_not_set_up")
     codes = _enrol(api_url, customer, session["access_token"])
     assert len(codes) == len(set(codes)) == 10
     me = _me(api_url, session["access_token"]).json()
     assert me["mfa_enabled"] and me["recovery_codes_left"] == 10
 
-    _problem(_token(api_url, username=customer.email, password=customer.password), 401, "mfa_required")
+    problem(_token(api_url, username=customer.email, password=customer.password), 401, "mfa_required")
     wrong = _wrong_code(customer.totp_secret or "")
-    _problem(_token(api_url, username=customer.email, password=customer.password, otp=wrong), 401, "invalid_otp")
+    problem(_token(api_url, username=customer.email, password=customer.password, otp=wrong), 401, "invalid_otp")
 
     code, _ = customer.next_otp()
     assert _token(api_url, username=customer.email, password=customer.password, otp=code or "").status_code == 200
     replayed = _token(api_url, username=customer.email, password=customer.password, otp=code or "")
-    _problem(replayed, 401, "invalid_otp")          # a code works once
+    problem(replayed, 401, "invalid_otp")          # a code works once
 
     with_recovery = _token(api_url, username=customer.email, password=customer.password, otp=codes[0])
     assert with_recovery.status_code == 200, with_recovery.text
-    _problem(_token(api_url, username=customer.email, password=customer.password, otp=codes[0]), 401, "invalid_otp")
+    problem(_token(api_url, username=customer.email, password=customer.password, otp=codes[0]), 401, "invalid_otp")
     typed = codes[1].upper().replace("-", "")       # as people type them
     assert _token(api_url, username=customer.email, password=customer.password, otp=typed).status_code == 200
     assert _me(api_url, with_recovery.json()["access_token"]).json()["recovery_codes_left"] == 8
 
     again = httpx.post(f"{api_url}/v1/auth/mfa/setup", json={"current_password": customer.password},
                        headers=bearer(session["access_token"]), timeout=30)
-    _problem(again, 409, "mfa_already_enabled")
+    problem(again, 409, "mfa_already_enabled")
 
     actions = asyncio.run(_audited(api_url, customer.user_id, {"mfa_setup", "mfa_enrolled", "mfa_failed",
                                                                 "recovery_code_used", "login_failed", "login"}))
@@ -125,22 +119,22 @@ def test_staff_change_their_temporary_password_and_enrol_mfa_before_anything_els
     assert first["password_change_required"] and first["mfa_enrollment_required"]
     token = first["access_token"]
     account = f"/v1/accounts/acct-{uuid.uuid4().hex}"
-    _problem(httpx.get(api_url + account, headers=bearer(token)), 403, "password_change_required")
+    problem(httpx.get(api_url + account, headers=bearer(token)), 403, "password_change_required")
 
     new_password = f"teller-{uuid.uuid4().hex}"
     changed = httpx.post(f"{api_url}/v1/auth/password", headers=bearer(token), timeout=30,
                          json={"current_password": teller.password, "new_password": new_password})
     assert changed.status_code == 200, changed.text
     teller.password = new_password
-    _problem(httpx.get(api_url + account, headers=bearer(token)), 403, "mfa_enrollment_required")
+    problem(httpx.get(api_url + account, headers=bearer(token)), 403, "mfa_enrollment_required")
     assert _me(api_url, token).status_code == 200        # the caller's own endpoints stay open
 
     _enrol(api_url, teller, token)
-    _problem(httpx.get(api_url + account, headers=bearer(token)), 404, "unknown_account")   # authorized now
-    _problem(_token(api_url, username=teller.email, password=new_password), 401, "mfa_required")
+    problem(httpx.get(api_url + account, headers=bearer(token)), 404, "unknown_account")   # authorized now
+    problem(_token(api_url, username=teller.email, password=new_password), 401, "mfa_required")
     second = login(api_url, teller)
     assert not second["mfa_enrollment_required"] and not second["password_change_required"]
-    _problem(_token(api_url, username=teller.email, password=created["temporary_password"]), 401,
+    problem(_token(api_url, username=teller.email, password=created["temporary_password"]), 401,
              "invalid_credentials")
 
 
@@ -148,19 +142,19 @@ def test_repeated_failures_lock_the_account_with_retry_after(api_url: str) -> No
     settings = get_settings()
     customer = asyncio.run(register_customer(api_url))
     for _ in range(settings.lockout_threshold - 1):
-        _problem(_token(api_url, username=customer.email, password="not the password"), 401, "invalid_credentials")
+        problem(_token(api_url, username=customer.email, password="not the password"), 401, "invalid_credentials")
     locked = _token(api_url, username=customer.email, password="not the password")
-    body = _problem(locked, 429, "account_locked")
+    body = problem(locked, 429, "account_locked")
     retry_after = int(locked.headers["Retry-After"])
     assert 0 < retry_after <= settings.lockout_duration.total_seconds() and body["retry_after"] == retry_after
     # Locked means locked: the right password does not get in (and is not even checked).
-    _problem(_token(api_url, username=customer.email, password=customer.password), 429, "account_locked")
+    problem(_token(api_url, username=customer.email, password=customer.password), 429, "account_locked")
 
     # An email nobody registered locks alike, so lock-outs do not tell who has an account.
     stranger = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
     for _ in range(settings.lockout_threshold - 1):
-        _problem(_token(api_url, username=stranger, password="whatever-it-is"), 401, "invalid_credentials")
-    _problem(_token(api_url, username=stranger, password="whatever-it-is"), 429, "account_locked")
+        problem(_token(api_url, username=stranger, password="whatever-it-is"), 401, "invalid_credentials")
+    problem(_token(api_url, username=stranger, password="whatever-it-is"), 429, "account_locked")
 
     async def reset() -> str:
         admin = Bank(api_url, role="admin")
@@ -173,7 +167,7 @@ def test_repeated_failures_lock_the_account_with_retry_after(api_url: str) -> No
             await admin.close()
 
     temporary = asyncio.run(reset())      # an admin's reset lifts the lock
-    _problem(_token(api_url, username=customer.email, password=customer.password), 401, "invalid_credentials")
+    problem(_token(api_url, username=customer.email, password=customer.password), 401, "invalid_credentials")
     unlocked = _token(api_url, username=customer.email, password=temporary)
     assert unlocked.status_code == 200 and unlocked.json()["password_change_required"], unlocked.text
     actions = asyncio.run(_audited(api_url, customer.user_id, {"password_reset", "login_failed"}))

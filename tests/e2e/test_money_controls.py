@@ -15,16 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Bank, settled_audit
+from tests.support import Bank, problem, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
 
-
-def problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
 
 
 def run(api_url: str, scenario: Callable[[Bank, Bank], Awaitable[Any]]) -> Any:

@@ -11,10 +11,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support import Bank
+from tests.support import Bank, problem, with_customers
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -22,25 +21,10 @@ EXTERNAL = "DE89 3704 0044 0532 0130 00"   # Commerzbank's documented example: a
 HOLDER = "Bérénice Holder-Payee"           # the destination customer's name on file
 
 
-def problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
-
 
 def run(api_url: str, scenario: Callable[[Bank, Bank, Bank], Awaitable[Any]]) -> Any:
     """The scenario with a teller, a payer (Ann) and a payee-to-be (Bérénice, whose name is HOLDER)."""
-    async def main() -> Any:
-        teller = Bank(api_url)
-        ann, holder = await Bank.customer(api_url, "Ann Payer"), await Bank.customer(api_url, HOLDER)
-        try:
-            return await scenario(teller, ann, holder)
-        finally:
-            for client in (teller, ann, holder):
-                await client.close()
-
-    return asyncio.run(main())
+    return with_customers(api_url, scenario, "Ann Payer", HOLDER)
 
 
 async def opened(client: Bank) -> dict[str, Any]:

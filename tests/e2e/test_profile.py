@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.support import Bank, Identity, bearer, login, register_customer
+from tests.support import Bank, Identity, bearer, login, problem, register_customer
 
 
 class Me:
@@ -33,12 +33,6 @@ class Me:
     def verify(self, code: str) -> httpx.Response:
         return httpx.post(f"{self.url}/v1/me/profile/verify", json={"code": code}, headers=self.headers, timeout=30)
 
-
-def _problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
 
 
 def _code(pg_dsn: str, recipient: str) -> str:
@@ -80,18 +74,18 @@ def test_defaults_then_name_address_and_date_of_birth(api_url: str) -> None:
     only_city = me.patch(city="Marylebone")
     assert only_city.json()["city"] == "Marylebone" and only_city.json()["postcode"] == "SW1Y 4JH"
 
-    _problem(me.patch(date_of_birth="2999-01-01"), 422, "invalid_date_of_birth")
+    problem(me.patch(date_of_birth="2999-01-01"), 422, "invalid_date_of_birth")
     assert me.patch(date_of_birth="2001-02-30").status_code == 422          # no such day
-    _problem(me.patch(country="XX"), 422, "invalid_country")
-    _problem(me.patch(nickname="Ada"), 422, "extra_forbidden")               # no such field
+    problem(me.patch(country="XX"), 422, "invalid_country")
+    problem(me.patch(nickname="Ada"), 422, "extra_forbidden")               # no such field
     assert me.get().json()["country"] == "GB"                                # refused edits changed nothing
 
 
 def test_a_new_phone_is_normalised_and_applied_with_the_code_sent_to_it(api_url: str, pg_dsn: str) -> None:
     me = Me(api_url)
-    invalid = _problem(me.patch(phone="+49 12"), 422, "invalid_phone")
+    invalid = problem(me.patch(phone="+49 12"), 422, "invalid_phone")
     assert invalid["detail"].startswith("phone: ") and invalid["errors"][0]["loc"] == ["body", "phone"]
-    _problem(me.patch(phone="call me maybe"), 422, "invalid_phone")
+    problem(me.patch(phone="call me maybe"), 422, "invalid_phone")
 
     asked = me.patch(phone="0151 1234 5678")                   # national: the default region (DE)
     assert asked.status_code == 200, asked.text
@@ -99,19 +93,19 @@ def test_a_new_phone_is_normalised_and_applied_with_the_code_sent_to_it(api_url:
     assert [(p["channel"], p["value"]) for p in asked.json()["pending"]] == [("phone", "+4915112345678")]
     code = _code(pg_dsn, "+4915112345678")
 
-    wrong = _problem(me.verify(_other(code)), 422, "invalid_code")
+    wrong = problem(me.verify(_other(code)), 422, "invalid_code")
     assert wrong["attempts_left"] == 4
     verified = me.verify(code)
     assert verified.status_code == 200, verified.text
     assert verified.json()["phone"] == "+4915112345678" and verified.json()["pending"] == []
-    _problem(me.verify(code), 409, "no_pending_change")        # a code works once
+    problem(me.verify(code), 409, "no_pending_change")        # a code works once
 
     me.patch(phone="+44 20 7946 0958")
     code = _code(pg_dsn, "+442079460958")
     for _ in range(4):
-        _problem(me.verify(_other(code)), 422, "invalid_code")
-    _problem(me.verify(_other(code)), 422, "too_many_attempts")
-    _problem(me.verify(code), 422, "too_many_attempts")        # the right code no longer helps
+        problem(me.verify(_other(code)), 422, "invalid_code")
+    problem(me.verify(_other(code)), 422, "too_many_attempts")
+    problem(me.verify(code), 422, "too_many_attempts")        # the right code no longer helps
     assert me.get().json()["phone"] == "+4915112345678"
 
 
@@ -119,16 +113,16 @@ def test_an_expired_code_is_refused(extra_api: Callable[[dict[str, str]], str], 
     url = extra_api({"BANK_CONTACT_CODE_TTL": "PT0S"})          # every code expires at once
     me = Me(url)
     assert me.patch(phone="+1 650 253 0000").status_code == 200
-    _problem(me.verify(_code(pg_dsn, "+16502530000")), 422, "code_expired")
+    problem(me.verify(_code(pg_dsn, "+16502530000")), 422, "code_expired")
     assert me.get().json()["phone"] is None
 
 
 def test_a_new_email_needs_the_password_and_the_code_and_must_be_free(api_url: str, pg_dsn: str) -> None:
     me, other = Me(api_url), Me(api_url, name="Charles Babbage")
     new_email = f"ada-{me.identity.user_id[:8]}@example.org"
-    _problem(me.patch(email=new_email), 422, "missing")
-    _problem(me.patch(email=new_email, current_password="not-my-password"), 403, "wrong_password")
-    _problem(me.patch(email=other.identity.email.upper(), current_password=me.identity.password), 409, "email_taken")
+    problem(me.patch(email=new_email), 422, "missing")
+    problem(me.patch(email=new_email, current_password="not-my-password"), 403, "wrong_password")
+    problem(me.patch(email=other.identity.email.upper(), current_password=me.identity.password), 409, "email_taken")
 
     asked = me.patch(email=new_email, current_password=me.identity.password)
     assert asked.status_code == 200, asked.text
@@ -145,7 +139,7 @@ def test_a_new_email_needs_the_password_and_the_code_and_must_be_free(api_url: s
     assert other.patch(email=wanted, current_password=other.identity.password).status_code == 200
     assert me.patch(email=wanted, current_password=me.identity.password).status_code == 200
     assert me.verify(_code(pg_dsn, wanted)).status_code == 200
-    _problem(other.verify(_code_for_user(pg_dsn, other.identity.user_id, wanted)), 409, "email_taken")
+    problem(other.verify(_code_for_user(pg_dsn, other.identity.user_id, wanted)), 409, "email_taken")
 
 
 def _code_for_user(pg_dsn: str, user_id: str, recipient: str) -> str:

@@ -15,14 +15,8 @@ import httpx
 
 from cli.devstack import Stack
 from core.settings import PROJECT_ROOT, Settings
-from tests.support import Bank, Identity, bearer, login, register_customer
+from tests.support import Bank, Identity, bearer, login, problem, register_customer
 
-
-def _problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["reason"] == reason, response.text
-    return response.json()
 
 
 def _onboard(api_url: str, created: dict[str, Any]) -> tuple[Identity, str]:
@@ -59,7 +53,7 @@ def test_admins_manage_staff_and_every_change_takes_effect_at_once(api_url: str)
     email = f"Staff.{uuid.uuid4().hex[:8]}@Staff.test"
     created = call("POST", "/v1/admin/users", json={"email": email, "name": "Sam Staff", "role": "teller"})
     assert created.status_code == 201, created.text
-    _problem(call("POST", "/v1/admin/users", json={"email": email.lower(), "name": "Again", "role": "teller"}),
+    problem(call("POST", "/v1/admin/users", json={"email": email.lower(), "name": "Again", "role": "teller"}),
              409, "email_taken")       # emails are unique whatever their case
     user_id = created.json()["user"]["user_id"]
     found = call("GET", "/v1/admin/users", params={"q": email.split("@")[0].upper(), "role": "teller"}).json()
@@ -70,20 +64,20 @@ def test_admins_manage_staff_and_every_change_takes_effect_at_once(api_url: str)
 
     promoted = call("PUT", f"/v1/admin/users/{user_id}/role", json={"role": "analyst"})
     assert promoted.status_code == 200 and promoted.json()["role"] == "analyst", promoted.text
-    _problem(httpx.get(f"{api_url}/v1/auth/me", headers=bearer(token)), 401, "session_revoked")
+    problem(httpx.get(f"{api_url}/v1/auth/me", headers=bearer(token)), 401, "session_revoked")
     analyst = login(api_url, teller)
     assert analyst["role"] == "analyst"
     deposit = httpx.post(f"{api_url}/v1/accounts/any/deposits", headers=bearer(analyst["access_token"]),
                          json={"amount": "1.00", "currency": "EUR"})
-    _problem(deposit, 403, "forbidden")     # analysts read, they do not move money
+    problem(deposit, 403, "forbidden")     # analysts read, they do not move money
 
     assert call("POST", f"/v1/admin/users/{user_id}/deactivate").json()["active"] is False
-    _problem(httpx.get(f"{api_url}/v1/auth/me", headers=bearer(analyst["access_token"])), 401, "session_revoked")
+    problem(httpx.get(f"{api_url}/v1/auth/me", headers=bearer(analyst["access_token"])), 401, "session_revoked")
     credentials = {"username": teller.email, "password": teller.password}
-    _problem(httpx.post(f"{api_url}/v1/auth/token", data=credentials), 403, "account_disabled")
+    problem(httpx.post(f"{api_url}/v1/auth/token", data=credentials), 403, "account_disabled")
     assert call("POST", f"/v1/admin/users/{user_id}/activate").json()["active"] is True
     # The password is accepted again (only the second factor is missing): the account is active.
-    _problem(httpx.post(f"{api_url}/v1/auth/token", data=credentials), 401, "mfa_required")
+    problem(httpx.post(f"{api_url}/v1/auth/token", data=credentials), 401, "mfa_required")
 
     reset = call("POST", f"/v1/admin/users/{user_id}/password-reset", json={"reset_mfa": True})
     assert reset.status_code == 200 and not reset.json()["user"]["mfa_enabled"], reset.text
@@ -92,14 +86,14 @@ def test_admins_manage_staff_and_every_change_takes_effect_at_once(api_url: str)
     assert after_reset["password_change_required"] and after_reset["mfa_enrollment_required"]
 
     customer = asyncio.run(register_customer(api_url))
-    _problem(call("PUT", f"/v1/admin/users/{customer.user_id}/role", json={"role": "teller"}), 409,
+    problem(call("PUT", f"/v1/admin/users/{customer.user_id}/role", json={"role": "teller"}), 409,
              "role_change_not_allowed")
-    _problem(call("GET", f"/v1/admin/users/{uuid.uuid4()}"), 404, "unknown_user")
-    _problem(call("GET", "/v1/admin/users/not-a-uuid"), 404, "unknown_user")
+    problem(call("GET", f"/v1/admin/users/{uuid.uuid4()}"), 404, "unknown_user")
+    problem(call("GET", "/v1/admin/users/not-a-uuid"), 404, "unknown_user")
     me = call("GET", "/v1/auth/me").json()
     for method, path, body in (("POST", "deactivate", None), ("PUT", "role", {"role": "teller"}),
                                ("POST", "password-reset", None)):
-        _problem(call(method, f"/v1/admin/users/{me['user_id']}/{path}", json=body), 409, "own_account")
+        problem(call(method, f"/v1/admin/users/{me['user_id']}/{path}", json=body), 409, "own_account")
 
     async def trail() -> list[dict[str, Any]]:
         analyst_bank = Bank(api_url, role="analyst")
@@ -131,8 +125,8 @@ def test_maintenance_pauses_commands_and_not_queries(api_url: str) -> None:
                                                                                       "currency": "EUR"}),
                                          (customer, "/v1/accounts", {"currency": "EUR"})):
                     paused = await bank.post(path, body)
-                    problem = _problem(paused, 503, "maintenance")
-                    assert paused.headers["Retry-After"] == "120" and "ledger upgrade" in problem["detail"]
+                    refusal = problem(paused, 503, "maintenance")
+                    assert paused.headers["Retry-After"] == "120" and "ledger upgrade" in refusal["detail"]
                 assert (await teller.get(f"/v1/accounts/{account}")).status_code == 200
                 assert (await customer.get(f"/v1/accounts/{account}")).status_code == 200
                 state = await Bank(api_url, role="analyst").http.get("/v1/admin/maintenance")

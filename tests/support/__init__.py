@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -326,3 +327,25 @@ class Bank:
         response = await self.http.get(f"/v1/commands/{command_id}")
         assert response.status_code == 200, response.text
         return response.json()
+
+
+def problem(response: httpx.Response, status: int, reason: str) -> dict[str, Any]:
+    """The RFC 7807 answer a test expects: its status, the problem+json media type and the reason; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["reason"] == reason, response.text
+    return response.json()
+
+
+def with_customers(api_url: str, scenario: Callable[..., Awaitable[Any]], *names: str) -> Any:
+    """Run `scenario(teller, *customers)`: a teller and one freshly registered customer per name, all closed after."""
+    async def main() -> Any:
+        teller = Bank(api_url)
+        customers = [await Bank.customer(api_url, name) for name in names]
+        try:
+            return await scenario(teller, *customers)
+        finally:
+            for client in (teller, *customers):
+                await client.close()
+
+    return asyncio.run(main())
