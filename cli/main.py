@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import bench, books, catalog, chaos, projections, replay, rules, tail, users
+from cli import bench, books, catalog, chaos, demo, projections, replay, rules, tail, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -32,6 +32,7 @@ app.command("chaos")(chaos.chaos)
 app.command("catalog")(catalog.catalog)
 app.command("tail")(tail.tail)
 app.command("replay")(replay.replay)
+app.command("demo")(demo.demo)
 console = Console()
 
 _STATUS_STYLE = {"created": "green", "ok": "dim", "drift": "yellow", "error": "red"}
@@ -49,11 +50,15 @@ def up(
         "--with-prometheus/--without-prometheus",
         help="Run Prometheus (the system's `prometheus`) on BANK_PROMETHEUS_PORT, scraping every process. "
              "Default: on when it is installed, except with --infra-only.")] = None,
+    with_demo: Annotated[bool, typer.Option(
+        "--demo", help="Fill the stack with the demo bank (`bank demo`), business time control on.")] = False,
 ) -> None:
     """Start the dev stack (embedded servers unless BANK_*_URL is set), apply topics and migrations, run the app."""
     settings = get_settings()
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
+    if with_demo:   # months of history need business time that moves (never in production)
+        settings = settings.model_copy(update={"clock_control": True})
     if with_prometheus is None:
         with_prometheus = not infra_only and prometheus_binary() is not None
     stack = Stack(settings, echo=lambda msg: console.log(msg))
@@ -63,6 +68,8 @@ def up(
     try:
         _bring_up(stack, infra_only, with_prometheus)
         _print_urls(stack, infra_only)
+        if with_demo and not infra_only:
+            demo.run_demo(stack.settings, stack.urls()["api"])
         console.print("[bold green]bank is up.[/] Press Ctrl-C to stop.")
         _watch(stack)
     except (KeyboardInterrupt, _Terminate):
