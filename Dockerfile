@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every bankstream process; docker-compose.yml picks the process with `command:`.
-#   API (default CMD): uvicorn api.main:app --host 0.0.0.0 --port 8000
+#   API and web apps (default CMD): uvicorn server.main:app --host 0.0.0.0 --port 8000 (/app/, /admin/ beside the API)
 #   stream worker:     python -m streams
 #   one-shot setup:    bank topics apply && bank migrate
 # Every setting comes from BANK_* env vars (core/settings.py).
@@ -52,4 +52,4 @@ ENV BANK_TOPICS_FILE=/app/topics.yaml \
 
 USER bank:bank
 EXPOSE 8000 6066
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "server.main:app", "--host", "0.0.0.0", "--port", "8000"]

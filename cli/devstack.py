@@ -438,7 +438,8 @@ class Stack:
 
     def api_spec(self) -> ServiceSpec:
         s = self.settings
-        argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(s.api_port)]
+        # server.main: the API and, beside it, the web apps (/app/, /admin/) on one origin
+        argv = [sys.executable, "-m", "uvicorn", "server.main:app", "--host", s.api_host, "--port", str(s.api_port)]
         return ServiceSpec("api", argv, s.api_port, host=s.api_host, death_signal=signal.SIGKILL,
                            ready=partial(_api_ready, self.api_url))
 

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     lockout_window: timedelta = timedelta(minutes=15)
     lockout_duration: timedelta = timedelta(minutes=15)
 
+    # The web apps (web/: the customer app at /app/, the admin panel at /admin/), served beside the API by
+    # server/main.py. They call the API over HTTP: at this URL, else this server's own port on loopback. A browser
+    # session ends after `web_session_idle` without a request.
+    web_api_url: str | None = None
+    web_session_idle: timedelta = timedelta(minutes=30)
+
     # Profiles (api/routes/profile.py): phone numbers given without + are read as national numbers of this
     # country; a code sent to confirm a new email or phone expires after `contact_code_ttl` and dies after
     # `contact_code_max_attempts` wrong tries.

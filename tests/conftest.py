@@ -35,7 +35,7 @@ from core.settings import Settings, get_settings
 from infra.topics import load_registry
 from tests import support
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "browser")
 
 
 SLOW_TESTS = os.environ.get("BANK_SLOW_TESTS") == "1"
@@ -43,7 +43,10 @@ SLOW_TESTS = os.environ.get("BANK_SLOW_TESTS") == "1"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test is marked by its directory's tier, so `-m unit` (no server) or `-m "not e2e"` picks a tier.
-    Tests marked `slow` run only on demand (BANK_SLOW_TESTS=1), which keeps a clean-clone CI run in budget."""
+    Tests marked `slow` run only on demand (BANK_SLOW_TESTS=1), which keeps a clean-clone CI run in budget.
+    The browser tier runs last: Playwright's sync API marks its event loop running in the main thread for as long
+    as the session's browser lives (tests/support/browser.py), and other tiers call asyncio.run there."""
+    items.sort(key=lambda item: "browser" in item.path.parts)   # stable: the order within each group is kept
     skip_slow = pytest.mark.skip(reason="slow: runs on demand with BANK_SLOW_TESTS=1")
     for item in items:
         tier = next((part for part in item.path.parts if part in TIERS), None)

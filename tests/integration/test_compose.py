@@ -322,7 +322,7 @@ def test_dockerfile_runs_modules_that_exist(services: dict[str, dict[str, Any]])
                 if path.name == "__init__.py":
                     assert (path.parent / "__main__.py").is_file(), f"python -m {module}: package without __main__"
                 checked.add(module)
-    assert {"api.main", "streams"} <= checked
+    assert {"server.main", "streams"} <= checked
 
 
 def test_dockerfile_installs_the_project_as_non_root() -> None:

@@ -1,0 +1,65 @@
+"""The web apps' pure parts: amounts shown exactly as the API wrote them, sessions, CSRF, errors by field, and
+which paths the one origin gives to the web apps."""
+
+from __future__ import annotations
+
+import time
+
+from web.client import ApiError
+from web.csrf import valid
+from web.forms import field_errors
+from web.formatting import describe, money
+from web.session import SessionStore
+
+
+def test_money_groups_digits_without_changing_them() -> None:
+    assert money("1234567.5", "EUR") == "€1,234,567.5"
+    assert money("-12.00", "EUR") == "\u2212€12.00"
+    assert money("1000", "JPY") == "¥1,000"
+    assert money("0.125", "BHD") == "BHD 0.125"
+    assert money("10.00", "XYZ") == "XYZ 10.00"
+    assert money("not a number", "EUR") == "not a number"
+    assert money(None) == ""
+
+
+def test_describe_names_postings() -> None:
+    assert describe({"type": "deposit", "channel": "cash"}) == "Deposit (cash)"
+    assert describe({"type": "transfer_out", "channel": "transfer"}) == "Transfer out"
+
+
+def test_sessions_rotate_and_expire() -> None:
+    store = SessionStore(idle_timeout_s=60)
+    session = store.create()
+    old_id, old_csrf = session.id, session.csrf_token
+    store.rotate(session)
+    assert store.get(old_id) is None and store.get(session.id) is session
+    assert session.csrf_token != old_csrf
+    session.last_seen = time.time() - 61
+    assert store.get(session.id) is None   # idle too long
+
+
+def test_csrf_tokens_must_match_the_session() -> None:
+    session = SessionStore(60).create()
+    assert valid(session, session.csrf_token)
+    assert not valid(session, "")
+    assert not valid(session, session.csrf_token + "x")
+    assert not valid(None, session.csrf_token)
+
+
+def test_api_problems_go_next_to_their_field() -> None:
+    weak = ApiError(422, {"reason": "weak_password", "detail": "a; b", "problems": ["too short", "too common"]})
+    assert field_errors(weak, ("name", "email", "password"), "email") == {"password": ["too short", "too common"]}
+    invalid = ApiError(422, {"reason": "string_too_short", "detail": "name: too short",
+                             "errors": [{"loc": ["body", "name"], "msg": "too short"}]})
+    assert field_errors(invalid, ("name", "email"), "email") == {"name": ["name: too short"]}
+    other = ApiError(409, {"reason": "something_else", "detail": "no"})
+    assert field_errors(other, ("amount",), "amount") == {"amount": ["no"]}
+
+
+def test_the_one_origin_routes_people_to_the_web_apps() -> None:
+    from server.main import is_web_path
+
+    for path in ("/", "/app", "/app/", "/app/accounts/x", "/admin/", "/admin/users"):
+        assert is_web_path(path), path
+    for path in ("/v1/accounts", "/docs", "/openapi.json", "/readyz", "/metrics", "/application", "/administer"):
+        assert not is_web_path(path), path
