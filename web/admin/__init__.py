@@ -1,11 +1,25 @@
 """The admin panel for staff, mounted at /admin/ by web/app.py (`router`, included with prefix "/admin").
 
 Its routes take `StaffApi` (web/deps.py): signed in, staff role; a customer gets the 404 page. Templates extend
-"base.html" from web/templates/admin/. The CSRF check and the security headers apply to it as to every page.
+"admin/layout.html" (itself "base.html") from web/templates/admin/. The CSRF check and the security headers apply
+to it as to every page. Each part shows what the API lets the signed-in role read or do, and no more: the
+navigation follows the API's policy table (web/admin/common.py), and the API's own 403 is the last word.
+
+- overview.py: the front page, system health, read-model freshness, maintenance mode, business time
+- risk.py: the fraud and AML review queue, a case's evidence, approve or reject
+- feed.py: the live feed of postings (SSE)
+- customers.py: customer 360
+- people.py: users (search, create staff, roles, activate/deactivate, password and MFA resets, sessions)
+- audit.py: the audit trail, searched and exported as CSV
+- money.py: the trial balance, a ledger account's entries, FX rates
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from web.admin import audit, customers, feed, money, overview, people, risk
+
 router = APIRouter()
+for part in (overview, risk, feed, customers, people, audit, money):
+    router.include_router(part.router)

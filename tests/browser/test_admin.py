@@ -1,0 +1,145 @@
+"""The admin panel in a real browser: staff sign in with MFA, an analyst approves a held transfer (and the customer
+sees it complete), an admin pauses commands (and the customer sees why), the trial balance, the live feed, and
+what a customer or a teller may not open.
+
+The module has staff of its own (made like the session's, straight in PostgreSQL with TOTP enrolled), so its
+sign-ins never wait for a time step the API tests' staff used.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import Bank, Identity, create_staff
+from tests.support.browser import check_page, funded_customer, run, sign_in
+
+HELD_AMOUNT = "50000.00"   # the large-amount-absolute rule holds a debit of 50,000 or more (rules/default.yaml)
+
+
+@pytest.fixture(scope="module")
+def crew(pg_dsn: str, api_url: str) -> dict[str, Identity]:
+    return run(create_staff(pg_dsn, tag="-panel"))
+
+
+def staff_sign_in(page: Any, web_url: str, who: Identity) -> None:
+    sign_in(page, web_url, who, expect_path="/admin/")
+    assert page.get_by_role("heading", name=re.compile("Good to see you")).is_visible()
+
+
+def held_transfer(api_url: str) -> tuple[Any, str, str]:
+    """A customer with 60,000.00 (a teller's deposit, approved by a second pair of eyes) who sends 50,000.00 to
+    another customer: held for review. Returns the customer, their account and the case id."""
+    payer = funded_customer(api_url, "60000.00", name="Rosalind Franklin")
+    payee = funded_customer(api_url, "10.00", name="Maurice Wilkins")
+
+    async def send() -> str:
+        bank = Bank(api_url, identity=payer.identity)
+        try:
+            response = await bank.transfer(payer.accounts[0], payee.accounts[0], HELD_AMOUNT,
+                                           reference="Laboratory equipment")
+            assert response.status_code == 202 and response.json()["status"] == "held", response.text
+            return str(response.json()["command_id"])
+        finally:
+            await bank.close()
+
+    return payer, payer.accounts[0], run(send())
+
+
+def test_staff_sign_in_with_mfa_and_see_their_role(page: Any, web_url: str, crew: dict[str, Identity]) -> None:
+    staff_sign_in(page, web_url, crew["teller"])
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link", name="Live feed").is_visible()
+    assert nav.get_by_role("link", name="Review queue").count() == 0   # tellers do not review cases
+    check_page(page, "admin-overview-teller")
+    page.goto(f"{web_url}/admin/cases")   # the API's 403, as a page
+    assert page.get_by_role("heading", name=re.compile("forbidden", re.IGNORECASE)).is_visible()
+
+
+def test_an_analyst_approves_a_held_transfer_and_the_customer_sees_it_complete(
+        browser: Any, page: Any, web_url: str, api_url: str, crew: dict[str, Identity]) -> None:
+    payer, account, case_id = held_transfer(api_url)
+    staff_sign_in(page, web_url, crew["analyst"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Review queue").click()
+    page.get_by_role("link", name=case_id[:8]).click()
+    assert page.get_by_text("large-amount-absolute").first.is_visible()          # the evidence: rules hit
+    assert page.get_by_text("Laboratory equipment").first.is_visible()
+    assert page.get_by_role("heading", name="The customer's recent activity").is_visible()
+    check_page(page, "admin-case")
+    page.get_by_label("Comment").fill("Customer confirmed the purchase by phone")
+    page.once("dialog", lambda dialog: dialog.accept())                         # confirm before money moves
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_url(f"{web_url}/admin/cases")
+    assert page.get_by_text(f"Case {case_id[:8]} approved").is_visible()
+
+    status = httpx.get(f"{api_url}/v1/commands/{case_id}", timeout=30, headers=_bearer(api_url, payer.identity))
+    assert status.status_code == 200, status.text
+    assert "TransferCompleted" in [event["type"] for event in status.json()["events"]], status.text
+    customer = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        own = customer.new_page()
+        sign_in(own, web_url, payer.identity)
+        assert own.get_by_text("€10,000.00").first.is_visible()   # 60,000.00 less the approved 50,000.00
+    finally:
+        customer.close()
+    del account
+
+
+def test_an_admin_turns_maintenance_on_and_the_customer_sees_why(
+        page: Any, web_url: str, api_url: str, crew: dict[str, Identity]) -> None:
+    payer = funded_customer(api_url, "100.00", name="Barbara McClintock")
+    staff_sign_in(page, web_url, crew["admin"])
+    page.goto(f"{web_url}/admin/health")
+    assert page.get_by_role("heading", name="Readiness of every part").is_visible()
+    page.get_by_label("Message to customers (optional)").fill("Database upgrade until 02:00 UTC")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Turn maintenance on").click()
+    try:
+        assert page.get_by_text("Maintenance mode is on").is_visible()
+        check_page(page, "admin-health-maintenance")
+        paused = httpx.post(f"{api_url}/v1/transfers", timeout=30, headers=_bearer(api_url, payer.identity) |
+                            {"Idempotency-Key": "maintenance-browser"},
+                            json={"from_account_id": payer.accounts[0], "to_account_id": payer.accounts[0],
+                                  "amount": "1.00", "currency": "EUR"})
+        assert paused.status_code == 503 and "Database upgrade until 02:00 UTC" in paused.text, paused.text
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Turn maintenance off").click()
+        assert page.get_by_text("Maintenance mode is off").is_visible()
+    finally:
+        httpx.delete(f"{api_url}/v1/admin/maintenance", timeout=30, headers=_bearer(api_url, crew["admin"]))
+
+
+def test_the_trial_balance_page(page: Any, web_url: str, crew: dict[str, Identity]) -> None:
+    staff_sign_in(page, web_url, crew["analyst"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Books").click()
+    assert page.get_by_role("heading", name="Trial balance").is_visible()
+    eur = page.get_by_role("heading", name="EUR", exact=True)
+    assert eur.is_visible()
+    assert page.get_by_text("Balanced", exact=True).first.is_visible()
+    assert page.get_by_role("link", name="transit").first.is_visible()
+    check_page(page, "admin-trial-balance")
+
+
+def test_a_customer_is_refused_on_admin_pages(page: Any, web_url: str, api_url: str) -> None:
+    customer = funded_customer(api_url, "1.00", name="Lise Meitner")
+    sign_in(page, web_url, customer.identity)
+    for path in ("/admin/", "/admin/cases", "/admin/users", "/admin/books", f"/admin/customers/{customer.identity.customer_id}"):
+        response = page.goto(f"{web_url}{path}")
+        assert response is not None and response.status == 404, path
+        assert page.get_by_role("heading", name="Page not found").is_visible()
+    check_page(page, "admin-refused-customer")
+
+
+_TOKENS: dict[str, str] = {}
+
+
+def _bearer(api_url: str, identity: Identity) -> dict[str, str]:
+    """An API token of the identity's own (the browser's sessions are the web app's)."""
+    if identity.email not in _TOKENS:
+        from tests.support import login
+
+        _TOKENS[identity.email] = login(api_url, identity)["access_token"]
+    return {"Authorization": f"Bearer {_TOKENS[identity.email]}"}

@@ -1,0 +1,89 @@
+"""The panel's front page and the system page: readiness of every part (GET /readyz), read-model freshness,
+maintenance mode (admins switch it), and business time where the stack lets it move (BANK_CLOCK_CONTROL)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from web.admin.common import REVIEWERS, page, role_of
+from web.client import ApiError, checked
+from web.deps import StaffApi
+
+router = APIRouter()
+
+CHECK_LABELS = {"ledger_view": "Ledger view (API)", "postgres": "PostgreSQL", "redis": "Redis", "mongo": "MongoDB",
+                "workers": "Ledger workers", "projection_workers": "Projection workers",
+                "read_models": "Read models"}
+_LAG = re.compile(r"(\w+) (\d+)")
+
+
+async def readiness(api: Any) -> dict[str, Any]:
+    """GET /readyz (public): 200 ready or 503 with the failing checks; both carry every check."""
+    response = await api.client.call("GET", "/readyz", api.browser)
+    body: dict[str, Any] = response.json() if response.headers.get("content-type", "").startswith(
+        "application/json") else {"status": "unknown", "checks": {}}
+    return body
+
+
+def read_model_lags(checks: dict[str, Any]) -> list[tuple[str, int]]:
+    """`events behind the log: postgres 0, redis 3, ...` as (model, events behind) pairs."""
+    detail = str((checks.get("read_models") or {}).get("detail") or "")
+    _, _, listed = detail.partition(":")
+    return [(name, int(count)) for name, count in _LAG.findall(listed)]
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, api: StaffApi) -> Response:
+    role = role_of(api)
+    ready = await readiness(api)
+    held = maintenance = None
+    if role in REVIEWERS:
+        held = (await api.get("/v1/admin/cases", status=["held"], limit=100))["items"]
+        maintenance = await api.get("/v1/admin/maintenance")
+    return page(request, api, "overview.html", ready=ready, held=held, maintenance=maintenance)
+
+
+@router.get("/health", response_class=HTMLResponse)
+async def health(request: Request, api: StaffApi) -> Response:
+    role = role_of(api)
+    ready = await readiness(api)
+    checks = ready.get("checks", {})
+    maintenance = await api.get("/v1/admin/maintenance") if role in REVIEWERS else None
+    clock = None
+    if role == "admin":
+        response = await api.request("GET", "/v1/admin/clock")
+        clock = checked(response) if response.status_code == 200 else None
+    return page(request, api, "health.html", ready=ready, checks=checks, labels=CHECK_LABELS,
+                lags=read_model_lags(checks), maintenance=maintenance, clock=clock)
+
+
+@router.post("/maintenance")
+async def maintenance(request: Request, api: StaffApi, action: Annotated[str, Form()] = "",
+                      message: Annotated[str, Form()] = "") -> Response:
+    try:
+        if action == "on":
+            body = {"message": message.strip()} if message.strip() else {}
+            await api.put("/v1/admin/maintenance", body)
+            api.session.flash("Maintenance mode is on: customers' payments are paused.", "success")
+        else:
+            await api.delete("/v1/admin/maintenance")
+            api.session.flash("Maintenance mode is off: payments are flowing again.", "success")
+    except ApiError as error:
+        if error.status != 403:
+            raise
+        api.session.flash("Only an admin can switch maintenance mode.", "error")
+    return RedirectResponse("/admin/health", status_code=303)
+
+
+@router.post("/clock")
+async def move_clock(request: Request, api: StaffApi, advance: Annotated[str, Form()] = "") -> Response:
+    try:
+        await api.put("/v1/admin/clock", {"advance": advance.strip()})
+        api.session.flash(f"Business time moved forward by {advance.strip()}.", "success")
+    except ApiError as error:
+        api.session.flash(f"Business time was not moved: {error.detail}", "error")
+    return RedirectResponse("/admin/health", status_code=303)
