@@ -133,6 +133,71 @@ def test_a_customer_is_refused_on_admin_pages(page: Any, web_url: str, api_url: 
     check_page(page, "admin-refused-customer")
 
 
+def test_the_live_feed_shows_a_new_posting_as_it_happens(page: Any, web_url: str, api_url: str,
+                                                         crew: dict[str, Identity]) -> None:
+    customer = funded_customer(api_url, "5.00", name="Chien-Shiung Wu")
+    staff_sign_in(page, web_url, crew["teller"])
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Live feed").click()
+    page.wait_for_url(f"{web_url}/admin/feed")
+    assert page.get_by_role("heading", name="Live feed").is_visible()
+    page.wait_for_timeout(500)   # the EventSource connects
+
+    async def deposit() -> None:
+        teller = Bank(api_url)
+        try:
+            response = await teller.deposit(customer.accounts[0], "1234.56", reference="Feed check")
+            assert response.status_code == 200, response.text
+        finally:
+            await teller.close()
+
+    run(deposit())
+    row = page.locator("#feed-rows tr", has_text="Feed check").first
+    row.wait_for(timeout=10_000)   # pushed over SSE, no reload
+    assert "€1,234.56" in row.inner_text()
+    check_page(page, "admin-live-feed")
+
+
+def test_every_other_admin_page_for_an_admin(page: Any, web_url: str, api_url: str, pg_dsn: str) -> None:
+    admin = run(create_staff(pg_dsn, tag="-pages", roles=("admin",)))["admin"]
+    customer = funded_customer(api_url, "42.00", name="Dorothy Hodgkin")
+    staff_sign_in(page, web_url, admin)
+    nav = page.get_by_role("navigation", name="Main")
+    nav.get_by_role("link", name="Customers").click()
+    page.get_by_label("Name or email").fill(customer.identity.email)
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="Dorothy Hodgkin").click()
+    assert page.get_by_role("heading", name="Dorothy Hodgkin").is_visible()      # customer 360
+    assert page.get_by_text("€42.00").first.is_visible()
+    assert page.get_by_role("heading", name="Audit trail").is_visible()
+    check_page(page, "admin-customer-360")
+
+    nav.get_by_role("link", name="Users").click()
+    page.get_by_label("Name", exact=True).fill("Irène Joliot-Curie")
+    page.get_by_label("Work email").fill(f"irene-{customer.identity.user_id[:8]}@staff.test")
+    page.get_by_label("Role").last.select_option("analyst")
+    page.get_by_role("button", name="Create staff account").click()
+    assert page.get_by_text("Temporary password for").is_visible()
+    check_page(page, "admin-user")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Deactivate").click()
+    assert page.get_by_text("The user is deactivated").is_visible()
+
+    nav.get_by_role("link", name="Audit").click()
+    page.get_by_label("Actions (comma separated)").fill("user_created,user_deactivated")
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("td", has_text="user_created").first.is_visible()
+    check_page(page, "admin-audit")
+    csv = page.request.get(f"{web_url}/admin/audit.csv?action=user_created")
+    assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text().splitlines()[0].startswith("occurred_at,action,outcome") and "user_created" in csv.text()
+
+    for label, heading, name in (("FX rates", "FX rates", "admin-fx"), ("System", "System health", "admin-health"),
+                                 ("Review queue", "Review queue", "admin-cases")):
+        nav.get_by_role("link", name=label).click()
+        assert page.get_by_role("heading", name=heading, exact=True).is_visible()
+        check_page(page, name)
+
+
 _TOKENS: dict[str, str] = {}
 
 
