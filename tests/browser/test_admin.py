@@ -192,7 +192,9 @@ def test_every_other_admin_page_for_an_admin(page: Any, web_url: str, api_url: s
     assert csv.text().splitlines()[0].startswith("occurred_at,action,outcome") and "user_created" in csv.text()
 
     for label, heading, name in (("FX rates", "FX rates", "admin-fx"), ("System", "System health", "admin-health"),
-                                 ("Review queue", "Review queue", "admin-cases")):
+                                 ("Review queue", "Review queue", "admin-cases"),
+                                 ("Reports", "Compliance reports", "admin-reports"),
+                                 ("Sign-ins", "Sign-in patterns", "admin-sign-ins")):
         nav.get_by_role("link", name=label).click()
         assert page.get_by_role("heading", name=heading, exact=True).is_visible()
         check_page(page, name)

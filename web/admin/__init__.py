@@ -11,6 +11,7 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - customers.py: customer 360
 - people.py: users (search, create staff, roles, activate/deactivate, password and MFA resets, sessions)
 - audit.py: the audit trail, searched and exported as CSV
+- reports.py: compliance reports (CTR, SAR candidates) and sign-in patterns
 - money.py: the trial balance, a ledger account's entries, FX rates
 """
 
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.admin import audit, customers, feed, money, overview, people, risk
+from web.admin import audit, customers, feed, money, overview, people, reports, risk
 
 router = APIRouter()
-for part in (overview, risk, feed, customers, people, audit, money):
+for part in (overview, risk, feed, customers, people, audit, reports, money):
     router.include_router(part.router)

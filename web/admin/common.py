@@ -30,6 +30,8 @@ SECTIONS = (
     Section("/admin/customers", "Customers", STAFF),
     Section("/admin/users", "Users", REVIEWERS),
     Section("/admin/audit", "Audit", REVIEWERS),
+    Section("/admin/reports", "Reports", REVIEWERS),
+    Section("/admin/sign-ins", "Sign-ins", REVIEWERS),
     Section("/admin/books", "Books", STAFF),
     Section("/admin/fx", "FX rates", STAFF),
     Section("/admin/health", "System", STAFF),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -38,6 +39,20 @@ async def feed(request: Request, api: StaffApi) -> Response:
     return page(request, api, "feed.html", events=events, since=events[0]["occurred_at"] if events else "")
 
 
+def moment(text: str | None) -> datetime | None:
+    """An API timestamp as a moment (its text form drops zero microseconds, so strings do not sort)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def later(one: datetime | None, other: datetime | None) -> bool:
+    return other is None or (one is not None and one > other)
+
+
 def sse(event: str, html: str) -> str:
     lines = "".join(f"data: {line}\n" for line in html.strip().splitlines() or [""])
     return f"event: {event}\n{lines}\n"
@@ -49,18 +64,21 @@ async def stream(request: Request, api: StaffApi, since: str = "") -> Response:
 
     async def events() -> AsyncIterator[str]:
         sent: set[str] = set()
+        shown = moment(since)        # the page has the events up to this one (`from` is inclusive)
         last = since or None
         ends = time.monotonic() + STREAM_FOR_S
         yield "retry: 2000\n\n"
         while time.monotonic() < ends and not await request.is_disconnected():
             try:
-                fresh = [e for e in await newest(api, last) if e["event_id"] not in sent]
+                fresh = [e for e in await newest(api, last) if e["event_id"] not in sent
+                         and later(moment(e["occurred_at"]), shown)]
             except (ApiError, SignInRequired):
                 yield sse("ended", "")
                 return
             for event in reversed(fresh):   # oldest first: each is put on top of the list
                 sent.add(event["event_id"])
-                last = max(last or "", event["occurred_at"])
+                if later(moment(event["occurred_at"]), moment(last)):
+                    last = event["occurred_at"]
                 yield sse("posting", row.render(event=event))
             yield ": keep-alive\n\n"
             await asyncio.sleep(POLL_S)

@@ -4,6 +4,7 @@ maintenance mode (admins switch it), and business time where the stack lets it m
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -19,6 +20,9 @@ CHECK_LABELS = {"ledger_view": "Ledger view (API)", "postgres": "PostgreSQL", "r
                 "workers": "Ledger workers", "projection_workers": "Projection workers",
                 "read_models": "Read models"}
 _LAG = re.compile(r"(\w+) (\d+)")
+THROUGHPUT_SAMPLE = 500
+THROUGHPUT_MINUTES = 10
+GRAFANA_PORT = 3000      # docker compose's Grafana, beside the API
 
 
 async def readiness(api: Any) -> dict[str, Any]:
@@ -47,10 +51,31 @@ async def overview(request: Request, api: StaffApi) -> Response:
     return page(request, api, "overview.html", ready=ready, held=held, maintenance=maintenance)
 
 
+def throughput(events: list[dict[str, Any]], minutes: int = THROUGHPUT_MINUTES) -> list[dict[str, Any]]:
+    """Ledger events per minute over the last `minutes` before the newest one (a count, from the sample)."""
+    moments = [m for m in (_moment(e["occurred_at"]) for e in events) if m is not None]
+    if not moments:
+        return []
+    end = max(moments).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    buckets = [end - timedelta(minutes=minutes - n) for n in range(minutes)]
+    counts = [sum(1 for m in moments if start <= m < start + timedelta(minutes=1)) for start in buckets]
+    widest = max(counts) or 1
+    return [{"minute": start.strftime("%H:%M"), "events": count, "width": -(-count * 10 // widest)}
+            for start, count in zip(buckets, counts, strict=True)]
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 @router.get("/health", response_class=HTMLResponse)
 async def health(request: Request, api: StaffApi) -> Response:
     role = role_of(api)
     ready = await readiness(api)
+    recent = (await api.get("/v1/audit", limit=THROUGHPUT_SAMPLE))["items"]
     checks = ready.get("checks", {})
     maintenance = await api.get("/v1/admin/maintenance") if role in REVIEWERS else None
     clock = None
@@ -58,7 +83,8 @@ async def health(request: Request, api: StaffApi) -> Response:
         response = await api.request("GET", "/v1/admin/clock")
         clock = checked(response) if response.status_code == 200 else None
     return page(request, api, "health.html", ready=ready, checks=checks, labels=CHECK_LABELS,
-                lags=read_model_lags(checks), maintenance=maintenance, clock=clock)
+                lags=read_model_lags(checks), maintenance=maintenance, clock=clock, throughput=throughput(recent),
+                grafana=f"{request.url.scheme}://{request.url.hostname}:{GRAFANA_PORT}/")
 
 
 @router.post("/maintenance")
