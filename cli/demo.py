@@ -23,9 +23,10 @@ import json
 import random
 import secrets
 import time
+import unicodedata
 from collections.abc import Awaitable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlparse
@@ -79,19 +80,25 @@ class Persona:
     last_step: int = 0
     accounts: dict[str, str] = field(default_factory=dict)   # currency -> account id (customers)
 
-    def otp(self) -> str | None:
-        """The next unused TOTP code (the API refuses a code's time step twice), waiting for one if need be."""
+    def otp(self) -> tuple[str | None, float]:
+        """The next unused TOTP code (the API refuses a code's time step twice), or how long to wait for one."""
         if self.totp_secret is None:
-            return None
+            return None, 0.0
         totp = pyotp.TOTP(self.totp_secret)
+        now = time.time()
+        current = totp.timecode(datetime.fromtimestamp(now, UTC))
+        step = max(current, self.last_step + 1)
+        if step > current + 1:   # one step of drift either way is accepted, no more
+            return None, totp.interval - now % totp.interval + 0.1
+        self.last_step = step
+        return totp.at(now, counter_offset=step - current), 0.0
+
+    async def code(self) -> str | None:
         while True:
-            now = time.time()
-            current = totp.timecode(datetime.fromtimestamp(now, UTC))
-            step = max(current, self.last_step + 1)
-            if step <= current + 1:   # one step of drift either way is accepted
-                self.last_step = step
-                return totp.at(now, counter_offset=step - current)
-            time.sleep(totp.interval - now % totp.interval + 0.1)
+            code, wait = self.otp()
+            if not wait:
+                return code
+            await asyncio.sleep(wait)
 
 
 @dataclass
@@ -134,12 +141,24 @@ class Session:
     def __init__(self, http: httpx.AsyncClient, persona: Persona) -> None:
         self.http, self.persona = http, persona
         self.token: str | None = None
+        self._signing_in = asyncio.Lock()
+
+    async def signed_in(self, stale: str | None = None) -> str:
+        """The session's token: one sign-in however many requests need it at once (`stale`: refused by the API)."""
+        async with self._signing_in:
+            if self.token is None or self.token == stale:
+                await self.login()
+            assert self.token is not None
+            return self.token
 
     async def login(self) -> dict[str, Any]:
-        form = {"username": self.persona.email, "password": self.persona.password}
-        if (code := self.persona.otp()) is not None:
-            form["otp"] = code
-        response = await self.http.post("/v1/auth/token", data=form)
+        while True:
+            form = {"username": self.persona.email, "password": self.persona.password}
+            if (code := await self.persona.code()) is not None:
+                form["otp"] = code
+            response = await self.http.post("/v1/auth/token", data=form)
+            if not await rate_limited(response):
+                break
         if response.status_code != 200:
             raise DemoError(f"cannot sign in as {self.persona.email}: {response.status_code} {response.text}")
         body: dict[str, Any] = response.json()
@@ -147,25 +166,30 @@ class Session:
         return body
 
     async def request(self, method: str, path: str, *, key: str | None = None, **kw: Any) -> httpx.Response:
-        for attempt in range(3):
-            if self.token is None:
-                await self.login()
-            headers = {"Authorization": f"Bearer {self.token}"} | ({"Idempotency-Key": key} if key else {})
+        """Retried on a transport error (the same Idempotency-Key), an expired token, or the rate limit."""
+        failures, stale = 0, None
+        while True:
+            token = await self.signed_in(stale)
+            headers = {"Authorization": f"Bearer {token}"} | ({"Idempotency-Key": key} if key else {})
             try:
                 response = await self.http.request(method, path, headers=headers, **kw)
             except httpx.TransportError:
-                if attempt == 2:
+                failures += 1
+                if failures == 3:
                     raise
                 continue
-            if response.status_code != 401:
+            if response.status_code == 401 and failures < 2:
+                failures, stale = failures + 1, token
+            elif not await rate_limited(response):
                 return response
-            self.token = None
-        return response
 
     async def command(self, path: str, body: dict[str, Any], key: str, may_bounce: bool = False) -> dict[str, Any]:
         """A command's outcome (`may_bounce`: not enough money is an outcome too, as in life)."""
         response = await self.request("POST", path, key=key, json=body, params={"wait": "true"})
-        bounced = may_bounce and response.status_code == 422 and response.json().get("reason") == "insufficient_funds"
+        reason = response.json().get("reason") if response.status_code >= 400 else None
+        if reason == "idempotency_key_reused":   # an interrupted earlier run did this step (with other details)
+            return {}
+        bounced = may_bounce and response.status_code == 422 and reason == "insufficient_funds"
         if response.status_code not in (200, 201, 202) and not bounced:
             raise DemoError(f"{path} refused: {response.status_code} {response.text}")
         body: dict[str, Any] = response.json()
@@ -197,7 +221,7 @@ async def enrol_mfa(session: Session) -> None:
     if setup.status_code != 200:
         raise DemoError(f"MFA setup for {persona.email}: {setup.status_code} {setup.text}")
     persona.totp_secret = parse_qs(urlparse(setup.json()["otpauth_uri"]).query)["secret"][0]
-    verify = await session.request("POST", "/v1/auth/mfa/verify", json={"code": persona.otp()})
+    verify = await session.request("POST", "/v1/auth/mfa/verify", json={"code": await persona.code()})
     if verify.status_code != 200:
         raise DemoError(f"MFA verify for {persona.email}: {verify.status_code} {verify.text}")
 
@@ -228,14 +252,34 @@ async def staff_member(http: httpx.AsyncClient, admin: Session, state: DemoState
     return session
 
 
+async def rate_limited(response: httpx.Response) -> bool:
+    """The API's sign-in and registration limit per address (BANK_AUTH_RATE_LIMIT_PER_IP, 20 a minute by
+    default) was reached: wait as told (True: try again)."""
+    if response.status_code != 429 or response.json().get("reason") != "rate_limited":
+        return False
+    wait = float(response.headers.get("Retry-After") or response.json().get("retry_after") or 10)
+    console.log(f"waiting {wait:.0f}s for the API's sign-in rate limit")
+    await asyncio.sleep(wait)
+    return True
+
+
+def email_local_part(name: str) -> str:
+    """`Amélie Dubois` -> `amelie.dubois` (ASCII, as people's work addresses usually are)."""
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower().replace(" ", ".")
+    return "".join(c for c in folded if c.isalnum() or c == ".")
+
+
 async def customer(http: httpx.AsyncClient, state: DemoState, name: str, domain: str, save: Any) -> Persona:
-    local = "".join(c for c in name.lower().replace(" ", ".") if c.isalnum() or c == ".")
+    local = email_local_part(name)
     email = f"{local}@{domain}"
     if email in state.personas:
         return state.personas[email]
     persona = Persona(role="customer", name=name, email=email, password=new_password())
-    response = await http.post("/v1/auth/register", json={"email": email, "password": persona.password,
-                                                          "name": name})
+    while True:
+        response = await http.post("/v1/auth/register", json={"email": email, "password": persona.password,
+                                                              "name": name})
+        if not await rate_limited(response):
+            break
     if response.status_code != 201:
         raise DemoError(f"registering {email}: {response.status_code} {response.text}")
     persona.user_id, persona.customer_id = response.json()["user_id"], response.json()["customer_id"]
@@ -279,6 +323,21 @@ async def advance_clock(admin: Session, step: str) -> None:
         raise DemoError(f"moving business time: {response.status_code} {response.text}")
 
 
+async def explain_dates(admin: Session, teller: Session, account_id: str) -> None:
+    """Say whether the postings carry business time: the ledger may stamp its events with real time, while the
+    commands (and the risk engine's windows) follow business time."""
+    clock = (await admin.request("GET", "/v1/admin/clock")).json()
+    page = (await teller.request("GET", f"/v1/accounts/{account_id}/transactions", params={"limit": 1})).json()
+    if not page.get("items"):
+        return
+    posted = datetime.fromisoformat(page["items"][0]["occurred_at"].replace("Z", "+00:00"))
+    now = datetime.fromisoformat(clock["now"].replace("Z", "+00:00"))
+    if now - posted > timedelta(days=1):
+        console.print(f"[yellow]business time is now {clock['now'][:10]}: the commands were issued (and scored by "
+                      "the risk rules) over months of business time, but the ledger stamps its postings with real "
+                      "time, so histories and statements show them on today's date[/]")
+
+
 async def history_round(teller: Session, sessions: dict[str, Session], rng: random.Random, tag: str,
                         suspects: set[str]) -> None:
     """One round: pay day at the counter for some, a withdrawal or two, and customers paying each other."""
@@ -302,23 +361,25 @@ async def history_round(teller: Session, sessions: dict[str, Session], rng: rand
                                        {"amount": amount(rng.randint(2_000, 30_000)), "currency": "EUR",
                                         "reference": "Cash"}, key=f"{tag}-wd-{number}", may_bounce=True))
         payments = 3 if persona.email in suspects else rng.randint(0, 3)   # at most 5 debits per 10 minutes
-        for payment in range(payments):
-            jobs.append(pay(sessions[persona.email], customers, persona, rng, f"{tag}-tr-{number}-{payment}",
-                            persona.email in suspects))
+        for count in range(payments):
+            body = payment(customers, persona, rng, persona.email in suspects)
+            if body is not None:
+                jobs.append(sessions[persona.email].command("/v1/transfers", body, key=f"{tag}-tr-{number}-{count}",
+                                                            may_bounce=True))
     await gathered(jobs)
 
 
-async def pay(session: Session, customers: list[Persona], payer: Persona, rng: random.Random, key: str,
-              suspect: bool = False) -> None:
+def payment(customers: list[Persona], payer: Persona, rng: random.Random, suspect: bool) -> dict[str, str] | None:
+    """A customer paying another in the same currency: planned before anything is sent, so the same seed plans
+    the same payments whatever order the requests finish in (a rerun's keys carry the same bodies)."""
     currency = "EUR" if suspect else rng.choice(sorted(payer.accounts))
     payees = [c for c in customers if c is not payer and currency in c.accounts]
     if not payees:
-        return
+        return None
     payee = rng.choice(payees)
-    body = {"from_account_id": payer.accounts[currency], "to_account_id": payee.accounts[currency],
+    return {"from_account_id": payer.accounts[currency], "to_account_id": payee.accounts[currency],
             "amount": amount(rng.randint(1_000, 15_000)), "currency": currency,
             "reference": rng.choice(PAYMENT_REFERENCES)}
-    await session.command("/v1/transfers", body, key=key, may_bounce=True)
 
 
 async def held_transfer(session: Session, payee: Persona, key: str) -> str:
@@ -405,6 +466,8 @@ async def fill(settings: Settings, api_url: str, customers: int, months: int, do
             await history_round(teller, sessions, rng, f"demo-{run}-{number}",
                                 suspects if number >= rounds - 2 else set())
             console.log(f"history: round {number + 1} of {rounds}")
+        if controlled:
+            await explain_dates(admin, teller, people[0].accounts["EUR"])
         ibans = {p.email: await iban_of(teller, p.accounts["EUR"]) for p in people}
         await gathered(payees(sessions[p.email], people, ibans, rng) for p in people)
         victims = [p for p in people if p.email not in suspects]

@@ -7,6 +7,7 @@ default, ten days a round, is the same code path.
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,11 @@ def _run() -> Any:
 def _login(api_url: str, persona: Persona) -> httpx.Client:
     """Signs in with the printed details; a staff code from the secret, never a time step the demo used."""
     form = {"username": persona.email, "password": persona.password}
-    if (code := persona.otp()) is not None:
+    code, wait = persona.otp()
+    while wait:
+        time.sleep(wait)
+        code, wait = persona.otp()
+    if code is not None:
         form["otp"] = code
     token = httpx.post(f"{api_url}/v1/auth/token", data=form, timeout=30)
     assert token.status_code == 200, token.text
