@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.support import Bank, Identity, create_staff
 from tests.support.browser import check_page, funded_customer, run, sign_in
@@ -27,7 +28,7 @@ def crew(pg_dsn: str, api_url: str) -> dict[str, Identity]:
 
 def staff_sign_in(page: Any, web_url: str, who: Identity) -> None:
     sign_in(page, web_url, who, expect_path="/admin/")
-    assert page.get_by_role("heading", name=re.compile("Good to see you")).is_visible()
+    expect(page.get_by_role("heading", name=re.compile("Good to see you"))).to_be_visible()
 
 
 def held_transfer(api_url: str) -> tuple[Any, str, str]:
@@ -52,11 +53,11 @@ def held_transfer(api_url: str) -> tuple[Any, str, str]:
 def test_staff_sign_in_with_mfa_and_see_their_role(page: Any, web_url: str, crew: dict[str, Identity]) -> None:
     staff_sign_in(page, web_url, crew["teller"])
     nav = page.get_by_role("navigation", name="Main")
-    assert nav.get_by_role("link", name="Live feed").is_visible()
+    expect(nav.get_by_role("link", name="Live feed")).to_be_visible()
     assert nav.get_by_role("link", name="Review queue").count() == 0   # tellers do not review cases
     check_page(page, "admin-overview-teller")
     page.goto(f"{web_url}/admin/cases")   # the API's 403, as a page
-    assert page.get_by_role("heading", name=re.compile("forbidden", re.IGNORECASE)).is_visible()
+    expect(page.get_by_role("heading", name=re.compile("forbidden", re.IGNORECASE))).to_be_visible()
 
 
 def test_an_analyst_approves_a_held_transfer_and_the_customer_sees_it_complete(
@@ -65,15 +66,15 @@ def test_an_analyst_approves_a_held_transfer_and_the_customer_sees_it_complete(
     staff_sign_in(page, web_url, crew["analyst"])
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Review queue").click()
     page.get_by_role("link", name=case_id[:8]).click()
-    assert page.get_by_text("large-amount-absolute").first.is_visible()          # the evidence: rules hit
-    assert page.get_by_text("Laboratory equipment").first.is_visible()
-    assert page.get_by_role("heading", name="The customer's recent activity").is_visible()
+    expect(page.get_by_text("large-amount-absolute").first).to_be_visible()          # the evidence: rules hit
+    expect(page.get_by_text("Laboratory equipment").first).to_be_visible()
+    expect(page.get_by_role("heading", name="The customer's recent activity")).to_be_visible()
     check_page(page, "admin-case")
     page.get_by_label("Comment").fill("Customer confirmed the purchase by phone")
     page.once("dialog", lambda dialog: dialog.accept())                         # confirm before money moves
     page.get_by_role("button", name="Approve").click()
     page.wait_for_url(f"{web_url}/admin/cases")
-    assert page.get_by_text(f"Case {case_id[:8]} approved").is_visible()
+    expect(page.get_by_text(f"Case {case_id[:8]} approved")).to_be_visible()
 
     status = httpx.get(f"{api_url}/v1/commands/{case_id}", timeout=30, headers=_bearer(api_url, payer.identity))
     assert status.status_code == 200, status.text
@@ -82,7 +83,7 @@ def test_an_analyst_approves_a_held_transfer_and_the_customer_sees_it_complete(
     try:
         own = customer.new_page()
         sign_in(own, web_url, payer.identity)
-        assert own.get_by_text("€10,000.00").first.is_visible()   # 60,000.00 less the approved 50,000.00
+        expect(own.get_by_text("€10,000.00").first).to_be_visible()   # 60,000.00 less the approved 50,000.00
     finally:
         customer.close()
     del account
@@ -93,12 +94,12 @@ def test_an_admin_turns_maintenance_on_and_the_customer_sees_why(
     payer = funded_customer(api_url, "100.00", name="Barbara McClintock")
     staff_sign_in(page, web_url, crew["admin"])
     page.goto(f"{web_url}/admin/health")
-    assert page.get_by_role("heading", name="Readiness of every part").is_visible()
+    expect(page.get_by_role("heading", name="Readiness of every part")).to_be_visible()
     page.get_by_label("Message to customers (optional)").fill("Database upgrade until 02:00 UTC")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Turn maintenance on").click()
     try:
-        assert page.get_by_text("Maintenance mode is on").is_visible()
+        expect(page.get_by_text("Maintenance mode is on")).to_be_visible()
         check_page(page, "admin-health-maintenance")
         paused = httpx.post(f"{api_url}/v1/transfers", timeout=30, headers=_bearer(api_url, payer.identity) |
                             {"Idempotency-Key": "maintenance-browser"},
@@ -107,7 +108,7 @@ def test_an_admin_turns_maintenance_on_and_the_customer_sees_why(
         assert paused.status_code == 503 and "Database upgrade until 02:00 UTC" in paused.text, paused.text
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Turn maintenance off").click()
-        assert page.get_by_text("Maintenance mode is off").is_visible()
+        expect(page.get_by_text("Maintenance mode is off")).to_be_visible()
     finally:
         httpx.delete(f"{api_url}/v1/admin/maintenance", timeout=30, headers=_bearer(api_url, crew["admin"]))
 
@@ -115,11 +116,10 @@ def test_an_admin_turns_maintenance_on_and_the_customer_sees_why(
 def test_the_trial_balance_page(page: Any, web_url: str, crew: dict[str, Identity]) -> None:
     staff_sign_in(page, web_url, crew["analyst"])
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Books").click()
-    assert page.get_by_role("heading", name="Trial balance").is_visible()
-    eur = page.get_by_role("heading", name="EUR", exact=True)
-    assert eur.is_visible()
-    assert page.get_by_text("Balanced", exact=True).first.is_visible()
-    assert page.get_by_role("link", name="transit").first.is_visible()
+    expect(page.get_by_role("heading", name="Trial balance")).to_be_visible()
+    expect(page.get_by_role("heading", name="EUR", exact=True)).to_be_visible()
+    expect(page.get_by_text("Balanced", exact=True).first).to_be_visible()
+    expect(page.get_by_role("link", name="transit").first).to_be_visible()
     check_page(page, "admin-trial-balance")
 
 
@@ -129,7 +129,7 @@ def test_a_customer_is_refused_on_admin_pages(page: Any, web_url: str, api_url: 
     for path in ("/admin/", "/admin/cases", "/admin/users", "/admin/books", f"/admin/customers/{customer.identity.customer_id}"):
         response = page.goto(f"{web_url}{path}")
         assert response is not None and response.status == 404, path
-        assert page.get_by_role("heading", name="Page not found").is_visible()
+        expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     check_page(page, "admin-refused-customer")
 
 
@@ -139,7 +139,7 @@ def test_the_live_feed_shows_a_new_posting_as_it_happens(page: Any, web_url: str
     staff_sign_in(page, web_url, crew["teller"])
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Live feed").click()
     page.wait_for_url(f"{web_url}/admin/feed")
-    assert page.get_by_role("heading", name="Live feed").is_visible()
+    expect(page.get_by_role("heading", name="Live feed")).to_be_visible()
     page.wait_for_timeout(500)   # the EventSource connects
 
     async def deposit() -> None:
@@ -166,9 +166,9 @@ def test_every_other_admin_page_for_an_admin(page: Any, web_url: str, api_url: s
     page.get_by_label("Name or email").fill(customer.identity.email)
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name="Dorothy Hodgkin").click()
-    assert page.get_by_role("heading", name="Dorothy Hodgkin").is_visible()      # customer 360
-    assert page.get_by_text("€42.00").first.is_visible()
-    assert page.get_by_role("heading", name="Audit trail").is_visible()
+    expect(page.get_by_role("heading", name="Dorothy Hodgkin")).to_be_visible()      # customer 360
+    expect(page.get_by_text("€42.00").first).to_be_visible()
+    expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     check_page(page, "admin-customer-360")
 
     nav.get_by_role("link", name="Users").click()
@@ -176,16 +176,16 @@ def test_every_other_admin_page_for_an_admin(page: Any, web_url: str, api_url: s
     page.get_by_label("Work email").fill(f"irene-{customer.identity.user_id[:8]}@staff.test")
     page.get_by_label("Role").last.select_option("analyst")
     page.get_by_role("button", name="Create staff account").click()
-    assert page.get_by_text("Temporary password for").is_visible()
+    expect(page.get_by_text("Temporary password for")).to_be_visible()
     check_page(page, "admin-user")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Deactivate").click()
-    assert page.get_by_text("The user is deactivated").is_visible()
+    expect(page.get_by_text("The user is deactivated")).to_be_visible()
 
     nav.get_by_role("link", name="Audit").click()
     page.get_by_label("Actions (comma separated)").fill("user_created,user_deactivated")
     page.get_by_role("button", name="Search").click()
-    assert page.locator("td", has_text="user_created").first.is_visible()
+    expect(page.locator("td", has_text="user_created").first).to_be_visible()
     check_page(page, "admin-audit")
     csv = page.request.get(f"{web_url}/admin/audit.csv?action=user_created")
     assert csv.status == 200 and csv.headers["content-type"].startswith("text/csv")
@@ -196,7 +196,7 @@ def test_every_other_admin_page_for_an_admin(page: Any, web_url: str, api_url: s
                                  ("Reports", "Compliance reports", "admin-reports"),
                                  ("Sign-ins", "Sign-in patterns", "admin-sign-ins")):
         nav.get_by_role("link", name=label).click()
-        assert page.get_by_role("heading", name=heading, exact=True).is_visible()
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
         check_page(page, name)
 
 
