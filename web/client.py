@@ -11,6 +11,7 @@ X-Forwarded-For from 127.0.0.1 only), and turns problem+json answers into `ApiEr
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from web.session import WebSession
 REFRESH_MARGIN_S = 30.0      # refresh an access token this long before it expires
 # Commands wait for their outcome (?wait=true) up to the API's BANK_COMMAND_TIMEOUT; the page waits a bit longer.
 DEFAULT_TIMEOUT_S = 90.0
+FIELD_PREFIX = re.compile(r"^([a-z_]+): ")
 POSITION_HEADER = "Bank-Position"     # a command's place in the log, which queries can wait for (min_position)
 
 
@@ -66,7 +68,8 @@ class ApiError(Exception):
             location = [str(part) for part in error.get("loc", []) if part not in ("body", "query", "path")]
             if location:
                 return location[0]
-        return None
+        named = FIELD_PREFIX.match(self.detail)   # the API's details name their field first: "min_amount: ..."
+        return named.group(1) if named else None
 
     def messages(self) -> list[str]:
         """What to show: a weak password lists every rule it broke; anything else, its detail."""

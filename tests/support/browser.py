@@ -35,6 +35,7 @@ DESKTOP = {"width": 1280, "height": 800}
 BLOCKING_IMPACTS = ("serious", "critical")
 TIMEOUT_MS = 20_000
 T = TypeVar("T")
+ASSET_TYPES = {"script", "stylesheet", "image", "font", "media", "manifest"}
 
 
 def chromium_path() -> Path:
@@ -98,12 +99,13 @@ def page(context: Any) -> Any:
     page = context.new_page()
     errors: list[str] = []
     # A CSP violation or a script error shows in the console, a missing asset as a failed sub-resource: a test
-    # fails on them (`check_page`). A page's own 4xx (a form with errors, the 404 page) is no error.
+    # fails on them (`check_page`). A page's own 4xx (a form with errors, the 404 page, an htmx partial's 422) is
+    # no error.
     page.on("console", lambda message: errors.append(message.text)
             if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("response", lambda response: errors.append(f"{response.status} {response.url}")
-            if response.status >= 400 and response.request.resource_type != "document" else None)
+            if response.status >= 400 and response.request.resource_type in ASSET_TYPES else None)
     page.console_errors = errors   # type: ignore[attr-defined]
     return page
 
