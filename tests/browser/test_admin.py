@@ -90,26 +90,35 @@ def test_an_analyst_approves_a_held_transfer_and_the_customer_sees_it_complete(
 
 
 def test_an_admin_turns_maintenance_on_and_the_customer_sees_why(
-        page: Any, web_url: str, api_url: str, crew: dict[str, Identity]) -> None:
-    payer = funded_customer(api_url, "100.00", name="Barbara McClintock")
+        browser: Any, page: Any, web_url: str, api_url: str, crew: dict[str, Identity]) -> None:
+    payer = funded_customer(api_url, "100.00", "0", name="Barbara McClintock")
     staff_sign_in(page, web_url, crew["admin"])
-    page.goto(f"{web_url}/admin/health")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="System").click()
     expect(page.get_by_role("heading", name="Readiness of every part")).to_be_visible()
     page.get_by_label("Message to customers (optional)").fill("Database upgrade until 02:00 UTC")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Turn maintenance on").click()
+    customer = browser.new_context(viewport={"width": 390, "height": 844})
     try:
         expect(page.get_by_text("Maintenance mode is on")).to_be_visible()
         check_page(page, "admin-health-maintenance")
-        paused = httpx.post(f"{api_url}/v1/transfers", timeout=30, headers=_bearer(api_url, payer.identity) |
-                            {"Idempotency-Key": "maintenance-browser"},
-                            json={"from_account_id": payer.accounts[0], "to_account_id": payer.accounts[0],
-                                  "amount": "1.00", "currency": "EUR"})
-        assert paused.status_code == 503 and "Database upgrade until 02:00 UTC" in paused.text, paused.text
+        # the customer tries to move money in the customer app, and is told why it cannot
+        own = customer.new_page()
+        sign_in(own, web_url, payer.identity)
+        own.goto(f"{web_url}/app/transfers/new")
+        own.get_by_label("From").select_option(payer.accounts[0])
+        own.get_by_label("To my account").select_option(payer.accounts[1])
+        own.get_by_label("Amount").fill("1.00")
+        own.get_by_role("button", name="Review transfer").click()
+        own.get_by_role("button", name=re.compile("Confirm and send")).click()
+        expect(own.get_by_role("heading", name=re.compile("paused for maintenance"))).to_be_visible()
+        expect(own.get_by_text("Database upgrade until 02:00 UTC")).to_be_visible()
+        check_page(own, "customer-maintenance")
         page.once("dialog", lambda dialog: dialog.accept())
         page.get_by_role("button", name="Turn maintenance off").click()
         expect(page.get_by_text("Maintenance mode is off")).to_be_visible()
     finally:
+        customer.close()
         httpx.delete(f"{api_url}/v1/admin/maintenance", timeout=30, headers=_bearer(api_url, crew["admin"]))
 
 
