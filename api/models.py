@@ -183,7 +183,8 @@ class TransactionView(BaseModel):
     transaction_id: str
     account_id: str
     sequence: int = Field(description="the account's version after this posting: orders its history")
-    type: Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal"]
+    type: Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal", "payment_out",
+                  "payment_return", "payment_in"]
     amount: str = Field(description="signed: negative when money left the account")
     currency: str
     balance_after: str
@@ -274,7 +275,7 @@ class CaseView(BaseModel):
     case_id: str
     account_id: str
     customer_id: str
-    command_type: Literal["Deposit", "Withdraw", "Transfer"]
+    command_type: Literal["Deposit", "Withdraw", "Transfer", "Payment"]
     amount: str = Field(description="the movement's amount, a decimal string in its currency")
     currency: str
     channel: str
