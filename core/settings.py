@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     rail_retry_initial: timedelta = timedelta(milliseconds=100)    # the gateway's backoff while the rail is down
     rail_retry_max: timedelta = timedelta(seconds=5)
     rail_timeout: timedelta = timedelta(seconds=5)                 # one HTTP call to the rail
+    gateway_port: int = 9310                                        # the gateway connector's /metrics
 
     # Stream processing.
     app_id: str = "bankstream-ledger"
