@@ -100,8 +100,10 @@ def _require_rail(platform: Platform, secret: str | None) -> None:
         raise Problem(503, "Rail not configured", "BANK_RAIL_SECRET is not set: no rail may call the bank",
                       "rail_disabled")
     if secret is None or not hmac.compare_digest(secret.encode(), expected.get_secret_value().encode()):
-        raise Problem(401, "Unauthenticated", f"a rail authenticates with header {RAIL_SECRET_HEADER}",
-                      "invalid_rail_secret")
+        problem = Problem(401, "Unauthenticated", f"a rail authenticates with header {RAIL_SECRET_HEADER}",
+                          "invalid_rail_secret")
+        problem.headers = {"WWW-Authenticate": RAIL_SECRET_HEADER}
+        raise problem
 
 
 @router.post("/rail/notifications", status_code=202, name="rail_notification",

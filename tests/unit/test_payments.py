@@ -208,3 +208,24 @@ def test_any_sequence_of_payment_commands_keeps_the_books_balanced_with_clearing
     assert -books.balance(CLEARING, "EUR") == in_flight   # clearing holds exactly the payments in flight
     for account, state in accounts.items():
         assert state is not None and -books.balance(customer_account(account), "EUR") == state.balance
+
+
+def test_the_invariant_audit_holds_payments_in_clearing_and_catches_one_ended_twice() -> None:
+    from core.invariants import MONEY, SETTLED, LedgerAudit
+
+    opened = _open_event()
+    deposit = e.FundsDeposited(event_id="d", command_id="d", correlation_id="d", account_id="A", occurred_at=NOW,
+                               sequence=2, amount=10_000, currency="EUR", balance_after=10_000, channel="cash")
+    state = _fold(None, [opened, deposit])
+    [debited] = decide(state, _payment(), NOW)
+    in_flight = LedgerAudit([opened, deposit, debited])
+    assert in_flight.checks[MONEY].held and in_flight.checks[SETTLED].held   # balanced with the payment in clearing
+    assert not in_flight.quiet and in_flight.payments_in_flight == {"p1"}
+    assert not [check for check in in_flight.settled_checks() if check.name == SETTLED][0].held
+    state = apply(state, debited)
+    [settled] = decide(state, _outcome("p1", "settled"), NOW)
+    [returned] = decide(state, _outcome("p1", "returned", code="AC01"), NOW)   # as if decided twice
+    done = LedgerAudit([opened, deposit, debited, settled])
+    assert done.quiet and done.checks[SETTLED].held and done.checks[SETTLED].counts["payments_settled"] == 1
+    twice = LedgerAudit([opened, deposit, debited, settled, returned])
+    assert not twice.checks[SETTLED].held and "ended twice" in twice.checks[SETTLED].problems[0]
