@@ -135,6 +135,14 @@ def test_a_returned_payment_is_reversed_with_its_reason_code(api_url: str, rail_
         assert (payment["status"], payment["reason_code"]) == ("returned", "AC01")
         assert payment["reason"] == "incorrect account number"
         assert await balance(ann, account) == Decimal("100.00")   # the money came back
+        # the read models took the payment's events: the account's history shows both postings
+        for _ in range(100):
+            items = (await ann.get(f"/v1/accounts/{account}/transactions")).json()["items"]
+            if "payment_return" in [item["type"] for item in items]:
+                break
+            await asyncio.sleep(0.1)
+        postings = {item["type"]: item for item in items}
+        assert postings["payment_out"]["amount"] == "-25.50" and postings["payment_return"]["amount"] == "25.50"
         await books_balance(teller)
 
     run(api_url, scenario)
