@@ -21,6 +21,7 @@ import signal
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter, start_http_server
 
 from core import commands as c
@@ -52,16 +53,17 @@ class Connector:
         self.consumer = AIOKafkaConsumer(
             PAYMENTS_OUTBOUND, bootstrap_servers=settings.kafka, group_id=GROUP, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
-            # A rail down for long keeps one batch in hand: the group must not evict the connector meanwhile.
-            max_poll_interval_ms=7 * 24 * 3600 * 1000)
+            # Short: a connector killed -9 holds up its successor's join for at most this long. A rail down for
+            # longer keeps a batch in hand past it: the group then moves on without this member, whose commit
+            # fails, and it rejoins and reads the batch again (instructions already handed over are skipped).
+            session_timeout_ms=10_000, max_poll_interval_ms=30_000, rebalance_timeout_ms=10_000)
         self.producer = create_producer(settings.kafka, linger_ms=1)
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
+        start_http_server(self.settings.gateway_port, addr="127.0.0.1")   # up (the dev stack waits for the port)
         await self.producer.start()
         await self.consumer.start()
-        # Listening says "up" to the dev stack: only once the consumer has started.
-        start_http_server(self.settings.gateway_port, addr="127.0.0.1")
         log.info("payment gateway started: adapter %s, rail %s", self.settings.rail_adapter, self.settings.rail)
         try:
             while not self.stopping.is_set():
@@ -71,7 +73,10 @@ class Connector:
                     continue
                 instructions = [i for i in map(self._decode, records) if i is not None]
                 await asyncio.gather(*(self.hand_over(i) for i in _unique(instructions)))
-                await self.consumer.commit()
+                try:
+                    await self.consumer.commit()
+                except (CommitFailedError, IllegalStateError) as error:
+                    log.warning("offsets not committed (the group rebalanced meanwhile): %s", error)
         finally:
             await self.consumer.stop()
             await self.producer.stop()

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from api.deps import Platform, PlatformDep, ViewDep
 from api.ibans import parse_iban
 from api.models import PaymentRequest, PaymentView, RailInbound, RailNotification
-from api.problems import Problem
+from api.problems import PROBLEM_JSON, Problem
 from api.routes.commands import _RESPONSES, IdempotencyKey, Wait, _hashed, _require_account, _submitter, submit
 from core import commands as c
 from core.account_numbers import InvalidIban
@@ -36,6 +36,14 @@ from core.payments import REASON_CODES, PaymentRecord, inbound_return_code
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 RAIL_SECRET_HEADER = "Rail-Secret"
+
+
+def _problems(**codes: str) -> dict[int | str, dict[str, Any]]:
+    return {int(code[1:]): {"description": text, "content": {PROBLEM_JSON: {}}} for code, text in codes.items()}
+
+
+_UNKNOWN = _problems(_404="unknown payment (or another customer's)")
+_RAIL = _problems(_401="no or a wrong Rail-Secret", _503="BANK_RAIL_SECRET unset, or (inbound) not decided yet")
 
 
 def unknown_payment(payment_id: str) -> Problem:
@@ -65,7 +73,7 @@ async def create_payment(body: PaymentRequest, request: Request, platform: Platf
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentView, name="get_payment",
+@router.get("/payments/{payment_id}", response_model=PaymentView, name="get_payment", responses=_UNKNOWN,
             summary="An outbound payment's status: pending, sent, settled or returned (with the reason code)")
 async def get_payment(payment_id: str, view: ViewDep) -> PaymentView:
     record = view.payments.get(payment_id)
@@ -107,6 +115,7 @@ def _require_rail(platform: Platform, secret: str | None) -> None:
 
 
 @router.post("/rail/notifications", status_code=202, name="rail_notification",
+             responses=_RAIL | _problems(_404="unknown instruction", _422="a return without its reason code"),
              summary="For the payment rail: an instruction settled or returned")
 async def rail_notification(body: RailNotification, platform: PlatformDep, view: ViewDep,
                             secret: RailSecret = None) -> JSONResponse:
@@ -125,7 +134,7 @@ async def rail_notification(body: RailNotification, platform: PlatformDep, view:
     return JSONResponse({"instruction_id": body.instruction_id, "accepted": True}, status_code=202)
 
 
-@router.post("/rail/inbound", name="rail_inbound",
+@router.post("/rail/inbound", name="rail_inbound", responses=_RAIL,
              summary="For the payment rail: an inbound credit transfer to one of the bank's IBANs")
 async def rail_inbound(body: RailInbound, platform: PlatformDep, view: ViewDep,
                        secret: RailSecret = None) -> JSONResponse:
