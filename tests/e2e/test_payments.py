@@ -249,3 +249,18 @@ def test_the_rail_endpoints_need_the_shared_secret(api_url: str) -> None:
     body = {"instruction_id": f"x-{uuid.uuid4().hex[:8]}", "status": "settled"}
     response = httpx.post(f"{api_url}/v1/rail/notifications", json=body, headers={"Rail-Secret": "wrong"})
     problem(response, 401, "invalid_rail_secret")
+
+
+def test_a_payment_to_a_sanctioned_creditor_is_blocked_and_never_reaches_the_rail(api_url: str,
+                                                                                   rail_url: str) -> None:
+    async def scenario(teller: Bank, ann: Bank, bob: Bank) -> None:
+        account = await funded(teller, ann, "50.00")
+        refused = await ann.post("/v1/payments", {"from_account_id": account, "amount": "10.00", "currency": "EUR",
+                                                  "creditor_iban": creditor_iban(), "creditor_name": "Pepe Alvarez"})
+        payment_id = problem(refused, 422, "blocked_by_risk")["command_id"]   # the scoring path of transfers
+        assert await balance(ann, account) == Decimal("50.00")
+        problem(await ann.http.get(f"/v1/payments/{payment_id}"), 404, "unknown_payment")   # never debited
+        async with httpx.AsyncClient(base_url=rail_url) as rail:
+            assert (await rail.get(f"/instructions/{payment_id}")).status_code == 404
+
+    run(api_url, scenario)
