@@ -105,6 +105,8 @@ class Connector:
                 outcome, code, reference = "returned", refused.reason_code, None
                 break
             except RailUnavailable as error:
+                if self.stopping.is_set():   # stop without committing: the next connector hands it over
+                    raise asyncio.CancelledError from error
                 log.warning("rail unavailable for payment %s (%s); retrying in %.2fs", instruction.instruction_id,
                             error, delay)
                 RETRIES.inc()
@@ -136,4 +138,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, connector.stopping.set)
-    await connector.run()
+    try:
+        await connector.run()
+    except asyncio.CancelledError:
+        log.info("payment gateway stopped while the rail was unavailable; uncommitted instructions are resent")
