@@ -76,6 +76,10 @@ POLICIES: dict[str, Policy] = {
     "healthz": _public("none"),
     "readyz": _public("none"),
     "metrics": _public("none"),
+    # the payment rail's calls (api/routes/payments.py): no user, authenticated by the shared secret BANK_RAIL_SECRET
+    # in header Rail-Secret, checked by the routes
+    "rail_notification": _public("none"),
+    "rail_inbound": _public("none"),
     # identity: anyone may register and log in; the rest is each user's own
     "auth_register": _public("credentials"),
     "auth_token": _public("credentials"),
@@ -97,12 +101,16 @@ POLICIES: dict[str, Policy] = {
     "Withdraw": _allow("teller", "admin", command=True),
     "set_overdraft_limit": _allow("teller", "admin", command=True),
     "transfer": _allow(*WRITERS, own="transfer", command=True),
+    # a payment to another bank: like a transfer, from an own account (own="transfer" reads from_account_id)
+    "create_payment": _allow(*WRITERS, own="transfer", command=True),
     "FreezeAccount": _allow(*WRITERS, own="account", command=True),
     "UnfreezeAccount": _allow("teller", "admin", command=True),
     "CloseAccount": _allow(*WRITERS, own="account", command=True),
     # queries: customers their own, staff all
     "get_command": _allow(*EVERYONE, own="command"),
     "get_account": _allow(*EVERYONE, own="account"),
+    # a payment: staff any, customers their own (the route answers 404 for another's, as for an unknown id)
+    "get_payment": _allow(*EVERYONE),
     # an account by its IBAN: a customer's own only; another's looks like an IBAN no account has (404)
     "account_by_iban": _allow(*EVERYONE, own="iban"),
     "customer_accounts": _allow(*EVERYONE, own="customer"),

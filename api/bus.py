@@ -42,3 +42,11 @@ class CommandBus:
                 "command_type": type(command).__name__, "command_id": command.command_id,
                 "account_id": command.account_id, "customer_id": customer_id}))
         await asyncio.gather(*sends)
+
+    async def send_to_ledger(self, command: Command) -> None:
+        """Straight onto the ledger's command topic, keyed by account, unscored: the rail's reports (an outcome of
+        a payment the risk agent already scored, an inbound credit) are the bank's bookkeeping, not a customer's
+        request."""
+        value, headers = self._codec.encode(command)
+        await self._producer.send_and_wait(LEDGER_COMMANDS, value, key=command.account_id.encode(),
+                                           headers=headers + trace_header())

@@ -31,5 +31,5 @@ def unknown_iban(text: str) -> Problem:
 
 def external_iban(iban: Iban) -> Problem:
     return Problem(422, "External IBAN", f"{iban.formatted} is an account of another bank ({iban.country} "
-                   f"{iban.bank_code}); transfers move money between accounts of this bank only. Payments to "
-                   f"other banks will have a route of their own (issue 14: POST /v1/payments)", "external_iban")
+                   f"{iban.bank_code}); transfers move money between accounts of this bank only. Pay other banks "
+                   f"with POST /v1/payments", "external_iban")

@@ -9,6 +9,9 @@ A record it cannot take (unreadable, of a type the log does not carry, an event 
 and skipped: one bad record must not stop the view, and with it every `?wait=true`. Should the follower die all
 the same, `failure` says why and /readyz reports the API not ready.
 
+It also folds every outbound payment's status (core.payments.PaymentRecord): GET /v1/payments/{id} reads it
+here, eventually consistent like every read model, and the rail's notifications find the debtor account here.
+
 It also indexes every account by its national account number (core/account_numbers.py): the API shows an
 account's number and IBAN from here, and resolves an IBAN to an account here, the same view that answers
 "does this account exist" for commands and ownership checks. The read models do not store numbers.
@@ -25,6 +28,7 @@ from aiokafka import ConsumerRecord
 from core import ledger
 from core.account_numbers import AccountNumbering, Iban
 from core.events import AccountOpened, Event
+from core.payments import PaymentRecord, fold_payment
 from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import TopicFollower
@@ -53,6 +57,9 @@ class LedgerView:
         self.numbering = numbering
         self.account_numbers: dict[str, str] = {}      # account id -> its national account number
         self._by_number: dict[str, str | None] = {}    # number -> account id; None: shared (see account_for_iban)
+        # Outbound payments by id, folded from their events (core/payments.py): GET /v1/payments/{id}, and the
+        # debtor account a rail notification is keyed by.
+        self.payments: dict[str, PaymentRecord] = {}
 
     async def start(self) -> None:
         await self._follower.start()
@@ -100,6 +107,7 @@ class LedgerView:
         new_state = ledger.apply(self.accounts.get(event.account_id), event)
         if new_state is not None:
             self.accounts[event.account_id] = new_state
+        fold_payment(self.payments, event)
         outcome = self.outcomes.get(event.correlation_id)
         if outcome is None:
             outcome = self.outcomes[event.correlation_id] = ledger.CommandOutcome(event.correlation_id)

@@ -27,7 +27,7 @@ from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
 from api.routes import (admin, auth, balances, books, catalog, clock, commands, fx, health, operations, payees,
-                        profile, queries, users)
+                        payments, profile, queries, users)
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fx.admin_router)   # currency exchange: the rate table (issue 16 point 5)
     app.include_router(fx.router)         # and quotes
     app.include_router(payees.router)     # customers' payees (issue 16)
+    app.include_router(payments.router)   # payments to other banks, and the rail's calls (issue 14)
     app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app

@@ -118,6 +118,81 @@ class TransferRequest(_Body):
         return parse_amount(self.amount, self.currency)
 
 
+Bic = Annotated[StrictStr, Field(pattern=r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$", examples=["COBADEFFXXX"],
+                                 description="the creditor bank's BIC (ISO 9362), 8 or 11 characters")]
+
+
+class PaymentRequest(_Body):
+    """An outbound credit transfer from one of the caller's accounts to another bank's account (an IBAN that is not
+    this bank's: those are transfers, 422 internal_iban)."""
+
+    from_account_id: Identifier
+    amount: DecimalString
+    currency: Currency
+    creditor_iban: IbanText
+    creditor_name: CounterpartyName
+    creditor_bic: Bic | None = None
+    remittance_information: Reference | None = Field(None, description="for the creditor (ISO 20022 Ustrd)")
+
+    @model_validator(mode="after")
+    def _check(self) -> PaymentRequest:
+        _minor(self.amount, self.currency, "amount")
+        return self
+
+    @property
+    def minor(self) -> int:
+        return parse_amount(self.amount, self.currency)
+
+
+PaymentState = Literal["pending", "sent", "settled", "returned"]
+
+
+class PaymentView(BaseModel):
+    payment_id: str
+    from_account_id: str
+    amount: str
+    currency: str
+    creditor_iban: str
+    creditor_name: str
+    creditor_bic: str | None
+    remittance_information: str | None
+    status: PaymentState
+    reason_code: str | None = Field(None, description="ISO 20022 return reason of a returned payment")
+    reason: str | None = Field(None, description="the reason code in words")
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class RailNotification(_Body):
+    """The rail's report on an instruction the bank sent it."""
+
+    instruction_id: Identifier
+    status: Literal["settled", "returned"]
+    reason_code: Annotated[StrictStr, Field(pattern=r"^[A-Z0-9]{4}$")] | None = None
+    rail_reference: Identifier | None = None
+
+
+class RailInbound(_Body):
+    """An inbound credit transfer the rail delivers to the bank."""
+
+    instruction_id: Identifier
+    creditor_iban: IbanText
+    amount: DecimalString
+    currency: Currency
+    debtor_iban: IbanText | None = None
+    debtor_name: CounterpartyName | None = None
+    remittance_information: Reference | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RailInbound:
+        _minor(self.amount, self.currency, "amount")
+        return self
+
+    @property
+    def minor(self) -> int:
+        return parse_amount(self.amount, self.currency)
+
+
 class StatusChangeRequest(_Body):
     reason: Reference | None = None
 
@@ -183,7 +258,8 @@ class TransactionView(BaseModel):
     transaction_id: str
     account_id: str
     sequence: int = Field(description="the account's version after this posting: orders its history")
-    type: Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal"]
+    type: Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal", "payment_out",
+                  "payment_return", "payment_in"]
     amount: str = Field(description="signed: negative when money left the account")
     currency: str
     balance_after: str
@@ -274,7 +350,7 @@ class CaseView(BaseModel):
     case_id: str
     account_id: str
     customer_id: str
-    command_type: Literal["Deposit", "Withdraw", "Transfer"]
+    command_type: Literal["Deposit", "Withdraw", "Transfer", "Payment"]
     amount: str = Field(description="the movement's amount, a decimal string in its currency")
     currency: str
     channel: str

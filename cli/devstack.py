@@ -222,6 +222,8 @@ class Stack:
         for n in range(1, s.projection_workers + 1):
             urls[f"projector-{n}"] = f"http://{s.worker_web_host}:{self.projector_port(n)}"
         urls["lag-exporter"] = f"http://{LOCALHOST}:{s.lag_exporter_port}/metrics"
+        urls["rail"] = s.rail
+        urls["gateway"] = f"http://{LOCALHOST}:{s.gateway_port}/metrics"
         if prometheus_binary():
             urls["prometheus"] = self.prometheus_url
         return urls
@@ -253,8 +255,22 @@ class Stack:
                    BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, BANK_SCHEMA_REGISTRY_URL=s.schema_registry,
                    PYTHONUNBUFFERED="1")
         env.update(self.signing_key_env())
+        env.update(BANK_RAIL_SECRET=self.rail_secret())
         env.update(extra)
         return env
+
+    def rail_secret(self) -> str:
+        """The secret the payment rail and the bank share (BANK_RAIL_SECRET): the settings' or, unset, one generated
+        once and kept in <home>/secrets/rail-secret (mode 0600), like the dev signing keys."""
+        if self.settings.rail_secret is not None:
+            return self.settings.rail_secret.get_secret_value()
+        path = self.home / "secrets" / "rail-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def signing_key_env(self) -> dict[str, str]:
         """BANK_JWT_KEYS / BANK_JWT_ACTIVE_KID for the children: the settings' keys (revealed: a settings dump
@@ -382,6 +398,21 @@ class Stack:
         return ServiceSpec(f"projector-{n}", [sys.executable, "-m", "streams.projections"], port,
                            host=self.settings.worker_web_host, env=env, death_signal=signal.SIGKILL)
 
+    def rail_spec(self) -> ServiceSpec:
+        """The sandbox payment rail (sims/rail.py), its state under <home>/rail: it survives a restart."""
+        s = self.settings
+        delay_ms = int(s.rail_settle_delay.total_seconds() * 1000)
+        argv = [sys.executable, "-m", "sims.rail", "--host", LOCALHOST, "--port", str(s.rail_port), "--data-dir",
+                str(self.home / "rail"), "--bank-url", self.api_url, "--settle-delay-ms", str(delay_ms)]
+        return ServiceSpec("rail", argv, s.rail_port, death_signal=signal.SIGKILL,
+                           ready=partial(_http_ok, f"http://{LOCALHOST}:{s.rail_port}/health"))
+
+    def gateway_spec(self) -> ServiceSpec:
+        """The payment gateway connector (gateway/connector.py); its port serves its metrics once it consumes."""
+        port = self.settings.gateway_port
+        return ServiceSpec("gateway", [sys.executable, "-m", "gateway"], port, env={"BANK_GATEWAY_PORT": str(port)},
+                           death_signal=signal.SIGKILL)
+
     def lag_exporter_spec(self) -> ServiceSpec:
         port = self.settings.lag_exporter_port
         argv = [sys.executable, "-m", "cli.main", "lag", "--serve", "--port", str(port), "--interval", "2"]
@@ -462,6 +493,15 @@ class Stack:
 
     def start_lag_exporter(self, wait: bool = True) -> str:
         return self.start(self.lag_exporter_spec(), wait=wait).spec.name
+
+    def start_rail(self, wait: bool = True) -> str | None:
+        """The sandbox rail, unless BANK_RAIL_URL names another rail."""
+        if self.settings.rail_url:
+            return None
+        return self.start(self.rail_spec(), wait=wait).spec.name
+
+    def start_gateway(self, wait: bool = True) -> str:
+        return self.start(self.gateway_spec(), wait=wait).spec.name
 
     def start_api(self, wait: bool = True) -> str:
         return self.start(self.api_spec(), wait=wait).spec.name

@@ -104,6 +104,8 @@ def _bring_up(stack: Stack, infra_only: bool, with_prometheus: bool = False) -> 
         stack.start_projectors()
         stack.start_lag_exporter()
         stack.start_api()
+        stack.start_rail()        # the sandbox payment rail (unless BANK_RAIL_URL names another), then its gateway
+        stack.start_gateway()
     if with_prometheus:
         stack.start_prometheus()
 
@@ -136,6 +138,8 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
         for n in range(1, stack.settings.projection_workers + 1):
             table.add_row(f"projection worker {n}", urls[f"projector-{n}"])
         table.add_row("lag exporter", urls["lag-exporter"])
+        table.add_row("payment rail (sandbox)" if not stack.settings.rail_url else "payment rail", urls["rail"])
+        table.add_row("payment gateway", urls["gateway"])
     if stack.running("prometheus"):
         table.add_row("Prometheus", stack.prometheus_url)
     labels = {"kafka": "Kafka bootstrap", "pg": "PostgreSQL DSN", "redis": "Redis", "mongo": "MongoDB",

@@ -53,6 +53,9 @@ def _service_urls(settings: Settings) -> dict[str, str]:
               "schema-registry": f"{urls['schema-registry']}/subjects"}
     probes |= {name: f"{url}/" for name, url in urls.items() if name.startswith("worker-")}
     probes |= {name: f"{url}/healthz" for name, url in urls.items() if name.startswith("projector-")}
+    probes["gateway"] = urls["gateway"]
+    if not settings.rail_url:   # the sandbox rail `bank up` runs; another rail is not ours to probe
+        probes["rail"] = f"{urls['rail']}/health"
     if "prometheus" in urls:
         probes["prometheus"] = f"{urls['prometheus']}/-/ready"
     return probes

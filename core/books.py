@@ -14,6 +14,7 @@ ledger accounts, and every balance is kept per (id, currency)):
 | `cash:vault`          | asset     | debit  | the bank's cash (vault and drawers together) never below zero |
 | `cash:<staff id>`     | asset     | debit  | (the same: counted with the vault)                            |
 | `clearing`            | asset     | debit  | none: settlement with the payment rail and card schemes       |
+| `settlement`          | asset     | debit  | none: the bank's settlement account at the payment rail       |
 | `transit`             | liability | credit | never negative: transfers debited, not yet credited/reversed  |
 | `suspense`            | asset     | debit  | none: entries whose other side is not known, to be cleared    |
 | `loans`               | asset     | debit  | never negative                                                |
@@ -37,8 +38,18 @@ The legs:
 | TransferDebited                | customer (from)        | transit                |
 | TransferCredited               | transit                | customer (to)          |
 | TransferReversed               | transit                | customer (from)        |
+| PaymentDebited                 | customer               | clearing               |
+| PaymentSettled                 | clearing               | settlement             |
+| PaymentReturned                | clearing               | customer               |
+| PaymentReceived                | settlement             | customer               |
 
 Decisions, and why:
+- **Payments.** An outbound payment in flight sits in `clearing` (a credit balance: what the bank owes the rail
+  for it) from its debit until the rail settles it (`clearing` -> `settlement`, the bank's account at the rail,
+  which the money leaves) or returns it (`clearing` -> the customer). So `clearing`'s payment share is exactly
+  the payments in flight, and the books balance at every offset whatever the rail does. An inbound credit arrives
+  settled (the rail calls the bank once the money is in the bank's settlement account): `settlement` ->
+  customer; one the ledger refuses posts nothing and the rail returns it to the sender.
 - **Which drawer.** A posting event's fields do not say who handled the cash. The staff member who took or
   paid it is, in order: the maker of a movement held for a second pair of eyes or flagged by the risk engine (its
   FundsHeld / RiskFlagged, on the same account before the posting and with the same command id, carries
@@ -77,7 +88,7 @@ AccountType = Literal["asset", "liability", "equity", "income", "expense"]
 Constraint = Literal["never_negative", "overdraft", "none"]
 
 CASH, VAULT, CUSTOMER = "cash", "cash:vault", "customer"
-CLEARING, TRANSIT, SUSPENSE = "clearing", "transit", "suspense"
+CLEARING, TRANSIT, SUSPENSE, SETTLEMENT = "clearing", "transit", "suspense", "settlement"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,8 @@ CHART: dict[str, AccountKind] = {kind.kind: kind for kind in (
                 "the bank's cash (vault and drawers together) never below zero"),
     AccountKind(CLEARING, "settlement with the payment rail and card schemes", "asset", "debit", "none",
                 "none: either sign while a settlement cycle is open"),
+    AccountKind(SETTLEMENT, "the bank's settlement account at the payment rail", "asset", "debit", "none",
+                "none: reconciled with the rail's statements"),
     AccountKind(TRANSIT, "transfers in flight", "liability", "credit", "never_negative", "never negative"),
     AccountKind(SUSPENSE, "entries whose other side is not known yet", "asset", "debit", "none",
                 "none: to be cleared to zero"),
@@ -176,6 +189,14 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
         return _pair(customer, TRANSIT, event.amount, event.currency)
     if isinstance(event, (e.TransferCredited, e.TransferReversed)):
         return _pair(TRANSIT, customer, event.amount, event.currency)
+    if isinstance(event, e.PaymentDebited):
+        return _pair(customer, CLEARING, event.amount, event.currency)
+    if isinstance(event, e.PaymentSettled):
+        return _pair(CLEARING, SETTLEMENT, event.amount, event.currency)
+    if isinstance(event, e.PaymentReturned):
+        return _pair(CLEARING, customer, event.amount, event.currency)
+    if isinstance(event, e.PaymentReceived):
+        return _pair(SETTLEMENT, customer, event.amount, event.currency)
     return ()
 
 

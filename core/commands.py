@@ -150,16 +150,73 @@ class SetOverdraftLimit(Command):
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payment(Command):
+    """An outbound credit transfer to another bank's account (issue 14 point 6), keyed by the debtor account.
+
+    The ledger debits the customer to `clearing`; the payment gateway hands the instruction to the payment rail;
+    the rail's outcome comes back as RecordPaymentOutcome. The payment id is the command's correlation id (its own
+    id), and the rail's instruction id."""
+
+    amount: int
+    currency: str
+    creditor_iban: str
+    creditor_name: str                       # screened against sanctions like a transfer's counterparty
+    creditor_bic: str | None = None
+    remittance_information: str | None = None
+    counterparty_country: str | None = None  # the creditor IBAN's country, set by the server
+    submitted_by: str | None = None
+
+    @property
+    def counterparty_name(self) -> str:
+        """For the risk engine, which screens every movement's counterparty."""
+        return self.creditor_name
+
+    @property
+    def reference(self) -> str | None:
+        return self.remittance_information
+
+
+PAYMENT_OUTCOMES = ("sent", "settled", "returned")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordPaymentOutcome(Command):
+    """The payment gateway's report on an outbound payment (account_id: the debtor account): the rail took it
+    (`sent`), settled it, or returned it with an ISO 20022 reason code. The ledger decides: settled and returned
+    end the payment, once."""
+
+    payment_id: str
+    outcome: str                           # sent | settled | returned
+    reason_code: str | None = None         # ISO 20022 return reason (AC01, AC04, AM04, MS03, ...)
+    rail_reference: str | None = None      # the rail's own reference, for reconciliation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivePayment(Command):
+    """An inbound credit transfer from the payment rail to one of our accounts (account_id, resolved from the
+    creditor IBAN by the API's rail endpoint). `payment_id` is the rail's instruction id: one credit per id."""
+
+    payment_id: str
+    amount: int
+    currency: str
+    debtor_iban: str | None = None
+    remittance_information: str | None = None
+
+
 CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
-    OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount,
+    OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount, Payment,
 )
 SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, CompleteTransfer)
 STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit)
+# Written by the payment gateway and the API's rail endpoints, straight onto the ledger's command topic.
+RAIL_COMMANDS: tuple[type[Command], ...] = (RecordPaymentOutcome, ReceivePayment)
 # The commands that move money, which the risk engine scores before the ledger sees them.
-MONEY_MOVEMENTS: tuple[type[Deposit], type[Withdraw], type[Transfer]] = (Deposit, Withdraw, Transfer)
+MONEY_MOVEMENTS: tuple[type[Deposit], type[Withdraw], type[Transfer], type[Payment]] = (
+    Deposit, Withdraw, Transfer, Payment)
 REVIEW_DECISIONS = ("approve", "reject")
 COMMAND_TYPES: dict[str, type[Command]] = {
-    c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS
+    c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS + RAIL_COMMANDS
 }
 
 
@@ -178,3 +235,13 @@ def complete_step_id(transfer_id: str) -> str:
 def review_command_id(case_id: str) -> str:
     """One decision per case: a second approve or reject of the same case is a duplicate."""
     return derive_id(case_id, "review")
+
+
+def payment_outcome_id(payment_id: str, outcome: str) -> str:
+    """One report per payment and outcome: the gateway's or the rail's retries are duplicates."""
+    return derive_id(payment_id, "payment", outcome)
+
+
+def inbound_payment_id(instruction_id: str) -> str:
+    """The command id of an inbound credit: the rail's instruction id names it, so a redelivery credits once."""
+    return derive_id("inbound-payment", instruction_id)

@@ -180,22 +180,79 @@ class OverdraftLimitSet(Event):
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentDebited(Event):
+    """An outbound payment left the customer's account for `clearing`; the instruction goes to the rail."""
+
+    payment_id: str
+    amount: int
+    currency: str
+    balance_after: int
+    creditor_iban: str
+    creditor_name: str
+    creditor_bic: str | None = None
+    remittance_information: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentSent(Event):
+    """The rail accepted the instruction (a record: the account does not change)."""
+
+    payment_id: str
+    rail_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentSettled(Event):
+    """The rail settled the payment: the money leaves `clearing` for the bank's settlement account."""
+
+    payment_id: str
+    amount: int
+    currency: str
+    rail_reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentReturned(Event):
+    """The rail returned the payment with an ISO 20022 reason code: the money goes back to the customer."""
+
+    payment_id: str
+    amount: int
+    currency: str
+    balance_after: int
+    reason_code: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentReceived(Event):
+    """An inbound credit transfer from the rail credited the account."""
+
+    payment_id: str
+    amount: int
+    currency: str
+    balance_after: int
+    debtor_iban: str | None = None
+    remittance_information: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     e.__name__: e
     for e in (
         AccountOpened, FundsDeposited, FundsWithdrawn, TransferDebited, TransferCredited,
         TransferCreditFailed, TransferReversed, TransferCompleted, AccountFrozen, AccountUnfrozen, AccountClosed,
         CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
+        PaymentDebited, PaymentSent, PaymentSettled, PaymentReturned, PaymentReceived,
     )
 }
 
 # Events that record a decision without changing the account they are keyed by: they carry the account's
 # current sequence instead of the next one.
-NON_STATE_EVENTS: tuple[type[Event], ...] = (CommandRejected, TransferCreditFailed, RiskFlagged)
+NON_STATE_EVENTS: tuple[type[Event], ...] = (CommandRejected, TransferCreditFailed, RiskFlagged, PaymentSent)
 
 # Events that move money, with the sign they apply to their account's balance.
 POSTING_SIGN: dict[type[Event], int] = {
     FundsDeposited: +1, FundsWithdrawn: -1, TransferDebited: -1, TransferCredited: +1, TransferReversed: +1,
+    PaymentDebited: -1, PaymentReturned: +1, PaymentReceived: +1,
 }
 
 

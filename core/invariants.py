@@ -70,6 +70,11 @@ class LedgerAudit:
     debited: dict[str, int] = field(default_factory=dict)          # transfer id -> amount
     settled: dict[str, list[str]] = field(default_factory=dict)    # transfer id -> its credit/reversal events
     in_flight: set[str] = field(default_factory=set)
+    # Outbound payments: debited (payment id -> amount), their ends (settled or returned), those not ended yet
+    # (in clearing: normal while the rail works, so never a violation by itself; `quiet` waits for them).
+    payments: dict[str, int] = field(default_factory=dict)
+    payment_ends: dict[str, list[str]] = field(default_factory=dict)
+    payments_in_flight: set[str] = field(default_factory=set)
     awaiting_completion: set[str] = field(default_factory=set)
     checks: dict[str, Check] = field(default_factory=dict)
     books: Books = field(default_factory=Books)    # the bank's double-entry books, folded from the same events
@@ -87,8 +92,9 @@ class LedgerAudit:
 
     @property
     def quiet(self) -> bool:
-        """No saga step left to run: every debited transfer credited or reversed, every credited one completed."""
-        return not self.in_flight and not self.awaiting_completion
+        """No saga step left to run: every debited transfer credited or reversed, every credited one completed, every
+        payment settled or returned."""
+        return not self.in_flight and not self.awaiting_completion and not self.payments_in_flight
 
     def outcome_command_ids(self) -> set[str]:
         return {ev.correlation_id for ev in self.events}
@@ -109,6 +115,7 @@ class LedgerAudit:
 
     def _fold(self) -> None:
         settled: defaultdict[str, list[str]] = defaultdict(list)
+        payment_ends: defaultdict[str, list[str]] = defaultdict(list)
         seen: set[str] = set()
         completed: set[str] = set()
         for ev in self.events:
@@ -131,7 +138,12 @@ class LedgerAudit:
                 settled[ev.transfer_id].append(type(ev).__name__)
             elif isinstance(ev, e.TransferCompleted):
                 completed.add(ev.transfer_id)
+            elif isinstance(ev, e.PaymentDebited):
+                self.payments[ev.payment_id] = ev.amount
+            elif isinstance(ev, (e.PaymentSettled, e.PaymentReturned)):
+                payment_ends[ev.payment_id].append(type(ev).__name__)
         self.settled = dict(settled)
+        self.payment_ends = dict(payment_ends)
         self.awaiting_completion = {transfer for transfer, ends in self.settled.items()
                                     if "TransferCredited" in ends and transfer not in completed}
         self.checks[OVERDRAFT].figures = f"{len(self.accounts):,} accounts"
@@ -161,10 +173,24 @@ class LedgerAudit:
         for transfer_id in sorted(set(self.settled) - set(self.debited)):
             check.fail(f"transfer {transfer_id} settled but never debited")
         endings = Counter(end for ends in self.settled.values() for end in ends)
+        # A payment ends once, settled or returned: two ends would move its money twice.
+        self.payments_in_flight = {p for p in self.payments if not self.payment_ends.get(p)}
+        for payment_id, ends in sorted(self.payment_ends.items()):
+            if payment_id not in self.payments:
+                check.fail(f"payment {payment_id} ended ({ends}) but never debited")
+            elif len(ends) > 1:
+                check.fail(f"payment {payment_id} ended twice: {ends}")
+        payment_endings = Counter(end for ends in self.payment_ends.values() for end in ends)
         check.counts = {"debited": len(self.debited), "credited": endings["TransferCredited"],
-                        "reversed": endings["TransferReversed"], "in_flight": len(self.in_flight)}
+                        "reversed": endings["TransferReversed"], "in_flight": len(self.in_flight),
+                        "payments": len(self.payments), "payments_settled": payment_endings["PaymentSettled"],
+                        "payments_returned": payment_endings["PaymentReturned"],
+                        "payments_in_flight": len(self.payments_in_flight)}
         check.figures = (f"{len(self.debited):,} transfers debited: {endings['TransferCredited']:,} credited, "
-                         f"{endings['TransferReversed']:,} reversed, {len(self.in_flight):,} in flight")
+                         f"{endings['TransferReversed']:,} reversed, {len(self.in_flight):,} in flight; "
+                         f"{len(self.payments):,} payments: {payment_endings['PaymentSettled']:,} settled, "
+                         f"{payment_endings['PaymentReturned']:,} returned, {len(self.payments_in_flight):,} "
+                         "in clearing")
 
     def _check_money(self) -> None:
         """The books balance: per currency the trial balance is zero, no ledger account breaks its constraint,
@@ -203,6 +229,8 @@ class LedgerAudit:
         settled = replace(self.checks[SETTLED], problems=list(self.checks[SETTLED].problems))
         for transfer_id in sorted(self.in_flight):
             settled.fail(f"transfer {transfer_id} debited, never credited nor reversed")
+        for payment_id in sorted(self.payments_in_flight):
+            settled.fail(f"payment {payment_id} debited, never settled nor returned")
         return [settled if check.name == SETTLED else check for check in self.checks.values()]
 
 

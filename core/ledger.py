@@ -34,6 +34,9 @@ class AccountState:
     # Movements held for review, by case id (the held command's id): what is needed to post them on approval.
     # Plain JSON-able values, since the state is stored as is in a Faust table.
     holds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Outbound payments debited and not yet settled or returned: payment id -> amount (minor units). The money
+    # sits in `clearing`; each one ends once, settled or returned.
+    payments_in_flight: dict[str, int] = field(default_factory=dict)
 
     @property
     def held_debits(self) -> int:
@@ -53,6 +56,7 @@ class AccountState:
     def to_dict(self) -> dict[str, Any]:
         data = {f: getattr(self, f) for f in self.__slots__}
         data["holds"] = {k: dict(v) for k, v in self.holds.items()}
+        data["payments_in_flight"] = dict(self.payments_in_flight)
         return data
 
     @classmethod
@@ -60,7 +64,7 @@ class AccountState:
         return cls(**data)
 
 
-_DEBITS = ("Withdraw", "Transfer")
+_DEBITS = ("Withdraw", "Transfer", "Payment")
 # The shape of a national account number (BBAN account codes are alphanumeric in some countries). Its uniqueness
 # is the API's allocation's (core/account_numbers.py): one partition of the ledger cannot see the others' numbers.
 _ACCOUNT_NUMBER = re.compile(r"[0-9A-Z]{4,30}")
@@ -155,7 +159,9 @@ def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Comman
         **_base(state, cmd, now, kind, seq),
         customer_id=state.customer_id if state else "", command_type=type(cmd).__name__,
         amount=cmd.amount, currency=cmd.currency, channel=getattr(cmd, "channel", "transfer"),
-        to_account_id=getattr(cmd, "to_account_id", None), reference=cmd.reference,
+        # A payment's destination is another bank's account: its IBAN (held_command rebuilds the payment from it).
+        to_account_id=cmd.creditor_iban if isinstance(cmd, c.Payment) else getattr(cmd, "to_account_id", None),
+        reference=cmd.reference,
         counterparty_name=cmd.counterparty_name, counterparty_country=cmd.counterparty_country,
         issued_at=cmd.issued_at, action="hold" if kind is e.FundsHeld else risk.action if risk else "alert",
         score=risk.score if risk else 0, rule_set_version=risk.rule_set_version if risk else "dual-control",
@@ -163,7 +169,7 @@ def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Comman
     )
 
 
-def _dual_control_hit(cmd: c.Deposit | c.Withdraw | c.Transfer) -> dict[str, Any]:
+def _dual_control_hit(cmd: c.Deposit | c.Withdraw | c.Transfer | c.Payment) -> dict[str, Any]:
     what = "deposit" if isinstance(cmd, c.Deposit) else "withdrawal"
     return {"rule_id": DUAL_CONTROL_RULE, "kind": "dual_control", "action": "hold", "severity": "medium",
             "score": 0, "reason": f"cash {what} of {format_amount(cmd.amount, cmd.currency)} {cmd.currency} above the "
@@ -198,6 +204,12 @@ def _validate_payload(cmd: c.Command) -> None:
     if isinstance(cmd, c.OpenAccount) and cmd.account_number is not None and \
             not _ACCOUNT_NUMBER.fullmatch(cmd.account_number):
         raise Rejection("invalid_account_number", "an account number is 4 to 30 ASCII digits or capital letters")
+    if isinstance(cmd, c.RecordPaymentOutcome) and cmd.outcome not in c.PAYMENT_OUTCOMES:
+        raise Rejection("invalid_outcome", f"outcome {cmd.outcome!r} is not one of {', '.join(c.PAYMENT_OUTCOMES)}")
+    if isinstance(cmd, c.RecordPaymentOutcome) and cmd.outcome == "returned" and not cmd.reason_code:
+        raise Rejection("missing_reason_code", "a returned payment needs its ISO 20022 reason code")
+    if isinstance(cmd, c.Payment) and not (cmd.creditor_iban and cmd.creditor_name.strip()):
+        raise Rejection("invalid_creditor", "a payment needs the creditor's IBAN and name")
     if isinstance(cmd, c.Transfer) and cmd.to_account_id == cmd.account_id:
         raise Rejection("same_account", "a transfer needs two different accounts")
     channel = getattr(cmd, "channel", None)
@@ -306,6 +318,49 @@ def _transfer(state: AccountState | None, cmd: c.Transfer, now: datetime) -> lis
                               reference=cmd.reference)]
 
 
+def _payment(state: AccountState | None, cmd: c.Payment, now: datetime) -> list[e.Event]:
+    """The transfer's rules (funds, frozen, closed, currency, range); the money goes to `clearing`."""
+    acct = _require_movable(state, cmd, cmd.currency)
+    _require_funds(acct, cmd.amount)
+    _require_in_range(acct, acct.balance - cmd.amount)
+    return [e.PaymentDebited(**_base(state, cmd, now, e.PaymentDebited, acct.sequence + 1),
+                             payment_id=cmd.correlation_id, amount=cmd.amount, currency=cmd.currency,
+                             balance_after=acct.balance - cmd.amount, creditor_iban=cmd.creditor_iban,
+                             creditor_name=cmd.creditor_name, creditor_bic=cmd.creditor_bic,
+                             remittance_information=cmd.remittance_information)]
+
+
+def _payment_outcome(state: AccountState | None, cmd: c.RecordPaymentOutcome, now: datetime) -> list[e.Event]:
+    """A payment ends once: settled or returned only while in flight; a second report is rejected. A return,
+    like a transfer's reversal, always applies (frozen or past the balance limit): the money was the account's."""
+    if state is None:
+        raise Rejection("unknown_account", f"account {cmd.account_id} does not exist")
+    amount = state.payments_in_flight.get(cmd.payment_id)
+    if amount is None:
+        raise Rejection("payment_not_in_flight", f"payment {cmd.payment_id} is not in flight on {cmd.account_id} "
+                                                 "(unknown, or already settled or returned)")
+    if cmd.outcome == "sent":
+        return [e.PaymentSent(**_base(state, cmd, now, e.PaymentSent, state.sequence), payment_id=cmd.payment_id,
+                              rail_reference=cmd.rail_reference)]
+    if cmd.outcome == "settled":
+        return [e.PaymentSettled(**_base(state, cmd, now, e.PaymentSettled, state.sequence + 1),
+                                 payment_id=cmd.payment_id, amount=amount, currency=state.currency,
+                                 rail_reference=cmd.rail_reference)]
+    return [e.PaymentReturned(**_base(state, cmd, now, e.PaymentReturned, state.sequence + 1),
+                              payment_id=cmd.payment_id, amount=amount, currency=state.currency,
+                              balance_after=state.balance + amount, reason_code=str(cmd.reason_code))]
+
+
+def _receive(state: AccountState | None, cmd: c.ReceivePayment, now: datetime) -> list[e.Event]:
+    """An inbound credit: refused (and returned to the sender by the rail endpoint) like a transfer's credit."""
+    acct = _require_movable(state, cmd, cmd.currency)
+    _require_in_range(acct, acct.balance + cmd.amount)
+    return [e.PaymentReceived(**_base(state, cmd, now, e.PaymentReceived, acct.sequence + 1),
+                              payment_id=cmd.payment_id, amount=cmd.amount, currency=cmd.currency,
+                              balance_after=acct.balance + cmd.amount, debtor_iban=cmd.debtor_iban,
+                              remittance_information=cmd.remittance_information)]
+
+
 def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) -> list[e.Event]:
     try:
         acct = _require_movable(state, cmd, cmd.currency)
@@ -358,6 +413,8 @@ def _close(state: AccountState | None, cmd: c.CloseAccount, now: datetime) -> li
     acct = _require_account(state, cmd)
     if acct.transfers_out_in_flight:
         raise Rejection("transfers_in_flight", f"{acct.transfers_out_in_flight} transfer(s) still in flight")
+    if acct.payments_in_flight:
+        raise Rejection("payments_in_flight", f"{len(acct.payments_in_flight)} payment(s) still in flight")
     if acct.holds:
         raise Rejection("holds_pending", f"{len(acct.holds)} movement(s) held for review; decide them first")
     if acct.balance != 0:
@@ -416,6 +473,12 @@ def held_command(account_id: str, case_id: str, hold: dict[str, Any]) -> c.Comma
     )
     if hold["command_type"] == "Transfer":
         return c.Transfer(**common, to_account_id=hold["to_account_id"])
+    if hold["command_type"] == "Payment":
+        # The hold keeps the creditor's IBAN as its destination and the remittance as its reference (the BIC,
+        # optional, is not kept: the rail routes by IBAN).
+        del common["reference"], common["counterparty_name"]
+        return c.Payment(**common, creditor_iban=hold["to_account_id"], creditor_name=hold["counterparty_name"],
+                         remittance_information=hold["reference"])
     kind = c.Deposit if hold["command_type"] == "Deposit" else c.Withdraw
     return kind(**common, channel=hold["channel"])
 
@@ -433,6 +496,7 @@ _DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], 
     c.OpenAccount: _open, c.Deposit: _deposit, c.Withdraw: _withdraw, c.Transfer: _transfer,
     c.CreditTransfer: _credit, c.ReverseTransfer: _reverse, c.CompleteTransfer: _complete, c.FreezeAccount: _freeze,
     c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review, c.SetOverdraftLimit: _set_overdraft,
+    c.Payment: _payment, c.RecordPaymentOutcome: _payment_outcome, c.ReceivePayment: _receive,
 }
 
 # ---------------------------------------------------------------- apply
@@ -464,6 +528,10 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         changes["status"] = "closed"
     elif isinstance(event, e.OverdraftLimitSet):
         changes["overdraft_limit"] = event.overdraft_limit
+    elif isinstance(event, e.PaymentDebited):
+        changes["payments_in_flight"] = {**state.payments_in_flight, event.payment_id: event.amount}
+    elif isinstance(event, (e.PaymentSettled, e.PaymentReturned)):
+        changes["payments_in_flight"] = {k: v for k, v in state.payments_in_flight.items() if k != event.payment_id}
     elif isinstance(event, e.FundsHeld):
         changes["holds"] = {**state.holds, event.command_id: _hold_of(event)}
     elif isinstance(event, e.CaseReviewed) and event.case_id in state.holds:

@@ -28,9 +28,10 @@ def consumer_group(projection: str) -> str:
 
 # ---------------------------------------------------------------- postings
 
-PostingType = Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal"]
+PostingType = Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal", "payment_out",
+                      "payment_return", "payment_in"]
 POSTING_TYPES: tuple[PostingType, ...] = ("deposit", "withdrawal", "transfer_out", "transfer_in",
-                                          "transfer_reversal")
+                                          "transfer_reversal", "payment_out", "payment_return", "payment_in")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,14 @@ def posting_for(event: e.Event) -> Posting | None:
             # another customer's account. Staff read the reason on the destination's TransferCreditFailed.
             kind, counterparty, reference, transfer = ("transfer_reversal", event.to_account_id,
                                                        REVERSAL_REFERENCE, event.transfer_id)
+        case e.PaymentDebited():
+            kind, counterparty, reference, transfer = ("payment_out", None, event.remittance_information,
+                                                       event.payment_id)
+        case e.PaymentReturned():
+            kind, counterparty, reference, transfer = "payment_return", None, event.reason_code, event.payment_id
+        case e.PaymentReceived():
+            kind, counterparty, reference, transfer = ("payment_in", None, event.remittance_information,
+                                                       event.payment_id)
         case _:
             return None
     # Money between accounts of the bank always moves by transfer; deposits and withdrawals say how.

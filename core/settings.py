@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     worker_web_host: str = "127.0.0.1"  # 0.0.0.0 in containers, so Prometheus can scrape the workers
     worker_web_port: int = 6066
 
+    # External payments (issue 14 points 6, 7): the payment gateway hands instructions to the rail adapter named
+    # here (`http`: a rail speaking the simulator's HTTP API, sims/rail.py) at BANK_RAIL_URL, or, unset, at the
+    # sandbox rail `bank up` starts on BANK_RAIL_PORT. The rail calls the bank's /v1/rail/* endpoints with the
+    # shared secret BANK_RAIL_SECRET (header Rail-Secret); unset, those endpoints answer 503 (`bank up` and the
+    # test stack generate one under BANK_HOME).
+    rail_adapter: Literal["http"] = "http"
+    rail_url: str | None = None
+    rail_port: int = 18090
+    rail_secret: SecretStr | None = None
+    rail_settle_delay: timedelta = timedelta(milliseconds=500)     # the sandbox rail's, before it settles
+    rail_retry_initial: timedelta = timedelta(milliseconds=100)    # the gateway's backoff while the rail is down
+    rail_retry_max: timedelta = timedelta(seconds=5)
+    rail_timeout: timedelta = timedelta(seconds=5)                 # one HTTP call to the rail
+    gateway_port: int = 9310                                        # the gateway connector's /metrics
+
     # Stream processing.
     app_id: str = "bankstream-ledger"
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -167,6 +182,10 @@ class Settings(BaseSettings):
     @property
     def schema_registry(self) -> str:
         return self.schema_registry_url or f"http://127.0.0.1:{self.schema_registry_port}"
+
+    @property
+    def rail(self) -> str:
+        return self.rail_url or f"http://127.0.0.1:{self.rail_port}"
 
     @property
     def mongo(self) -> str:

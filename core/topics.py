@@ -20,6 +20,7 @@ RISK_ALERTS = "bank.risk.alerts"
 RISK_RULES = "bank.risk.rules"
 AUDIT = "bank.audit"
 CLOCK = "bank.clock"
+PAYMENTS_OUTBOUND = "bank.payments.outbound"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """The transfer saga: reacts to transfer events by sending the next step as a command (the rule itself, pure, is
-core/saga.py `next_step`).
+core/saga.py `next_step`). It also turns each PaymentDebited into its PaymentInstruction on bank.payments.outbound
+(core.payments.instruction_of), for the payment gateway: at least once, keyed by the instruction id, which the
+gateway and the rail deduplicate by.
 
 Steps have deterministic command ids, so a redelivered event resends a step the ledger has
 already processed, and the ledger ignores it. A record that is no ledger event (undecodable, or of a type the
@@ -20,8 +22,9 @@ import faust
 from core import commands as c
 from core import events as e
 from core.audit import ACTOR_HEADER
+from core.payments import PaymentInstruction, instruction_of
 from core.saga import STEP_EVENTS, TRANSFER_ENDS, next_step
-from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, LEDGER_EVENTS_DLQ
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, LEDGER_EVENTS_DLQ, PAYMENTS_OUTBOUND
 from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of
 from infra.topics import record_types
@@ -86,8 +89,12 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
             sends.append(await send_to_dead_letter(LEDGER_EVENTS_DLQ, message, error))
             continue
         if step is not None:
-            command, value, headers = step
-            sends.append(await direct_producer.send(LEDGER_COMMANDS, value, command.account_id.encode(), headers))
+            record, value, headers = step
+            if isinstance(record, c.Command):
+                sends.append(await direct_producer.send(LEDGER_COMMANDS, value, record.account_id.encode(), headers))
+            else:
+                sends.append(await direct_producer.send(PAYMENTS_OUTBOUND, value, record.instruction_id.encode(),
+                                                        headers))
     await asyncio.gather(*sends)  # delivered before the events' offsets are committed
     EVENTS_PROCESSED.labels("saga").inc(len(messages))
     in_flight.publish(now)
@@ -97,16 +104,17 @@ async def drive(batch: Sequence[faust.EventT]) -> None:
     await direct_producer.flush_tables()
 
 
-def _step_for(message: Any, now: datetime) -> tuple[c.Command, bytes, list[tuple[str, bytes]]] | None:
-    """The next step of the transfer an event belongs to, encoded, or None. Raises DecodeError for a record that
-    is no ledger event; the ledger's other events are not decoded at all."""
+def _step_for(message: Any, now: datetime) -> tuple[c.Command | PaymentInstruction, bytes,
+                                                    list[tuple[str, bytes]]] | None:
+    """The next step of the transfer an event belongs to, or the instruction of a payment, encoded, or None.
+    Raises DecodeError for a record that is no ledger event; the ledger's other events are not decoded at all."""
     name = codec.schema_name(message.value, message.headers)
-    if name in event_types and name not in STEP_EVENTS and name not in TRANSFER_ENDS:
+    if name in event_types and name not in STEP_EVENTS and name not in TRANSFER_ENDS and name != "PaymentDebited":
         return None
     event = codec.decode(message.value, message.headers, event_types)
     in_flight.end(event)
     in_flight.start(event, message.partition)
-    step = next_step(event, now)
+    step: c.Command | PaymentInstruction | None = next_step(event, now) or instruction_of(event)
     if step is None:
         return None
     value, headers = codec.encode(step)

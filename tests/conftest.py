@@ -71,7 +71,8 @@ def _session_settings(home: Path) -> Settings:
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), schema_registry_port=free_port(), api_port=free_port(),
                     worker_web_port=worker_base,
-                    lag_exporter_port=free_port(), prometheus_port=free_port(),
+                    lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
+                    gateway_port=free_port(), rail_settle_delay=timedelta(milliseconds=200),
                     command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
                     rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED, clock_control=True)
 
@@ -178,6 +179,10 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
         _session_stack.start_lag_exporter()
     if not _session_stack.running("api"):
         _session_stack.start_api()
+    if not _session_stack.running("rail"):
+        _session_stack.start_rail()
+    if not _session_stack.running("gateway"):
+        _session_stack.start_gateway()
     if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support/__init__.py's Bank
         support.STAFF.update(asyncio.run(support.create_staff(pg_dsn)))
     return _session_stack

@@ -48,7 +48,8 @@ def bench_settings(home: Path, guarantee: str = "at_least_once") -> Settings:
     base = free_port() - 1
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=base,
-                    lag_exporter_port=free_port(), prometheus_port=free_port(), kafka_bootstrap=None, pg_dsn=None,
+                    lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
+                    gateway_port=free_port(), rail_url=None, kafka_bootstrap=None, pg_dsn=None,
                     redis_url=None, mongo_url=None, command_timeout=timedelta(seconds=30),
                     rate_limit_per_ip=10**9, rate_limit_per_user=10**9, processing_guarantee=guarantee)
 

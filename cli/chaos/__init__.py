@@ -1,9 +1,11 @@
 """`bank chaos`: faults under load, then the ledger's invariants on the log and the read models.
 
 On a private embedded stack (temp home, free ports, rate limits lifted: the load is one teller sending
-thousands of requests) with 2 ledger workers, 1 projection worker and the API:
+thousands of requests) with 2 ledger workers, 1 projection worker, the API, the sandbox payment rail and the
+payment gateway:
   1. open and fund accounts; close one (transfers to it must be reversed by the saga);
-  2. a steady open-loop load of transfers, deposits and withdrawals through the API, from a process of its
+  2. a steady open-loop load of transfers, deposits, withdrawals and payments to other banks through the API (the
+     rail settles them, or returns those to one creditor IBAN), from a process of its
      own, with a retrying client (cli/chaos/load.py);
   3. a schedule of faults (cli/chaos/faults.py) for `--duration` seconds, at least one of each asked for;
   4. stop the load, let everything settle, then check (core/invariants.py): the books balance (the trial
@@ -40,6 +42,7 @@ from cli.bench import bench_settings
 from cli.bench.identity import bench_token
 from cli.bench.results import machine
 from cli.chaos.faults import FAULTS, Injection, Injector
+from cli.chaos.load import RETURNED_CREDITOR
 from cli.chaos.load import GIVE_UP_S, LoadProcess
 from cli.devstack import Stack, StackError
 from cli.migrate import migrate
@@ -135,6 +138,8 @@ async def _bring_up(stack: Stack) -> tuple[list[str], str, str]:
     await asyncio.to_thread(stack.start_workers)
     await asyncio.to_thread(stack.start_projectors)
     await asyncio.to_thread(stack.start_api)
+    await asyncio.to_thread(stack.start_rail)
+    await asyncio.to_thread(stack.start_gateway)
     token, accounts = await bench_token(settings, stack.api_url)
     closed, funded = accounts[0], accounts[1:]
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60,
@@ -151,6 +156,8 @@ async def _bring_up(stack: Stack) -> tuple[list[str], str, str]:
                 await asyncio.sleep(1.0)
 
         await command(f"/v1/accounts/{closed}/close", {"reason": "chaos: transfers to it are reversed"})
+        async with httpx.AsyncClient(base_url=settings.rail, timeout=30) as rail:   # payments to it are returned
+            (await rail.put(f"/rules/{RETURNED_CREDITOR}", json={"reason_code": "AC01"})).raise_for_status()
         for start in range(0, len(funded), 50):
             await asyncio.gather(*(command(f"/v1/accounts/{a}/deposits", {"amount": FUNDING, "currency": "EUR"})
                                    for a in funded[start:start + 50]))

@@ -4,6 +4,8 @@ and how long the process took to come back.
   worker     kill -9 a ledger worker (it runs the ledger agent, the transfer saga and the fraud agent), restart it
   projector  kill -9 the projection worker, restart it
   api        kill -9 the API, restart it
+  gateway    kill -9 the payment gateway connector, restart it (instructions it had not committed are sent again:
+             the rail deduplicates them by instruction id)
   broker     restart the embedded broker's Kafka service gracefully, in place (`noida-db restart kafka`: data
              saved and reloaded, every connection dropped). Not kill -9, and not a stop of its process either:
              both lose the last acknowledged writes (broker defect 2, streams/broker_workarounds.py), which no
@@ -28,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cli.devstack import Stack, StackError
 from streams.broker_workarounds import STATIC_SESSION_TIMEOUT_S, describe_groups_one_at_a_time
 
-FAULTS = ("worker", "projector", "api", "broker", "pause")
+FAULTS = ("worker", "projector", "api", "gateway", "broker", "pause")
 PAUSE_MARGIN_S = 5.0   # how far past the session timeout a paused worker stays stopped
 
 
@@ -61,6 +63,7 @@ class Injector:
     async def inject(self, fault: str) -> Injection:
         handlers: dict[str, Callable[[], Awaitable[Injection]]] = {
             "worker": self.kill_worker, "projector": self.kill_projector, "api": self.kill_api,
+            "gateway": self.kill_gateway,
             "broker": self.restart_broker, "pause": self.pause_worker}
         return await handlers[fault]()
 
@@ -82,6 +85,9 @@ class Injector:
 
     async def kill_api(self) -> Injection:
         return await self._kill_and_restart("api", "api", self.stack.start_api)
+
+    async def kill_gateway(self) -> Injection:
+        return await self._kill_and_restart("gateway", "gateway", self.stack.start_gateway)
 
     async def restart_broker(self) -> Injection:
         at = time.monotonic()

@@ -2,7 +2,8 @@
 
 Open loop: command i is due at start + i / rate whatever became of the earlier ones, so a stalled API or
 ledger piles up outstanding requests instead of quietly slowing the load down. Mostly transfers, some to a
-closed account (the saga must reverse them), plus deposits and withdrawals, each `?wait=true`.
+closed account (the saga must reverse them), plus deposits, withdrawals and payments to other banks (some to a
+creditor IBAN the rail returns with AC01), each `?wait=true`.
 
 A good client: a transport error, a timeout or a 5xx is retried with the SAME Idempotency-Key (backing off,
 for up to GIVE_UP_S), so a command whose first attempt died with the API is not posted twice. What it
@@ -29,6 +30,10 @@ from api.idempotency import command_id_for, user_scope
 GIVE_UP_S = 240.0          # a command still unanswered this long after it was due is given up
 REQUEST_TIMEOUT_S = 60.0   # above the API's command timeout: a `?wait=true` answers 202 before this
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+# Valid IBANs of another bank (Commerzbank's examples' bank code): payments to the first settle, to the second the
+# chaos run's rail returns them (a rule set at start).
+SETTLED_CREDITOR = "DE89370400440532013000"
+RETURNED_CREDITOR = "DE62370400440532013001"
 PROGRESS_EVERY_S = 1.0
 
 
@@ -40,6 +45,7 @@ class Mix:
     to_closed: float = 0.03
     deposits: float = 0.10
     withdrawals: float = 0.10
+    payments: float = 0.05
     min_amount: int = 100
     max_amount: int = 5_000
 
@@ -135,7 +141,11 @@ def _plan(rng: random.Random, accounts: list[str], closed: str, mix: Mix) -> tup
         return "deposit", f"/v1/accounts/{a}/deposits", money
     if roll < mix.deposits + mix.withdrawals:
         return "withdrawal", f"/v1/accounts/{a}/withdrawals", money
-    if roll < mix.deposits + mix.withdrawals + mix.to_closed:
+    if roll < mix.deposits + mix.withdrawals + mix.payments:
+        creditor = RETURNED_CREDITOR if rng.random() < 0.3 else SETTLED_CREDITOR
+        return "payment", "/v1/payments", money | {"from_account_id": a, "creditor_iban": creditor,
+                                                   "creditor_name": "Chaos Creditor GmbH"}
+    if roll < mix.deposits + mix.withdrawals + mix.payments + mix.to_closed:
         b = closed
     return "transfer", "/v1/transfers", money | {"from_account_id": a, "to_account_id": b}
 

@@ -31,6 +31,9 @@ def movement_of(command: c.Command, customer_id: str) -> Movement | None:
             kind, channel, counterparty = "withdrawal", command.channel, None
         case c.Transfer():
             kind, channel, counterparty = "transfer_out", "transfer", command.to_account_id
+        case c.Payment():
+            # Scored as a transfer out (velocity, amounts, new payee by IBAN, sanctions on the creditor's name).
+            kind, channel, counterparty = "transfer_out", "transfer", command.creditor_iban
         case _:
             return None
     return Movement(kind=kind, account_id=command.account_id, customer_id=customer_id,  # type: ignore[arg-type]

@@ -40,7 +40,15 @@ _STATELESS = e.NON_STATE_EVENTS
 # Internal saga bookkeeping, not something a customer did; and the risk engine's flags and reviewers' decisions,
 # which a customer must not be shown (no tipping-off). A hold is shown: the customer was told their movement
 # waits for review, and its posting or rejection follows in the timeline.
-_NOT_IN_TIMELINE = (e.TransferCompleted, e.RiskFlagged, e.CaseReviewed)
+# The rail's bookkeeping (a payment handed to the rail) is left out too: its settlement or return is shown.
+_NOT_IN_TIMELINE = (e.TransferCompleted, e.RiskFlagged, e.CaseReviewed, e.PaymentSent)
+
+
+def _in_timeline(event: e.Event) -> bool:
+    """A late or repeated report of the rail, refused by the ledger, is no activity of the customer's."""
+    if isinstance(event, e.CommandRejected) and event.command_type == "RecordPaymentOutcome":
+        return False
+    return not isinstance(event, _NOT_IN_TIMELINE)
 # A duplicate key on an upsert means a concurrent writer inserted the same id first: a retry succeeds.
 _DUPLICATE_KEY = 11000
 _TRANSIENT_WRITE_CODES = {_DUPLICATE_KEY, 11001}
@@ -48,7 +56,8 @@ _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw":
              "Transfer": "Transfer", "FreezeAccount": "Freeze", "UnfreezeAccount": "Unfreeze",
              "CloseAccount": "Closing", "SetOverdraftLimit": "Overdraft limit change", "CreditTransfer": "Incoming transfer",
              "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
-             "ReviewCase": "Case review"}
+             "ReviewCase": "Case review", "Payment": "Payment", "RecordPaymentOutcome": "Payment report",
+             "ReceivePayment": "Incoming payment"}
 _INDEXES: dict[Kind, list[list[str]]] = {
     "audit": [["account_id", "occurred_at", "_id"], ["customer_id", "occurred_at", "_id"],
               ["type", "occurred_at", "_id"], ["occurred_at", "_id"]],
@@ -196,7 +205,7 @@ class MongoProjection(ProjectionStore):
                                  f"which this read model has not seen opened")
             try:
                 audit.append(_audit_doc(record, event, account))
-                if account is not None and not isinstance(event, _NOT_IN_TIMELINE):
+                if account is not None and _in_timeline(event):
                     timeline.append(_timeline_doc(event, account))
             except MoneyError as error:
                 raise ApplyError(f"{type(event).__name__} {event.event_id}: {error}") from None
@@ -345,6 +354,16 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"{_COMMANDS.get(event.command_type, event.command_type)} of {money(event.amount)} held for review"
         case e.OverdraftLimitSet():
             return f"Overdraft limit set to {money(event.overdraft_limit)}"
+        case e.PaymentDebited():
+            return f"Paid {money(event.amount)} to {event.creditor_name} ({event.creditor_iban})"
+        case e.PaymentSent():
+            return "Payment sent to the payment rail"
+        case e.PaymentSettled():
+            return f"Payment of {money(event.amount)} settled"
+        case e.PaymentReturned():
+            return f"Payment of {money(event.amount)} returned ({event.reason_code}): the money is back"
+        case e.PaymentReceived():
+            return f"Received {money(event.amount)} by credit transfer"
         case _:
             return type(event).__name__
 

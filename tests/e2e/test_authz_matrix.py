@@ -78,6 +78,10 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "Withdraw": row(401, 403, 200, 403, 200),
     "set_overdraft_limit": row(401, 403, 200, 403, 200),
     "transfer": row(401, MINE, 200, 403, 200),
+    "create_payment": row(401, MINE, 200, 403, 200),
+    "get_payment": row(401, 404, 404, 404, 404),             # an unknown payment: authorized, then 404
+    # the payment rail's endpoints: no user may call them, only the rail with the shared secret (header Rail-Secret)
+    "rail_notification": everyone(401), "rail_inbound": everyone(401),
     "FreezeAccount": row(401, MINE, 200, 403, 200),
     "UnfreezeAccount": row(401, (403, 403), 200, 403, 200),   # the bank's decision, never the customer's
     "CloseAccount": row(401, MINE, 200, 403, 200),
@@ -344,6 +348,14 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                                json={"overdraft_limit": "100.00"}, params={"wait": "true"}),
         "transfer": lambda: Request("POST", "/v1/transfers", params={"wait": "true"}, json=money | {
             "from_account_id": acct, "to_account_id": w.accounts[OWN if whose == OTHER else OTHER]}),
+        "create_payment": lambda: Request("POST", "/v1/payments", params={"wait": "true"}, json=money | {
+            "from_account_id": acct, "creditor_iban": "DE89 3704 0044 0532 0130 00", "creditor_name": "Matrix Payee"}),
+        "get_payment": lambda: Request("GET", f"/v1/payments/no-such-payment-{uuid.uuid4().hex[:8]}"),
+        "rail_notification": lambda: Request("POST", "/v1/rail/notifications", json={
+            "instruction_id": "no-such-instruction", "status": "settled"}),
+        "rail_inbound": lambda: Request("POST", "/v1/rail/inbound", json={
+            "instruction_id": "no-such-instruction", "creditor_iban": "DE89 3704 0044 0532 0130 00",
+            "amount": "1.00", "currency": "EUR"}),
         "FreezeAccount": lambda: Request("POST", f"/v1/accounts/{_account_for(w, name, role, whose)}/freeze",
                                          params={"wait": "true"}),
         "UnfreezeAccount": lambda: Request(
@@ -442,7 +454,10 @@ def test_authorization_matrix(world: World, name: str, role: str, whose: str) ->
         assert response.status_code == expected, f"{request.method} {request.path} as {role}: {response.text[:500]}"
         if expected >= 400:
             assert response.headers["content-type"].startswith("application/problem+json"), response.headers
-        if expected == 401:
+        if expected == 401 and name.startswith("rail_"):   # the rail's shared secret, whoever the user
+            assert response.headers.get("www-authenticate") == "Rail-Secret"
+            assert response.json()["reason"] == "invalid_rail_secret"
+        elif expected == 401:
             assert response.headers.get("www-authenticate") == "Bearer"
             assert response.json()["reason"] == "not_authenticated"
         if expected == 403 and name not in ("mfa_setup", "mfa_verify"):

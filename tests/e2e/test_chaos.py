@@ -1,5 +1,6 @@
-"""`bank chaos`, short: one kill -9 of a ledger worker (ledger, saga and fraud agents), of the projection worker
-and of the API, and one graceful broker restart, under a steady load of transfers through the API; then every
+"""`bank chaos`, short: one kill -9 of a ledger worker (ledger, saga and fraud agents), of the projection worker,
+of the API and of the payment gateway, and one graceful broker restart, under a steady load of transfers and
+payments through the API; then every
 invariant: the books balance, no event or posting twice, no gap, every debit credited or reversed, every
 answered command on the log as it was answered, every read model equal to a fresh rebuild.
 
@@ -16,7 +17,7 @@ import sys
 from core.invariants import ANSWERED, MONEY, SETTLED
 from core.settings import PROJECT_ROOT
 
-FAULTS = ["worker", "projector", "api", "broker"]
+FAULTS = ["worker", "projector", "api", "gateway", "broker"]
 
 
 def test_faults_under_load_break_no_invariant() -> None:
@@ -32,8 +33,8 @@ def test_faults_under_load_break_no_invariant() -> None:
 
     injected = result["injections"]
     assert [i["fault"] for i in injected] == FAULTS
-    assert [i["target"] for i in injected] == ["worker-1", "projector-1", "api", "kafka"]
-    assert all("exit code -9" in i["detail"] for i in injected[:3]), injected
+    assert [i["target"] for i in injected] == ["worker-1", "projector-1", "api", "gateway", "kafka"]
+    assert all("exit code -9" in i["detail"] for i in injected[:4]), injected
 
     load = result["load"]
     assert load["answered"] == load["sent"] > 0 and load["gave_up"] == 0 and not load["refused"], load
@@ -42,5 +43,8 @@ def test_faults_under_load_break_no_invariant() -> None:
     assert checks[ANSWERED]["on_log"] == load["answered"]
     assert checks[SETTLED]["credited"] > 0 and checks[SETTLED]["reversed"] > 0   # transfers to the closed account
     assert checks[SETTLED]["in_flight"] == 0
+    # payments to other banks, the gateway killed among them: each settled or returned, none left in clearing
+    assert checks[SETTLED]["payments_settled"] > 0 and checks[SETTLED]["payments_returned"] > 0
+    assert checks[SETTLED]["payments_in_flight"] == 0
     assert checks[MONEY]["deposited"] > 0 and checks[MONEY]["withdrawn"] > 0
     assert sum(1 for name in checks if name.startswith("read model equals a fresh rebuild")) == 3

@@ -13,6 +13,7 @@ from core.audit import AUDIT_TYPES
 from core.clock import CLOCK_TYPES
 from core.commands import COMMAND_TYPES, CUSTOMER_COMMANDS, STAFF_COMMANDS
 from core.events import EVENT_TYPES
+from core.payments import PAYMENT_TYPES
 from core.risk.records import RISK_TYPES
 from core.topics import AUDIT, CLOCK, LEDGER_COMMANDS, LEDGER_EVENTS, RISK_ASSESSMENTS, RISK_COMMANDS, RISK_RULES
 from infra.topics import load_registry, record_types
@@ -30,7 +31,7 @@ from schemas.compat import assign_ids, history_path, incompatibility, read_lock,
 from schemas.registry import SchemaCatalog
 
 CURRENT = current_schemas()
-TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES}
+TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES, **PAYMENT_TYPES}
 
 
 def test_one_schema_per_command_and_event() -> None:
@@ -166,7 +167,10 @@ def test_records_written_by_the_old_codec_still_decode() -> None:
     registry wire format wrote it (bare Avro body, fingerprint header); each still decodes to its record."""
     codec = get_codec()
     records = json.loads(OLD_LOG.read_text())["records"]
-    newer = set(CLOCK_TYPES)   # record types born after the wire format: the old codec never wrote them
+    # record types born after the wire format: the old codec never wrote them
+    newer = set(CLOCK_TYPES) | set(PAYMENT_TYPES) | {"Payment", "RecordPaymentOutcome", "ReceivePayment",
+                                                     "PaymentDebited", "PaymentSent", "PaymentSettled",
+                                                     "PaymentReturned", "PaymentReceived"}
     assert {row["type"] for row in records} == set(TYPES) - newer
     for row in records:
         value = base64.b64decode(row["value"])
