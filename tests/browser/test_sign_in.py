@@ -33,9 +33,9 @@ def test_wrong_password_is_shown_next_to_the_field(page: Any, web_url: str, api_
 
 
 def test_a_customer_signs_in_sees_their_accounts_and_signs_out(page: Any, web_url: str, api_url: str) -> None:
-    customer = funded_customer(api_url, "1250.50", name="Ada Lovelace")
+    customer = funded_customer(api_url, "1250.50", name="Nora Lovelace")
     sign_in(page, web_url, customer.identity)
-    assert page.get_by_role("heading", name="Hello, Ada Lovelace").is_visible()
+    assert page.get_by_role("heading", name="Hello, Nora Lovelace").is_visible()
     assert page.get_by_text("€1,250.50").first.is_visible()
     check_page(page, "dashboard")
     page.get_by_role("button", name="Sign out").click()
