@@ -111,3 +111,7 @@ def test_another_customers_account_is_the_404_page(page: Any, web_url: str, api_
     assert page.get_by_role("heading", name="Page not found").is_visible()
     own = page.goto(f"{web_url}/app/accounts/{intruder.accounts[0]}")
     assert own is not None and own.status == 200
+    for path in (f"/app/accounts/{owner.accounts[0]}/transactions", f"/app/accounts/{owner.accounts[0]}/statements",
+                 f"/app/accounts/{owner.accounts[0]}/transactions.csv", "/admin/"):
+        response = page.request.get(f"{web_url}{path}")   # the same browser session
+        assert response.status == 404, path
