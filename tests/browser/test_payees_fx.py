@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from playwright.sync_api import expect
+
 from tests.support import Bank
 from tests.support.browser import check_page, funded_customer, run, sign_in
 
@@ -35,30 +37,30 @@ def test_add_a_payee_see_the_name_check_and_pay_them(page: Any, web_url: str, ap
     page.get_by_label("Account holder's name").fill("Joan Clarke")
     page.get_by_label("IBAN").fill("DE00 1234")
     page.get_by_role("button", name="Add payee").click()
-    assert page.locator("#iban-error").is_visible()
+    expect(page.locator("#iban-error")).to_be_visible()
     check_page(page, "payees-errors")
     page.get_by_label("IBAN").fill(iban)
     page.get_by_label("Nickname (optional)").fill("codebreaker")
     page.get_by_role("button", name="Add payee").click()
-    assert page.get_by_text("Joan Clarke is added. The name matches").is_visible()
-    assert page.get_by_text("Name checked").is_visible()
+    expect(page.get_by_text("Joan Clarke is added. The name matches")).to_be_visible()
+    expect(page.get_by_text("Name checked")).to_be_visible()
     check_page(page, "payees")
     page.get_by_role("link", name="Pay", exact=True).click()
     page.get_by_label("Amount").fill("30.00")
     page.get_by_role("button", name="Review transfer").click()
     assert "Joan Clarke" in page.locator("dl.summary").inner_text()
     page.get_by_role("button", name="Confirm and send €30.00").click()
-    assert page.get_by_role("heading", name="Transfer sent").is_visible()
+    expect(page.get_by_role("heading", name="Transfer sent")).to_be_visible()
     page.goto(f"{web_url}/app/payees")
     page.get_by_role("link", name="Joan Clarke").click()
     page.get_by_label("Account holder's name").fill("Jon Clarke")
     page.get_by_role("button", name="Save").click()
-    assert page.get_by_text("The name is close to the account holder's").is_visible()
+    expect(page.get_by_text("The name is close to the account holder's")).to_be_visible()
     check_page(page, "payee")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Remove payee").click()
     page.wait_for_url(f"{web_url}/app/payees")
-    assert page.get_by_text("No payees yet").is_visible()
+    expect(page.get_by_text("No payees yet")).to_be_visible()
 
 
 def test_currency_exchange_quote(page: Any, web_url: str, api_url: str) -> None:
@@ -73,4 +75,4 @@ def test_currency_exchange_quote(page: Any, web_url: str, api_url: str) -> None:
     check_page(page, "fx-quote")
     page.get_by_label("Amount", exact=True).fill("lots")
     page.get_by_role("button", name="Get a quote").click()
-    assert page.locator("#amount-error").is_visible()
+    expect(page.locator("#amount-error")).to_be_visible()

@@ -7,6 +7,8 @@ from typing import Any
 
 import pyotp
 
+from playwright.sync_api import expect
+
 from tests.support.browser import check_page, funded_customer, register, sign_in
 
 
@@ -21,18 +23,18 @@ def test_set_up_two_step_verification_then_sign_in_with_a_code(page: Any, web_ur
     assert "not your current password" in page.locator("#current_password-error").inner_text()
     page.get_by_label("Current password").fill(identity.password)
     page.get_by_role("button", name="Set up two-step verification").click()
-    assert page.get_by_role("img", name="QR code for your authenticator app").is_visible()
+    expect(page.get_by_role("img", name="QR code for your authenticator app")).to_be_visible()
     secret = page.locator("#mfa-secret").inner_text().strip()
     check_page(page, "mfa-scan")
     page.get_by_label("Code from the app").fill("000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
     page.get_by_role("button", name="Turn on two-step verification").click()
-    assert page.locator("#code-error").is_visible()
+    expect(page.locator("#code-error")).to_be_visible()
     identity.totp_secret = secret
     code, _ = identity.next_otp()
     page.get_by_label("Code from the app").fill(code or "")
     page.get_by_role("button", name="Turn on two-step verification").click()
     codes = page.get_by_role("list", name="Recovery codes").locator("li")
-    assert codes.count() == 10
+    expect(codes).to_have_count(10)
     recovery = codes.first.inner_text()
     check_page(page, "mfa-recovery-codes")
     page.get_by_role("button", name="Sign out").click()
@@ -61,13 +63,13 @@ def test_change_password_and_sign_out_another_device(browser: Any, page: Any, we
         sign_in(page, web_url, customer.identity)
         page.goto(f"{web_url}/app/settings/sessions")
         rows = page.locator("tbody tr")
-        assert rows.count() == 2
-        assert page.get_by_text("This device").count() == 1
+        expect(rows).to_have_count(2)
+        expect(page.get_by_text("This device")).to_have_count(1)
         check_page(page, "sessions")
         page.once("dialog", lambda dialog: dialog.accept())         # "Sign this device out?"
         page.locator("tbody tr", has_not_text="This device").get_by_role("button", name="Sign out").click()
         page.wait_for_url(f"{web_url}/app/settings/sessions")
-        assert page.locator("tbody tr").count() == 1
+        expect(page.locator("tbody tr")).to_have_count(1)
         other_page.goto(f"{web_url}/app/")                          # that device's session is over
         assert "/app/sign-in" in other_page.url
     finally:
@@ -77,13 +79,13 @@ def test_change_password_and_sign_out_another_device(browser: Any, page: Any, we
     page.get_by_label("New password", exact=True).fill("short")
     page.get_by_label("Repeat the new password").fill("short")
     page.get_by_role("button", name="Change password").click()
-    assert page.locator("#new_password-error").is_visible()         # the API's rules, next to the field
+    expect(page.locator("#new_password-error")).to_be_visible()         # the API's rules, next to the field
     check_page(page, "password-errors")
     page.get_by_label("Current password").fill(customer.identity.password)
     page.get_by_label("New password", exact=True).fill("compilers and parallelism")
     page.get_by_label("Repeat the new password").fill("compilers and parallelism")
     page.get_by_role("button", name="Change password").click()
-    assert page.get_by_text("Your password is changed.").is_visible()
+    expect(page.get_by_text("Your password is changed.")).to_be_visible()
     customer.identity.password = "compilers and parallelism"
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, web_url, customer.identity)
@@ -100,12 +102,12 @@ def test_profile_address_and_a_phone_waiting_for_its_code(page: Any, web_url: st
     page.get_by_label("Country code").fill("DE")
     page.get_by_label("Mobile phone").fill("not a phone")
     page.get_by_role("button", name="Save").click()
-    assert page.locator("#phone-error").is_visible()                # the API's refusal, next to the phone
+    expect(page.locator("#phone-error")).to_be_visible()                # the API's refusal, next to the phone
     page.get_by_label("Mobile phone").fill("+49 30 901820")
     page.get_by_role("button", name="Save").click()
-    assert page.get_by_text("We sent a code to confirm your new phone.").is_visible()
+    expect(page.get_by_text("We sent a code to confirm your new phone.")).to_be_visible()
     assert page.get_by_label("Address line 1").input_value() == "1 Apollo Way"
     page.get_by_label("Confirmation code").fill("000000")
     page.get_by_role("button", name="Confirm").click()
-    assert page.locator("#code-error").is_visible()
+    expect(page.locator("#code-error")).to_be_visible()
     check_page(page, "profile")

@@ -51,12 +51,12 @@ def test_register_get_funded_transfer_and_see_it_in_the_history(page: Any, web_u
     page.get_by_label("Reference (optional)").fill("Rent December")
     check_page(page, "transfer-form")
     page.get_by_role("button", name="Review transfer").click()
-    assert page.get_by_role("heading", name="Check your transfer").is_visible()
-    assert page.get_by_text("No money has moved yet").is_visible()
+    expect(page.get_by_role("heading", name="Check your transfer")).to_be_visible()
+    expect(page.get_by_text("No money has moved yet")).to_be_visible()
     check_page(page, "transfer-review")
     page.get_by_role("button", name="Confirm and send €250.00").click()
     page.wait_for_url(f"{web_url}/app/transfers/*")
-    assert page.get_by_role("heading", name="Transfer sent").is_visible()
+    expect(page.get_by_role("heading", name="Transfer sent")).to_be_visible()
     assert "€750.00" in page.locator("dl.summary").inner_text()   # the balance now, as the API says
     check_page(page, "transfer-sent")
     # 4. and finds it in her history
@@ -81,15 +81,16 @@ def test_between_own_accounts_and_a_refusal_next_to_the_amount(page: Any, web_ur
     sign_in(page, web_url, customer.identity)
     page.goto(f"{web_url}/app/transfers/new")
     page.get_by_role("button", name="Review transfer").click()       # nothing filled in: errors by the fields
-    assert page.locator("#from_account_id-error").is_visible() and page.locator("#amount-error").is_visible()
+    expect(page.locator("#from_account_id-error")).to_be_visible()
+    expect(page.locator("#amount-error")).to_be_visible()
     check_page(page, "transfer-form-errors")
     page.get_by_label("From").select_option(source)
     page.get_by_label("To my account").select_option(target)
     page.get_by_label("Amount").fill("500.00")
     page.get_by_role("button", name="Review transfer").click()
     page.get_by_role("button", name="Confirm and send €500.00").click()
-    assert page.get_by_role("heading", name="Transfer not made").is_visible()
-    assert page.get_by_text("There is not enough money in the account").is_visible()
+    expect(page.get_by_role("heading", name="Transfer not made")).to_be_visible()
+    expect(page.get_by_text("There is not enough money in the account")).to_be_visible()
     check_page(page, "transfer-refused")
     page.goto(f"{web_url}/app/transfers/new?from={source}")
     page.get_by_label("To my account").select_option(target)
@@ -99,7 +100,7 @@ def test_between_own_accounts_and_a_refusal_next_to_the_amount(page: Any, web_ur
     assert page.get_by_label("Amount").input_value() == "40.00"
     page.get_by_role("button", name="Review transfer").click()
     page.get_by_role("button", name="Confirm and send €40.00").click()
-    assert page.get_by_role("heading", name="Transfer sent").is_visible()
+    expect(page.get_by_role("heading", name="Transfer sent")).to_be_visible()
     page.goto(f"{web_url}/app/")
     cards = page.locator(".account-cards").inner_text()
     assert "€60.00" in cards and "€40.00" in cards
@@ -115,7 +116,7 @@ def test_a_held_transfer_is_told_in_customer_safe_words(page: Any, web_url: str,
     page.get_by_role("button", name="Review transfer").click()
     page.get_by_role("button", name="Confirm and send €55,000.00").click()
     page.wait_for_url(f"{web_url}/app/transfers/*")
-    assert page.get_by_role("heading", name="We are checking this transfer").is_visible()
+    expect(page.get_by_role("heading", name="We are checking this transfer")).to_be_visible()
     text = page.locator("main").inner_text()
     assert "The amount is reserved" in text
     for secret in ("rule", "score", "large-amount", "risk"):          # no tipping off
