@@ -216,7 +216,8 @@ class Stack:
         """Every address a client needs: infra URLs, API, docs, worker web ports, data dir."""
         s = self.settings
         urls = {"kafka": s.kafka, "pg": s.pg, "redis": s.redis, "mongo": s.mongo,
-                "schema-registry": s.schema_registry, "api": self.api_url, "docs": f"{self.api_url}/docs", "home": str(self.home)}
+                "schema-registry": s.schema_registry, "api": self.api_url, "docs": f"{self.api_url}/docs",
+                "app": f"{self.api_url}/app/", "admin": f"{self.api_url}/admin/", "home": str(self.home)}
         for n in range(1, s.workers + 1):
             urls[f"worker-{n}"] = f"http://{s.worker_web_host}:{self.worker_port(n)}"
         for n in range(1, s.projection_workers + 1):

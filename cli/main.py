@@ -131,6 +131,8 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
     table.add_column("where")
     urls = stack.urls()
     if not infra_only:
+        table.add_row("customer app", urls["app"])
+        table.add_row("admin panel", urls["admin"])
         table.add_row("API", urls["api"])
         table.add_row("OpenAPI docs", urls["docs"])
         for n in range(1, stack.settings.workers + 1):
@@ -152,7 +154,8 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
     if not infra_only:
         console.print(f"[bold]log in:[/] first admin: `bank users create-admin --email you@example.com`; then "
                       f"Authorize at {urls['docs']} (or POST {urls['api']}/v1/auth/token) and enrol MFA "
-                      "(/v1/auth/mfa/setup, /verify); customers register with POST /v1/auth/register")
+                      "(/v1/auth/mfa/setup, /verify); customers register at "
+                      f"{urls['app']}register (or POST /v1/auth/register)")
 
 
 @app.command("lag")

@@ -68,6 +68,7 @@ def staff_api(bound: Annotated[Api, Depends(signed_in_api)]) -> Api:
 
 SessionDep = Annotated[WebSession, Depends(web_session)]
 ApiDep = Annotated[Api, Depends(api)]
+SignedInApi = Annotated[Api, Depends(signed_in_api)]
 CustomerApi = Annotated[Api, Depends(customer_api)]
 StaffApi = Annotated[Api, Depends(staff_api)]
 

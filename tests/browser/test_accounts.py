@@ -38,10 +38,10 @@ def test_account_page_shows_balance_chart_and_recent_transactions(page: Any, web
     page.wait_for_url(f"{web_url}/app/accounts/{account}")
     assert page.locator(".big-amount").inner_text() == "€1,754.56"
     chart = page.get_by_role("img", name="Balance over time")
-    assert chart.is_visible()
+    expect(chart).to_be_visible()
     assert "now €1,754.56" in page.locator("#chart-desc").text_content()
     rows = page.locator("table tbody tr")
-    assert rows.count() == 3
+    expect(rows).to_have_count(3)
     assert "€1,754.56" in rows.first.inner_text()                 # newest first: the balance after it is today's
     assert "€1,234.56" in page.locator("table").inner_text() and "pocket money 1" in page.locator("table").inner_text()
     check_page(page, "account")
@@ -53,11 +53,11 @@ def test_history_filters_searches_pages_and_exports(page: Any, web_url: str, api
     deposits(api_url, account, [f"{n}.00" for n in range(2, 28)], reference="batch")   # 27 postings in all
     sign_in(page, web_url, customer.identity)
     page.goto(f"{web_url}/app/accounts/{account}/transactions")
-    assert page.locator("#results table tbody tr").count() == 25
+    expect(page.locator("#results table tbody tr")).to_have_count(25)
     page.get_by_role("link", name="Older transactions").click()
     page.wait_for_url("**cursor=*")
-    assert page.locator("#results table tbody tr").count() == 2
-    assert page.get_by_role("link", name="Newest").is_visible()
+    expect(page.locator("#results table tbody tr")).to_have_count(2)
+    expect(page.get_by_role("link", name="Newest")).to_be_visible()
     page.goto(f"{web_url}/app/accounts/{account}/transactions")
     page.get_by_label("Search references").fill("batch 7")     # htmx: results replaced as one types
     expect(page.locator("#results tbody tr")).to_have_count(1)
@@ -86,10 +86,10 @@ def test_statement_of_this_month_is_printable(page: Any, web_url: str, api_url: 
     month = datetime.now(UTC).strftime("%B %Y")
     check_page(page, "statements")
     page.get_by_role("link", name=month).click()
-    assert page.get_by_role("heading", name=f"Statement for {month}").is_visible()
+    expect(page.get_by_role("heading", name=f"Statement for {month}")).to_be_visible()
     summary = page.locator("dl.summary").inner_text()
     assert "€0.00" in summary and "€300.00" in summary           # opening, money in, closing: the API's figures
-    assert page.get_by_role("button", name="Print or save as PDF").is_visible()
+    expect(page.get_by_role("button", name="Print or save as PDF")).to_be_visible()
     page.emulate_media(media="print")
     assert not page.locator(".site-header").is_visible()          # the print layout drops the navigation
     page.emulate_media(media="screen")
@@ -100,11 +100,11 @@ def test_statement_of_this_month_is_printable(page: Any, web_url: str, api_url: 
 def test_a_customer_opens_an_account(page: Any, web_url: str, api_url: str) -> None:
     customer = funded_customer(api_url, name="Chien-Shiung Wu")   # registered, no account yet
     sign_in(page, web_url, customer.identity)
-    assert page.get_by_text("You have no account yet").is_visible()
+    expect(page.get_by_text("You have no account yet")).to_be_visible()
     check_page(page, "dashboard-empty")
     page.get_by_text("Open a new account").click()
     page.get_by_label("Currency").select_option("USD")
     page.get_by_role("button", name="Open account").click()
     page.wait_for_url(f"{web_url}/app/accounts/*")
-    assert page.get_by_text("Your new USD account is open.").is_visible()
+    expect(page.get_by_text("Your new USD account is open.")).to_be_visible()
     assert page.locator(".big-amount").inner_text() == "$0.00"

@@ -8,15 +8,17 @@ from typing import Any
 
 import httpx
 
+from playwright.sync_api import expect
+
 from tests.support.browser import check_page, funded_customer, register, sign_in
 
 
 def test_sign_in_page_is_labelled_and_accessible(page: Any, web_url: str) -> None:
     page.goto(f"{web_url}/")
     assert page.url == f"{web_url}/app/sign-in?next=%2Fapp%2F"   # / leads to the app, which asks to sign in
-    assert page.get_by_label("Email").is_visible()
+    expect(page.get_by_label("Email")).to_be_visible()
     assert page.get_by_label("Password").get_attribute("type") == "password"
-    assert page.get_by_role("button", name="Sign in").is_visible()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     check_page(page, "sign-in")
 
 
@@ -33,14 +35,14 @@ def test_wrong_password_is_shown_next_to_the_field(page: Any, web_url: str, api_
 
 
 def test_a_customer_signs_in_sees_their_accounts_and_signs_out(page: Any, web_url: str, api_url: str) -> None:
-    customer = funded_customer(api_url, "1250.50", name="Ada Lovelace")
+    customer = funded_customer(api_url, "1250.50", name="Nora Lovelace")
     sign_in(page, web_url, customer.identity)
-    assert page.get_by_role("heading", name="Hello, Ada Lovelace").is_visible()
-    assert page.get_by_text("€1,250.50").first.is_visible()
+    expect(page.get_by_role("heading", name="Hello, Nora Lovelace")).to_be_visible()
+    expect(page.get_by_text("€1,250.50").first).to_be_visible()
     check_page(page, "dashboard")
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{web_url}/app/sign-in")
-    assert page.get_by_text("You have signed out.").is_visible()
+    expect(page.get_by_text("You have signed out.")).to_be_visible()
     page.goto(f"{web_url}/app/")
     assert "/app/sign-in" in page.url   # the session is gone
 
@@ -53,13 +55,13 @@ def test_register_shows_the_apis_password_rules_then_signs_in(page: Any, web_url
     page.get_by_label("Password", exact=True).fill("password")
     page.get_by_label("Repeat the password").fill("password")
     page.get_by_role("button", name="Register").click()
-    assert page.locator("#password-error").is_visible()   # the API's weak_password rules, next to the field
+    expect(page.locator("#password-error")).to_be_visible()   # the API's weak_password rules, next to the field
     check_page(page, "register-errors")
     page.get_by_label("Password", exact=True).fill("orbital mechanics 1962")
     page.get_by_label("Repeat the password").fill("orbital mechanics 1962")
     page.get_by_role("button", name="Register").click()
     page.wait_for_url(f"{web_url}/app/")
-    assert page.get_by_text("Welcome! Your profile is ready.").is_visible()
+    expect(page.get_by_text("Welcome! Your profile is ready.")).to_be_visible()
 
 
 # ---------------------------------------------------------------- security properties, over plain HTTP
@@ -108,6 +110,10 @@ def test_another_customers_account_is_the_404_page(page: Any, web_url: str, api_
     sign_in(page, web_url, intruder.identity)
     response = page.goto(f"{web_url}/app/accounts/{owner.accounts[0]}")
     assert response is not None and response.status == 404
-    assert page.get_by_role("heading", name="Page not found").is_visible()
+    expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     own = page.goto(f"{web_url}/app/accounts/{intruder.accounts[0]}")
     assert own is not None and own.status == 200
+    for path in (f"/app/accounts/{owner.accounts[0]}/transactions", f"/app/accounts/{owner.accounts[0]}/statements",
+                 f"/app/accounts/{owner.accounts[0]}/transactions.csv", "/admin/"):
+        response = page.request.get(f"{web_url}{path}")   # the same browser session
+        assert response.status == 404, path

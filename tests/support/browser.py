@@ -119,7 +119,7 @@ class Customer:
     accounts: list[str]
 
 
-def funded_customer(api_url: str, *amounts: str, name: str = "Ada Lovelace", currency: str = "EUR") -> Customer:
+def funded_customer(api_url: str, *amounts: str, name: str = "Nora Lovelace", currency: str = "EUR") -> Customer:
     """A customer registered through the API, with one account per amount, each opened and funded (a cash
     deposit) by a teller through the API."""
     async def main() -> Customer:

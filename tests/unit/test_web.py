@@ -63,3 +63,19 @@ def test_the_one_origin_routes_people_to_the_web_apps() -> None:
         assert is_web_path(path), path
     for path in ("/v1/accounts", "/docs", "/openapi.json", "/readyz", "/metrics", "/application", "/administer"):
         assert not is_web_path(path), path
+
+
+def test_balance_chart_is_an_accessible_svg_of_the_apis_balances() -> None:
+    from datetime import UTC, datetime
+
+    from web.charts import balance_chart, balance_points
+
+    postings = [{"occurred_at": "2026-12-01T10:00:00Z", "balance_after": "500.00"},
+                {"occurred_at": "2026-12-03T10:00:00Z", "balance_after": "-20.50"}]
+    points = balance_points(list(reversed(postings)), "-20.50", datetime(2026, 12, 5, tzinfo=UTC))
+    assert [point.balance for point in points] == ["500.00", "-20.50", "-20.50"]   # oldest first, then now
+    svg = str(balance_chart(points, "EUR"))
+    assert svg.startswith("<svg") and 'role="img"' in svg and "<title" in svg
+    assert "lowest \u2212€20.50, highest €500.00, now \u2212€20.50" in svg
+    assert "style=" not in svg and "<script" not in svg                     # the CSP allows neither
+    assert str(balance_chart(points[:1], "EUR")) == ""                       # one point: no chart

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.customer import accounts, auth, transfers
+from web.customer import accounts, auth, fx, payees, settings, transfers
 
 router = APIRouter()
-router.include_router(auth.router)
-router.include_router(accounts.router)
-router.include_router(transfers.router)
+for module in (auth, accounts, transfers, payees, fx, settings):
+    router.include_router(module.router)

@@ -23,6 +23,7 @@ router = APIRouter()
 CUSTOMER_HOME = "/app/"
 STAFF_HOME = "/admin/"
 PASSWORD_PAGE = "/app/settings/password"
+MFA_PAGE = "/app/settings/mfa"
 
 # What a sign-in refusal means to the person in front of it (never whether the email exists).
 SIGN_IN_MESSAGES = {
@@ -107,6 +108,9 @@ async def _signed_in(request: Request, session: WebSession, body: dict[str, Any]
     if auth.password_change_required:
         session.flash("Please choose a new password before you go on.", "info")
         return RedirectResponse(PASSWORD_PAGE, status_code=303)
+    if auth.mfa_enrollment_required:   # staff must have a second factor before the API serves them anything else
+        session.flash("Please set up two-step verification before you go on.", "info")
+        return RedirectResponse(MFA_PAGE, status_code=303)
     return RedirectResponse(local_path(next_url, _home(session)), status_code=303)
 
 

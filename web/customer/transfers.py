@@ -59,6 +59,9 @@ async def _form(request: Request, api: Api, status: int = 200, form: dict[str, s
                 errors: dict[str, list[str]] | None = None) -> HTMLResponse:
     accounts = [account for account in await customer_accounts(api) if account["status"] == "open"]
     payees = [payee for payee in await _payees(api) if payee.get("internal")]
+    form = dict(form or {})
+    if not form.get("from_account_id") and len(accounts) == 1:   # one account: that is where the money comes from
+        form["from_account_id"] = accounts[0]["account_id"]
     from_options = [("", "Choose an account")] + [
         (a["account_id"], f"{account_label(a)} · {money(a['available_balance'], a['currency'])} available")
         for a in accounts]
@@ -68,7 +71,7 @@ async def _form(request: Request, api: Api, status: int = 200, form: dict[str, s
         for p in payees]
     return render(request, "customer/transfer_form.html", status, accounts=accounts, payees=payees,
                   from_options=from_options, own_options=own_options, payee_options=payee_options,
-                  form=form or {}, errors=errors or {})
+                  form=form, errors=errors or {})
 
 
 @router.get("/transfers/new", response_class=HTMLResponse)
