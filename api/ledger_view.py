@@ -23,6 +23,7 @@ from collections import defaultdict
 from aiokafka import ConsumerRecord
 
 from core import ledger
+from core.drawers import Drawers
 from core.account_numbers import AccountNumbering, Iban
 from core.events import AccountOpened, Event
 from core.readmodel import Positions, format_positions
@@ -53,6 +54,7 @@ class LedgerView:
         self.numbering = numbering
         self.account_numbers: dict[str, str] = {}      # account id -> its national account number
         self._by_number: dict[str, str | None] = {}    # number -> account id; None: shared (see account_for_iban)
+        self.drawers = Drawers()                        # tellers' cash drawers (core/drawers.py)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -97,6 +99,7 @@ class LedgerView:
     def apply(self, event: Event) -> None:
         if isinstance(event, AccountOpened) and event.account_id not in self.account_numbers:
             self._number(event)
+        self.drawers.apply(event)
         new_state = ledger.apply(self.accounts.get(event.account_id), event)
         if new_state is not None:
             self.accounts[event.account_id] = new_state

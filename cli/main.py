@@ -97,6 +97,7 @@ def _bring_up(stack: Stack, infra_only: bool, with_prometheus: bool = False) -> 
         stack.start_projectors()
         stack.start_lag_exporter()
         stack.start_api()
+        stack.start_scheduler()   # standing orders (issue 16)
     if with_prometheus:
         stack.start_prometheus()
 

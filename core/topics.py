@@ -20,6 +20,7 @@ RISK_ALERTS = "bank.risk.alerts"
 RISK_RULES = "bank.risk.rules"
 AUDIT = "bank.audit"
 CLOCK = "bank.clock"
+STANDING_ORDERS = "bank.standing-orders"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from api.models import (CommandAccepted, CommandOutcome, CommandStatus, Movement
 from api.presenters import Owns, command_status
 from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
+from core import drawers
 from core.commands import derive_id
 from core.identity import current_principal
 from core.ledger import AccountState
@@ -171,11 +172,24 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
                         customer_id, created=True)
 
 
+def _check_drawer(platform: Platform, view: LedgerView, currency: str) -> None:
+    """A teller takes or pays cash only with their drawer open in its currency (BANK_DRAWER_REQUIRED)."""
+    principal = current_principal()
+    if not platform.settings.drawer_required or principal is None or principal.role != "teller":
+        return
+    try:
+        drawers.check_cash(view.drawers.get(principal.user_id), principal.user_id, currency)
+    except drawers.DrawerError as error:
+        raise Problem(409, "Drawer not open", f"{error.detail}: open it with POST /v1/teller/drawers/me/open",
+                      error.reason) from None
+
+
 def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw], summary: str) -> None:
     @router.post(path, status_code=202, responses=_RESPONSES, summary=summary, name=command_type.__name__)
     async def movement(account_id: str, body: MovementRequest, request: Request, platform: PlatformDep,
                        view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
         account = _require_account(view, account_id)
+        _check_drawer(platform, view, body.currency)
         # Only staff reach this route (api/authz.py): money paid in or out at the counter is cash.
         second_approval = _needs_second_approval(platform.settings, body.minor, body.currency)
 
