@@ -206,6 +206,18 @@ async def _payee_account(platform: Platform, view: LedgerView, payee_id: str, cu
     return account.account_id
 
 
+HORIZON_YEARS = 100   # business time itself is never more than 100 years ahead (core.clock.MAX_OFFSET)
+
+
+def _within_horizon(start: date, end: date | None, today: date) -> None:
+    """Dates a schedule can reach without leaving the calendar (year 9999) while it computes its next runs."""
+    limit = date(min(today.year + HORIZON_YEARS, 9000), 1, 1)
+    for name, day in (("start_date", start), ("end_date", end)):
+        if day is not None and day >= limit:
+            raise Problem(422, "Too far ahead", f"{name}: {day} is {HORIZON_YEARS} years or more ahead",
+                          "date_too_far")
+
+
 def _recurrence(definition: StandingOrderSet) -> Recurrence:
     try:
         return definition.recurrence
@@ -245,6 +257,7 @@ async def create_standing_order(body: NewStandingOrder, platform: PlatformDep, v
     if body.start_date < today:
         raise Problem(422, "Start in the past", f"start_date {body.start_date} is before today ({today} in "
                       f"{time_zone})", "start_in_the_past")
+    _within_horizon(body.start_date, body.end_date, today)
     await platform.standing_orders.publish(definition)
     await _audit(platform, definition)
     return _view(platform.standing_orders.orders.orders[order_id])
@@ -296,6 +309,8 @@ async def update_standing_order(order_id: str, body: StandingOrderChange, platfo
             source = view.accounts[current.from_account_id]
             changes["to_account_id"] = _destination(view, body.to_account_id, current.currency, source).account_id
         if body.end_date is not None:
+            _within_horizon(date.fromisoformat(current.start_date), body.end_date,
+                            local_date(platform.time.now(), current.time_zone))
             changes["end_date"] = body.end_date.isoformat()
         if body.count is not None:
             changes["count"] = body.count
