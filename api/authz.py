@@ -168,6 +168,18 @@ POLICIES: dict[str, Policy] = {
     "create_payee": _allow("customer"),
     "update_payee": _allow("customer"),
     "delete_payee": _allow("customer"),
+    # standing orders (api/routes/standing_orders.py): customers set up their own (from their own accounts, checked
+    # by the route); staff read them (?customer_id=). Another customer's order is a 404 like an unknown one.
+    "create_standing_order": _allow("customer", command=True),
+    "list_standing_orders": _allow(*EVERYONE),
+    "get_standing_order": _allow(*EVERYONE),
+    "update_standing_order": _allow("customer", command=True),
+    "cancel_standing_order": _allow("customer", command=True),
+    # tellers' cash drawers (api/routes/drawers.py): a teller their own (checked by the route), admins any
+    "get_drawer": _allow("teller", "admin"),
+    "open_drawer": _allow("teller", "admin", command=True),
+    "count_drawer": _allow("teller", "admin", command=True),
+    "close_drawer": _allow("teller", "admin", command=True),
     # each user's own profile and contact details (api/routes/profile.py); staff have one too
     "get_profile": _allow(*EVERYONE),
     "update_profile": _allow(*EVERYONE),

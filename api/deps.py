@@ -13,6 +13,7 @@ from fastapi import Depends, Query, Request, Response
 
 from api.account_numbers import AccountNumberAllocator
 from api.audit import AuditLog, AuditTrail
+from api.drawers import DrawerDesk
 from api.bus import CommandBus
 from api.identity import UserStore
 from api.idempotency import IdempotencyStore
@@ -22,6 +23,7 @@ from api.problems import Problem
 from api.readmodels import Model, ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
+from api.standing_orders import StandingOrderBook
 from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions, reached
 from core.settings import Settings
 from infra.clock import BusinessTime
@@ -56,6 +58,8 @@ class Platform:
     access: Access
     time: BusinessTime   # business time (commands' issued_at); security timestamps stay on real time
     payees: PayeeStore
+    standing_orders: StandingOrderBook   # bank.standing-orders folded (issue 16)
+    drawers: DrawerDesk                  # tellers' cash drawers (issue 14)
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

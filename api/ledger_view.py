@@ -26,6 +26,7 @@ from collections import defaultdict
 from aiokafka import ConsumerRecord
 
 from core import ledger
+from core.drawers import Drawers
 from core.account_numbers import AccountNumbering, Iban
 from core.events import AccountOpened, Event
 from core.payments import PaymentRecord, fold_payment
@@ -60,6 +61,7 @@ class LedgerView:
         # Outbound payments by id, folded from their events (core/payments.py): GET /v1/payments/{id}, and the
         # debtor account a rail notification is keyed by.
         self.payments: dict[str, PaymentRecord] = {}
+        self.drawers = Drawers()                        # tellers' cash drawers (core/drawers.py)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -104,6 +106,7 @@ class LedgerView:
     def apply(self, event: Event) -> None:
         if isinstance(event, AccountOpened) and event.account_id not in self.account_numbers:
             self._number(event)
+        self.drawers.apply(event)
         new_state = ledger.apply(self.accounts.get(event.account_id), event)
         if new_state is not None:
             self.accounts[event.account_id] = new_state

@@ -13,6 +13,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from api.account_numbers import AccountNumberAllocator
 from api.payees import PayeeStore
 from api.audit import AuditLog, AuditTrail
+from api.drawers import DrawerDesk
 from api.authz import TOKEN_URL, authorize
 from api.bus import CommandBus
 from api.deps import Access, Platform
@@ -26,8 +27,9 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import (admin, auth, balances, books, catalog, clock, commands, fx, health, operations, payees,
-                        payments, profile, queries, users)
+from api.routes import (admin, auth, balances, books, catalog, clock, commands, drawers, fx, health, operations, payees,
+                        payments, profile, queries, standing_orders, users)
+from api.standing_orders import StandingOrderBook
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
@@ -58,15 +60,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             idempotency=IdempotencyStore(pg), numbers=AccountNumberAllocator(pg, numbering),
                             reads=ReadModels(pg, redis, mongo), access=access,
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
-                            payees=PayeeStore(pg))
+                            payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka),
+                            drawers=DrawerDesk(settings.kafka))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
         await platform.view.start()
+        await platform.standing_orders.start()
+        await platform.drawers.start()
         app.state.platform = platform
         try:
             yield
         finally:
+            await platform.drawers.stop()
+            await platform.standing_orders.stop()
             await platform.view.stop()
             await platform.bus.stop()
             await audit.stop()
@@ -104,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payees.router)     # customers' payees (issue 16)
     app.include_router(payments.router)   # payments to other banks, and the rail's calls (issue 14)
     app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
+    app.include_router(standing_orders.router)   # scheduled and recurring transfers (issue 16)
+    app.include_router(drawers.router)    # tellers' cash drawers (issue 14)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

@@ -225,6 +225,7 @@ class Stack:
         urls["lag-exporter"] = f"http://{LOCALHOST}:{s.lag_exporter_port}/metrics"
         urls["rail"] = s.rail
         urls["gateway"] = f"http://{LOCALHOST}:{s.gateway_port}/metrics"
+        urls["scheduler"] = f"http://{s.worker_web_host}:{s.scheduler_port}/metrics"
         if prometheus_binary():
             urls["prometheus"] = self.prometheus_url
         return urls
@@ -413,6 +414,12 @@ class Stack:
         port = self.settings.gateway_port
         return ServiceSpec("gateway", [sys.executable, "-m", "gateway"], port, env={"BANK_GATEWAY_PORT": str(port)},
                            death_signal=signal.SIGKILL)
+    def scheduler_spec(self) -> ServiceSpec:
+        """The standing-order scheduler (streams/scheduler.py); its port opens once it has caught up."""
+        port = self.settings.scheduler_port
+        return ServiceSpec("scheduler", [sys.executable, "-m", "streams.scheduler"], port,
+                           host=self.settings.worker_web_host, env={"BANK_SCHEDULER_PORT": str(port)},
+                           death_signal=signal.SIGKILL, start_timeout=120.0)
 
     def lag_exporter_spec(self) -> ServiceSpec:
         port = self.settings.lag_exporter_port
@@ -491,6 +498,9 @@ class Stack:
 
     def start_projector(self, n: int, wait: bool = True) -> str:
         return self.start(self.projector_spec(n), wait=wait).spec.name
+
+    def start_scheduler(self, wait: bool = True) -> str:
+        return self.start(self.scheduler_spec(), wait=wait).spec.name
 
     def start_lag_exporter(self, wait: bool = True) -> str:
         return self.start(self.lag_exporter_spec(), wait=wait).spec.name

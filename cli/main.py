@@ -106,6 +106,7 @@ def _bring_up(stack: Stack, infra_only: bool, with_prometheus: bool = False) -> 
         stack.start_api()
         stack.start_rail()        # the sandbox payment rail (unless BANK_RAIL_URL names another), then its gateway
         stack.start_gateway()
+        stack.start_scheduler()   # standing orders (issue 16)
     if with_prometheus:
         stack.start_prometheus()
 

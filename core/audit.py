@@ -82,6 +82,8 @@ AUDIT_ACTIONS = (
     "maintenance_started", "maintenance_ended", "command_submitted", "clock_moved",
     "fx_rates_set",
     "payee_added", "payee_changed", "payee_removed",
+    "standing_order_created", "standing_order_edited", "standing_order_paused", "standing_order_resumed",
+    "standing_order_cancelled",
     # profiles (api/routes/profile.py): before/after are masked
     "profile_changed", "contact_change_requested", "contact_change_verified", "contact_change_failed",
 )

@@ -42,6 +42,10 @@ The legs:
 | PaymentSettled                 | clearing               | settlement             |
 | PaymentReturned                | clearing               | customer               |
 | PaymentReceived                | settlement             | customer               |
+| DrawerOpened                   | cash:<staff id>        | cash:vault (the float) |
+| DrawerClosed, short            | suspense               | cash:<staff id>        |
+| DrawerClosed, over             | cash:<staff id>        | suspense               |
+| DrawerClosed, counted cash     | cash:vault             | cash:<staff id>        |
 
 Decisions, and why:
 - **Payments.** An outbound payment in flight sits in `clearing` (a credit balance: what the bank owes the rail
@@ -57,9 +61,9 @@ Decisions, and why:
   `bank.actor` Kafka header the API's caller puts on the command and the ledger copies onto its events, which
   readers of the log pass in as `LoggedEvent.actor_id`); else nobody known, and the cash is the vault's
   (`cash:vault`: a producer other than the API, or a reader that does not pass the header, like the invariant
-  audit). Since drawers are not yet opened from the vault nor counted (issue 14 point 4), a drawer may pay out
-  what another took in: the "never below zero" constraint is checked on the bank's cash as a whole, per currency
-  (vault and drawers summed), not drawer by drawer.
+  audit). Drawers are opened from the vault, counted and closed (core/drawers.py), but a drawer may still pay out
+  more than it took in during the day (its over/short is settled at close), so the "never below zero" constraint
+  is checked on the bank's cash as a whole, per currency (vault and drawers summed), not drawer by drawer.
 - **Non-cash channels.** The API records every deposit and withdrawal as `cash` (only staff at the counter move
   money in or out). The channel `card` is the card schemes': its other side is `clearing`, the settlement
   account. `transfer` is what a movement written before channels existed reads as, and what a producer other than
@@ -197,7 +201,24 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
         return _pair(CLEARING, customer, event.amount, event.currency)
     if isinstance(event, e.PaymentReceived):
         return _pair(SETTLEMENT, customer, event.amount, event.currency)
+    if isinstance(event, (e.DrawerOpened, e.DrawerClosed)):
+        return _drawer_legs(event)
     return ()
+
+
+def _drawer_legs(event: e.DrawerOpened | e.DrawerClosed) -> tuple[Leg, ...]:
+    """A drawer's float from the vault; at close its over/short against suspense, then its cash to the vault."""
+    till = drawer(event.staff_id)
+    if isinstance(event, e.DrawerOpened):
+        return _pair(till, VAULT, event.float_amount, event.currency) if event.float_amount else ()
+    legs: tuple[Leg, ...] = ()
+    if event.difference < 0:     # short: the missing cash is parked in suspense until explained
+        legs += _pair(SUSPENSE, till, -event.difference, event.currency)
+    elif event.difference > 0:   # over: the extra cash is the drawer's, its source unknown
+        legs += _pair(till, SUSPENSE, event.difference, event.currency)
+    if event.counted:
+        legs += _pair(VAULT, till, event.counted, event.currency)
+    return legs
 
 
 def unbalanced(legs: Iterable[Leg]) -> dict[str, int]:

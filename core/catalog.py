@@ -51,6 +51,12 @@ RECORD_EXAMPLES: dict[str, dict[str, Any]] = {
     "FundsHeld": {"action": "hold"},
     "AuditRecorded": {"action": "command_submitted", "reason": None},
     "RuleHit": {"kind": "large_amount_absolute", "reason": "12.50 EUR is at least the rule's 10.00 EUR"},
+    "StandingOrderSet": {"order_id": "so-3e8a1f20", "version": 2, "change": "edited", "status": "active",
+                         "reference": "rent", "frequency": "monthly", "start_date": "2027-01-31", "end_date": None,
+                         "count": 12, "weekday": None, "day_of_month": 31, "time_zone": "Europe/Berlin",
+                         "set_by": "user-2c9d"},
+    "StandingOrderOccurrence": {"order_id": "so-3e8a1f20", "occurrence_id": "4f2d7c1a-6b3e-4d8f-a1c2-9e7b5d3f1a20",
+                                "number": 2, "due_date": "2027-02-28", "status": "retry_pending", "attempt": 1},
 }
 
 

@@ -80,6 +80,8 @@ class Transfer(Command):
     counterparty_name: str | None = None      # the beneficiary's name as the customer gave it
     counterparty_country: str | None = None
     submitted_by: str | None = None           # the user id of who submitted it (maker-checker)
+    # When the destination became the customer's payee (a transfer by payee_id): the cooling-off rule reads it.
+    payee_added_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -233,6 +233,43 @@ class PaymentReceived(Event):
     balance_after: int
     debtor_iban: str | None = None
     remittance_information: str | None = None
+# A teller's cash drawer (issue 14 point 4; core/drawers.py decides, core/books.py posts): keyed by
+# `drawer:<staff id>`, which is no bank account, so these record a decision without changing any account.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrawerOpened(Event):
+    """A teller's drawer opened for the day with a float taken from the vault (cash:vault -> cash:<staff id>)."""
+
+    staff_id: str
+    currency: str
+    float_amount: int                 # minor units moved from the vault into the drawer (0: an empty drawer)
+    opened_by: str                    # user id (the teller, or a supervisor for them)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrawerCounted(Event):
+    """The cash in an open drawer counted against its book balance (a record: nothing is posted)."""
+
+    staff_id: str
+    currency: str
+    counted: int
+    book_balance: int                 # the drawer's balance in the books when counted
+    difference: int                   # counted minus book_balance: positive over, negative short
+    counted_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrawerClosed(Event):
+    """The drawer closed: the over/short (counted minus book balance) posted against suspense, then the counted cash
+    returned to the vault, which leaves the drawer at zero."""
+
+    staff_id: str
+    currency: str
+    counted: int
+    book_balance: int
+    difference: int
+    closed_by: str
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -242,12 +279,15 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TransferCreditFailed, TransferReversed, TransferCompleted, AccountFrozen, AccountUnfrozen, AccountClosed,
         CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
         PaymentDebited, PaymentSent, PaymentSettled, PaymentReturned, PaymentReceived,
+        DrawerOpened, DrawerCounted, DrawerClosed,
     )
 }
 
 # Events that record a decision without changing the account they are keyed by: they carry the account's
 # current sequence instead of the next one.
-NON_STATE_EVENTS: tuple[type[Event], ...] = (CommandRejected, TransferCreditFailed, RiskFlagged, PaymentSent)
+NON_STATE_EVENTS: tuple[type[Event], ...] = (CommandRejected, TransferCreditFailed, RiskFlagged, PaymentSent,
+                                             DrawerOpened, DrawerCounted, DrawerClosed)
+DRAWER_EVENTS: tuple[type[Event], ...] = (DrawerOpened, DrawerCounted, DrawerClosed)
 
 # Events that move money, with the sign they apply to their account's balance.
 POSTING_SIGN: dict[type[Event], int] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     # Monitoring: the consumer-lag exporter (`bank lag --serve`) and Prometheus (`bank up --with-prometheus`).
     lag_exporter_port: int = 9308
+    scheduler_port: int = 9310       # the standing-order scheduler's /metrics (open once it has caught up)
     prometheus_port: int = 9090
 
     api_host: str = "127.0.0.1"
@@ -105,11 +106,24 @@ class Settings(BaseSettings):
     # (an analyst or admin) approves it through the case queue.
     cash_dual_control_threshold: str = "10000"
     cash_dual_control_thresholds: dict[str, str] = {}
+    # A teller's cash deposit or withdrawal needs their drawer open in its currency (core/drawers.py): 409
+    # drawer_not_open otherwise. Admins' back-office movements are not tied to a drawer.
+    drawer_required: bool = True
 
     # Business time (core/clock.py, infra/clock.py). Off in production: business time is real time. On (tests,
     # demos), admins may move it forward with PUT /v1/admin/clock and every process reads it from bank.clock;
     # off, GET and PUT /v1/admin/clock answer 404 and nobody reads the topic.
     clock_control: bool = False
+    # Standing orders (core/standing_orders.py; the scheduler is streams/scheduler.py). Due dates are in the
+    # customer's time zone: this one unless the order names another. An occurrence whose local day passed while
+    # the scheduler was down (or business time jumped) is paid late or skipped, recorded either way. After
+    # insufficient funds an occurrence is tried once more at `standing_order_retry_time` local time on its due
+    # day (at once if that has passed), then fails. The scheduler looks for due occurrences every
+    # `scheduler_interval`.
+    customer_time_zone: str = "Europe/Berlin"
+    standing_order_catch_up: Literal["pay_late", "skip"] = "pay_late"
+    standing_order_retry_time: time = time(14, 0)
+    scheduler_interval: timedelta = timedelta(seconds=1)
     # Account numbers and IBANs (core/account_numbers.py): every customer account gets a national account number
     # and an IBAN of this country and bank code. The default bank code is Bankleitzahl-shaped but assigned to no
     # bank in the Bundesbank's list (as schwifty ships it), so no real bank's IBAN is ever taken for one of ours;

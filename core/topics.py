@@ -21,6 +21,7 @@ RISK_RULES = "bank.risk.rules"
 AUDIT = "bank.audit"
 CLOCK = "bank.clock"
 PAYMENTS_OUTBOUND = "bank.payments.outbound"
+STANDING_ORDERS = "bank.standing-orders"
 
 
 @dataclass(frozen=True)

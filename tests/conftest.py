@@ -66,15 +66,18 @@ def _session_settings(home: Path) -> Settings:
     # A long command timeout: `?wait=true` must see the outcome even on a loaded CI machine (no timing tests).
     # Request rate limits out of the way: the whole suite is one client on 127.0.0.1 running load tests; the
     # limits themselves are tested on an API of their own (tests/e2e/test_rate_limits.py). Lock-outs keep the defaults.
+    # The session's tellers move cash without opening drawers (tests/e2e/test_drawers.py proves the rule on an API
+    # of its own, with BANK_DRAWER_REQUIRED on as in production).
     # Business time may be moved (tests/e2e/test_clock.py; standing orders cannot wait a month); an API of its own
     # there proves the endpoint is off without the setting, as in production.
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), schema_registry_port=free_port(), api_port=free_port(),
                     worker_web_port=worker_base,
-                    lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
+                    lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(), scheduler_port=free_port(),
                     gateway_port=free_port(), rail_settle_delay=timedelta(milliseconds=200),
                     command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
-                    rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED, clock_control=True)
+                    rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED, clock_control=True,
+                    scheduler_interval=timedelta(milliseconds=200), drawer_required=False)
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +186,8 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
         _session_stack.start_rail()
     if not _session_stack.running("gateway"):
         _session_stack.start_gateway()
+    if not _session_stack.running("scheduler"):   # standing orders
+        _session_stack.start_scheduler()
     if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support/__init__.py's Bank
         support.STAFF.update(asyncio.run(support.create_staff(pg_dsn)))
     return _session_stack

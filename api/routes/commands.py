@@ -6,6 +6,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -22,6 +23,7 @@ from api.models import (CommandAccepted, CommandOutcome, CommandStatus, Movement
 from api.presenters import Owns, command_status
 from api.problems import PROBLEM_JSON, Problem
 from core import commands as c
+from core import drawers
 from core.commands import derive_id
 from core.identity import current_principal
 from core.ledger import AccountState
@@ -171,11 +173,24 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
                         customer_id, created=True)
 
 
+def _check_drawer(platform: Platform, view: LedgerView, currency: str) -> None:
+    """A teller takes or pays cash only with their drawer open in its currency (BANK_DRAWER_REQUIRED)."""
+    principal = current_principal()
+    if not platform.settings.drawer_required or principal is None or principal.role != "teller":
+        return
+    try:
+        drawers.check_cash(view.drawers.get(principal.user_id), principal.user_id, currency)
+    except drawers.DrawerError as error:
+        raise Problem(409, "Drawer not open", f"{error.detail}: open it with POST /v1/teller/drawers/me/open",
+                      error.reason) from None
+
+
 def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw], summary: str) -> None:
     @router.post(path, status_code=202, responses=_RESPONSES, summary=summary, name=command_type.__name__)
     async def movement(account_id: str, body: MovementRequest, request: Request, platform: PlatformDep,
                        view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
         account = _require_account(view, account_id)
+        _check_drawer(platform, view, body.currency)
         # Only staff reach this route (api/authz.py): money paid in or out at the counter is cash.
         second_approval = _needs_second_approval(platform.settings, body.minor, body.currency)
 
@@ -198,7 +213,7 @@ _movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw mone
 async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
-    destination = await _destination(platform, view, body, source)
+    destination, payee_added_at = await _destination(platform, view, body, source)
     for account in (source, destination):
         if account.currency != body.currency:
             # Cross-currency transfers need FX, which the ledger does not do (yet).
@@ -210,25 +225,26 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
         return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=destination.account_id,
                           amount=body.minor, currency=body.currency, reference=body.reference,
                           counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country,
-                          submitted_by=_submitter())
+                          submitted_by=_submitter(), payee_added_at=payee_added_at)
 
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
 
 
 async def _destination(platform: Platform, view: LedgerView, body: TransferRequest,
-                       source: AccountState) -> AccountState:
+                       source: AccountState) -> tuple[AccountState, datetime | None]:
     """The destination, by id, by IBAN or by payee. The client names it; the server decides which account that
     is: an IBAN (a payee's too) resolves through the ledger view's index of our account numbers, never through
     anything the client says. A payee must be one of the source account's customer's (404 otherwise, as for an
-    unknown one: the caller owns the source, api/authz.py)."""
+    unknown one: the caller owns the source, api/authz.py). With a payee, also when it was added: the fraud rules'
+    cooling-off period counts from it."""
     if body.payee_id is not None:
         payee = await platform.payees.get(body.payee_id, source.customer_id)
         if payee is None:
             raise unknown_payee(body.payee_id)
-        return _account_of_iban(view, payee.iban)
+        return _account_of_iban(view, payee.iban), payee.added_at
     if body.to_iban is None:
-        return _require_account(view, str(body.to_account_id))
-    return _account_of_iban(view, body.to_iban)
+        return _require_account(view, str(body.to_account_id)), None
+    return _account_of_iban(view, body.to_iban), None
 
 
 def _account_of_iban(view: LedgerView, text: str) -> AccountState:

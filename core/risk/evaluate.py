@@ -15,6 +15,8 @@ for want of a threshold; windows are [at - window, at], both inclusive):
 - large_amount_absolute: a debit >= `threshold`. Kept separate from the relative rule so analysts tune, score
   and back-test the two independently, and the absolute one works for accounts with no history.
 - new_payee: a transfer out >= `min_amount` to a counterparty the account has not paid within 400 days.
+- payee_cooling_off: a transfer out to one of the customer's payees added less than `period` before it (business
+  time): a payee an attacker who took over the account just added is paid only after a reviewer's look.
 - structuring: a cash deposit (or withdrawal) "just under" `threshold` (>= `near_ratio` x threshold and below
   it) that makes at least `min_count` such cash movements in the same direction and currency by the customer,
   across their accounts, within `window` (this one counted) whose sum exceeds `threshold`.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -170,6 +173,18 @@ def _new_payee(rule: Rule, ctx: _Context) -> str | None:
     return f"first transfer to {payee} is {_money(m.amount, m.currency)} (at least {_money(minimum, m.currency)})"
 
 
+def _cooling_off(rule: Rule, ctx: _Context) -> str | None:
+    m = ctx.movement
+    if m.kind != "transfer_out" or m.payee_added_at is None:
+        return None
+    age = m.at - m.payee_added_at
+    period = rule.params["period"]
+    if age >= period:
+        return None
+    return (f"the payee was added {format_duration(max(age, timedelta(seconds=1)))} before the transfer, within the "
+            f"{format_duration(period)} cooling-off period")
+
+
 def _structuring(rule: Rule, ctx: _Context) -> str | None:
     m, p = ctx.movement, rule.params
     direction, threshold = m.cash_direction, p["threshold"].get(m.currency)
@@ -252,6 +267,7 @@ _EVALUATORS: dict[str, Callable[[Rule, _Context], str | None]] = {
     "large_amount_relative": _large_relative,
     "large_amount_absolute": _large_absolute,
     "new_payee": _new_payee,
+    "payee_cooling_off": _cooling_off,
     "structuring": _structuring,
     "ctr": _ctr,
     "rapid_movement": _rapid_movement,

@@ -52,6 +52,7 @@ class Movement:
     counterparty_account_id: str | None = None
     counterparty_name: str | None = None
     counterparty_country: str | None = None   # ISO 3166-1 alpha-2
+    payee_added_at: datetime | None = None    # a transfer to a payee: when the customer added it (cooling-off)
 
     def __post_init__(self) -> None:
         if self.kind not in MOVEMENT_KINDS:

@@ -202,6 +202,7 @@ KINDS: dict[str, dict[str, _Param]] = {
     },
     "large_amount_absolute": {"threshold": _amounts_param()},
     "new_payee": {"min_amount": _amounts_param()},
+    "payee_cooling_off": {"period": _duration_param(timedelta(days=30))},
     "structuring": {"threshold": _amounts_param(), "near_ratio": _RATIO, "min_count": _int_param(2, 1000),
                     "window": _duration_param()},
     "ctr": {"threshold": _amounts_param()},

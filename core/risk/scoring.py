@@ -26,20 +26,21 @@ def movement_of(command: c.Command, customer_id: str) -> Movement | None:
     """The movement a customer command asks for, or None for commands that move no money."""
     match command:
         case c.Deposit():
-            kind, channel, counterparty = "deposit", command.channel, None
+            kind, channel, counterparty, payee_added_at = "deposit", command.channel, None, None
         case c.Withdraw():
-            kind, channel, counterparty = "withdrawal", command.channel, None
+            kind, channel, counterparty, payee_added_at = "withdrawal", command.channel, None, None
         case c.Transfer():
             kind, channel, counterparty = "transfer_out", "transfer", command.to_account_id
+            payee_added_at = command.payee_added_at
         case c.Payment():
             # Scored as a transfer out (velocity, amounts, new payee by IBAN, sanctions on the creditor's name).
-            kind, channel, counterparty = "transfer_out", "transfer", command.creditor_iban
+            kind, channel, counterparty, payee_added_at = "transfer_out", "transfer", command.creditor_iban, None
         case _:
             return None
     return Movement(kind=kind, account_id=command.account_id, customer_id=customer_id,  # type: ignore[arg-type]
                     amount=command.amount, currency=command.currency, at=command.issued_at, channel=channel,
                     counterparty_account_id=counterparty, counterparty_name=command.counterparty_name,
-                    counterparty_country=command.counterparty_country)
+                    counterparty_country=command.counterparty_country, payee_added_at=payee_added_at)
 
 
 def score(movement: Movement, account: AccountFeatures | None, customer: CustomerFeatures | None,

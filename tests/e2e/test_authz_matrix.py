@@ -117,6 +117,17 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "create_payee": row(401, 201, 403, 403, 403),
     "update_payee": row(401, MINE, 403, 403, 403),
     "delete_payee": row(401, (204, 404), 403, 403, 403),
+    # standing orders: a customer's own, from their own accounts; staff read them, never change them
+    "create_standing_order": row(401, (201, 404), 403, 403, 403),   # from another's account: unknown account
+    "list_standing_orders": row(401, MINE, 200, 200, 200),          # staff name the customer (?customer_id=)
+    "get_standing_order": row(401, MINE, 200, 200, 200),
+    "update_standing_order": row(401, MINE, 403, 403, 403),
+    "cancel_standing_order": row(401, (204, 404), 403, 403, 403),
+    # tellers' drawers: tellers and admins; an amount finer than a cent: authorized, then 422 (no drawer changes)
+    "get_drawer": row(401, 403, 200, 403, 200),
+    "open_drawer": row(401, 403, 422, 403, 422),
+    "count_drawer": row(401, 403, 422, 403, 422),
+    "close_drawer": row(401, 403, 422, 403, 422),
     # each user's own profile (staff too); verifying with nothing pending: authorized, then 409
     "get_profile": signed_in(200), "update_profile": signed_in(200), "verify_contact": signed_in(409),
 }
@@ -162,6 +173,18 @@ class World:
     positions: dict[int, int] = field(default_factory=dict)
     case_id: str = ""
     payees: dict[str, str] = field(default_factory=dict)   # own -> one of A's payees, other -> one of B's
+    orders: dict[str, str] = field(default_factory=dict)   # own -> one of A's standing orders, other -> one of B's
+
+    def standing_order(self, whose: str) -> str:
+        """A new standing order of the customer (A for own, B for other), years ahead: it never pays here."""
+        identity = self.customers[OTHER if whose == OTHER else OWN]
+        body = {"from_account_id": self.accounts[OTHER if whose == OTHER else OWN], "amount": "1.00",
+                "currency": "EUR", "to_account_id": self.accounts[OWN if whose == OTHER else OTHER],
+                "frequency": "monthly", "start_date": _far_ahead()}
+        with httpx.Client(base_url=self.url, timeout=90, auth=BankAuth(identity)) as client:
+            response = client.post("/v1/standing-orders", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["order_id"])
 
     def payee(self, whose: str, account: str | None = None) -> str:
         """A new payee of the customer (A for own, B for other): the IBAN of an account of the other one."""
@@ -238,6 +261,10 @@ def world(api_url: str, pg_dsn: str) -> World:
 # ---------------------------------------------------------------- one request per route
 
 
+def _far_ahead() -> str:
+    return (datetime.now(UTC).date() + timedelta(days=365 * 30)).isoformat()
+
+
 def _today() -> str:
     return datetime.now(UTC).date().isoformat()
 
@@ -308,6 +335,17 @@ def _account_for(w: World, name: str, role: str, whose: str, **kw: bool) -> str:
 def _payee_for(w: World, name: str, role: str, whose: str) -> str:
     """A fresh payee when the cell will remove it; otherwise the shared one."""
     return w.payee(whose) if _allowed(name, role, whose) else w.payees[OTHER if whose == OTHER else OWN]
+
+
+def _order_for(w: World, name: str, role: str, whose: str) -> str:
+    """A fresh standing order when the cell will cancel it; otherwise the shared one."""
+    return w.standing_order(whose) if _allowed(name, role, whose) else _shared_order(w, whose)
+
+
+def _shared_order(w: World, whose: str) -> str:
+    if not w.orders:
+        w.orders.update({each: w.standing_order(each) for each in (OWN, OTHER)})
+    return w.orders[OTHER if whose == OTHER else OWN]
 
 
 def build(w: World, name: str, role: str, whose: str) -> Request:
@@ -420,6 +458,20 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                 "iban": "DE89 3704 0044 0532 0130 00", "name": "Matrix External"}),
         "update_payee": lambda: Request("PUT", f"/v1/payees/{payee}", json={"name": "Matrix Payee"}),
         "delete_payee": lambda: Request("DELETE", f"/v1/payees/{_payee_for(w, name, role, whose)}"),
+        "create_standing_order": lambda: Request("POST", "/v1/standing-orders", json=money | {
+            "from_account_id": acct, "to_account_id": w.accounts[OWN if whose == OTHER else OTHER],
+            "frequency": "monthly", "start_date": _far_ahead()}),
+        "list_standing_orders": lambda: Request("GET", "/v1/standing-orders", params={"customer_id": customer}),
+        "get_standing_order": lambda: Request("GET", f"/v1/standing-orders/{_shared_order(w, whose)}"),
+        "update_standing_order": lambda: Request("PATCH", f"/v1/standing-orders/{_shared_order(w, whose)}",
+                                                 json={"reference": "matrix"}),
+        "cancel_standing_order": lambda: Request("DELETE",
+                                                 f"/v1/standing-orders/{_order_for(w, name, role, whose)}"),
+        "get_drawer": lambda: Request("GET", "/v1/teller/drawers/me"),
+        "open_drawer": lambda: Request("POST", "/v1/teller/drawers/me/open",
+                                       json={"currency": "EUR", "float_amount": "0.001"}),
+        "count_drawer": lambda: Request("POST", "/v1/teller/drawers/me/count", json={"counted": "0.001"}),
+        "close_drawer": lambda: Request("POST", "/v1/teller/drawers/me/close", json={"counted": "0.001"}),
     }
     assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()

@@ -135,15 +135,22 @@ def test_another_banks_iban_is_not_applicable_and_an_invalid_one_is_refused(api_
     run(api_url, scenario)
 
 
-def test_a_transfer_to_a_payee(api_url: str) -> None:
+def test_a_transfer_to_a_payee_is_held_in_its_cooling_off_then_approved(api_url: str) -> None:
     async def scenario(teller: Bank, ann: Bank, holder: Bank) -> None:
         source, destination = await opened(ann), await opened(holder)
         assert (await teller.fund(source["account_id"], "100.00")).status_code == 200
         payee = await added(ann, destination["iban"], HOLDER)
         money = {"from_account_id": source["account_id"], "amount": "25.00", "currency": "EUR"}
         sent = await ann.post("/v1/transfers", money | {"payee_id": payee["payee_id"]})
-        assert sent.status_code == 200 and sent.json()["status"] == "accepted", sent.text
+        # a payee added a moment ago is in its cooling-off period (rule payee-cooling-off): held for review
+        assert sent.status_code == 202 and sent.json()["status"] == "held", sent.text
+        approved = await ann.approved(sent.json()["command_id"], "analyst", "customer confirmed the new payee")
+        assert approved.status_code == 200 and approved.json()["decision"] == "approve", approved.text
         holder.position = ann.position | teller.position
+        for _ in range(300):   # approved, the transfer runs its saga: the credit follows the approval
+            if (await holder.account(destination["account_id"]))["balance"] == "25.00":
+                break
+            await asyncio.sleep(0.1)
         assert (await holder.account(destination["account_id"]))["balance"] == "25.00"
         # exactly one destination; another bank's payee is refused like its IBAN; another customer's is unknown
         problem(await ann.post("/v1/transfers", money | {"payee_id": payee["payee_id"],

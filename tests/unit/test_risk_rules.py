@@ -346,7 +346,7 @@ def test_the_default_rule_set_loads_and_round_trips_through_dump() -> None:
     rule_set = load_rule_set(text, "rules/default.yaml")
     kinds = {r.kind for r in rule_set.rules}
     assert kinds == {"velocity", "large_amount_relative", "large_amount_absolute", "new_payee", "structuring",
-                     "ctr", "rapid_movement", "high_risk_jurisdiction", "sanctions"}
+                     "ctr", "rapid_movement", "high_risk_jurisdiction", "sanctions", "payee_cooling_off"}
     assert rule_set.rule("velocity-10m").params == {"max_debits": 5, "window": timedelta(minutes=10)}
     assert rule_set.rule("structuring-cash-24h").params["near_ratio"] == Decimal("0.9")
     assert rule_set.rule("ctr-daily-cash").params["threshold"]["EUR"] == 1_000_000
