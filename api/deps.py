@@ -17,6 +17,7 @@ from api.bus import CommandBus
 from api.identity import UserStore
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
+from api.notifications import NotificationHub, NotificationStore
 from api.payees import PayeeStore
 from api.problems import Problem
 from api.readmodels import Model, ReadModels
@@ -56,6 +57,8 @@ class Platform:
     access: Access
     time: BusinessTime   # business time (commands' issued_at); security timestamps stay on real time
     payees: PayeeStore
+    notifications: NotificationStore        # the inbox, preferences, failed deliveries (issue 19)
+    notification_hub: NotificationHub       # wakes the SSE streams when the notifier writes an inbox row
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

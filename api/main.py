@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.account_numbers import AccountNumberAllocator
+from api.notifications import NotificationHub, NotificationStore
 from api.payees import PayeeStore
 from api.audit import AuditLog, AuditTrail
 from api.authz import TOKEN_URL, authorize
@@ -26,8 +27,8 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import (admin, auth, balances, books, catalog, clock, commands, fx, health, operations, payees,
-                        profile, queries, users)
+from api.routes import (admin, auth, balances, books, catalog, clock, commands, fx, health, notifications,
+                        operations, payees, profile, queries, users)
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
 from infra import kafka_fetch
@@ -58,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             idempotency=IdempotencyStore(pg), numbers=AccountNumberAllocator(pg, numbering),
                             reads=ReadModels(pg, redis, mongo), access=access,
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
-                            payees=PayeeStore(pg))
+                            payees=PayeeStore(pg), notifications=NotificationStore(pg),
+                            notification_hub=NotificationHub(settings.pg))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await platform.view.stop()
+            await platform.notification_hub.stop()
             await platform.bus.stop()
             await audit.stop()
             await platform.time.stop()
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fx.router)         # and quotes
     app.include_router(payees.router)     # customers' payees (issue 16)
     app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
+    app.include_router(notifications.router)   # inbox, live stream, preferences, failed deliveries (issue 19)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

@@ -18,7 +18,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    result = _run("-m", "ruff", "check", "core", "infra", "streams", "api", "schemas", "cli", "tests", "scripts", "examples")
+    result = _run("-m", "ruff", "check", "core", "infra", "streams", "api", "schemas", "cli", "tests", "scripts", "examples",
+                  "simulators")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
