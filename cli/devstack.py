@@ -259,6 +259,7 @@ class Stack:
                    BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, BANK_SCHEMA_REGISTRY_URL=s.schema_registry,
                    PYTHONUNBUFFERED="1")
         env.update(self.signing_key_env())
+        env.update(self.channel_secret_env())
         env.update(extra)
         return env
 
@@ -273,6 +274,14 @@ class Stack:
         else:
             keys, active = self._dev_signing_keys(), DEV_KID
         return {"BANK_JWT_KEYS": json.dumps(keys)} | ({"BANK_JWT_ACTIVE_KID": active} if active else {})
+
+    def channel_secret_env(self) -> dict[str, str]:
+        """The notification channels' credentials for the children, revealed (a settings dump masks them)."""
+        s = self.settings
+        env = {"BANK_SMS_API_KEY": s.sms_api_key.get_secret_value()}
+        if s.smtp_password is not None:
+            env["BANK_SMTP_PASSWORD"] = s.smtp_password.get_secret_value()
+        return env
 
     def _dev_signing_keys(self) -> dict[str, str]:
         path = self.home / "secrets" / "jwt-keys.json"
