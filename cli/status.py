@@ -53,6 +53,11 @@ def _service_urls(settings: Settings) -> dict[str, str]:
               "schema-registry": f"{urls['schema-registry']}/subjects"}
     probes |= {name: f"{url}/" for name, url in urls.items() if name.startswith("worker-")}
     probes |= {name: f"{url}/healthz" for name, url in urls.items() if name.startswith("projector-")}
+    probes["notifier"] = f"{urls['notifier']}/healthz"
+    if "mailbox" in urls:
+        probes["smtp-sim"] = f"{urls['mailbox']}/healthz"
+    if "sms" in urls:
+        probes["sms-sim"] = f"{urls['sms']}/healthz"
     if "prometheus" in urls:
         probes["prometheus"] = f"{urls['prometheus']}/-/ready"
     return probes

@@ -53,6 +53,7 @@ def test_generated_config_scrapes_every_process_of_the_stack(tmp_path: Path) -> 
         "bankstream-worker": ["127.0.0.1:16001", "127.0.0.1:16002"],      # worker_port(n)
         "bankstream-projector": ["127.0.0.1:16003", "127.0.0.1:16004"],   # projector_port(n), after the workers
         "bankstream-lag-exporter": ["127.0.0.1:19308"],
+        "bankstream-notifier": ["127.0.0.1:6090"],                        # notifier_web_port
     }
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
     if ALERT_RULES_FILE.is_file():
