@@ -24,6 +24,7 @@ from core import events as e
 from core.commands import derive_id
 from core.money import MoneyError, format_amount, parse_amount
 
+NOTIFIER_GROUP = "bankstream-notifier"   # the notifier's consumer group (bank.ledger.events, bank.audit)
 # PostgreSQL NOTIFY channel: the notifier names a user there when their inbox has a new row (sent at commit); the
 # API's streams wait on it.
 NOTIFY_CHANNEL = "bank_notifications"

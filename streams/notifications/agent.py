@@ -24,8 +24,8 @@ from aiokafka.structs import OffsetAndMetadata
 from core.audit import AuditRecorded
 from core.events import AccountOpened, Event
 from core.identity import device_from_user_agent
-from core.notifications import (AUDIT_RULES, NEW_DEVICE_ACTION, Draft, drafts_for_event, notification_id,
-                                threshold_drafts)
+from core.notifications import (AUDIT_RULES, NEW_DEVICE_ACTION, NOTIFIER_GROUP, Draft, drafts_for_event,
+                                notification_id, threshold_drafts)
 from core.topics import AUDIT, LEDGER_EVENTS
 from infra.clock import BusinessTime
 from infra.topics import record_types
@@ -36,7 +36,7 @@ from streams.notifications.store import BatchWriter, Person
 
 log = logging.getLogger(__name__)
 
-GROUP = "bankstream-notifier"
+GROUP = NOTIFIER_GROUP
 TOPICS = (LEDGER_EVENTS, AUDIT)
 BATCH_MAX = 500
 FETCH_TIMEOUT_MS = 200
