@@ -318,8 +318,9 @@ def test_a_stream_carries_only_its_customers_notifications_and_resumes_without_l
                 assert (await ada.transfer(ada_account, bob_account, f"{n + 1}.00")).status_code == 200
                 assert (await bob.transfer(bob_account, ada_account, f"{n + 1}.50")).status_code == 200
             for name, stream in streams.items():
-                await stream.until(lambda d: d["data"].get("amount") == "3.50" and d["data"]["direction"] ==
-                                   ("debit" if name == "bob" else "credit"))
+                side = "debit" if name == "bob" else "credit"
+                await stream.until(lambda d, side=side: d["data"].get("amount") == "3.50"
+                                   and d["data"]["direction"] == side)
             owned = {"ada": {ada_account}, "bob": {bob_account}}
             for name, stream in streams.items():
                 seqs = [seq for seq, _ in stream.events]
