@@ -30,7 +30,8 @@ from streams.notifications.render import render
 
 log = logging.getLogger(__name__)
 
-LEASE_MARGIN = timedelta(seconds=30)   # a claimed message is not claimed again for its longest backoff + this
+LEASE_MARGIN = timedelta(seconds=15)   # a claimed message is not claimed again for its longest backoff + this
+# (longer than a send may take: the SMTP and SMS clients time out after 10 s)
 BATCH = 100
 IDLE_S = 0.1
 GAUGES_EVERY_S = 1.0

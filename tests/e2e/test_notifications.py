@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -223,7 +224,7 @@ def test_quiet_hours_hold_an_sms_until_they_end(api_url: str) -> None:
 
     async def body(teller: Bank, customer: Bank) -> None:
         try:
-            phone = f"+4915{uuid.uuid4().int % 10**9:09d}"
+            phone = f"+49151{uuid.uuid4().int % 10**8:08d}"
             asked = await customer.http.patch("/v1/me/profile", json={"phone": phone})
             assert asked.status_code == 200, asked.text
             [code_sms] = await eventually(lambda: texts(phone))
@@ -413,3 +414,102 @@ def test_a_held_payment_tells_the_customer_and_alerts_the_analysts_without_namin
 @pytest.mark.parametrize("path", ["/v1/notifications", "/v1/notifications/stream", "/v1/me/notification-preferences"])
 def test_notifications_need_a_session(api_url: str, path: str) -> None:
     problem(httpx.get(f"{api_url}{path}", timeout=30), 401, "not_authenticated")
+
+
+def test_the_sms_gateway_failing_is_retried_then_a_refused_message_is_failed_for_staff(api_url: str,
+                                                                                       pg_dsn: str) -> None:
+    """The gateway answers 503 three times: the SMS goes on the fourth try. It refuses one (400): that one is
+    failed at once, listed for staff, and goes once an admin re-queues it."""
+    admin = Bank(api_url, role="admin")
+
+    async def control(fail: int, status: int = 503) -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.put(f"{get_settings().sms}/v1/control", json={"fail": fail, "status": status})
+        assert response.status_code == 200, response.text
+
+    async def body(teller: Bank, customer: Bank) -> None:
+        try:
+            phone = f"+49152{uuid.uuid4().int % 10**8:08d}"
+            assert (await customer.http.patch("/v1/me/profile", json={"phone": phone})).status_code == 200
+            [code_sms] = await eventually(lambda: texts(phone))
+            code = re.search(r"\b(\d{6})\b", code_sms["body"]).group(1)  # type: ignore[union-attr]
+            assert (await customer.http.post("/v1/me/profile/verify", json={"code": code})).status_code == 200
+            await choose(customer, channels={"transaction_posted": ["in_app", "sms"]})
+            account = await funded_account(teller, customer, "")
+            await control(3)
+            assert (await teller.deposit(account, "3.00")).status_code == 200
+            [sent] = await eventually(lambda: _with_amount(texts(phone), "3.00"), timeout=20)
+            row = await _sms_row(pg_dsn, phone, "3.00")
+            assert row["status"] == "sent" and row["attempts"] == 4, dict(row)
+            await control(1, 400)
+            assert (await teller.deposit(account, "4.00")).status_code == 200
+            failed = await eventually(lambda: _failed_for(admin, row["user_id"]))
+            assert failed[0]["channel"] == "sms" and "HTTP 400" in failed[0]["last_error"], failed
+            assert await _with_amount(texts(phone), "4.00") == []
+            retried = await admin.http.post(f"/v1/admin/notifications/{failed[0]['notification_id']}/retry")
+            assert retried.status_code == 204, retried.text
+            again = await eventually(lambda: _with_amount(texts(phone), "4.00"))
+            assert len(again) == 1 and sent["id"] != again[0]["id"]
+            problem(await admin.http.post(f"/v1/admin/notifications/{failed[0]['notification_id']}/retry"), 404,
+                    "unknown_notification")   # no longer failed
+        finally:
+            await control(0)
+            await admin.close()
+
+    scenario(api_url, body)
+
+
+async def _sms_row(pg_dsn: str, phone: str, amount: str) -> Any:
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        return await connection.fetchrow("SELECT notification_id, user_id::text AS user_id, status, attempts FROM "
+                                         "notification_outbox WHERE recipient = $1 AND body LIKE $2", phone,
+                                         f"%{amount}%")
+    finally:
+        await connection.close()
+
+
+async def _failed_for(admin: Bank, user_id: str) -> list[dict[str, Any]]:
+    response = await admin.http.get("/v1/admin/notifications/failed", params={"channel": "sms"})
+    assert response.status_code == 200, response.text
+    return [f for f in response.json()["failed"] if f["user_id"] == user_id]
+
+
+def test_the_notifier_killed_mid_burst_loses_nothing_and_sends_nothing_twice(api_url: str, stack: Stack) -> None:
+    """kill -9 of the notifier while a burst of deposits is being notified, then a restart: every deposit is in
+    the inbox once and in the mailbox once."""
+    burst = 20
+
+    async def body(teller: Bank, customer: Bank) -> None:
+        await choose(customer, channels={"transaction_posted": ["in_app", "email"]})
+        account = await funded_account(teller, customer, "")
+        tag = uuid.uuid4().hex[:6]
+        references = [f"kill-{tag}-{n:02d}" for n in range(burst)]
+
+        async def deposits() -> None:
+            for chunk in range(0, burst, 4):
+                answers = await asyncio.gather(*(teller.deposit(account, "1.00", reference=r)
+                                                 for r in references[chunk:chunk + 4]))
+                assert all(a.status_code == 200 for a in answers)
+
+        sending = asyncio.create_task(deposits())
+        await eventually(lambda: _with(mailbox(customer.identity.email), f"kill-{tag}"), interval=0.01)
+        code = await asyncio.to_thread(stack.kill, "notifier", signal.SIGKILL)
+        assert code == -signal.SIGKILL
+        await sending
+        await asyncio.to_thread(stack.start, stack.notifier_spec())
+
+        async def inbox_complete() -> list[str] | None:
+            shown = [n["data"].get("reference") for n in (await inbox(customer))["notifications"]
+                     if n["type"] == "transaction_posted"]
+            return shown if set(references) <= set(shown) else None
+
+        shown = await eventually(inbox_complete, timeout=30)
+        emails = await eventually(lambda: _all_there(customer.identity.email, burst), timeout=45)
+        await asyncio.sleep(1.0)   # a second copy of anything would arrive now
+        emails = await mailbox(customer.identity.email)
+        assert sorted(shown) == sorted(references)
+        found = sorted(re.search(r"kill-\w+-\d+", m["body"]).group(0) for m in emails)  # type: ignore[union-attr]
+        assert found == sorted(references), found
+
+    scenario(api_url, body)
