@@ -513,3 +513,23 @@ def test_the_notifier_killed_mid_burst_loses_nothing_and_sends_nothing_twice(api
         assert found == sorted(references), found
 
     scenario(api_url, body)
+
+
+def test_a_stream_is_counted_but_not_timed_as_a_request(api_url: str) -> None:
+    """An event stream lasts minutes by design: it must not read as API latency on the dashboards and alerts."""
+    route = 'route="/v1/notifications/stream"'
+
+    def figures() -> tuple[float, float]:
+        text = httpx.get(f"{api_url}/metrics", timeout=30).text
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("bank_http_requests_total{") and route in line and 'status="200"' in line)
+        timed = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("bank_http_request_duration_seconds_count{") and route in line)
+        return served, timed
+
+    before = figures()
+    response = httpx.get(f"{api_url}/v1/notifications/stream", params={"follow": "false", "since": 0},
+                         auth=auth_as("teller"), timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    after = figures()
+    assert after == (before[0] + 1, before[1]), (before, after)
