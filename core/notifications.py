@@ -43,6 +43,7 @@ DEFAULT_CHANNELS: dict[str, tuple[Channel, ...]] = {
     "payment_declined": ("in_app", "email"),
     "large_debit": ("in_app", "email"),            # a threshold of the user's: debit above an amount
     "low_balance": ("in_app", "email"),            # a threshold of the user's: balance below an amount
+    "payee_added": ("in_app", "email"),            # someone who could pay out adds a payee: tell the customer
     "new_device_sign_in": ("in_app", "email"),
     "password_changed": ("in_app", "email"),
     "mfa_changed": ("in_app", "email"),
@@ -332,5 +333,6 @@ AUDIT_RULES: dict[str, str] = {
     "password_changed": "password_changed",
     "password_reset": "password_changed",
     "mfa_enrolled": "mfa_changed",
+    "payee_added": "payee_added",
 }
 NEW_DEVICE_ACTION = "login"   # a successful login from a device the user never signed in from

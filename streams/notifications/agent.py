@@ -143,7 +143,8 @@ class NotificationAgent:
         kind = AUDIT_RULES.get(audit.action)
         user = audit.subject_user_id or audit.actor_user_id
         if kind is not None and user:
-            drafts.append(Draft(kind, "user", user, {"at": at, "reset": audit.action == "password_reset"}))
+            drafts.append(Draft(kind, "user", user, {"at": at, "reset": audit.action == "password_reset",
+                                                     "payee_id": audit.details.get("payee_id")}))
         if self._recent(audit.occurred_at):
             for draft in drafts:
                 await self._notify(writer, draft, audit.event_id, where)

@@ -533,3 +533,20 @@ def test_a_stream_is_counted_but_not_timed_as_a_request(api_url: str) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     after = figures()
     assert after == (before[0] + 1, before[1]), (before, after)
+
+
+def test_a_new_payee_is_notified(api_url: str) -> None:
+    async def body(_teller: Bank, customer: Bank) -> None:
+        added = await customer.http.post("/v1/payees", json={"iban": "DE89 3704 0044 0532 0130 00",
+                                                              "name": "Notified Payee"})
+        assert added.status_code == 201, added.text
+
+        async def told() -> list[dict[str, Any]]:
+            return [n for n in (await inbox(customer))["notifications"] if n["type"] == "payee_added"]
+
+        [notice] = await eventually(told)
+        assert notice["data"]["payee_id"] == added.json()["payee_id"]
+        assert "Notified Payee" not in json.dumps(notice)   # the payee's name is personal data: not in the log
+        await eventually(lambda: _with(mailbox(customer.identity.email), "new payee was added"))
+
+    scenario(api_url, body)
