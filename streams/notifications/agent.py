@@ -103,6 +103,7 @@ class NotificationAgent:
 
     async def _handle_safely(self, writer: BatchWriter, record: ConsumerRecord[bytes, bytes]) -> None:
         where = f"{record.topic}/{record.partition}/{record.offset}"
+        notified, counts = set(writer.notified_users), dict(writer.counts)   # undone with the savepoint
         try:
             async with writer.c.transaction():   # a savepoint: a record that fails leaves the batch intact
                 if record.topic == LEDGER_EVENTS:
@@ -111,11 +112,13 @@ class NotificationAgent:
                     await self._audit(writer, record, where)
         except DecodeError as error:
             log.error("notifier: skipped %s: %s", where, error)
+            writer.notified_users, writer.counts = notified, counts
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
             raise
         except Exception:   # noqa: BLE001 - one bad record must not stop everyone's notifications
             metrics.SKIPPED.inc()
             log.exception("notifier: could not handle %s; skipped", where)
+            writer.notified_users, writer.counts = notified, counts
 
     def _recent(self, moment: datetime) -> bool:
         return moment >= datetime.now(UTC) - self._max_age

@@ -390,6 +390,11 @@ def test_a_held_payment_tells_the_customer_and_alerts_the_analysts_without_namin
                         if n["type"] == "staff_alert" and n["data"]["case_id"] == case_id]
 
             [alert] = await eventually(alerted)
+            shown = (await analyst.http.get("/v1/me/notification-preferences")).json()
+            assert shown["channels"]["staff_alert"] == ["in_app"] and shown["defaults"]["staff_alert"] == ["in_app"]
+            customers = (await customer.http.get("/v1/me/notification-preferences")).json()
+            assert "staff_alert" not in customers["channels"], customers   # analysts' alerts only
+            assert customers["security_types"] == ["mfa_changed", "new_device_sign_in", "password_changed"]
             assert alert["data"]["action"] == "hold" and alert["data"]["account_id"] == account
             approved = await teller.approved(case_id, "analyst")
             assert approved.status_code == 200, approved.text
