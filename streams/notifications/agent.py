@@ -79,7 +79,12 @@ class NotificationAgent:
             metrics.SENT.labels(channel).inc(count)   # in-app: delivered when written
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         self.handled += len(records)
-        offsets = {tp: OffsetAndMetadata(rs[-1].offset + 1, "") for tp, rs in batches.items() if rs}
+        # The consumer's position, not the last offset + 1: transaction markers and compaction leave gaps, and
+        # a commit short of them would show as lag for ever.
+        offsets = {}
+        for tp, rs in batches.items():
+            if rs:
+                offsets[tp] = OffsetAndMetadata(max(rs[-1].offset + 1, await self._consumer.position(tp)), "")
         try:
             await self._consumer.commit(offsets)
         except KafkaError as error:   # written already: a re-delivery writes nothing new

@@ -33,21 +33,28 @@ class BatchWriter:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.c = connection
         self._prefs: dict[str, Preferences] = {}
+        self._holders: dict[str, list[Person]] = {}   # per batch: an account's holders, the staff
+        self._staff: list[Person] | None = None
         self.notified_users: set[str] = set()
         self.counts: dict[str, int] = {}
 
     async def account_opened(self, account_id: str, customer_id: str, currency: str) -> None:
         await self.c.execute("INSERT INTO notify_accounts (account_id, customer_id, currency) VALUES ($1, $2, $3) "
                              "ON CONFLICT (account_id) DO NOTHING", account_id, customer_id, currency)
+        self._holders.pop(account_id, None)
 
     async def holders(self, account_id: str) -> list[Person]:
-        rows = await self.c.fetch(_PERSON + "u.customer_id = (SELECT customer_id FROM notify_accounts "
-                                  "WHERE account_id = $1)", account_id)
-        return [Person(**dict(r)) for r in rows]
+        if account_id not in self._holders:
+            rows = await self.c.fetch(_PERSON + "u.customer_id = (SELECT customer_id FROM notify_accounts "
+                                      "WHERE account_id = $1)", account_id)
+            self._holders[account_id] = [Person(**dict(r)) for r in rows]
+        return self._holders[account_id]
 
     async def staff(self) -> list[Person]:
-        rows = await self.c.fetch(_PERSON + "u.role IN ('analyst', 'admin') ORDER BY u.user_id")
-        return [Person(**dict(r)) for r in rows]
+        if self._staff is None:
+            rows = await self.c.fetch(_PERSON + "u.role IN ('analyst', 'admin') ORDER BY u.user_id")
+            self._staff = [Person(**dict(r)) for r in rows]
+        return self._staff
 
     async def user(self, user_id: str) -> list[Person]:
         try:
