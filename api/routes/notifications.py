@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StrictStr
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.access_models import _Body
-from api.deps import Platform, PlatformDep
+from api.deps import Platform, PlatformDep, ready_view
 from api.ledger_view import LedgerView
 from api.notifications import Notification
 from api.problems import PROBLEM_JSON, Problem
@@ -225,7 +225,8 @@ async def get_notification_preferences(platform: PlatformDep) -> PreferencesView
             summary="Replace the caller's notification preferences", responses={422: _PROBLEMS})
 async def put_notification_preferences(body: PreferencesIn, platform: PlatformDep) -> PreferencesView:
     principal, staff = caller(), _staff()
-    currencies = _own_currencies(platform.view, principal.customer_id)
+    # the ledger view knows whose accounts are whose (503 while it catches up, as for every account route)
+    currencies = _own_currencies(ready_view(platform), principal.customer_id) if body.thresholds else {}
     try:
         prefs = parse_preferences(body.model_dump(), currencies, staff=staff)
     except PreferenceError as error:

@@ -235,9 +235,8 @@ def test_thresholds_fire_above_their_amount_and_not_below(api_url: str) -> None:
         low = [n["data"]["balance_after"] for n in listed["notifications"] if n["type"] == "low_balance"]
         assert large == ["150.00"], large           # 50.00 and exactly 100.00 are not above 100.00
         assert low == ["850.00"], low               # once, when the balance crossed 900.00
-        emails = await mailbox(customer.identity.email)
-        assert sum("above your alert amount" in m["body"] or "above the alert amount" in m["body"]
-                   for m in emails) == 1
+        alerts = await eventually(lambda: _with(mailbox(customer.identity.email), "above the alert amount"))
+        assert len(alerts) == 1 and "150.00 EUR" in alerts[0]["body"], alerts   # sent after the inbox row
 
     scenario(api_url, body, customers=2)
 
