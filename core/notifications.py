@@ -23,8 +23,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from core import events as e
 from core.commands import derive_id
 from core.money import MoneyError, format_amount, parse_amount
+from core.topics import AUDIT, LEDGER_EVENTS
 
-NOTIFIER_GROUP = "bankstream-notifier"   # the notifier's consumer group (bank.ledger.events, bank.audit)
+NOTIFIER_GROUP = "bankstream-notifier"   # the notifier's consumer group
+# What it reads. Another event topic (payments, standing orders, loans) is one more entry here, its event types'
+# entries in LEDGER_RULES, and the notifier among the topic's consumers in topics.yaml.
+NOTIFIER_TOPICS = (LEDGER_EVENTS, AUDIT)
 # PostgreSQL NOTIFY channel: the notifier names a user there when their inbox has a new row (sent at commit); the
 # API's streams wait on it.
 NOTIFY_CHANNEL = "bank_notifications"

@@ -24,9 +24,9 @@ from aiokafka.structs import OffsetAndMetadata
 from core.audit import AuditRecorded
 from core.events import AccountOpened, Event
 from core.identity import device_from_user_agent
-from core.notifications import (AUDIT_RULES, NEW_DEVICE_ACTION, NOTIFIER_GROUP, Draft, drafts_for_event,
-                                notification_id, threshold_drafts)
-from core.topics import AUDIT, LEDGER_EVENTS
+from core.notifications import (AUDIT_RULES, NEW_DEVICE_ACTION, NOTIFIER_GROUP, NOTIFIER_TOPICS, Draft,
+                                drafts_for_event, notification_id, threshold_drafts)
+from core.topics import AUDIT
 from infra.clock import BusinessTime
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
@@ -37,7 +37,7 @@ from streams.notifications.store import BatchWriter, Person
 log = logging.getLogger(__name__)
 
 GROUP = NOTIFIER_GROUP
-TOPICS = (LEDGER_EVENTS, AUDIT)
+TOPICS = NOTIFIER_TOPICS
 BATCH_MAX = 500
 FETCH_TIMEOUT_MS = 200
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -111,10 +111,10 @@ class NotificationAgent:
         notified, counts = set(writer.notified_users), dict(writer.counts)   # undone with the savepoint
         try:
             async with writer.c.transaction():   # a savepoint: a record that fails leaves the batch intact
-                if record.topic == LEDGER_EVENTS:
-                    await self._ledger(writer, record, where)
-                else:
+                if record.topic == AUDIT:
                     await self._audit(writer, record, where)
+                else:   # the ledger, and any event topic added to TOPICS (payments, standing orders, loans)
+                    await self._event(writer, record, where)
         except DecodeError as error:
             log.error("notifier: skipped %s: %s", where, error)
             writer.notified_users, writer.counts = notified, counts
@@ -128,8 +128,9 @@ class NotificationAgent:
     def _recent(self, moment: datetime) -> bool:
         return moment >= datetime.now(UTC) - self._max_age
 
-    async def _ledger(self, writer: BatchWriter, record: ConsumerRecord[bytes, bytes], where: str) -> None:
-        event: Event = self._codec.decode(record.value, record.headers, record_types(LEDGER_EVENTS))
+    async def _event(self, writer: BatchWriter, record: ConsumerRecord[bytes, bytes], where: str) -> None:
+        """An event (any record with event_id, account_id and occurred_at): drafts from LEDGER_RULES."""
+        event: Event = self._codec.decode(record.value, record.headers, record_types(record.topic))
         if isinstance(event, AccountOpened):
             await writer.account_opened(event.account_id, event.customer_id, event.currency)
         if not self._recent(event.occurred_at):

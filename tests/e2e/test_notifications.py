@@ -26,9 +26,8 @@ import pytest
 
 from cli.devstack import Stack
 from cli.lag import collect
-from core.notifications import NOTIFIER_GROUP
+from core.notifications import NOTIFIER_GROUP, NOTIFIER_TOPICS
 from core.settings import get_settings
-from core.topics import AUDIT, LEDGER_EVENTS
 from tests.support import Bank, auth_as, problem
 
 FAST = 1.0      # the stream, from the transfer's answer
@@ -159,7 +158,7 @@ def notifier_caught_up(stack: Stack) -> None:
     these tests measure the path of their own records, not a backlog. Its committed offsets reach the end of the
     log (positions, past transaction markers) once it has nothing left."""
     deadline = time.monotonic() + 180
-    groups = {NOTIFIER_GROUP: [LEDGER_EVENTS, AUDIT]}
+    groups = {NOTIFIER_GROUP: list(NOTIFIER_TOPICS)}
     while True:
         rows = asyncio.run(collect(stack.settings.kafka, groups))
         behind = sum(row.lag for row in rows)
