@@ -184,6 +184,16 @@ POLICIES: dict[str, Policy] = {
     "get_profile": _allow(*EVERYONE),
     "update_profile": _allow(*EVERYONE),
     "verify_contact": _allow(*EVERYONE, limit="mfa"),   # codes are guessable: counted like second factors
+    # notifications (api/routes/notifications.py): everyone their own inbox, stream and preferences (the store
+    # reads by the caller's user id: nobody names another's); staff see failed deliveries, admins re-queue them
+    "list_notifications": _allow(*EVERYONE),
+    "mark_notification_read": _allow(*EVERYONE),
+    "mark_all_notifications_read": _allow(*EVERYONE),
+    "notification_stream": _allow(*EVERYONE),
+    "get_notification_preferences": _allow(*EVERYONE),
+    "put_notification_preferences": _allow(*EVERYONE),
+    "failed_notifications": _allow(*STAFF),
+    "retry_notification": _allow("admin"),
 }
 
 

@@ -18,6 +18,7 @@ from api.bus import CommandBus
 from api.identity import UserStore
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
+from api.notifications import NotificationHub, NotificationStore
 from api.payees import PayeeStore
 from api.problems import Problem
 from api.readmodels import Model, ReadModels
@@ -60,6 +61,8 @@ class Platform:
     payees: PayeeStore
     standing_orders: StandingOrderBook   # bank.standing-orders folded (issue 16)
     drawers: DrawerDesk                  # tellers' cash drawers (issue 14)
+    notifications: NotificationStore        # the inbox, preferences, failed deliveries (issue 19)
+    notification_hub: NotificationHub       # wakes the SSE streams when the notifier writes an inbox row
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

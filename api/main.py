@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from api.account_numbers import AccountNumberAllocator
+from api.notifications import NotificationHub, NotificationStore
 from api.payees import PayeeStore
 from api.audit import AuditLog, AuditTrail
 from api.drawers import DrawerDesk
@@ -27,8 +28,8 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import (admin, auth, balances, books, catalog, clock, commands, drawers, fx, health, operations, payees,
-                        payments, profile, queries, standing_orders, users)
+from api.routes import (admin, auth, balances, books, catalog, clock, commands, drawers, fx, health, notifications,
+                        operations, payees, payments, profile, queries, standing_orders, users)
 from api.standing_orders import StandingOrderBook
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             reads=ReadModels(pg, redis, mongo), access=access,
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
                             payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka),
-                            drawers=DrawerDesk(settings.kafka))
+                            drawers=DrawerDesk(settings.kafka), notifications=NotificationStore(pg),
+                            notification_hub=NotificationHub(settings.pg))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await platform.drawers.stop()
             await platform.standing_orders.stop()
             await platform.view.stop()
+            await platform.notification_hub.stop()
             await platform.bus.stop()
             await audit.stop()
             await platform.time.stop()
@@ -113,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
     app.include_router(standing_orders.router)   # scheduled and recurring transfers (issue 16)
     app.include_router(drawers.router)    # tellers' cash drawers (issue 14)
+    app.include_router(notifications.router)   # inbox, live stream, preferences, failed deliveries (issue 19)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

@@ -37,11 +37,14 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = 500
+        streaming = False
 
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
+                streaming = any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                                for name, value in message.get("headers", []))
             await send(message)
 
         try:
@@ -51,4 +54,5 @@ class HttpMetrics:
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
             HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)
+            if not streaming:   # an event stream lasts minutes by design: it is no request latency
+                HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - started)

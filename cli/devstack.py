@@ -222,6 +222,12 @@ class Stack:
             urls[f"worker-{n}"] = f"http://{s.worker_web_host}:{self.worker_port(n)}"
         for n in range(1, s.projection_workers + 1):
             urls[f"projector-{n}"] = f"http://{s.worker_web_host}:{self.projector_port(n)}"
+        urls["notifier"] = f"http://{s.worker_web_host}:{s.notifier_web_port}"
+        if not s.smtp_host:
+            urls["smtp"] = f"smtp://{LOCALHOST}:{s.smtp_port}"
+            urls["mailbox"] = s.mailbox_url
+        if not s.sms_url:
+            urls["sms"] = s.sms
         urls["lag-exporter"] = f"http://{LOCALHOST}:{s.lag_exporter_port}/metrics"
         urls["rail"] = s.rail
         urls["gateway"] = f"http://{LOCALHOST}:{s.gateway_port}/metrics"
@@ -258,6 +264,7 @@ class Stack:
                    PYTHONUNBUFFERED="1")
         env.update(self.signing_key_env())
         env.update(BANK_RAIL_SECRET=self.rail_secret())
+        env.update(self.channel_secret_env())
         env.update(extra)
         return env
 
@@ -285,6 +292,14 @@ class Stack:
         else:
             keys, active = self._dev_signing_keys(), DEV_KID
         return {"BANK_JWT_KEYS": json.dumps(keys)} | ({"BANK_JWT_ACTIVE_KID": active} if active else {})
+
+    def channel_secret_env(self) -> dict[str, str]:
+        """The notification channels' credentials for the children, revealed (a settings dump masks them)."""
+        s = self.settings
+        env = {"BANK_SMS_API_KEY": s.sms_api_key.get_secret_value()}
+        if s.smtp_password is not None:
+            env["BANK_SMTP_PASSWORD"] = s.smtp_password.get_secret_value()
+        return env
 
     def _dev_signing_keys(self) -> dict[str, str]:
         path = self.home / "secrets" / "jwt-keys.json"
@@ -414,12 +429,52 @@ class Stack:
         port = self.settings.gateway_port
         return ServiceSpec("gateway", [sys.executable, "-m", "gateway"], port, env={"BANK_GATEWAY_PORT": str(port)},
                            death_signal=signal.SIGKILL)
+
     def scheduler_spec(self) -> ServiceSpec:
         """The standing-order scheduler (streams/scheduler.py); its port opens once it has caught up."""
         port = self.settings.scheduler_port
         return ServiceSpec("scheduler", [sys.executable, "-m", "streams.scheduler"], port,
                            host=self.settings.worker_web_host, env={"BANK_SCHEDULER_PORT": str(port)},
                            death_signal=signal.SIGKILL, start_timeout=120.0)
+
+    def notifier_spec(self) -> ServiceSpec:
+        """The notifier (streams/notifications/): its own consumer group on the ledger and the audit log."""
+        port = self.settings.notifier_web_port
+        env = {"BANK_WORKER_ID": "notifier-1", "BANK_WORKER_WEB_PORT": str(port)}
+        return ServiceSpec("notifier", [sys.executable, "-m", "streams.notifications"], port,
+                           host=self.settings.worker_web_host, env=env, death_signal=signal.SIGKILL)
+
+    # The simulators of the outside world (simulators/): started unless a real server is configured.
+    SIMULATORS = ("smtp-sim", "sms-sim")
+
+    def simulators(self) -> list[str]:
+        s = self.settings
+        return [name for name, external in (("smtp-sim", s.smtp_host), ("sms-sim", s.sms_url)) if not external]
+
+    def smtp_sim_spec(self, smtp_port: int | None = None, http_port: int | None = None, name: str = "smtp-sim",
+                      data: Path | None = None) -> ServiceSpec:
+        """The dev SMTP server (simulators/smtp.py): keeps every message (data/<name>/), shows it on its mailbox."""
+        s = self.settings
+        smtp_port, http_port = smtp_port or s.smtp_port, http_port or s.mailbox_port
+        argv = [sys.executable, "-m", "simulators.smtp", "--host", LOCALHOST, "--smtp-port", str(smtp_port),
+                "--http-port", str(http_port), "--data-dir", str(data or self._data_dir(name))]
+        return ServiceSpec(name, argv, smtp_port, death_signal=signal.SIGKILL,
+                           ready=partial(_http_ok, f"http://{LOCALHOST}:{http_port}/healthz"))
+
+    def sms_sim_spec(self) -> ServiceSpec:
+        """The SMS gateway simulator (simulators/sms.py): a provider's HTTP API, recording every message."""
+        s = self.settings
+        argv = [sys.executable, "-m", "simulators.sms", "--host", LOCALHOST, "--port", str(s.sms_port),
+                "--data-dir", str(self._data_dir("sms-sim")), "--api-key", s.sms_api_key.get_secret_value()]
+        return ServiceSpec("sms-sim", argv, s.sms_port, death_signal=signal.SIGKILL,
+                           ready=partial(_http_ok, f"{s.sms}/healthz"))
+
+    def start_simulators(self) -> list[str]:
+        specs = {"smtp-sim": self.smtp_sim_spec, "sms-sim": self.sms_sim_spec}
+        return [self.start(specs[name]()).spec.name for name in self.simulators() if not self.running(name)]
+
+    def start_notifier(self, wait: bool = True) -> str:
+        return self.start(self.notifier_spec(), wait=wait).spec.name
 
     def lag_exporter_spec(self) -> ServiceSpec:
         port = self.settings.lag_exporter_port
@@ -453,6 +508,7 @@ class Stack:
             job("bankstream-worker", [f"{web}:{self.worker_port(n)}" for n in range(1, s.workers + 1)]),
             job("bankstream-projector", [f"{web}:{self.projector_port(n)}" for n in range(1, s.projection_workers + 1)]),
             job("bankstream-lag-exporter", [f"{LOCALHOST}:{s.lag_exporter_port}"]),
+            job("bankstream-notifier", [f"{web}:{s.notifier_web_port}"]),
         ]
         return config
 

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from core.notifications import NOTIFIER_GROUP, NOTIFIER_TOPICS
 from core.readmodel import PROJECTIONS, consumer_group
 from core.settings import Settings
 from core.audit import AUDIT_TRAIL_GROUP
@@ -45,6 +46,7 @@ def platform_groups(settings: Settings) -> dict[str, list[str]]:
     groups = {settings.app_id: [LEDGER_COMMANDS, LEDGER_EVENTS]}  # the ledger agent and the transfer saga
     groups |= {consumer_group(name): [LEDGER_EVENTS] for name in PROJECTIONS}
     groups[AUDIT_TRAIL_GROUP] = [AUDIT]
+    groups[NOTIFIER_GROUP] = list(NOTIFIER_TOPICS)
     return groups
 
 

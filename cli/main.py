@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import bench, books, catalog, chaos, demo, projections, replay, rules, tail, users
+from cli import bench, books, catalog, chaos, demo, messages, projections, replay, rules, tail, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -27,6 +27,8 @@ app.add_typer(projections.app, name="projections")
 app.add_typer(rules.app, name="rules")
 app.add_typer(users.app, name="users")
 app.add_typer(books.app, name="books")
+app.command("mail")(messages.mail)   # the dev mailbox (simulators/smtp.py)
+app.command("sms")(messages.sms)     # the SMS gateway simulator's log (simulators/sms.py)
 app.command("bench")(bench.bench)
 app.command("chaos")(chaos.chaos)
 app.command("catalog")(catalog.catalog)
@@ -103,6 +105,8 @@ def _bring_up(stack: Stack, infra_only: bool, with_prometheus: bool = False) -> 
         stack.start_workers()
         stack.start_projectors()
         stack.start_lag_exporter()
+        stack.start_simulators()   # the dev SMTP server and SMS gateway, before the notifier that sends to them
+        stack.start_notifier()
         stack.start_api()
         stack.start_rail()        # the sandbox payment rail (unless BANK_RAIL_URL names another), then its gateway
         stack.start_gateway()
@@ -143,6 +147,11 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
         table.add_row("lag exporter", urls["lag-exporter"])
         table.add_row("payment rail (sandbox)" if not stack.settings.rail_url else "payment rail", urls["rail"])
         table.add_row("payment gateway", urls["gateway"])
+        table.add_row("notifier", urls["notifier"])
+        for key, label in (("smtp", "dev SMTP server"), ("mailbox", "dev mailbox (`bank mail`)"),
+                           ("sms", "SMS gateway simulator (`bank sms`)")):
+            if key in urls:
+                table.add_row(label, urls[key])
     if stack.running("prometheus"):
         table.add_row("Prometheus", stack.prometheus_url)
     labels = {"kafka": "Kafka bootstrap", "pg": "PostgreSQL DSN", "redis": "Redis", "mongo": "MongoDB",

@@ -56,6 +56,11 @@ def _service_urls(settings: Settings) -> dict[str, str]:
     probes["gateway"] = urls["gateway"]
     if not settings.rail_url:   # the sandbox rail `bank up` runs; another rail is not ours to probe
         probes["rail"] = f"{urls['rail']}/health"
+    probes["notifier"] = f"{urls['notifier']}/healthz"
+    if "mailbox" in urls:
+        probes["smtp-sim"] = f"{urls['mailbox']}/healthz"
+    if "sms" in urls:
+        probes["sms-sim"] = f"{urls['sms']}/healthz"
     if "prometheus" in urls:
         probes["prometheus"] = f"{urls['prometheus']}/-/ready"
     return probes

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     rail_retry_initial: timedelta = timedelta(milliseconds=100)    # the gateway's backoff while the rail is down
     rail_retry_max: timedelta = timedelta(seconds=5)
     rail_timeout: timedelta = timedelta(seconds=5)                 # one HTTP call to the rail
-    gateway_port: int = 9310                                        # the gateway connector's /metrics
+    gateway_port: int = 9311                                        # the gateway connector's /metrics
 
     # Stream processing.
     app_id: str = "bankstream-ledger"
@@ -181,6 +181,35 @@ class Settings(BaseSettings):
     contact_code_ttl: timedelta = timedelta(minutes=15)
     contact_code_max_attempts: int = Field(default=5, ge=1)
 
+    # Notifications (streams/notifications/, issue 19). The notifier is its own consumer group on the ledger and
+    # the audit log. Email goes over SMTP (`bank up` runs a dev SMTP server keeping every message, with a mailbox
+    # on `mailbox_port`, unless `smtp_host` is set); SMS through the provider adapter `sms_provider` ("http": the
+    # HTTP API of the gateway simulator `bank up` runs on `sms_port`, unless `sms_url` is set).
+    notifier_web_port: int = 6090
+    smtp_host: str | None = None
+    smtp_port: int = 2525
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_use_tls: bool = False
+    mailbox_port: int = 8025            # the dev SMTP server's mailbox page and JSON
+    mail_from: str = "bankstream <no-reply@bankstream.test>"
+    sms_provider: Literal["http"] = "http"
+    sms_url: str | None = None
+    sms_port: int = 8026                # the SMS gateway simulator's HTTP API
+    sms_api_key: SecretStr = SecretStr("sim-key")
+    sms_sender: str = "bankstream"
+    # Delivery retries: backoff doubling from `notify_retry_initial` up to `notify_retry_max`, then the message is
+    # marked failed after `notify_max_attempts` tries (GET /v1/admin/notifications/failed, alert rule).
+    notify_retry_initial: timedelta = timedelta(seconds=1)
+    notify_retry_max: timedelta = timedelta(seconds=60)
+    notify_max_attempts: int = Field(default=12, ge=1)
+    # Events older than this when the notifier first reads them are folded (accounts, devices) but tell nobody:
+    # a notifier started on an old log does not mail its whole history.
+    notify_max_age: timedelta = timedelta(days=1)
+    # How long one SSE connection lasts at most (clients reconnect with Last-Event-ID; each reconnect is
+    # authenticated again, so a revoked session stops streaming within this).
+    notification_stream_max: timedelta = timedelta(minutes=5)
+
     @property
     def kafka(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
@@ -200,6 +229,18 @@ class Settings(BaseSettings):
     @property
     def rail(self) -> str:
         return self.rail_url or f"http://127.0.0.1:{self.rail_port}"
+
+    @property
+    def smtp(self) -> tuple[str, int]:
+        return (self.smtp_host or "127.0.0.1", self.smtp_port)
+
+    @property
+    def mailbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.mailbox_port}"
+
+    @property
+    def sms(self) -> str:
+        return self.sms_url or f"http://127.0.0.1:{self.sms_port}"
 
     @property
     def mongo(self) -> str:

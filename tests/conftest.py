@@ -73,8 +73,11 @@ def _session_settings(home: Path) -> Settings:
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), schema_registry_port=free_port(), api_port=free_port(),
                     worker_web_port=worker_base,
-                    lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(), scheduler_port=free_port(),
-                    gateway_port=free_port(), rail_settle_delay=timedelta(milliseconds=200),
+                    lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
+                    scheduler_port=free_port(), gateway_port=free_port(), rail_settle_delay=timedelta(milliseconds=200),
+                    notifier_web_port=free_port(), smtp_port=free_port(), mailbox_port=free_port(),
+                    sms_port=free_port(), notify_retry_initial=timedelta(milliseconds=200),
+                    notify_retry_max=timedelta(seconds=1),
                     command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
                     rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED, clock_control=True,
                     scheduler_interval=timedelta(milliseconds=200), drawer_required=False)
@@ -180,6 +183,9 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
             _session_stack.start_projector(n)
     if not _session_stack.running("lag-exporter"):
         _session_stack.start_lag_exporter()
+    _session_stack.start_simulators()   # the dev SMTP server and SMS gateway the notifier sends to
+    if not _session_stack.running("notifier"):
+        _session_stack.start_notifier()
     if not _session_stack.running("api"):
         _session_stack.start_api()
     if not _session_stack.running("rail"):

@@ -130,6 +130,12 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "close_drawer": row(401, 403, 422, 403, 422),
     # each user's own profile (staff too); verifying with nothing pending: authorized, then 409
     "get_profile": signed_in(200), "update_profile": signed_in(200), "verify_contact": signed_in(409),
+    # notifications: each user's own (the store reads by the caller: nobody names another's); marking an id
+    # nobody has is authorized, then 404; failed deliveries are for staff, re-queuing one for admins
+    "list_notifications": signed_in(200), "mark_notification_read": signed_in(404),
+    "mark_all_notifications_read": signed_in(200), "notification_stream": signed_in(200),
+    "get_notification_preferences": signed_in(200), "put_notification_preferences": signed_in(200),
+    "failed_notifications": row(401, 403, 200, 200, 200), "retry_notification": admins(404),
 }
 
 
@@ -377,6 +383,17 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "get_profile": lambda: Request("GET", "/v1/me/profile"),
         "update_profile": lambda: Request("PATCH", "/v1/me/profile", json={"city": "Matrixville"}),
         "verify_contact": lambda: Request("POST", "/v1/me/profile/verify", json={"code": "000000"}),
+        "list_notifications": lambda: Request("GET", "/v1/notifications"),
+        "mark_notification_read": lambda: Request("POST", f"/v1/notifications/{uuid.uuid4()}/read"),
+        "mark_all_notifications_read": lambda: Request("POST", "/v1/notifications/read", json={}),
+        # what is there, then the end (a followed stream would never answer the matrix)
+        "notification_stream": lambda: Request("GET", "/v1/notifications/stream",
+                                               params={"since": 0, "follow": "false"}),
+        "get_notification_preferences": lambda: Request("GET", "/v1/me/notification-preferences"),
+        "put_notification_preferences": lambda: Request("PUT", "/v1/me/notification-preferences",
+                                                        json={"channels": {"transaction_posted": ["in_app"]}}),
+        "failed_notifications": lambda: Request("GET", "/v1/admin/notifications/failed"),
+        "retry_notification": lambda: Request("POST", f"/v1/admin/notifications/{uuid.uuid4()}/retry"),
         "revoke_session": lambda: _revoke_session(w, role, whose),
         "open_account": lambda: Request("POST", "/v1/accounts", json={"customer_id": customer, "currency": "EUR"},
                                         params={"wait": "true"}),

@@ -71,7 +71,7 @@ def test_every_process_exports_its_metrics(stack: Stack, api_url: str) -> None:
     assert total(exporter, "bank_topic_end_offset", topic="bank.ledger.events") >= 1
     groups = {ls["group"] for ls, _ in exporter.get("bank_consumer_lag_messages", [])}
     assert groups == {"bankstream-ledger", *(consumer_group(n) for n in ("postgres", "redis", "mongo")),
-                      "bankstream-audit-trail"}
+                      "bankstream-audit-trail", "bankstream-notifier"}
 
 
 def _lag_of(settings: Settings, group: str) -> int:

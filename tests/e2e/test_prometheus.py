@@ -40,7 +40,7 @@ def _require_prometheus() -> str:
 def test_generated_config_scrapes_every_process_of_the_stack(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, api_host="0.0.0.0", api_port=18000, worker_web_host="127.0.0.1",
                         worker_web_port=16000, workers=2, projection_workers=2, lag_exporter_port=19308,
-                        prometheus_port=19090)
+                        prometheus_port=19090, notifier_web_port=16090)
     stack = Stack(settings)
     path = stack.write_prometheus_config()
     assert path == tmp_path / "prometheus" / "prometheus.yml"
@@ -53,6 +53,7 @@ def test_generated_config_scrapes_every_process_of_the_stack(tmp_path: Path) -> 
         "bankstream-worker": ["127.0.0.1:16001", "127.0.0.1:16002"],      # worker_port(n)
         "bankstream-projector": ["127.0.0.1:16003", "127.0.0.1:16004"],   # projector_port(n), after the workers
         "bankstream-lag-exporter": ["127.0.0.1:19308"],
+        "bankstream-notifier": ["127.0.0.1:16090"],                       # notifier_web_port
     }
     assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
     if ALERT_RULES_FILE.is_file():
@@ -177,11 +178,13 @@ async def _traffic(bank: Bank, a: str, b: str) -> None:
 def test_prometheus_scrapes_the_running_stack(stack: Stack, api_url: str, prometheus_url: str) -> None:
     s = stack.settings
     expected_targets = {("bankstream-api", f"127.0.0.1:{s.api_port}"),
-                        ("bankstream-lag-exporter", f"127.0.0.1:{s.lag_exporter_port}")}
+                        ("bankstream-lag-exporter", f"127.0.0.1:{s.lag_exporter_port}"),
+                        ("bankstream-notifier", f"127.0.0.1:{s.notifier_web_port}")}
     expected_targets |= {("bankstream-worker", f"127.0.0.1:{stack.worker_port(n)}") for n in range(1, s.workers + 1)}
     expected_targets |= {("bankstream-projector", f"127.0.0.1:{stack.projector_port(n)}")
                          for n in range(1, s.projection_workers + 1)}
-    expected_groups = {"bankstream-ledger", *(consumer_group(name) for name in PROJECTIONS), "bankstream-audit-trail"}
+    expected_groups = {"bankstream-ledger", *(consumer_group(name) for name in PROJECTIONS), "bankstream-audit-trail",
+                       "bankstream-notifier"}
     assert s.app_id == "bankstream-ledger"
     expected_rules = _expected_rule_groups()
 

@@ -33,7 +33,7 @@ GRAFANA_DIR = ROOT / "grafana"
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
 EXPECTED_SERVICES = {*KAFKA_NODES, "postgres", "redis", "mongo", "schema-registry", "prometheus", "grafana", "setup",
                      "worker", "projector",
-                     "api", "lag-exporter"}
+                     "api", "lag-exporter", "notifier", "smtp-sim", "sms-sim"}
 ONE_SHOT_SERVICES = {"setup"}
 BANK_VAR = re.compile(r"\bBANK_[A-Z0-9_]+\b")
 # Generous: a worker only imports its modules before it checks its files, but the test machines are busy.
@@ -173,7 +173,7 @@ def test_every_bank_variable_is_a_settings_field() -> None:
 
 
 def test_app_services_are_wired_to_the_stack(services: dict[str, dict[str, Any]]) -> None:
-    for name in ("setup", "worker", "projector", "api", "lag-exporter"):
+    for name in ("setup", "worker", "projector", "api", "lag-exporter", "notifier"):
         env = _environment(services[name])
         bootstrap = [server.split(":")[0] for server in env["BANK_KAFKA_BOOTSTRAP"].split(",")]
         assert sorted(bootstrap) == sorted(KAFKA_NODES), f"{name}: bootstrap must list every broker"
@@ -481,7 +481,7 @@ def _listen_port(name: str, service: dict[str, Any]) -> int:
         port = _option(argv, "--port") or env["BANK_API_PORT"]
         assert port == env.get("BANK_API_PORT", port), "api: --port and BANK_API_PORT disagree"
         return int(port)
-    if name in ("worker", "projector"):
+    if name in ("worker", "projector", "notifier"):
         assert env.get("BANK_WORKER_WEB_HOST") == "0.0.0.0", f"{name}: Prometheus cannot reach 127.0.0.1 in it"
         return int(env["BANK_WORKER_WEB_PORT"])
     if name == "lag-exporter":
@@ -503,7 +503,7 @@ def test_every_scrape_target_is_a_service_on_its_port(services: dict[str, dict[s
             assert sd.get("type", "SRV") == "A", f"{job['job_name']}: SRV records need a port-less name"
             for name in sd["names"]:
                 scraped.setdefault(name, set()).add(int(sd["port"]))
-    assert set(scraped) == {"api", "worker", "projector", "lag-exporter"}
+    assert set(scraped) == {"api", "worker", "projector", "lag-exporter", "notifier"}
     for name, ports in scraped.items():
         assert name in services, f"Prometheus scrapes {name}, which is not a compose service"
         assert ports == {_listen_port(name, services[name])}, f"{name}: scraped on {ports}"
@@ -515,7 +515,7 @@ def test_prometheus_jobs_are_the_ones_the_alerts_and_the_dev_stack_use() -> None
     compose_jobs = {job["job_name"] for job in _prometheus_config()["scrape_configs"]} - {"prometheus"}
     dev_jobs = {job["job_name"] for job in Stack(Settings()).prometheus_config()["scrape_configs"]}
     assert compose_jobs == dev_jobs == {"bankstream-api", "bankstream-worker", "bankstream-projector",
-                                        "bankstream-lag-exporter"}
+                                        "bankstream-lag-exporter", "bankstream-notifier"}
 
 
 def test_prometheus_loads_the_mounted_alert_rules(services: dict[str, dict[str, Any]]) -> None:

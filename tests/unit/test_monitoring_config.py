@@ -34,7 +34,8 @@ DASHBOARDS = {"Platform overview": "bankstream-overview", "Consumer lag": "banks
               "Fraud & AML": "bankstream-fraud-aml", "Read models": "bankstream-read-models"}
 DATASOURCE_UID = "prometheus"
 ALERTS = {"WorkerDown", "LagExporterDown", "LagExporterStale", "ConsumerLagHigh", "ConsumerLagAgeHigh",
-          "DeadLettersAppearing", "ProjectionParkedEvents", "CommandErrorRatioHigh"}
+          "DeadLettersAppearing", "ProjectionParkedEvents", "CommandErrorRatioHigh", "NotificationsFailed",
+          "NotificationsStuck"}
 
 # Series Prometheus adds for every scrape target.
 PROMETHEUS_BUILTINS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped",
@@ -87,6 +88,7 @@ def _sample_names(name: str, kind: str) -> set[str]:
 def exported() -> frozenset[str]:
     import api.metrics  # noqa: F401 - registers the API's metrics on the default registry
     import streams.metrics  # noqa: F401 - registers the workers' metrics on the default registry
+    import streams.notifications.metrics  # noqa: F401 - the notifier's
     from prometheus_client import REGISTRY
 
     from cli.lag import LagExporter
