@@ -24,7 +24,7 @@ from aiokafka import ConsumerRecord
 
 from core import ledger
 from core.account_numbers import AccountNumbering, Iban
-from core.events import AccountOpened, Event
+from core.events import AccountOpened, Event, FundsDeposited, TransferCredited
 from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import TopicFollower
@@ -53,6 +53,7 @@ class LedgerView:
         self.numbering = numbering
         self.account_numbers: dict[str, str] = {}      # account id -> its national account number
         self._by_number: dict[str, str | None] = {}    # number -> account id; None: shared (see account_for_iban)
+        self.received: dict[str, int] = {}             # account id -> money credited to it (deposits, transfers in)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -97,7 +98,11 @@ class LedgerView:
     def apply(self, event: Event) -> None:
         if isinstance(event, AccountOpened) and event.account_id not in self.account_numbers:
             self._number(event)
-        new_state = ledger.apply(self.accounts.get(event.account_id), event)
+        old_state = self.accounts.get(event.account_id)
+        new_state = ledger.apply(old_state, event)
+        if (isinstance(event, FundsDeposited | TransferCredited) and new_state is not None
+                and new_state.sequence > (old_state.sequence if old_state else 0)):   # not a redelivery
+            self.received[event.account_id] = self.received.get(event.account_id, 0) + event.amount
         if new_state is not None:
             self.accounts[event.account_id] = new_state
         outcome = self.outcomes.get(event.correlation_id)
