@@ -232,7 +232,7 @@ async def _decide(platform: Platform, customer_id: str, decision: Decision, reas
     try:
         target = kyc.decide(case.status, decision)
     except kyc.KycError as error:
-        raise Problem(409, "Invalid KYC decision", error.detail, error.reason, status=case.status) from None
+        raise Problem(409, "Invalid KYC decision", error.detail, error.reason, kyc_status=case.status) from None
     decided = await CustomerStore(platform.pg).decide(customer_id, case.status, target, reason, caller().user_id)
     if decided is None:
         raise Problem(409, "Decided meanwhile", "another reviewer decided this case first", "invalid_transition")
