@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
 from core import ledger
 from core.account_numbers import AccountNumbering, Iban
-from core.events import AccountOpened, Event, FundsDeposited, TransferCredited
+from core.events import AccountClosed, AccountOpened, Event, FundsDeposited, TransferCredited
 from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
 from infra.kafka import TopicFollower
@@ -54,6 +55,7 @@ class LedgerView:
         self.account_numbers: dict[str, str] = {}      # account id -> its national account number
         self._by_number: dict[str, str | None] = {}    # number -> account id; None: shared (see account_for_iban)
         self.received: dict[str, int] = {}             # account id -> money credited to it (deposits, transfers in)
+        self.closed_at: dict[str, datetime] = {}       # account id -> when it was closed (erasure's retention)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -103,6 +105,8 @@ class LedgerView:
         if (isinstance(event, FundsDeposited | TransferCredited) and new_state is not None
                 and new_state.sequence > (old_state.sequence if old_state else 0)):   # not a redelivery
             self.received[event.account_id] = self.received.get(event.account_id, 0) + event.amount
+        if isinstance(event, AccountClosed):
+            self.closed_at.setdefault(event.account_id, event.occurred_at)
         if new_state is not None:
             self.accounts[event.account_id] = new_state
         outcome = self.outcomes.get(event.correlation_id)

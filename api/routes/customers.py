@@ -11,15 +11,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field, StrictStr
 
 from api.access_models import Email, TemporaryPassword, _Body
 from api.customers import CustomerStore, NewCustomer, sanctions_list, screen
-from api.deps import PlatformDep
+from api.deps import PlatformDep, ViewDep
 from api.identity import EmailTaken, new_customer_id
 from api.problems import PROBLEM_JSON, Problem
-from api.routes.auth import user_view
+from api.routes.auth import caller, user_view
 from api.routes.profile import PRINTABLE, Line, _invalid
 from api.security import hash_password, temporary_password
 from core.profile import InvalidContact, check_country, check_date_of_birth, normalise_phone
@@ -98,3 +98,60 @@ async def create_customer(body: OnboardRequest, platform: PlatformDep) -> Onboar
                                            "entries": ",".join(h["uid"] for h in hits)})
     return OnboardedCustomer(user=user_view(user), temporary_password=password, customer_id=customer_id,
                              kyc_status="not_started", screening=Screening(flagged=bool(hits), hits=hits))
+
+
+# ---------------------------------------------------------------- erasure
+
+
+class Erased(BaseModel):
+    customer_id: str
+    erased_at: datetime
+    accounts_kept: list[str] = Field(description="closed accounts whose postings the ledger and the books keep "
+                                                 "(by id: they name the customer only by customer id)")
+    audit_records_tombstoned: int
+    sessions_ended: int
+
+
+def _unknown(customer_id: str) -> Problem:
+    return Problem(404, "Unknown customer", f"no customer {customer_id}", "unknown_customer")
+
+
+@router.post("/{customer_id}/erase", response_model=Erased, name="erase_customer",
+             summary="Erase a customer's personal data (every account closed, the retention period passed)",
+             description="Removes or tombstones the person everywhere it was copied: PostgreSQL (user anonymised, "
+                         "profile, pending contact changes, outbox messages, reset tokens, KYC documents and "
+                         "screening, payees), Redis (sessions, lock-out counters) and the MongoDB audit trail "
+                         "(IP, user agent and details of their records). The ledger keeps every posting under "
+                         "the customer id, so the books still balance. 409 `accounts_open`, `retention_period` "
+                         "(BANK_ERASURE_RETENTION since the last account closed), `already_erased`.",
+             responses={404: _PROBLEMS, 409: _PROBLEMS})
+async def erase_customer(customer_id: Annotated[str, Path(max_length=100)], platform: PlatformDep,
+                         view: ViewDep) -> Erased:
+    access, store = platform.access, CustomerStore(platform.pg)
+    user_id = await store.user_of(customer_id)
+    if user_id is None:
+        raise _unknown(customer_id)
+    if await store.erased(customer_id):
+        raise Problem(409, "Already erased", f"customer {customer_id} was erased already", "already_erased")
+    accounts = sorted(a.account_id for a in view.accounts.values() if a.customer_id == customer_id)
+    still_open = [a for a in accounts if view.accounts[a].status != "closed"]
+    if still_open:
+        raise Problem(409, "Accounts open", f"close every account first: {', '.join(still_open)}", "accounts_open",
+                      accounts=still_open)
+    now = datetime.now(UTC)
+    last_closed = max((view.closed_at[a] for a in accounts if a in view.closed_at), default=None)
+    if last_closed is not None and now - last_closed < platform.settings.erasure_retention:
+        until = last_closed + platform.settings.erasure_retention
+        raise Problem(409, "Retention period", f"the bank must keep this customer's records until "
+                      f"{until.isoformat()} (BANK_ERASURE_RETENTION after the last account closed)",
+                      "retention_period", erasable_from=until.isoformat())
+    user = await access.users.by_id(user_id)
+    sessions = await access.store.revoke_all(user_id)
+    if user is not None:
+        await access.store.unlock(user.email)
+    await store.erase(customer_id, user_id, caller().user_id, f"erased-{user_id}@erased.invalid")
+    tombstoned = await access.trail.erase(user_id)
+    await access.audit.record("customer_erased", subject_user_id=user_id, details={
+        "customer_id": customer_id, "accounts_kept": str(len(accounts))})
+    return Erased(customer_id=customer_id, erased_at=now, accounts_kept=accounts,
+                  audit_records_tombstoned=tombstoned, sessions_ended=len(sessions))
