@@ -16,13 +16,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StrictStr
 
-from api.access_models import Email, MfaSetup, Password, _Body
+from api.access_models import MfaSetup, Password, _Body
 from api.audit import TrailQuery
 from api.customers import CustomerStore
 from api.deps import Access, PlatformDep
 from api.identity import User
 from api.problems import PROBLEM_JSON, Problem
 from api.routes.auth import _current_user, _reauthenticate, caller, weak_password
+from api.routes.profile import ContactEmail
 from api.security import hash_password, new_totp_secret, totp_step, totp_uri
 from core.identity import device_from_user_agent, is_recovery_code, password_problems, recovery_code_hash
 from core.kyc import new_reset_token
@@ -33,7 +34,7 @@ SIGN_IN_ACTIONS = ("login", "login_failed")
 
 
 class ForgotPassword(_Body):
-    email: Email
+    email: ContactEmail   # no control characters: PostgreSQL refuses NUL in text
 
 
 class ResetPassword(_Body):

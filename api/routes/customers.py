@@ -14,13 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field, StrictStr
 
-from api.access_models import Email, TemporaryPassword, _Body
+from api.access_models import TemporaryPassword, _Body
 from api.customers import CustomerStore, NewCustomer, sanctions_list, screen
 from api.deps import PlatformDep, ViewDep
 from api.identity import EmailTaken, new_customer_id
 from api.problems import PROBLEM_JSON, Problem
 from api.routes.auth import caller, user_view
-from api.routes.profile import PRINTABLE, Line, _invalid
+from api.routes.profile import PRINTABLE, ContactEmail, Line, _invalid
 from api.security import hash_password, temporary_password
 from core.profile import InvalidContact, check_country, check_date_of_birth, normalise_phone
 
@@ -29,7 +29,7 @@ _PROBLEMS = {"content": {PROBLEM_JSON: {}}}
 
 
 class OnboardRequest(_Body):
-    email: Email
+    email: ContactEmail
     legal_name: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=PRINTABLE)]
     date_of_birth: date
     address_lines: Annotated[list[Line], Field(max_length=4)] = []
