@@ -115,6 +115,14 @@ class AuditTrail:
     def __init__(self, mongo: AsyncMongoClient) -> None:
         self._collection = mongo[MONGO_DB][AUDIT_TRAIL_COLLECTION]
 
+    async def erase(self, user_id: str) -> int:
+        """Tombstone a person's records (as actor or subject): what they did stays (action, outcome, time), who
+        they were and where from goes (IP, user agent, details). Returns how many records were changed."""
+        result = await self._collection.update_many(
+            {"$or": [{"actor.user_id": user_id}, {"subject_user_id": user_id}]},
+            {"$set": {"ip": None, "user_agent": None, "details": {"erased": "true"}}})
+        return int(result.modified_count)
+
     async def search(self, query: TrailQuery, after: tuple[datetime, str] | None, limit: int) -> list[dict[str, Any]]:
         cursor = self._collection.find(query.filter(after)).sort([("occurred_at", -1), ("_id", -1)]).limit(limit)
         return [doc async for doc in cursor]

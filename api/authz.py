@@ -194,6 +194,28 @@ POLICIES: dict[str, Policy] = {
     "put_notification_preferences": _allow(*EVERYONE),
     "failed_notifications": _allow(*STAFF),
     "retry_notification": _allow("admin"),
+    # customers as people (issue 18): staff at the counter onboard a customer; only admins erase one
+    "create_customer": _allow("teller", "admin"),
+    "erase_customer": _allow("admin"),
+    # identity verification (api/routes/kyc.py): customers upload their own documents; compliance (analysts,
+    # admins) reviews them and reads the report
+    "get_my_kyc": _allow("customer"),
+    "upload_kyc_document": _allow("customer"),
+    "kyc_queue": _allow(*REVIEWERS),
+    "get_kyc_case": _allow(*REVIEWERS),
+    "get_kyc_document": _allow(*REVIEWERS),
+    "verify_kyc": _allow(*REVIEWERS),
+    "reject_kyc": _allow(*REVIEWERS),
+    "request_kyc_documents": _allow(*REVIEWERS),
+    "kyc_report": _allow(*REVIEWERS),
+    "kyc_report_csv": _allow(*REVIEWERS),
+    # self-service credentials (api/routes/credentials.py): a forgotten password is asked for signed out (counted
+    # like log-ins per address); MFA changes re-authenticate and count like second factors; sign-ins are one's own
+    "forgot_password": _public("credentials"),
+    "reset_forgotten_password": _public("credentials"),
+    "mfa_disable": _allow(*EVERYONE, self_service=True, limit="mfa"),
+    "mfa_reenrol": _allow(*EVERYONE, self_service=True, limit="mfa"),
+    "list_sign_ins": _allow(*EVERYONE, self_service=True),
 }
 
 

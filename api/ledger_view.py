@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from datetime import datetime
 
 from aiokafka import ConsumerRecord
 
 from core import ledger
 from core.drawers import Drawers
 from core.account_numbers import AccountNumbering, Iban
-from core.events import AccountOpened, Event
+from core.events import AccountClosed, AccountOpened, Event, FundsDeposited, TransferCredited
 from core.payments import PaymentRecord, fold_payment
 from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
@@ -62,6 +63,8 @@ class LedgerView:
         # debtor account a rail notification is keyed by.
         self.payments: dict[str, PaymentRecord] = {}
         self.drawers = Drawers()                        # tellers' cash drawers (core/drawers.py)
+        self.received: dict[str, int] = {}             # account id -> money credited to it (deposits, transfers in)
+        self.closed_at: dict[str, datetime] = {}       # account id -> when it was closed (erasure's retention)
 
     async def start(self) -> None:
         await self._follower.start()
@@ -107,7 +110,13 @@ class LedgerView:
         if isinstance(event, AccountOpened) and event.account_id not in self.account_numbers:
             self._number(event)
         self.drawers.apply(event)
-        new_state = ledger.apply(self.accounts.get(event.account_id), event)
+        old_state = self.accounts.get(event.account_id)
+        new_state = ledger.apply(old_state, event)
+        if (isinstance(event, FundsDeposited | TransferCredited) and new_state is not None
+                and new_state.sequence > (old_state.sequence if old_state else 0)):   # not a redelivery
+            self.received[event.account_id] = self.received.get(event.account_id, 0) + event.amount
+        if isinstance(event, AccountClosed):
+            self.closed_at.setdefault(event.account_id, event.occurred_at)
         if new_state is not None:
             self.accounts[event.account_id] = new_state
         fold_payment(self.payments, event)

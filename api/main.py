@@ -28,8 +28,9 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import (admin, auth, balances, books, catalog, clock, commands, drawers, fx, health, notifications,
-                        operations, payees, payments, profile, queries, standing_orders, users)
+from api.routes import (admin, auth, balances, books, catalog, clock, commands, credentials, customers, drawers, fx,
+                        health, kyc, notifications, operations, payees, payments, profile, queries, standing_orders,
+                        users)
 from api.standing_orders import StandingOrderBook
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
@@ -99,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
 
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, form_paths={TOKEN_URL})
+    # A KYC document comes base64 in JSON: 4/3 of its size, and a little for the other fields.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, form_paths={TOKEN_URL},
+                       large_paths={kyc.UPLOAD_PATH: settings.kyc_max_document_bytes * 4 // 3 + 4096})
     app.add_middleware(TraceContext)
     app.add_middleware(HttpMetrics)  # outermost: counts every response, guards' 413/415 included
     for module in (commands, queries, health, auth, users, operations):
@@ -117,6 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(standing_orders.router)   # scheduled and recurring transfers (issue 16)
     app.include_router(drawers.router)    # tellers' cash drawers (issue 14)
     app.include_router(notifications.router)   # inbox, live stream, preferences, failed deliveries (issue 19)
+    app.include_router(customers.router)  # staff-assisted onboarding and erasure (issue 18)
+    app.include_router(kyc.router)        # identity verification: documents, review queue, report (issue 18)
+    app.include_router(credentials.router)  # forgotten passwords, MFA disable/re-enrol, sign-in history (issue 18)
     openapi.install(app)   # the document also tells the answers of api/authz.py, the guards and dependencies
     return app
 

@@ -49,12 +49,15 @@ FORM = b"application/x-www-form-urlencoded"
 
 class RequestGuard:
     """Refuses oversized bodies (413) and bodies that are not JSON (415) with problem+json. `form_paths` also take
-    an HTML form (the OAuth2 token endpoint: that is how OAuth2 clients, Swagger's included, send credentials)."""
+    an HTML form (the OAuth2 token endpoint: that is how OAuth2 clients, Swagger's included, send credentials).
+    `large_paths` take larger bodies (path -> bytes: a KYC document, base64 in JSON)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, form_paths: frozenset[str] | set[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, form_paths: frozenset[str] | set[str] = frozenset(),
+                 large_paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.form_paths = frozenset(form_paths)
+        self.large_paths = dict(large_paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"].encode() not in BODY_METHODS:
@@ -62,10 +65,11 @@ class RequestGuard:
             return
         headers = dict(scope["headers"])
         path = scope["path"]
+        limit = self.large_paths.get(path, self.max_body_bytes)
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await _send_problem(send, 413, "Request body too large",
-                                f"the body may be at most {self.max_body_bytes} bytes", "body_too_large", path)
+                                f"the body may be at most {limit} bytes", "body_too_large", path)
             return
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -76,14 +80,14 @@ class RequestGuard:
             await _send_problem(send, 415, "Unsupported media type", f"send the body as {expected}",
                                 "unsupported_media_type", path)
             return
-        body = await self._read_bounded(receive)
+        body = await self._read_bounded(receive, limit)
         if body is None:
             await _send_problem(send, 413, "Request body too large",
-                                f"the body may be at most {self.max_body_bytes} bytes", "body_too_large", path)
+                                f"the body may be at most {limit} bytes", "body_too_large", path)
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read_bounded(self, receive: Receive) -> bytes | None:
+    async def _read_bounded(self, receive: Receive, limit: int) -> bytes | None:
         """The whole body, or None once it passes the limit (a chunked body declares no length)."""
         chunks: list[bytes] = []
         size = 0
@@ -93,7 +97,7 @@ class RequestGuard:
                 return b"".join(chunks)
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -209,6 +209,22 @@ class Settings(BaseSettings):
     # How long one SSE connection lasts at most (clients reconnect with Last-Event-ID; each reconnect is
     # authenticated again, so a revoked session stops streaming within this).
     notification_stream_max: timedelta = timedelta(minutes=5)
+    # Know your customer (api/routes/kyc.py, core/kyc.py). Documents: PDF, PNG or JPEG of at most
+    # `kyc_max_document_bytes` (the upload route's body limit follows it). An unverified customer may hold one
+    # account and be credited at most `kyc_unverified_receive_limit` (read in each currency's major units;
+    # `kyc_unverified_receive_limits` overrides single currencies, JSON) in all.
+    kyc_max_document_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    kyc_unverified_receive_limit: str = "1000"
+    kyc_unverified_receive_limits: dict[str, str] = {}
+    # Whether the tiers are enforced (the test session's shared stack turns them off, like its rate limits, so
+    # tests about other things may open accounts and move money freely; tests/e2e/test_kyc.py runs an API with them on).
+    kyc_tiers: bool = True
+    # Forgotten passwords: the emailed link (`password_reset_url` + "?token=...") works once, for `password_reset_ttl`.
+    password_reset_url: str = "http://127.0.0.1:8000/reset-password"
+    password_reset_ttl: timedelta = timedelta(minutes=30)
+    # Erasure (POST /v1/admin/customers/{id}/erase): personal data may be erased once every account of the customer
+    # has been closed for at least this long (the jurisdiction's record-keeping period; AML law keeps 5 years).
+    erasure_retention: timedelta = timedelta(days=5 * 365)
 
     @property
     def kafka(self) -> str:

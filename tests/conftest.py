@@ -70,6 +70,8 @@ def _session_settings(home: Path) -> Settings:
     # of its own, with BANK_DRAWER_REQUIRED on as in production).
     # Business time may be moved (tests/e2e/test_clock.py; standing orders cannot wait a month); an API of its own
     # there proves the endpoint is off without the setting, as in production.
+    # KYC tiers off, like the rate limits: tests of other things open accounts and move money for customers nobody
+    # verified; tests/e2e/test_kyc.py proves the tiers on an API of its own with them on.
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), schema_registry_port=free_port(), api_port=free_port(),
                     worker_web_port=worker_base,
@@ -80,7 +82,8 @@ def _session_settings(home: Path) -> Settings:
                     notify_retry_max=timedelta(seconds=1),
                     command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
                     rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED, clock_control=True,
-                    scheduler_interval=timedelta(milliseconds=200), drawer_required=False)
+                    scheduler_interval=timedelta(milliseconds=200), drawer_required=False,
+                    kyc_tiers=False)
 
 
 @pytest.fixture(scope="session")

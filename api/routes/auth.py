@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
 from api.access_models import (MfaCode, MfaSetup, MfaSetupRequest, PasswordChange, PasswordChanged, RecoveryCodes,
                                RefreshRequest, RegisterRequest, SessionList, SessionView, TokenResponse, UserView)
 from api.authz import client_of, platform_of, too_many, unauthenticated
-from api.deps import Access, PlatformDep
+from api.customers import CustomerStore, sanctions_list, screen
+from api.deps import Access, Platform, PlatformDep
 from api.identity import EmailTaken, User, new_customer_id
 from api.problems import PROBLEM_JSON, Problem
 from api.security import hash_password, new_totp_secret, totp_step, totp_uri, verify_password
@@ -27,6 +28,19 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 log = logging.getLogger(__name__)
 
 _PROBLEMS = {"content": {PROBLEM_JSON: {}}}
+
+
+async def screen_customer(platform: Platform, user: User, legal_name: str, during: str) -> list[dict[str, Any]]:
+    """Sanctions screening of a customer's legal name (at onboarding and on every change of name or date of
+    birth), kept with their KYC case; a match is on the audit trail and puts the case in the KYC queue."""
+    if user.customer_id is None:
+        return []
+    hits = screen(sanctions_list(platform.settings.sanctions_file), legal_name)
+    await CustomerStore(platform.pg).record_screening(user.customer_id, hits)
+    if hits:
+        await platform.access.audit.record("sanctions_screening_hit", subject_user_id=user.user_id, details={
+            "customer_id": user.customer_id, "during": during, "entries": ",".join(h["uid"] for h in hits)})
+    return hits
 
 
 def user_view(user: User) -> UserView:
@@ -75,6 +89,7 @@ async def register(body: RegisterRequest, platform: PlatformDep) -> UserView:
                       "to reset its password", "email_taken") from None
     await access.audit.record("user_registered", subject_user_id=user.user_id,
                               details={"role": user.role, "customer_id": user.customer_id})
+    await screen_customer(platform, user, name, "registration")
     return user_view(user)
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.authz import bound_customer_id, unknown_payee
+from api.customers import CustomerStore
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.ibans import external_iban, parse_iban, unknown_iban
 from api.idempotency import caller_scope, check_key, request_hash
@@ -22,8 +23,10 @@ from api.models import (CommandAccepted, CommandOutcome, CommandStatus, Movement
                         OverdraftLimitRequest, StatusChangeRequest, TransferRequest)
 from api.presenters import Owns, command_status
 from api.problems import PROBLEM_JSON, Problem
+from api.routes.customers import unknown_customer
 from core import commands as c
 from core import drawers
+from core import kyc
 from core.commands import derive_id
 from core.identity import current_principal
 from core.ledger import AccountState
@@ -156,6 +159,12 @@ def _needs_second_approval(settings: Settings, amount: int, currency: str) -> bo
 async def open_account(body: OpenAccountRequest, request: Request, platform: PlatformDep, view: ViewDep,
                        key: IdempotencyKey = None, wait: Wait = False) -> Any:
     customer_id = bound_customer_id(body.customer_id)   # a customer's own; staff name the customer
+    customers = CustomerStore(platform.pg)
+    if not await customers.exists(customer_id):   # staff named nobody, or an erased customer
+        raise unknown_customer(customer_id)
+    if platform.settings.kyc_tiers:
+        open_accounts = sum(1 for a in view.accounts.values() if a.customer_id == customer_id and a.status != "closed")
+        _within_tier(kyc.may_open_account(await customers.status(customer_id), open_accounts))
     if body.overdraft_minor and _customer_calling():
         raise Problem(422, "Overdraft requires staff", "overdraft_limit: an overdraft is credit the bank grants; "
                       "open the account without one and ask the bank", "overdraft_requires_staff",
@@ -191,6 +200,8 @@ def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw],
                        view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
         account = _require_account(view, account_id)
         _check_drawer(platform, view, body.currency)
+        if command_type is c.Deposit:
+            await _may_receive(platform, view, account, body.minor)
         # Only staff reach this route (api/authz.py): money paid in or out at the counter is cash.
         second_approval = _needs_second_approval(platform.settings, body.minor, body.currency)
 
@@ -220,6 +231,7 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
             raise Problem(422, "Currency mismatch", f"account {account.account_id} holds {account.currency}; "
                           f"transfers move money between accounts of the transfer's currency only",
                           "currency_mismatch")
+    await _may_receive(platform, view, destination, body.minor)
 
     def build(command_id: str) -> c.Command:
         return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=destination.account_id,
@@ -255,6 +267,26 @@ def _account_of_iban(view: LedgerView, text: str) -> AccountState:
     if account is None:
         raise unknown_iban(text)
     return account
+
+
+def _within_tier(check: kyc.TierCheck) -> None:
+    if not check.allowed:
+        raise Problem(422, "KYC limit", check.detail or "not allowed before KYC", "kyc_limit")
+
+
+async def _may_receive(platform: Platform, view: LedgerView, account: AccountState, amount: int) -> None:
+    """An unverified customer's account takes at most BANK_KYC_UNVERIFIED_RECEIVE_LIMIT(S) in all (core/kyc.py).
+
+    Checked here, on the API's view of the ledger, not in the ledger's decision: the tier is the customer's and
+    the ledger decides per account, so it would need the tier on every account's partition (a new command and
+    event, a version of every projection's fold) while the ledger is changing in parallel. The README says so."""
+    settings = platform.settings
+    if not settings.kyc_tiers:
+        return
+    limits = amounts_per_currency(settings.kyc_unverified_receive_limit, settings.kyc_unverified_receive_limits,
+                                  "BANK_KYC_UNVERIFIED_RECEIVE_LIMIT(S)")
+    status = await CustomerStore(platform.pg).status(account.customer_id)
+    _within_tier(kyc.may_receive(status, view.received.get(account.account_id, 0), amount, limits[account.currency]))
 
 
 def _status_route(action: str, command_type: type[c.Command], summary: str) -> None:

@@ -18,7 +18,7 @@ from api.deps import Platform, PlatformDep
 from api.identity import EmailTaken, User
 from api.problems import PROBLEM_JSON, Problem
 from api.profile import PROFILE_FIELDS, Channel, Pending, Profile, ProfileStore
-from api.routes.auth import _current_user, _reauthenticate
+from api.routes.auth import _current_user, _reauthenticate, screen_customer
 from core.profile import (InvalidContact, check_country, check_date_of_birth, mask_email, mask_phone, mask_text,
                           normalise_phone)
 
@@ -148,6 +148,9 @@ async def update_profile(body: ProfileUpdate, platform: PlatformDep) -> ProfileV
     if changes:
         await store.update(user.user_id, changes)
         await access.audit.record("profile_changed", details=_audit_details(before, user, changes))
+        if {"legal_name", "date_of_birth"} & set(changes):   # who the customer is changed: screen them again
+            await screen_customer(platform, user, changes.get("legal_name") or before.legal_name or user.name,
+                                  "profile_change")
     for channel, value, old in (("phone", phone, before.phone), ("email", email, user.email)):
         if value is not None:
             pending = await store.request_change(user.user_id, channel, value, settings.contact_code_ttl)

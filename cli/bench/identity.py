@@ -14,6 +14,7 @@ from api.security import hash_password
 from core.settings import Settings
 
 BENCH_ACCOUNTS = 200
+BENCH_CUSTOMERS = 20
 
 
 async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]:
@@ -23,6 +24,15 @@ async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]
     try:
         await UserStore(pool).create(email=email, name="Benchmark Teller", role="teller",
                                      password_hash=await hash_password(password), mfa_secret=secret)
+        # The customers the accounts are opened for (staff open accounts only for customers the bank knows),
+        await pool.executemany(
+            "INSERT INTO users (user_id, email, email_key, name, password_hash, role, customer_id) "
+            "VALUES ($1, $2, $2, 'Benchmark Customer', '!bench', 'customer', $3) ON CONFLICT DO NOTHING",
+            [(uuid.uuid4(), f"{uuid.uuid4().hex}@bench.test", f"bench-api-{n}") for n in range(BENCH_CUSTOMERS)])
+        # verified (core/kyc.py): the load moves more money through more accounts than an unverified customer may
+        await pool.executemany("INSERT INTO kyc_cases (customer_id, status) VALUES ($1, 'verified') "
+                               "ON CONFLICT (customer_id) DO UPDATE SET status = 'verified'",
+                               [(f"bench-api-{n}",) for n in range(BENCH_CUSTOMERS)])
     finally:
         await pool.close()
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
@@ -34,7 +44,7 @@ async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]
 
         async def open_one(n: int) -> str:
             opened = await http.post("/v1/accounts", params={"wait": "true"}, headers=headers | {
-                "Idempotency-Key": str(uuid.uuid4())}, json={"customer_id": f"bench-api-{n % 20}", "currency": "EUR"})
+                "Idempotency-Key": str(uuid.uuid4())}, json={"customer_id": f"bench-api-{n % BENCH_CUSTOMERS}", "currency": "EUR"})
             opened.raise_for_status()
             return str(opened.json()["account_id"])
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from aiokafka.partitioner import murmur2
 
-from tests.support import Bank, settled_audit
+from tests.support import Bank, seed_customers, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
 PARTITIONS = 6
@@ -207,6 +207,7 @@ def test_idempotent_retry_and_key_reuse(api_url: str) -> None:
         assert (await bank.account(account))["balance"] == "8.00"
         # Open-account retries return the same account.
         key3 = f"open-{uuid.uuid4()}"
+        await seed_customers("bob")
         body = {"customer_id": "bob", "currency": "EUR"}
         one, two = (await bank.post("/v1/accounts", body, key=key3), await bank.post("/v1/accounts", body, key=key3))
         assert one.status_code == two.status_code == 201 and one.json()["account_id"] == two.json()["account_id"]

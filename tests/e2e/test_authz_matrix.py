@@ -136,6 +136,20 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "mark_all_notifications_read": signed_in(200), "notification_stream": signed_in(200),
     "get_notification_preferences": signed_in(200), "put_notification_preferences": signed_in(200),
     "failed_notifications": row(401, 403, 200, 200, 200), "retry_notification": admins(404),
+    # customers as people (issue 18): staff at the counter onboard; compliance reviews identity documents
+    "create_customer": row(401, 403, 201, 403, 201),
+    "erase_customer": admins(404),                              # a customer id nobody has: authorized, then 404
+    "get_my_kyc": row(401, 200, 403, 403, 403), "upload_kyc_document": row(401, 201, 403, 403, 403),
+    "kyc_queue": reviewers(200), "get_kyc_case": reviewers(200),
+    "get_kyc_document": reviewers(404),                        # an unknown document: authorized, then 404
+    # customer A's case has nothing to review: authorized, then 409 invalid_transition
+    "verify_kyc": reviewers(409), "reject_kyc": reviewers(409), "request_kyc_documents": reviewers(409),
+    "kyc_report": reviewers(200), "kyc_report_csv": reviewers(200),
+    # self-service credentials: a forgotten password is asked for signed out (a bogus token: 422 invalid_token);
+    # MFA changes on an account without MFA, or a staff member disabling theirs: 409; staff re-enrol (200)
+    "forgot_password": everyone(202), "reset_forgotten_password": everyone(422),
+    "mfa_disable": row(401, 409, 409, 409, 409), "mfa_reenrol": row(401, 409, 200, 200, 200),
+    "list_sign_ins": signed_in(200),
 }
 
 
@@ -320,6 +334,15 @@ def _own_session(w: World, role: str, method: str, path: str, **kw: Any) -> Requ
     return Request(method, path, token=token, **kw)
 
 
+def _next_code(identity: Identity) -> str:
+    """A code of the user's authenticator not used yet (their login took the current one); customers have none."""
+    while True:
+        code, wait = identity.next_otp()
+        if identity.totp_secret is None or code is not None:
+            return code or "123456"
+        time.sleep(wait)
+
+
 def _target_user(w: World, name: str, role: str) -> str:
     """A fresh user for an admin to change (a teller, so a role change is allowed); any id otherwise."""
     if not _allowed(name, role, ANY):
@@ -489,6 +512,33 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                        json={"currency": "EUR", "float_amount": "0.001"}),
         "count_drawer": lambda: Request("POST", "/v1/teller/drawers/me/count", json={"counted": "0.001"}),
         "close_drawer": lambda: Request("POST", "/v1/teller/drawers/me/close", json={"counted": "0.001"}),
+        "create_customer": lambda: Request("POST", "/v1/admin/customers", json={
+            "email": f"walk-in-{uuid.uuid4().hex[:10]}@example.com", "legal_name": "Matrix Walk-in",
+            "date_of_birth": "1990-01-01"}),
+        "erase_customer": lambda: Request("POST", f"/v1/admin/customers/cust-nobody-{uuid.uuid4().hex[:8]}/erase"),
+        "get_my_kyc": lambda: Request("GET", "/v1/me/kyc"),
+        "upload_kyc_document": lambda: _own_session(w, role, "POST", "/v1/me/kyc/documents", json={
+            "kind": "identity_document", "content_type": "application/pdf", "content_base64": "JVBERi0xLjQK"}),
+        "kyc_queue": lambda: Request("GET", "/v1/admin/kyc"),
+        "get_kyc_case": lambda: Request("GET", f"/v1/admin/kyc/{w.customers[OWN].customer_id}"),
+        "get_kyc_document": lambda: Request(
+            "GET", f"/v1/admin/kyc/{w.customers[OWN].customer_id}/documents/{uuid.uuid4()}"),
+        "verify_kyc": lambda: Request("POST", f"/v1/admin/kyc/{w.customers[OWN].customer_id}/verify", json={}),
+        "reject_kyc": lambda: Request("POST", f"/v1/admin/kyc/{w.customers[OWN].customer_id}/reject",
+                                      json={"reason": "matrix"}),
+        "request_kyc_documents": lambda: Request(
+            "POST", f"/v1/admin/kyc/{w.customers[OWN].customer_id}/request-more", json={"reason": "matrix"}),
+        "kyc_report": lambda: Request("GET", "/v1/admin/reports/kyc"),
+        "kyc_report_csv": lambda: Request("GET", "/v1/admin/reports/kyc.csv"),
+        "forgot_password": lambda: Request("POST", "/v1/auth/password/forgot", json={
+            "email": f"nobody-{uuid.uuid4().hex[:8]}@example.com"}),
+        "reset_forgotten_password": lambda: Request("POST", "/v1/auth/password/reset", json={
+            "token": uuid.uuid4().hex, "new_password": f"new-{uuid.uuid4().hex}"}),
+        "mfa_disable": lambda: Request("POST", "/v1/auth/mfa/disable", json={
+            "current_password": "not-checked-first", "code": "123456"}),
+        "mfa_reenrol": lambda: _own_session(w, role, "POST", "/v1/auth/mfa/reenrol", json=lambda i: {
+            "current_password": i.password, "code": _next_code(i)}),
+        "list_sign_ins": lambda: Request("GET", "/v1/auth/sign-ins"),
     }
     assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.support import Bank, problem, staff
+from tests.support import Bank, problem, seed_customers, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -141,8 +141,9 @@ def test_the_trial_balance_is_zero_in_every_currency(api_url: str) -> None:
 
 def test_as_of_before_a_deposit_leaves_it_out(api_url: str) -> None:
     async def scenario(teller: Bank) -> None:
-        opened = await teller.post("/v1/accounts", {"customer_id": f"books-{uuid.uuid4().hex[:8]}",
-                                                    "currency": "EUR"})
+        customer = f"books-{uuid.uuid4().hex[:8]}"
+        await seed_customers(customer)
+        opened = await teller.post("/v1/accounts", {"customer_id": customer, "currency": "EUR"})
         assert opened.status_code == 201, opened.text
         account, position = opened.json()["account_id"], opened.json()["position"]
         moment = datetime.now(UTC).isoformat()

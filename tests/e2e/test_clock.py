@@ -24,7 +24,7 @@ from core.commands import Deposit
 from core.topics import AUDIT, CLOCK, LEDGER_COMMANDS
 from infra.kafka import read_topic
 from schemas.codec import get_codec
-from tests.support import bearer, login, problem, staff
+from tests.support import bearer, login, problem, seed_customers, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -125,6 +125,7 @@ def test_commands_are_issued_at_business_time(api_url: str, clients: Callable[[s
     admin = clients(api_url)
     state = admin.put("/v1/admin/clock", json={"advance": "PT1M"}).json()
     assert _offset(state) >= timedelta(minutes=1)
+    asyncio.run(seed_customers("cust-clock"))
     account = admin.post("/v1/accounts", params={"wait": "true"}, json={"customer_id": "cust-clock",
                                                                           "currency": "EUR"},
                          headers={"Idempotency-Key": str(uuid.uuid4())})

@@ -59,7 +59,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 # Routes (FastAPI route names = operation ids' prefixes) run as a customer registered for the case.
 OWN_SESSION = ("auth_logout", "revoke_session", "change_password", "mfa_setup", "mfa_verify", "update_profile",
-               "verify_contact")
+               "verify_contact", "mfa_disable", "mfa_reenrol")
 # Moving business time: an admin's generated moves would put the whole session's business time up to a century
 # ahead, under every later test's commands. Its validation is tested in tests/e2e/test_clock.py; the customer run
 # still reaches it (403). Setting FX rates likewise: an admin's generated rates (valid currencies are in the

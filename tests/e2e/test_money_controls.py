@@ -109,7 +109,7 @@ def test_staff_set_an_overdraft_up_to_the_maximum_and_the_customer_may_then_use_
         too_high = teller.seen(await teller.http.put(path, json={"overdraft_limit": "5000.01"},
                                                      params={"wait": "true"}))
         problem(too_high, 422, "overdraft_limit_too_high")
-        opened_too_high = await teller.post("/v1/accounts", {"customer_id": "big-overdraft", "currency": "EUR",
+        opened_too_high = await teller.post("/v1/accounts", {"customer_id": customer.customer_id, "currency": "EUR",
                                                              "overdraft_limit": "5000.01"})
         problem(opened_too_high, 422, "overdraft_limit_too_high")
         problem(await customer.transfer(account, payee, "60.00"), 422, "insufficient_funds")

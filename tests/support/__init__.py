@@ -141,6 +141,27 @@ async def register_customer(base_url: str, name: str = "Test Customer") -> Ident
     return identity
 
 
+_SEEDED: set[str] = set()
+
+
+async def seed_customers(*customer_ids: str) -> None:
+    """Customers the bank already knows (staff open accounts only for those), straight in PostgreSQL under the
+    ids a test names, like a migration of an older system's customers would bring them: a users row with no
+    usable password. Tests about customers themselves register or onboard them through the API instead."""
+    wanted = [c for c in customer_ids if c not in _SEEDED]
+    if not wanted:
+        return
+    connection = await asyncpg.connect(get_settings().pg)
+    try:
+        await connection.executemany(
+            "INSERT INTO users (user_id, email, email_key, name, password_hash, role, customer_id) "
+            "VALUES ($1, $2, $2, 'Seeded Customer', '!seeded', 'customer', $3) ON CONFLICT DO NOTHING",
+            [(uuid.uuid4(), f"{uuid.uuid4().hex}@seeded.test", c) for c in wanted])
+    finally:
+        await connection.close()
+    _SEEDED.update(wanted)
+
+
 def login(base_url: str, identity: Identity) -> dict[str, Any]:
     """A new session of its own (not the shared tokens of BankAuth): the token response."""
     while (form := identity.login_form()) is None:
@@ -272,6 +293,8 @@ class Bank:
 
     async def open(self, currency: str = "EUR", overdraft: str | None = None, customer: str | None = None) -> str:
         customer = customer or self.customer_id or "cust-1"
+        if self.identity.role != "customer":
+            await seed_customers(customer)   # staff open accounts only for customers the bank knows
         body = {"customer_id": customer, "currency": currency} | ({"overdraft_limit": overdraft} if overdraft else {})
         response = await self.post("/v1/accounts", body)
         assert response.status_code == 201, response.text
