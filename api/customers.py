@@ -255,7 +255,9 @@ class CustomerStore:
                 "UPDATE users SET email = $2, email_key = $2, name = 'erased', password_hash = '!erased', "
                 "active = false, mfa_secret = NULL, mfa_enabled = false, totp_last_step = NULL, "
                 "recovery_codes = '{}', updated_at = now() WHERE user_id = $1", key, tombstone_email)
-            for table in ("profiles", "contact_changes", "outbox", "password_resets"):
+            # notify_inbox_seq stays: a counter, and the ids it gave are never reused
+            for table in ("profiles", "contact_changes", "outbox", "password_resets", "notifications",
+                          "notification_outbox", "notification_preferences", "notify_devices"):
                 await connection.execute(f"DELETE FROM {table} WHERE user_id = $1", key)
             await connection.execute("DELETE FROM kyc_documents WHERE customer_id = $1", customer_id)
             await connection.execute("UPDATE kyc_cases SET reason = NULL, screening = '[]', updated_at = now() "
