@@ -28,6 +28,7 @@ from core.events import CommandRejected, TransferDebited, TransferReversed
 from core.settings import Settings, get_settings
 from core.standing_orders import LedgerAnswer, Orders, SchedulerPolicy, StandingOrderOccurrence, Submit, outcome, plan
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS, RISK_COMMANDS, STANDING_ORDERS
+from infra import kafka_fetch
 from infra.clock import BusinessTime
 from infra.kafka import TopicFollower
 from infra.logs import configure_logging
@@ -146,6 +147,7 @@ class Scheduler:
 async def main() -> None:
     settings = get_settings()
     configure_logging("scheduler", settings.log_level)
+    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)   # its three followers would spin otherwise
     scheduler = Scheduler(settings)
     await scheduler.start()
     start_http_server(settings.scheduler_port, settings.worker_web_host)   # ready: caught up
