@@ -21,6 +21,7 @@ RISK_RULES = "bank.risk.rules"
 AUDIT = "bank.audit"
 CLOCK = "bank.clock"
 PAYMENTS_OUTBOUND = "bank.payments.outbound"
+PAYMENTS_OUTBOUND_DLQ = "bank.payments.outbound.dlq"
 STANDING_ORDERS = "bank.standing-orders"
 
 

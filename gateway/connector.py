@@ -27,17 +27,20 @@ from prometheus_client import Counter, start_http_server
 from core import commands as c
 from core.payments import PaymentInstruction
 from core.settings import Settings, get_settings
-from core.topics import LEDGER_COMMANDS, PAYMENTS_OUTBOUND
+from core.topics import LEDGER_COMMANDS, PAYMENTS_OUTBOUND, PAYMENTS_OUTBOUND_DLQ
 from gateway.adapters import RailAdapter, RailRefused, RailUnavailable, adapter_for
 from infra import kafka_fetch
+from infra.dead_letters import RecordTooLarge, check_size, dead_letter_of
 from infra.logs import configure_logging
 from infra.producer import create_producer
 from infra.topics import record_types
-from schemas.codec import DecodeError, get_codec
+from infra.records import Record
+from schemas.codec import DecodeError, UnexpectedRecordType, get_codec
 
 log = logging.getLogger("gateway")
 GROUP = "bankstream-gateway"
 REMEMBERED = 100_000      # instruction ids done, skipped when the topic repeats one
+DEAD_LETTERS = Counter("bank_gateway_dead_letters_total", "Records on bank.payments.outbound dead-lettered")
 HANDED = Counter("bank_gateway_instructions_total", "Payment instructions handed to the rail, by outcome",
                  ["outcome"])
 RETRIES = Counter("bank_gateway_rail_retries_total", "Submissions retried because the rail was unavailable")
@@ -71,7 +74,8 @@ class Connector:
                 records = [record for records in batch.values() for record in records]
                 if not records:
                     continue
-                instructions = [i for i in map(self._decode, records) if i is not None]
+                decoded = [await self._decode(record) for record in records]
+                instructions = [instruction for instruction in decoded if instruction is not None]
                 await asyncio.gather(*(self.hand_over(i) for i in _unique(instructions)))
                 try:
                     await self.consumer.commit()
@@ -82,14 +86,22 @@ class Connector:
             await self.producer.stop()
             await self.adapter.close()
 
-    def _decode(self, record: object) -> PaymentInstruction | None:
+    async def _decode(self, record: Record) -> PaymentInstruction | None:
+        """The instruction a record holds, or None once a record that holds none is dead-lettered (sent and
+        acknowledged before the batch's offsets are committed: a record is never lost, nor handed to the rail)."""
         try:
-            instruction = self.codec.decode(record.value, record.headers, self.types)  # type: ignore[attr-defined]
-        except DecodeError as error:
-            log.error("skipping a record that is no payment instruction at %s/%s: %s",
-                      record.partition, record.offset, error)  # type: ignore[attr-defined]
+            check_size(record, self.settings.max_command_bytes)
+            instruction = self.codec.decode(record.value or b"", record.headers, self.types)
+            if not isinstance(instruction, PaymentInstruction):
+                raise UnexpectedRecordType(f"a {type(instruction).__name__} is no payment instruction")
+        except (DecodeError, RecordTooLarge) as error:
+            letter = dead_letter_of(record, error, self.settings.max_command_bytes)
+            log.error("dead-lettering %s/%s/%s: %s", record.topic, record.partition, record.offset, error)
+            await self.producer.send_and_wait(PAYMENTS_OUTBOUND_DLQ, letter.value, key=letter.key,
+                                              headers=letter.headers)
+            DEAD_LETTERS.inc()
             return None
-        return instruction if isinstance(instruction, PaymentInstruction) else None
+        return instruction
 
     async def hand_over(self, instruction: PaymentInstruction) -> None:
         if instruction.instruction_id in self.done:

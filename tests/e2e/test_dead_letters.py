@@ -36,15 +36,20 @@ from core.audit import AuditRecorded
 from core.risk.evaluate import ASSESSMENT_HEADER
 from core.risk.records import RuleSetPublished
 from core.settings import get_settings
-from core.topics import LEDGER_COMMANDS, RISK_COMMANDS, TopicSpec
+from core.payments import PaymentInstruction
+from core.topics import LEDGER_COMMANDS, PAYMENTS_OUTBOUND, PAYMENTS_OUTBOUND_DLQ, RISK_COMMANDS, TopicSpec
 from infra.kafka import read_topic
 from infra.topics import load_registry
 from schemas.codec import HEADER_FINGERPRINT, get_codec
-from tests.support import Bank, auth_as
+from tests.e2e.test_payments import creditor_iban, final_payment, funded, pay
+from tests.support import Bank, auth_as, with_customers
 
 pytestmark = pytest.mark.usefixtures("stack")
 
 COMMAND_TOPICS = [spec for spec in load_registry().values() if spec.kind == "command"]
+# The command topics a customer's deposit goes through (the agents' own): a good deposit after the poison proves
+# the agent went on. bank.payments.outbound is the gateway's, proven by a payment below.
+AGENT_COMMAND_TOPICS = [spec for spec in COMMAND_TOPICS if spec.key in ("account_id", "customer_id")]
 MIB = 1024 * 1024
 ABOUT_1_MB = 1_000_000     # under every limit above but BANK_MAX_COMMAND_BYTES
 # About the largest record a producer with the default 1 MiB max_request_size sends (key and Kafka's overhead
@@ -78,7 +83,11 @@ def _key(spec: TopicSpec, account: str, customer: str) -> bytes:
     return keys[spec.key].encode()
 
 
-@pytest.mark.parametrize("spec", COMMAND_TOPICS, ids=lambda spec: spec.name)
+def test_every_command_topic_but_the_gateways_is_an_agents() -> None:
+    assert {spec.name for spec in COMMAND_TOPICS} - {spec.name for spec in AGENT_COMMAND_TOPICS} == {PAYMENTS_OUTBOUND}
+
+
+@pytest.mark.parametrize("spec", AGENT_COMMAND_TOPICS, ids=lambda spec: spec.name)
 def test_bad_records_go_to_the_dead_letter_topic_and_good_commands_still_post(api_url: str, kafka_bootstrap: str,
                                                                                spec: TopicSpec) -> None:
     limit = get_settings().max_command_bytes
@@ -201,7 +210,7 @@ def _foreign_records(account: str, marker: str, topic: str) -> list[Any]:
     return records
 
 
-@pytest.mark.parametrize("spec", COMMAND_TOPICS, ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", AGENT_COMMAND_TOPICS, ids=lambda spec: spec.name)
 def test_records_of_a_type_the_topic_does_not_carry_are_dead_lettered(api_url: str, kafka_bootstrap: str,
                                                                        spec: TopicSpec) -> None:
     async def scenario() -> None:
@@ -231,6 +240,41 @@ def test_records_of_a_type_the_topic_does_not_carry_are_dead_lettered(api_url: s
             assert error.startswith("UnexpectedRecordType: a ") and "does not belong on this topic" in error, error
 
     asyncio.run(scenario())
+
+
+def test_bad_records_on_the_payment_instructions_are_dead_lettered_and_payments_still_go_out(
+        api_url: str, kafka_bootstrap: str) -> None:
+    """The gateway connector hands nothing it cannot read to the rail, loses none of it and keeps going."""
+    limit = get_settings().max_command_bytes
+    key = f"poison-{uuid.uuid4()}".encode()
+    codec = get_codec()
+    now = datetime.now(UTC)
+    instruction_value, instruction_headers = codec.encode(PaymentInstruction(
+        instruction_id=key.decode(), account_id=str(uuid.uuid4()), amount=100, currency="EUR",
+        creditor_iban=creditor_iban(), creditor_name="Nobody", creditor_bic=None, remittance_information=None,
+        created_at=now))
+    foreign = [codec.encode(record) for record in _foreign_records(str(uuid.uuid4()), key.decode(), PAYMENTS_OUTBOUND)]
+    poison = [(b"not avro at all", []), (instruction_value[:-3], instruction_headers),
+              (instruction_value + b"x" * limit, instruction_headers), *foreign]
+
+    async def scenario(teller: Bank, customer: Bank) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for body, headers in poison:
+                await producer.send_and_wait(PAYMENTS_OUTBOUND, body, key=key, headers=headers)
+        finally:
+            await producer.stop()
+        account = await funded(teller, customer)
+        payment = await final_payment(customer, await pay(customer, account, "10.00", creditor_iban()))
+        assert payment["status"] == "settled", payment
+
+    with_customers(api_url, scenario, "Poppy Payer")
+    letters = {dict(letter.headers)["dlq.source"]: letter
+               for letter in asyncio.run(dead_letters(kafka_bootstrap, PAYMENTS_OUTBOUND_DLQ, key, len(poison)))}
+    errors = sorted(dict(letter.headers)["dlq.error"].decode().split(":")[0] for letter in letters.values())
+    assert errors == sorted(["DecodeError", "DecodeError", "RecordTooLarge"] + ["UnexpectedRecordType"] * len(foreign))
+    assert sorted(letter.value for letter in letters.values()) == sorted(body[:limit] for body, _ in poison)
 
 
 def _verdict(action: str, **hit: Any) -> bytes:
