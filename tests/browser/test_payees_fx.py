@@ -50,7 +50,10 @@ def test_add_a_payee_see_the_name_check_and_pay_them(page: Any, web_url: str, ap
     page.get_by_role("button", name="Review transfer").click()
     assert "Joan Clarke" in page.locator("dl.summary").inner_text()
     page.get_by_role("button", name="Confirm and send €30.00").click()
-    expect(page.get_by_role("heading", name="Transfer sent")).to_be_visible()
+    # A payee added minutes ago is within the fraud rules' cooling-off period (rule new-payee): held for review,
+    # told in words a customer understands, the amount reserved meanwhile.
+    expect(page.get_by_role("heading", name="We are checking this transfer")).to_be_visible()
+    expect(page.get_by_text("The amount is reserved in your account meanwhile")).to_be_visible()
     page.goto(f"{web_url}/app/payees")
     page.get_by_role("link", name="Joan Clarke").click()
     page.get_by_label("Account holder's name").fill("Jon Clarke")
