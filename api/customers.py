@@ -92,6 +92,9 @@ def _document(row: asyncpg.Record) -> Document:
     return Document(**{**dict(row), "document_id": str(row["document_id"])})
 
 
+ERASED_REVIEW_REASON = "closed unverified: the customer was erased"
+
+
 class CustomerStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -260,8 +263,15 @@ class CustomerStore:
                           "notification_outbox", "notification_preferences", "notify_devices"):
                 await connection.execute(f"DELETE FROM {table} WHERE user_id = $1", key)
             await connection.execute("DELETE FROM kyc_documents WHERE customer_id = $1", customer_id)
-            await connection.execute("UPDATE kyc_cases SET reason = NULL, screening = '[]', updated_at = now() "
-                                     "WHERE customer_id = $1", customer_id)
+            # A review still waiting is closed unverified: nobody is left to verify, and the compliance queue
+            # and the KYC report must not count an erased customer forever.
+            await connection.execute(
+                "UPDATE kyc_cases SET status = CASE WHEN status = 'pending' THEN 'rejected' ELSE status END, "
+                "reason = CASE WHEN status = 'pending' THEN $2 END, "
+                "decided_at = CASE WHEN status = 'pending' THEN now() ELSE decided_at END, "
+                "decided_by = CASE WHEN status = 'pending' THEN $3 ELSE decided_by END, "
+                "screening = '[]', updated_at = now() WHERE customer_id = $1",
+                customer_id, ERASED_REVIEW_REASON, uuid.UUID(erased_by))
             await connection.execute("DELETE FROM payees WHERE customer_id = $1", customer_id)
             await connection.execute("INSERT INTO erasures (customer_id, user_id, erased_by) VALUES ($1, $2, $3)",
                                      customer_id, key, uuid.UUID(erased_by))

@@ -38,6 +38,15 @@ def _identity() -> tuple[str, str, str, list[str]]:
     return f"Philippa Quetzalcoatl-{tag}", f"philippa.{tag}@erase.example", phone, forms
 
 
+async def _kyc_case(pg_dsn: str, customer_id: str) -> tuple[str, str]:
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        row = await connection.fetchrow("SELECT status, reason FROM kyc_cases WHERE customer_id = $1", customer_id)
+    finally:
+        await connection.close()
+    return row["status"], row["reason"]
+
+
 async def _postgres_hits(pg_dsn: str, needles: list[str]) -> list[str]:
     connection = await asyncpg.connect(pg_dsn)
     try:
@@ -180,6 +189,8 @@ def test_erasure_leaves_no_trace_while_the_books_still_balance(
             409, "already_erased")
 
     assert _everywhere(settings, needles) == []
+    assert asyncio.run(_kyc_case(settings.pg, customer_id)) == (   # the pending review is closed, out of the queue
+        "rejected", "closed unverified: the customer was erased")
     assert httpx.post(f"{api_url}/v1/auth/token", data={"username": email, "password": password},
                       timeout=30).status_code == 401
     reopened = httpx.post(f"{api_url}/v1/accounts", auth=auth_as("teller"), timeout=30,
