@@ -84,7 +84,7 @@ def test_bad_records_on_the_event_log_stop_no_reader(own_stack: tuple[Stack, Ide
     settings = stack.settings
 
     async def scenario() -> None:
-        bank = Bank(stack.api_url, identity=teller)
+        bank = Bank(stack.api_url, identity=teller, pg_dsn=settings.pg)
         account, other = await bank.open(), await bank.open()
         assert (await bank.deposit(account, "1.00")).status_code == 200
         poison = _poison(account)

@@ -141,17 +141,19 @@ async def register_customer(base_url: str, name: str = "Test Customer") -> Ident
     return identity
 
 
-_SEEDED: set[str] = set()
+_SEEDED: set[tuple[str, str]] = set()   # (database, customer id)
 
 
-async def seed_customers(*customer_ids: str) -> None:
+async def seed_customers(*customer_ids: str, dsn: str | None = None) -> None:
     """Customers the bank already knows (staff open accounts only for those), straight in PostgreSQL under the
     ids a test names, like a migration of an older system's customers would bring them: a users row with no
-    usable password. Tests about customers themselves register or onboard them through the API instead."""
-    wanted = [c for c in customer_ids if c not in _SEEDED]
+    usable password. Tests about customers themselves register or onboard them through the API instead.
+    `dsn`: the database of a stack of the test's own (the session stack's by default)."""
+    dsn = dsn or get_settings().pg
+    wanted = [c for c in customer_ids if (dsn, c) not in _SEEDED]
     if not wanted:
         return
-    connection = await asyncpg.connect(get_settings().pg)
+    connection = await asyncpg.connect(dsn)
     try:
         await connection.executemany(
             "INSERT INTO users (user_id, email, email_key, name, password_hash, role, customer_id) "
@@ -159,7 +161,7 @@ async def seed_customers(*customer_ids: str) -> None:
             [(uuid.uuid4(), f"{uuid.uuid4().hex}@seeded.test", c) for c in wanted])
     finally:
         await connection.close()
-    _SEEDED.update(wanted)
+    _SEEDED.update((dsn, c) for c in wanted)
 
 
 def login(base_url: str, identity: Identity) -> dict[str, Any]:
@@ -248,8 +250,9 @@ class Bank:
     outcome it saw (Bank-Position) and passes it as `min_position` to its queries: it reads its own writes."""
 
     def __init__(self, base_url: str, timeout: float = 90.0, role: str = "teller",
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None, pg_dsn: str | None = None) -> None:
         self.identity = identity or staff(role)
+        self.pg_dsn = pg_dsn     # a stack of the test's own: where open() seeds customers (the session's if None)
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=BankAuth(self.identity))
         self.position: Positions = {}
 
@@ -294,7 +297,7 @@ class Bank:
     async def open(self, currency: str = "EUR", overdraft: str | None = None, customer: str | None = None) -> str:
         customer = customer or self.customer_id or "cust-1"
         if self.identity.role != "customer":
-            await seed_customers(customer)   # staff open accounts only for customers the bank knows
+            await seed_customers(customer, dsn=self.pg_dsn)   # staff open accounts only for customers it knows
         body = {"customer_id": customer, "currency": currency} | ({"overdraft_limit": overdraft} if overdraft else {})
         response = await self.post("/v1/accounts", body)
         assert response.status_code == 201, response.text
