@@ -562,6 +562,8 @@ class CommandOutcome:
         if any(known.event_id == event.event_id for known in self.events):
             return
         self.events.append(event)
+        # In the order they happened: a transfer's events come from two partitions, read in either order.
+        self.events.sort(key=lambda known: known.occurred_at)
         if isinstance(event, e.CommandRejected):
             self.status, self.reason, self.detail = "rejected", event.reason, event.detail
         elif isinstance(event, e.FundsHeld):
