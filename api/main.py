@@ -42,7 +42,7 @@ from schemas.codec import get_codec
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)
+    kafka_fetch.install_for(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -184,7 +184,7 @@ def lag_command(
     settings = get_settings()
     if serve:
         configure_logging("lag-exporter", settings.log_level)
-        kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)
+        kafka_fetch.install_for(settings)
         asyncio.run(LagExporter(settings, interval).run(port or settings.lag_exporter_port, host))
         return
     rows = asyncio.run(collect(settings.kafka, platform_groups(settings)))

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # Client-side long polling of idle consumers (infra/kafka_fetch.py, embedded broker defect 6): an empty
     # fetch lasts at least this long. 0 turns it off (real Kafka holds empty fetches itself).
     kafka_empty_fetch_backoff_ms: int = Field(default=5, ge=0, le=500)
+    # ... doubling while a consumer's fetches stay empty, up to this: an idle stack polls less (see the module).
+    kafka_idle_fetch_backoff_max_ms: int = Field(default=40, ge=0, le=500)
     # The largest record (key + value + headers) an agent takes from a command topic; a bigger one is
     # dead-lettered undecoded (streams/dead_letters.py). The API's commands are a few hundred bytes. Kept well
     # under Kafka's 1 MiB message limit (producers' max_request_size, the broker's max.message.bytes), so a

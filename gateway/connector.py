@@ -145,7 +145,7 @@ def _unique(instructions: list[PaymentInstruction]) -> list[PaymentInstruction]:
 async def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level)
-    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)
+    kafka_fetch.install_for(settings)
     connector = Connector(settings, adapter_for(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

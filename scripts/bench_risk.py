@@ -141,7 +141,7 @@ def bench(commands: int, warmup: int) -> dict[str, object]:
         stack.start_infra(["kafka"])
         apply_topics_sync(settings.kafka, load_registry(settings.topics_file, settings.topic_replication))
         stack.start_worker(1)
-        kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)  # the probe polls like the platform
+        kafka_fetch.install_for(settings)  # the probe polls like the platform
         latency = asyncio.run(measure(settings.kafka, commands, warmup))
         worker = assessment_seconds(f"http://127.0.0.1:{stack.worker_port(1)}/metrics")
         added = {k: round(latency["scored"][k] - latency["unscored"][k], 2) for k in latency["scored"]}

@@ -16,7 +16,7 @@ from streams.metrics import exposition
 
 
 def create_app(settings: Settings) -> faust.App:
-    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)
+    kafka_fetch.install_for(settings)
     registry = load_registry(settings.topics_file, settings.topic_replication)
     return faust.App(
         settings.app_id,

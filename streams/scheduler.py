@@ -147,7 +147,7 @@ class Scheduler:
 async def main() -> None:
     settings = get_settings()
     configure_logging("scheduler", settings.log_level)
-    kafka_fetch.install(settings.kafka_empty_fetch_backoff_ms)   # its three followers would spin otherwise
+    kafka_fetch.install_for(settings)   # its three followers would spin otherwise
     scheduler = Scheduler(settings)
     await scheduler.start()
     start_http_server(settings.scheduler_port, settings.worker_web_host)   # ready: caught up

@@ -155,7 +155,7 @@ def bench(
         raise typer.BadParameter("--guarantee is at_least_once or exactly_once")
     # The bench's own consumers (event counters, drain checks) poll like the platform's: an idle one must not spin
     # on the embedded broker's instant empty fetches (defect 6) and take CPU from what it measures.
-    kafka_fetch.install(Settings().kafka_empty_fetch_backoff_ms)
+    kafka_fetch.install_for(Settings())
     result = asyncio.run(run(chosen, accounts, duration, [int(x) for x in loads.split(",") if x], load_seconds,
                              raw_records, guarantee))
     before = saved.previous()

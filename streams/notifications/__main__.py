@@ -76,7 +76,7 @@ async def _health_site(agent: NotificationAgent, sender: Sender, host: str, port
 
 def main() -> None:
     configure_logging("notifier", get_settings().log_level)
-    kafka_fetch.install(get_settings().kafka_empty_fetch_backoff_ms)
+    kafka_fetch.install_for(get_settings())
     asyncio.run(serve())
 
 

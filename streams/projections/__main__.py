@@ -70,7 +70,7 @@ async def _health_site(runners: list[ProjectionRunner | AuditTrailProjection], h
 
 def main() -> None:
     configure_logging("projector", get_settings().log_level)
-    kafka_fetch.install(get_settings().kafka_empty_fetch_backoff_ms)
+    kafka_fetch.install_for(get_settings())
     asyncio.run(serve())
 
 

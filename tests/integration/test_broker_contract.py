@@ -958,10 +958,11 @@ async def test_defect6_an_empty_fetch_is_held_for_fetch_max_wait(kafka_bootstrap
 
 @asynctest
 async def test_client_side_long_polling_tames_idle_consumers_and_still_delivers(kafka_bootstrap: str) -> None:
-    kafka_fetch.install(5)
+    kafka_fetch.install(5, 40)
     try:
         rate = await idle_fetch_rate(kafka_bootstrap)
-        assert rate < 250, f"{rate:.0f} fetch requests/s despite the 5 ms client-side poll"
+        # 5 ms doubling to 40 ms: about 25 fetches a second once idle (aiokafka as shipped: ~1,800)
+        assert rate < 60, f"{rate:.0f} fetch requests/s despite the client-side poll (5 ms up to 40 ms)"
         topic = await create_topic(kafka_bootstrap, 1)
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=None,
                                     auto_offset_reset="earliest")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.kafka_fetch import backoff_after
+
 # The `python -m` modules of cli/devstack.py's services that consume Kafka, and the module that installs for each.
 CONSUMING_PROCESSES = {
     "streams": "streams/app.py",
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _installs_long_polling(path: Path) -> bool:
     tree = ast.parse(path.read_text())
-    return any(isinstance(node, ast.Call) and ast.unparse(node.func) == "kafka_fetch.install"
+    return any(isinstance(node, ast.Call) and ast.unparse(node.func) == "kafka_fetch.install_for"
                for node in ast.walk(tree))
 
 
@@ -47,3 +49,9 @@ def test_every_python_module_the_dev_stack_starts_is_known_here() -> None:
     known = {name.split()[0] for name in CONSUMING_PROCESSES} | consuming_nothing
     assert started <= known, started - known
     assert all(importlib.util.find_spec(name) for name in started)
+
+
+def test_the_backoff_doubles_while_fetches_stay_empty_up_to_the_ceiling() -> None:
+    assert [backoff_after(n, 5, 40) for n in range(6)] == [5, 10, 20, 40, 40, 40]
+    assert backoff_after(10_000, 5, 40) == 40
+    assert [backoff_after(n, 5, 0) for n in range(3)] == [5, 5, 5]     # no ceiling above the start: fixed
