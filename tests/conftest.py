@@ -34,6 +34,9 @@ from cli.topics import apply_topics_sync
 from core.settings import Settings, get_settings
 from infra.topics import load_registry
 from tests import support
+from tests.support.http import share_one_ssl_context
+
+share_one_ssl_context()   # see tests/support/http.py: 33 ms of CPU per httpx client otherwise
 
 TIERS = ("unit", "integration", "e2e", "browser")
 

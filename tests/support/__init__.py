@@ -191,16 +191,9 @@ class BankAuth(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Any:
         key = (_base(request.url), self.identity.email)
-        with httpx.Client(base_url=key[0], timeout=30) as http:
-            tokens = _TOKENS.get(key)
-            if tokens is not None and not tokens.fresh:
-                tokens = self._refreshed(http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh}))
-            while tokens is None:
-                form = self.identity.login_form()
-                if form is None:
-                    time.sleep(self.identity.next_otp()[1])
-                    continue
-                tokens = self._logged_in(http.post("/v1/auth/token", data=form))
+        tokens = _TOKENS.get(key)
+        if tokens is None or not tokens.fresh:
+            tokens = self._tokens(key[0], tokens)
         _TOKENS[key] = tokens
         request.headers["Authorization"] = f"Bearer {tokens.access}"
         yield request
@@ -215,6 +208,19 @@ class BankAuth(httpx.Auth):
             _TOKENS[key] = tokens
         request.headers["Authorization"] = f"Bearer {tokens.access}"
         yield request
+
+    def _tokens(self, base: str, tokens: Tokens | None) -> Tokens:
+        # A client only when tokens are due: each new httpx client builds an SSL context (tens of ms of CPU).
+        with httpx.Client(base_url=base, timeout=30) as http:
+            if tokens is not None:
+                tokens = self._refreshed(http.post("/v1/auth/refresh", json={"refresh_token": tokens.refresh}))
+            while tokens is None:
+                form = self.identity.login_form()
+                if form is None:
+                    time.sleep(self.identity.next_otp()[1])
+                    continue
+                tokens = self._logged_in(http.post("/v1/auth/token", data=form))
+        return tokens
 
     async def _atokens(self, base: str, tokens: Tokens | None) -> Tokens:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
