@@ -21,7 +21,7 @@ FAULTS = ["worker", "projector", "api", "gateway", "broker"]
 
 
 def test_faults_under_load_break_no_invariant() -> None:
-    argv = [sys.executable, "-m", "cli.main", "chaos", "--duration", "0", "--gap", "5", "--rate", "20",
+    argv = [sys.executable, "-m", "cli.main", "chaos", "--duration", "0", "--gap", "3", "--rate", "20",
             "--faults", ",".join(FAULTS), "--json"]
     done = subprocess.run(argv, cwd=PROJECT_ROOT, env=dict(os.environ, COLUMNS="200"), capture_output=True,
                           text=True, timeout=540, check=False)

@@ -7,7 +7,7 @@ import dataclasses
 import re
 import signal
 
-from tests.support.load import open_accounts, random_commands
+from tests.support.load import bounded, open_accounts, random_commands
 from tests.support import Bank, read_log, settled_audit
 
 
@@ -16,7 +16,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(stack, api_url: s
         bank = Bank(api_url)
         try:
             accounts = await open_accounts(bank, 30)
-            load = asyncio.create_task(random_commands(bank, accounts, count=1500, seed=99, concurrency=16))
+            load = asyncio.create_task(random_commands(bank, accounts, count=bounded(1500), seed=99, concurrency=16))
             for _ in range(2):
                 await asyncio.sleep(1.0)
                 assert not load.done(), "the kill must land while commands are flowing"

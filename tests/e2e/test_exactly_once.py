@@ -16,7 +16,7 @@ from cli.devstack import Stack, free_port
 from cli.topics import apply_topics_sync
 from core.settings import Settings
 from infra.topics import load_registry
-from tests.support.load import open_accounts, random_commands
+from tests.support.load import bounded, open_accounts, random_commands
 from tests.support import Bank, settled_audit
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_exactly_once_invariants(exactly_once_stack: Stack, crash: bool) -> None
         bank = Bank(exactly_once_stack.api_url)
         try:
             accounts = await open_accounts(bank, 30)
-            load = asyncio.create_task(random_commands(bank, accounts, count=1200, seed=7 + crash, concurrency=16))
+            load = asyncio.create_task(random_commands(bank, accounts, count=bounded(1200), seed=7 + crash, concurrency=16))
             if crash:
                 await asyncio.sleep(1.5)
                 assert not load.done(), "the kill must land while commands are flowing"

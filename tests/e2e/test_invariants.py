@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.support.load import open_accounts, random_commands
+from tests.support.load import bounded, open_accounts, random_commands
 from tests.support import Bank, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -17,7 +17,7 @@ def test_invariants_hold_under_concurrent_random_commands(api_url: str, kafka_bo
         bank = Bank(api_url)
         try:
             accounts = await open_accounts(bank, 50)
-            result = await random_commands(bank, accounts, count=2000, seed=20261124)
+            result = await random_commands(bank, accounts, count=bounded(2000), seed=20261124)
         finally:
             await bank.close()
         assert set(result.statuses) == {202}, result.statuses

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from dataclasses import dataclass, field
 
 from tests.support import Bank
+
+
+# The load tests' size: full with BANK_SLOW_TESTS=1 (long on demand), half by default, which keeps the clean-clone
+# CI run in budget; every kill still lands while commands flow (the tests assert it).
+LOAD_SCALE = 1.0 if os.environ.get("BANK_SLOW_TESTS") == "1" else 0.5
+
+
+def bounded(count: int) -> int:
+    """How many commands a load test sends: `count` on demand, fewer by default (LOAD_SCALE)."""
+    return max(1, round(count * LOAD_SCALE))
 
 
 @dataclass
