@@ -41,6 +41,10 @@ async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]
         response.raise_for_status()
         token = response.json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
+        # Cash moves through the teller's drawer: open it, as a teller does first thing (BANK_DRAWER_REQUIRED).
+        drawer = await http.post("/v1/teller/drawers/me/open", headers=headers,
+                                 json={"currency": "EUR", "float_amount": "0"})
+        drawer.raise_for_status()
 
         async def open_one(n: int) -> str:
             opened = await http.post("/v1/accounts", params={"wait": "true"}, headers=headers | {

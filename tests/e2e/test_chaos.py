@@ -23,8 +23,9 @@ FAULTS = ["worker", "projector", "api", "gateway", "broker"]
 def test_faults_under_load_break_no_invariant() -> None:
     argv = [sys.executable, "-m", "cli.main", "chaos", "--duration", "0", "--gap", "3", "--rate", "20",
             "--faults", ",".join(FAULTS), "--json"]
-    done = subprocess.run(argv, cwd=PROJECT_ROOT, env=dict(os.environ, COLUMNS="200"), capture_output=True,
-                          text=True, timeout=540, check=False)
+    # cash through tellers' drawers, as in production (the session's own stack turns drawers off)
+    env = dict(os.environ, COLUMNS="200", BANK_DRAWER_REQUIRED="true")
+    done = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=540, check=False)
     assert done.stdout, f"no result (exit {done.returncode}); stderr:\n{done.stderr[-5000:]}"
     result = json.loads(done.stdout)
     broken = {c["name"]: c["problems"] for c in result["checks"] if not c["held"]}
