@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,15 @@ class ApiError(Exception):
         if isinstance(problems, list) and problems:
             return [str(p) for p in problems]
         return [self.detail]
+
+
+@dataclass
+class ServerEvent:
+    """One Server-Sent Event of an API stream."""
+
+    event: str = "message"
+    id: str | None = None
+    data: str = ""
 
 
 class SignInRequired(Exception):
@@ -200,3 +210,31 @@ class Api:
 
     async def delete(self, path: str) -> Any:
         return checked(await self.request("DELETE", path))
+
+    async def events(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> AsyncIterator[ServerEvent]:
+        """An API stream of Server-Sent Events (text/event-stream), event by event, until the API ends it."""
+        sent = self.browser.headers() | {"Authorization": f"Bearer {await self._token()}",
+                                         "Accept": "text/event-stream"} | (headers or {})
+        timeout = httpx.Timeout(30.0, read=None)   # a quiet stream is not a dead one: the API pings it
+        async with self.client.http.stream("GET", path, params=params, headers=sent, timeout=timeout) as response:
+            if response.status_code == 401:
+                self.session.sign_out()
+                raise SignInRequired()
+            if response.status_code >= 400:
+                await response.aread()
+                checked(response)
+            event = ServerEvent()
+            async for line in response.aiter_lines():
+                if not line:                        # a blank line ends an event
+                    if event.data:
+                        yield ServerEvent(event.event, event.id, event.data.removesuffix("\n"))
+                    event = ServerEvent()
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "event":
+                    event.event = value
+                elif name == "id":
+                    event.id = value
+                elif name == "data":
+                    event.data += value + "\n"

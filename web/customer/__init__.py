@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.customer import accounts, auth, fx, payees, settings, transfers
+from web.customer import accounts, auth, fx, notifications, payees, settings, transfers
 
 router = APIRouter()
-for module in (auth, accounts, transfers, payees, fx, settings):
+for module in (auth, accounts, transfers, payees, fx, notifications, settings):
     router.include_router(module.router)

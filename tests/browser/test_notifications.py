@@ -1,0 +1,93 @@
+"""The notification inbox (live, through the API's stream) and the notification preferences, in a browser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.support import Bank
+from tests.support.browser import check_page, funded_customer, run, sign_in
+
+
+async def _deposit(api_url: str, account: str, amount: str) -> None:
+    teller = Bank(api_url)
+    try:
+        response = await teller.fund(account, amount, "EUR")
+        assert response.status_code in (200, 201), response.text
+    finally:
+        await teller.close()
+
+
+async def _preferences(api_url: str, identity: Any) -> dict[str, Any]:
+    customer = Bank(api_url, identity=identity)
+    try:
+        response = await customer.get("/v1/me/notification-preferences")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+    finally:
+        await customer.close()
+
+
+def test_a_new_notification_appears_live_and_mark_all_read_stops_at_what_was_shown(
+        page: Any, web_url: str, api_url: str) -> None:
+    customer = funded_customer(api_url, "50.00", name="Ada Notified")
+    sign_in(page, web_url, customer.identity)
+    page.get_by_role("link", name="Notifications").click()
+    page.wait_for_url(f"{web_url}/app/notifications")
+    # the notifier writes the inbox from the log: the deposit's notification may land after the page: reload then
+    for _ in range(20):
+        if page.get_by_text("50.00 EUR received").count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(page.get_by_text("50.00 EUR received")).to_be_visible()
+    expect(page.get_by_text("unread", exact=False).first).to_be_visible()
+    check_page(page, "notifications")
+
+    run(_deposit(api_url, customer.accounts[0], "12.34"))   # while the page is open: no reload from here
+    live = page.locator("#notifications li", has_text="12.34 EUR received")
+    expect(live).to_be_visible(timeout=30_000)
+    expect(live.get_by_text("New")).to_be_visible()
+    expect(page.locator("#notifications li", has_text="12.34 EUR received")).to_have_count(1)
+
+    page.get_by_role("button", name="Mark all read").click()
+    expect(page.get_by_text("marked read.")).to_be_visible()
+    # only what the page had shown when it loaded is marked: the live arrival is still unread
+    unread = page.locator("#notifications li.notification--unread")
+    expect(unread).to_have_count(1)
+    expect(unread).to_contain_text("12.34 EUR received")
+    unread.get_by_role("button", name="Mark read: 12.34 EUR received").click()
+    expect(page.locator("#notifications li.notification--unread")).to_have_count(0)
+    expect(page.get_by_text("Nothing unread")).to_be_visible()
+
+
+def test_preferences_choose_channels_a_threshold_and_quiet_hours(page: Any, web_url: str, api_url: str) -> None:
+    customer = funded_customer(api_url, "100.00", name="Grace Prefers")
+    sign_in(page, web_url, customer.identity)
+    page.goto(f"{web_url}/app/notifications/preferences")
+    password_email = page.get_by_label("Your password was changed: Email (always on)")
+    expect(password_email).to_be_checked()
+    expect(password_email).to_be_disabled()
+    page.get_by_label("Money in and out of your accounts: Email").check()
+    page.get_by_label("Tell me of a debit above").fill("20.00")
+    page.get_by_label("Hold text messages during quiet hours", exact=False).check()
+    page.get_by_label("Time zone").fill("Mars/Olympus_Mons")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("alert")).to_contain_text("no IANA time zone")
+    expect(page.get_by_label("Tell me of a debit above")).to_have_value("20.00")   # what was typed is kept
+    check_page(page, "notification-preferences-errors")
+
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_text("Your notification preferences are saved.")).to_be_visible()
+    expect(page.get_by_label("Money in and out of your accounts: Email")).to_be_checked()
+    expect(page.get_by_label("Tell me of a debit above")).to_have_value("20.00")
+    check_page(page, "notification-preferences")
+
+    saved = run(_preferences(api_url, customer.identity))
+    assert saved["channels"]["transaction_posted"] == ["in_app", "email"]
+    assert saved["channels"]["password_changed"] == ["in_app", "email"]
+    assert [(t["account_id"], t["debit_above"], t["balance_below"]) for t in saved["thresholds"]] == [
+        (customer.accounts[0], "20.00", None)]
+    assert saved["quiet_hours"] == {"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"}

@@ -1,0 +1,154 @@
+"""Notifications: the customer's inbox (live: new ones appear at the top as they arrive), marking them read, and
+the preferences (which notifications go on which channel, thresholds per account, quiet hours for text messages).
+
+Live updates come from the API's own stream (GET /v1/notifications/stream, Server-Sent Events): the BFF opens it
+with the signed-in user's token and passes each notification on to the browser as a rendered list item. The
+browser's EventSource resends the last seq it got (Last-Event-ID) when it reconnects, so nothing shows twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from web.client import Api, ApiError, SignInRequired
+from web.customer.accounts import account_label, customer_accounts
+from web.deps import CustomerApi
+from web.forms import field_errors
+from web.templating import render, templates
+
+router = APIRouter(prefix="/notifications")
+
+PAGE_SIZE = 20
+TYPE_NAMES = {
+    "transaction_posted": "Money in and out of your accounts",
+    "transfer_returned": "A transfer came back",
+    "payment_held": "A payment is being checked",
+    "payment_released": "A checked payment went through",
+    "payment_declined": "A payment was declined",
+    "large_debit": "A debit above your amount (set below, per account)",
+    "low_balance": "A balance below your amount (set below, per account)",
+    "payee_added": "A payee was added",
+    "new_device_sign_in": "A sign-in from a new device",
+    "password_changed": "Your password was changed",
+    "mfa_changed": "Two-step verification was changed",
+}
+CHANNEL_NAMES = {"in_app": "In the app", "email": "Email", "sms": "Text message"}
+PREFERENCE_FIELDS = ("channels", "thresholds", "quiet_hours", "start", "end", "timezone")
+
+
+def sse(event: str, html: str, event_id: str | None = None) -> str:
+    lines = "".join(f"data: {line}\n" for line in html.strip().splitlines() or [""])
+    return f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "") + f"{lines}\n"
+
+
+@router.get("", response_class=HTMLResponse)
+async def inbox(request: Request, api: CustomerApi,
+                before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> HTMLResponse:
+    found = await api.get("/v1/notifications", limit=PAGE_SIZE, before=before)
+    items = found["notifications"]
+    # The live stream adds what arrives after the newest one shown; an older page (before=) is not live.
+    latest = max((n["seq"] for n in items), default=0) if before is None else None
+    return render(request, "customer/notifications.html", notifications=items, unread=found["unread_count"],
+                  next_before=found["next_before"], latest=latest, paged=before is not None)
+
+
+@router.post("/read")
+async def mark_all_read(api: CustomerApi, up_to: Annotated[int | None, Form(ge=0)] = None) -> Response:
+    marked = await api.post("/v1/notifications/read", {"up_to": up_to} if up_to else {})
+    count = marked["marked"]
+    api.session.flash(f"{count} notification{'s' if count != 1 else ''} marked read." if count
+                      else "Nothing was unread.", "success")
+    return RedirectResponse("/app/notifications", status_code=303)
+
+
+@router.post("/{notification_id}/read")
+async def mark_read(notification_id: str, api: CustomerApi) -> Response:
+    await api.post(f"/v1/notifications/{notification_id}/read")
+    return RedirectResponse("/app/notifications", status_code=303)
+
+
+@router.get("/stream")
+async def stream(request: Request, api: CustomerApi, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                 last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> Response:
+    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else since
+    item = templates.get_template("customer/_notification.html")
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        try:
+            async for event in api.events("/v1/notifications/stream", since=resume):
+                if event.event != "notification" or await request.is_disconnected():
+                    continue
+                notification = json.loads(event.data)
+                html = item.render(notification=notification, csrf_token=api.session.csrf_token, live=True)
+                yield sse("notification", html, event.id)
+        except (ApiError, SignInRequired):
+            yield sse("ended", "")
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# ---------------------------------------------------------------- preferences
+
+
+async def _preferences_page(request: Request, api: Api, status: int = 200, prefs: dict[str, Any] | None = None,
+                            errors: dict[str, list[str]] | None = None) -> HTMLResponse:
+    prefs = prefs or await api.get("/v1/me/notification-preferences")
+    accounts = await customer_accounts(api)
+    thresholds = {t["account_id"]: t for t in prefs.get("thresholds", [])}
+    return render(request, "customer/notification_preferences.html", status, prefs=prefs, accounts=accounts,
+                  thresholds=thresholds, type_names=TYPE_NAMES, channel_names=CHANNEL_NAMES,
+                  account_label=account_label, errors=errors or {})
+
+
+@router.get("/preferences", response_class=HTMLResponse)
+async def preferences(request: Request, api: CustomerApi) -> HTMLResponse:
+    return await _preferences_page(request, api)
+
+
+def preferences_body(form: dict[str, str], current: dict[str, Any], account_ids: list[str]) -> dict[str, Any]:
+    """The whole preferences (the API's PUT replaces them) from the form: a ticked box is a channel on."""
+    channels = {kind: [c for c in ("in_app", "email", "sms") if form.get(f"channel:{kind}:{c}") == "on"
+                       or (kind in current["security_types"] and c in current["mandatory_channels"])]
+                for kind in current["channels"]}
+    thresholds = []
+    for account_id in account_ids:
+        debit_above = form.get(f"debit_above:{account_id}", "").strip()
+        balance_below = form.get(f"balance_below:{account_id}", "").strip()
+        if debit_above or balance_below:
+            thresholds.append({"account_id": account_id, "debit_above": debit_above or None,
+                               "balance_below": balance_below or None})
+    quiet_hours = None
+    if form.get("quiet_hours") == "on":
+        quiet_hours = {"start": form.get("start", "").strip(), "end": form.get("end", "").strip(),
+                       "timezone": form.get("timezone", "").strip() or "UTC"}
+    return {"channels": channels, "thresholds": thresholds, "quiet_hours": quiet_hours}
+
+
+def _as_shown(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """What the form sent, shown again with its errors (in the API's answer shape)."""
+    return current | {"channels": body["channels"], "quiet_hours": body["quiet_hours"],
+                      "thresholds": body["thresholds"]}
+
+
+@router.post("/preferences", response_class=HTMLResponse)
+async def save_preferences(request: Request, api: CustomerApi) -> Response:
+    form = {key: str(value) for key, value in (await request.form()).items()}
+    current = await api.get("/v1/me/notification-preferences")
+    account_ids = [a["account_id"] for a in await customer_accounts(api)]
+    body = preferences_body(form, current, account_ids)
+    try:
+        await api.put("/v1/me/notification-preferences", body)
+    except ApiError as error:
+        if error.status >= 500:
+            raise
+        errors = field_errors(error, PREFERENCE_FIELDS, default="channels")
+        return await _preferences_page(request, api, 422, _as_shown(body, current), errors)
+    api.session.flash("Your notification preferences are saved.", "success")
+    return RedirectResponse("/app/notifications/preferences", status_code=303)
