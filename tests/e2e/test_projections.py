@@ -108,6 +108,9 @@ def test_redelivered_events_change_nothing(stack: Stack, api_url: str, kafka_boo
     asyncio.run(scenario())
 
 
+# On demand (BANK_SLOW_TESTS=1): in CI, test_chaos kills the projection worker under load and checks every live model
+# against a fresh rebuild; this one kills it twice, on the session's whole log.
+@pytest.mark.slow
 def test_projection_worker_killed_mid_batch_loses_and_duplicates_nothing(
         stack: Stack, api_url: str, kafka_bootstrap: str, pg_dsn: str, redis_url: str, mongo_url: str) -> None:
     """kill -9 the projection worker twice under load; afterwards every live model equals a fresh rebuild."""
