@@ -111,6 +111,9 @@ POLICIES: dict[str, Policy] = {
     "get_account": _allow(*EVERYONE, own="account"),
     # a payment: staff any, customers their own (the route answers 404 for another's, as for an unknown id)
     "get_payment": _allow(*EVERYONE),
+    # the payment history: customers their own (another customer's id is 404), staff any customer's or all
+    "list_payments": _allow(*EVERYONE),
+    "list_payments_csv": _allow(*EVERYONE),
     # an account by its IBAN: a customer's own only; another's looks like an IBAN no account has (404)
     "account_by_iban": _allow(*EVERYONE, own="iban"),
     "customer_accounts": _allow(*EVERYONE, own="customer"),

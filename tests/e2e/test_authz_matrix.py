@@ -80,6 +80,8 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "transfer": row(401, MINE, 200, 403, 200),
     "create_payment": row(401, MINE, 200, 403, 200),
     "get_payment": row(401, 404, 404, 404, 404),             # an unknown payment: authorized, then 404
+    "list_payments": row(401, MINE, 200, 200, 200),          # the history of a customer (?customer_id=)
+    "list_payments_csv": row(401, MINE, 200, 200, 200),
     # the payment rail's endpoints: no user may call them, only the rail with the shared secret (header Rail-Secret)
     "rail_notification": everyone(401), "rail_inbound": everyone(401),
     "FreezeAccount": row(401, MINE, 200, 403, 200),
@@ -429,6 +431,8 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "create_payment": lambda: Request("POST", "/v1/payments", params={"wait": "true"}, json=money | {
             "from_account_id": acct, "creditor_iban": "DE89 3704 0044 0532 0130 00", "creditor_name": "Matrix Payee"}),
         "get_payment": lambda: Request("GET", f"/v1/payments/no-such-payment-{uuid.uuid4().hex[:8]}"),
+        "list_payments": lambda: Request("GET", "/v1/payments", params={"customer_id": customer}),
+        "list_payments_csv": lambda: Request("GET", "/v1/payments.csv", params={"customer_id": customer}),
         "rail_notification": lambda: Request("POST", "/v1/rail/notifications", json={
             "instruction_id": "no-such-instruction", "status": "settled"}),
         "rail_inbound": lambda: Request("POST", "/v1/rail/inbound", json={
