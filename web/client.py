@@ -198,7 +198,7 @@ class Api:
                    idempotency_key: str | None = None) -> Any:
         """A JSON POST. Commands wait for their outcome and carry an Idempotency-Key, so a retried form post
         (the same key) never moves money twice."""
-        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())} if command else {}
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())} if command or idempotency_key else {}
         params = {"wait": "true"} if command else None
         return checked(self._seen(await self.request("POST", path, json=body, headers=headers, params=params)))
 

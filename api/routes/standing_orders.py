@@ -129,6 +129,8 @@ class StandingOrderView(BaseModel):
 
 class StandingOrderList(BaseModel):
     customer_id: str
+    today: date = Field(description="the bank's business date in time_zone: the earliest start_date an order may have")
+    time_zone: str = Field(description="the default time zone of due dates (BANK_CUSTOMER_TIME_ZONE)")
     standing_orders: list[StandingOrderView]
 
 
@@ -277,7 +279,9 @@ async def list_standing_orders(platform: PlatformDep, customer_id: Annotated[
         raise Problem(422, "Invalid request", "customer_id: staff name the customer whose orders to list", "missing",
                       errors=[{"loc": ["query", "customer_id"], "type": "missing", "msg": "required for staff"}])
     orders = platform.standing_orders.orders.of_customer(customer_id)
-    return StandingOrderList(customer_id=customer_id, standing_orders=[_view(o) for o in orders])
+    zone = platform.settings.customer_time_zone
+    return StandingOrderList(customer_id=customer_id, today=local_date(platform.time.now(), zone), time_zone=zone,
+                             standing_orders=[_view(o) for o in orders])
 
 
 @router.get("/{order_id}", response_model=StandingOrderView, name="get_standing_order", responses=_RESPONSES,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.customer import accounts, auth, fx, notifications, payees, settings, transfers
+from web.customer import (accounts, auth, fx, notifications, payees, payments, settings, standing_orders, transfers,
+                          verification)
 
 router = APIRouter()
-for module in (auth, accounts, transfers, payees, fx, notifications, settings):
+for module in (auth, accounts, transfers, payees, payments, standing_orders, fx, notifications, settings, verification):
     router.include_router(module.router)
