@@ -9,6 +9,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
+from tests.e2e.test_payments import creditor_iban
 from tests.support import Bank
 from tests.support.browser import check_page, funded_customer, run, sign_in
 
@@ -123,3 +124,39 @@ def test_a_held_transfer_is_told_in_customer_safe_words(page: Any, web_url: str,
         assert secret not in text.lower(), secret
     assert "€5,000.00" in page.locator("dl.summary").inner_text()     # available now: the hold reserves it
     check_page(page, "transfer-held")
+
+
+def test_pay_an_account_at_another_bank_and_see_it_arrive(page: Any, web_url: str, api_url: str) -> None:
+    customer = funded_customer(api_url, "90.00", name="Eve Abroad")
+    sign_in(page, web_url, customer.identity)
+    page.goto(f"{web_url}/app/transfers/new")
+    page.get_by_label("An account at another bank").check()
+    page.get_by_role("button", name="Review transfer").click()
+    expect(page.locator("#creditor_iban-error")).to_be_visible()
+    expect(page.locator("#creditor_name-error")).to_be_visible()
+    page.get_by_label("An account at another bank").check()
+    page.get_by_label("Account holder at the other bank").fill("Erika Mustermann")
+    page.get_by_label("Their IBAN").fill(creditor_iban())
+    page.get_by_label("Amount").fill("15.00")
+    page.get_by_label("Reference (optional)").fill("invoice 7")
+    page.get_by_role("button", name="Review transfer").click()
+    summary = page.locator("dl.summary")
+    expect(summary).to_contain_text("Erika Mustermann")
+    expect(summary).to_contain_text("another bank")
+    expect(summary).to_contain_text("invoice 7")
+    check_page(page, "payment-review")
+    page.get_by_role("button", name="Confirm and send €15.00").click()
+    page.wait_for_url(f"{web_url}/app/transfers/*")
+    # the rail settles it a moment later: "Check again" until it has arrived
+    for _ in range(40):
+        if page.get_by_role("heading", name="Payment arrived").count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(page.get_by_role("heading", name="Payment arrived")).to_be_visible()
+    expect(page.locator("dl.summary")).to_contain_text("€75.00")          # the balance now
+    check_page(page, "payment-outcome")
+    page.get_by_role("link", name="Payments", exact=True).click()
+    row = page.locator("tbody tr", has_text="Erika Mustermann")
+    expect(row).to_contain_text("Arrived")
+    expect(row).to_contain_text("€15.00")

@@ -1,4 +1,5 @@
-"""Transfers: between the customer's own accounts, to a payee, or to an IBAN of this bank.
+"""Transfers: between the customer's own accounts, to a payee, to an IBAN of this bank, or to an account at another
+bank (a payment through the payment rail: POST /v1/payments; a payee at another bank is paid the same way).
 
 Three steps, and money moves only at the last: the form, a review of exactly what will be sent (kept in the
 server-side session under a fresh idempotency key, so the confirmed transfer is the reviewed one and a double
@@ -24,7 +25,12 @@ from web.templating import render
 
 router = APIRouter()
 
-FIELDS = ("from_account_id", "destination", "to_account_id", "payee_id", "to_iban", "amount", "reference")
+FIELDS = ("from_account_id", "destination", "to_account_id", "payee_id", "to_iban", "creditor_name", "creditor_iban",
+          "amount", "reference")
+PAYMENT_STATES = {"pending": "We are sending it to the other bank.",
+                  "sent": "It is on its way: the other bank has it and is crediting it.",
+                  "settled": "It has arrived at the other bank.",
+                  "returned": "The other bank sent it back; the money is in your account again."}
 PENDING_PREFIX = "transfer:"
 MAX_PENDING = 5
 
@@ -40,6 +46,7 @@ REJECTIONS = {
     "balance_limit": "This transfer would take an account beyond the largest balance we can hold.",
     "invalid_amount": "The amount is not valid for this currency.",
     "credit_failed": "The receiving account could not take the money, so it was returned to your account.",
+    "internal_iban": "This IBAN is an account at bankstream: choose \"An IBAN at bankstream\" instead.",
 }
 DECLINED = "We could not make this transfer. If you have questions, please contact us."
 HELD = ("For your security we are checking this transfer before it goes out. The amount is reserved in your "
@@ -58,7 +65,7 @@ async def _payees(api: Api) -> list[dict[str, Any]]:
 async def _form(request: Request, api: Api, status: int = 200, form: dict[str, str] | None = None,
                 errors: dict[str, list[str]] | None = None) -> HTMLResponse:
     accounts = [account for account in await customer_accounts(api) if account["status"] == "open"]
-    payees = [payee for payee in await _payees(api) if payee.get("internal")]
+    payees = await _payees(api)
     form = dict(form or {})
     if not form.get("from_account_id") and len(accounts) == 1:   # one account: that is where the money comes from
         form["from_account_id"] = accounts[0]["account_id"]
@@ -67,7 +74,8 @@ async def _form(request: Request, api: Api, status: int = 200, form: dict[str, s
         for a in accounts]
     own_options = [("", "Choose one of your accounts")] + [(a["account_id"], account_label(a)) for a in accounts]
     payee_options = [("", "Choose a payee")] + [
-        (p["payee_id"], f"{p['name']}{' (' + p['nickname'] + ')' if p.get('nickname') else ''} · {p['iban_formatted']}")
+        (p["payee_id"], f"{p['name']}{' (' + p['nickname'] + ')' if p.get('nickname') else ''} · {p['iban_formatted']}"
+                        f"{'' if p.get('internal') else ' · another bank'}")
         for p in payees]
     return render(request, "customer/transfer_form.html", status, accounts=accounts, payees=payees,
                   from_options=from_options, own_options=own_options, payee_options=payee_options,
@@ -82,19 +90,26 @@ async def new_transfer(request: Request, api: CustomerApi) -> HTMLResponse:
                                            "payee_id": request.query_params.get("payee", "")})
 
 
-def _request_body(form: dict[str, str], currency: str) -> dict[str, Any]:
+def _request(form: dict[str, str], currency: str, payee: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The API call that makes it: a transfer inside the bank, or a payment to another bank (a payee there too)."""
     body: dict[str, Any] = {"from_account_id": form["from_account_id"], "amount": form["amount"].strip(),
                             "currency": currency}
-    if form.get("reference", "").strip():
-        body["reference"] = form["reference"].strip()
+    reference = form.get("reference", "").strip()
     destination = form.get("destination")
+    if destination == "external" or (payee is not None and not payee.get("internal")):
+        name, iban = (payee["name"], payee["iban"]) if payee is not None else (
+            form["creditor_name"].strip(), form["creditor_iban"].strip())
+        body |= {"creditor_name": name, "creditor_iban": iban}
+        return "/v1/payments", body | ({"remittance_information": reference} if reference else {})
+    if reference:
+        body["reference"] = reference
     if destination == "payee":
         body["payee_id"] = form["payee_id"]
     elif destination == "iban":
         body["to_iban"] = form["to_iban"].strip()
     else:
         body["to_account_id"] = form["to_account_id"]
-    return body
+    return "/v1/transfers", body
 
 
 def _check(form: dict[str, str]) -> dict[str, list[str]]:
@@ -104,13 +119,16 @@ def _check(form: dict[str, str]) -> dict[str, list[str]]:
     destination = form.get("destination", "own")
     needed = {"own": ("to_account_id", "Choose the account the money goes to."),
               "payee": ("payee_id", "Choose a payee."),
-              "iban": ("to_iban", "Enter the IBAN of the account the money goes to.")}
+              "iban": ("to_iban", "Enter the IBAN of the account the money goes to."),
+              "external": ("creditor_iban", "Enter the IBAN of the account at the other bank.")}
     if destination not in needed:
         errors["destination"] = ["Choose where the money goes."]
     else:
         field, message = needed[destination]
         if not form.get(field, "").strip():
             errors[field] = [message]
+    if destination == "external" and not form.get("creditor_name", "").strip():
+        errors["creditor_name"] = ["Enter the name of the account holder at the other bank."]
     if destination == "own" and form.get("to_account_id") and form.get("to_account_id") == form.get("from_account_id"):
         errors["to_account_id"] = ["Choose an account other than the one the money comes from."]
     if not form.get("amount", "").strip():
@@ -122,29 +140,33 @@ def _check(form: dict[str, str]) -> dict[str, list[str]]:
 async def review(request: Request, api: CustomerApi, from_account_id: Annotated[str, Form()] = "",
                  destination: Annotated[str, Form()] = "own", to_account_id: Annotated[str, Form()] = "",
                  payee_id: Annotated[str, Form()] = "", to_iban: Annotated[str, Form()] = "",
+                 creditor_name: Annotated[str, Form()] = "", creditor_iban: Annotated[str, Form()] = "",
                  amount: Annotated[str, Form()] = "", reference: Annotated[str, Form()] = "") -> HTMLResponse:
     form = {"from_account_id": from_account_id, "destination": destination, "to_account_id": to_account_id,
-            "payee_id": payee_id, "to_iban": to_iban, "amount": amount, "reference": reference}
+            "payee_id": payee_id, "to_iban": to_iban, "creditor_name": creditor_name, "creditor_iban": creditor_iban,
+            "amount": amount, "reference": reference}
     errors = _check(form)
     if errors:
         return await _form(request, api, 422, form, errors)
     source = await api.get(f"/v1/accounts/{from_account_id}")
-    to_label = await _destination_label(api, form)
-    body = _request_body(form, source["currency"])
+    payee = await api.get(f"/v1/payees/{payee_id}") if destination == "payee" else None
+    to_label = await _destination_label(api, form, payee)
+    path, body = _request(form, source["currency"], payee)
     key = str(uuid.uuid4())
     pending = [name for name in api.session.data if name.startswith(PENDING_PREFIX)]
     for stale in pending[:max(0, len(pending) - MAX_PENDING + 1)]:   # reviews never confirmed: keep a few
         api.session.data.pop(stale, None)
-    api.session.data[PENDING_PREFIX + key] = {"body": body, "form": form, "from_label": account_label(source),
-                                              "to_label": to_label}
+    api.session.data[PENDING_PREFIX + key] = {"path": path, "body": body, "form": form,
+                                              "from_label": account_label(source), "to_label": to_label}
     return render(request, "customer/transfer_review.html", key=key, body=body, from_label=account_label(source),
-                  to_label=to_label, source=source)
+                  to_label=to_label, source=source, external=path == "/v1/payments")
 
 
-async def _destination_label(api: Api, form: dict[str, str]) -> str:
-    if form["destination"] == "payee":
-        payee = await api.get(f"/v1/payees/{form['payee_id']}")
-        return f"{payee['name']} ({payee['iban_formatted']})"
+async def _destination_label(api: Api, form: dict[str, str], payee: dict[str, Any] | None) -> str:
+    if payee is not None:
+        return f"{payee['name']} ({payee['iban_formatted']}{'' if payee.get('internal') else ', another bank'})"
+    if form["destination"] == "external":
+        return f"{form['creditor_name'].strip()} ({form['creditor_iban'].strip().upper()}, another bank)"
     if form["destination"] == "iban":
         return form["to_iban"].strip().upper()
     return account_label(await api.get(f"/v1/accounts/{form['to_account_id']}"))
@@ -164,7 +186,8 @@ async def confirm(request: Request, api: CustomerApi, key: Annotated[str, Form()
                           "warning")
         return RedirectResponse("/app/", status_code=303)
     try:
-        outcome = await api.post("/v1/transfers", pending["body"], command=True, idempotency_key=key)
+        outcome = await api.post(pending.get("path", "/v1/transfers"), pending["body"], command=True,
+                                 idempotency_key=key)
     except ApiError as error:
         if error.problem.get("command_id"):    # the ledger decided: not made
             api.session.data.pop(PENDING_PREFIX + key, None)
@@ -193,15 +216,19 @@ async def outcome(request: Request, command_id: str, api: CustomerApi) -> HTMLRe
         message = "The money has been sent."
     else:
         message = "We have your transfer and are processing it. Refresh this page in a moment."
+    payment = None
+    if state == "accepted" and any(e.get("type") == "PaymentDebited" for e in status.get("events", [])):
+        payment = await api.get(f"/v1/payments/{command_id}")   # a payment's id is its command's
+        message = PAYMENT_STATES.get(payment["status"], message)
     source = status.get("account_id") or _source_of(status)
     account = await api.get(f"/v1/accounts/{source}") if source else None
     return render(request, "customer/transfer_outcome.html", state=state, message=message, status=status,
-                  account=account, command_id=command_id, amount=_amount_of(status))
+                  account=account, command_id=command_id, amount=_amount_of(status), payment=payment)
 
 
 def _source_of(status: dict[str, Any]) -> str | None:
     for event in status.get("events", []):
-        if event.get("type") in ("TransferDebited", "FundsHeld", "CommandRejected"):
+        if event.get("type") in ("TransferDebited", "PaymentDebited", "FundsHeld", "CommandRejected"):
             return str(event.get("account_id"))
     return None
 
