@@ -114,6 +114,13 @@ POLICIES: dict[str, Policy] = {
     # the payment history: customers their own (another customer's id is 404), staff any customer's or all
     "list_payments": _allow(*EVERYONE),
     "list_payments_csv": _allow(*EVERYONE),
+    # a payment's receipt: staff any, customers their own (another's is 404 like an unknown one)
+    "payment_receipt": _allow(*EVERYONE),
+    # bill payments: the directory for everyone signed in, kept by admins; paying a bill is a payment
+    "list_billers": _allow(*EVERYONE),
+    "create_biller": _allow("admin"),
+    "update_biller": _allow("admin"),
+    "create_bill_payment": _allow(*WRITERS, own="transfer", command=True),
     # an account by its IBAN: a customer's own only; another's looks like an IBAN no account has (404)
     "account_by_iban": _allow(*EVERYONE, own="iban"),
     "customer_accounts": _allow(*EVERYONE, own="customer"),

@@ -28,7 +28,7 @@ from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.routes import (admin, auth, balances, books, catalog, clock, commands, credentials, customers, drawers, fx,
+from api.routes import (admin, auth, balances, billers, books, catalog, clock, commands, credentials, customers, drawers, fx,
                         health, kyc, notifications, operations, payees, payment_history, payments, profile, queries,
                         standing_orders, users)
 from api.standing_orders import StandingOrderBook
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payees.router)     # customers' payees (issue 16)
     app.include_router(payments.router)   # payments to other banks, and the rail's calls (issue 14)
     app.include_router(payment_history.router)   # every payment so far, with confirmation numbers (issue 16)
+    app.include_router(billers.router)    # billers, bill payments and payment receipts (issue 16)
     app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
     app.include_router(standing_orders.router)   # scheduled and recurring transfers (issue 16)
     app.include_router(drawers.router)    # tellers' cash drawers (issue 14)

@@ -82,6 +82,11 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "get_payment": row(401, 404, 404, 404, 404),             # an unknown payment: authorized, then 404
     "list_payments": row(401, MINE, 200, 200, 200),          # the history of a customer (?customer_id=)
     "list_payments_csv": row(401, MINE, 200, 200, 200),
+    "payment_receipt": row(401, 404, 404, 404, 404),         # an unknown payment: authorized, then 404
+    "list_billers": row(401, 200, 200, 200, 200),
+    "create_biller": admins(201),
+    "update_biller": admins(404),                            # an unknown biller: authorized, then 404
+    "create_bill_payment": row(401, 404, 404, 403, 404),     # an unknown biller (another's account: 404 first)
     # the payment rail's endpoints: no user may call them, only the rail with the shared secret (header Rail-Secret)
     "rail_notification": everyone(401), "rail_inbound": everyone(401),
     "FreezeAccount": row(401, MINE, 200, 403, 200),
@@ -433,6 +438,14 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "get_payment": lambda: Request("GET", f"/v1/payments/no-such-payment-{uuid.uuid4().hex[:8]}"),
         "list_payments": lambda: Request("GET", "/v1/payments", params={"customer_id": customer}),
         "list_payments_csv": lambda: Request("GET", "/v1/payments.csv", params={"customer_id": customer}),
+        "payment_receipt": lambda: Request("GET", f"/v1/payments/no-such-payment-{uuid.uuid4().hex[:8]}/receipt"),
+        "list_billers": lambda: Request("GET", "/v1/billers"),
+        "create_biller": lambda: Request("POST", "/v1/admin/billers", json={
+            "name": f"Matrix Biller {uuid.uuid4().hex[:8]}", "category": "utilities",
+            "iban": "DE89 3704 0044 0532 0130 00", "reference_pattern": "^[0-9]{6}$"}),
+        "update_biller": lambda: Request("PUT", f"/v1/admin/billers/{uuid.uuid4()}", json={"active": False}),
+        "create_bill_payment": lambda: Request("POST", "/v1/bill-payments", params={"wait": "true"}, json=money | {
+            "from_account_id": acct, "biller_id": f"no-such-biller-{uuid.uuid4().hex[:8]}", "reference": "123456"}),
         "rail_notification": lambda: Request("POST", "/v1/rail/notifications", json={
             "instruction_id": "no-such-instruction", "status": "settled"}),
         "rail_inbound": lambda: Request("POST", "/v1/rail/inbound", json={
