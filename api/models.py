@@ -149,6 +149,7 @@ PaymentState = Literal["pending", "sent", "settled", "returned"]
 
 class PaymentView(BaseModel):
     payment_id: str
+    confirmation: str = Field(description="the confirmation number to quote (the payment history's)")
     from_account_id: str
     amount: str
     currency: str

@@ -32,6 +32,7 @@ from core import commands as c
 from core.account_numbers import InvalidIban
 from core.identity import current_principal
 from core.money import format_amount
+from core.payment_history import confirmation_number
 from core.payments import REASON_CODES, PaymentRecord, inbound_return_code
 
 router = APIRouter(prefix="/v1", tags=["payments"])
@@ -88,7 +89,8 @@ async def get_payment(payment_id: str, view: ViewDep) -> PaymentView:
 
 
 def _present(record: PaymentRecord) -> PaymentView:
-    return PaymentView(payment_id=record.payment_id, from_account_id=record.account_id,
+    return PaymentView(payment_id=record.payment_id, confirmation=confirmation_number(record.payment_id),
+                       from_account_id=record.account_id,
                        amount=format_amount(record.amount, record.currency), currency=record.currency,
                        creditor_iban=record.creditor_iban, creditor_name=record.creditor_name,
                        creditor_bic=record.creditor_bic, remittance_information=record.remittance_information,

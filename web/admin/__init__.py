@@ -13,14 +13,15 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - audit.py: the audit trail, searched and exported as CSV
 - reports.py: compliance reports (CTR, SAR candidates) and sign-in patterns
 - money.py: the trial balance, a ledger account's entries, FX rates
+- billers.py: the billers directory customers pay bills to
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.admin import audit, customers, feed, money, overview, people, reports, risk
+from web.admin import audit, billers, customers, feed, money, overview, people, reports, risk
 
 router = APIRouter()
-for part in (overview, risk, feed, customers, people, audit, reports, money):
+for part in (overview, risk, feed, customers, people, audit, reports, money, billers):
     router.include_router(part.router)

@@ -34,6 +34,7 @@ SECTIONS = (
     Section("/admin/sign-ins", "Sign-ins", REVIEWERS),
     Section("/admin/books", "Books", STAFF),
     Section("/admin/fx", "FX rates", STAFF),
+    Section("/admin/billers", "Billers", STAFF),
     Section("/admin/health", "System", STAFF),
 )
 
