@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from tests.browser.test_admin import staff_sign_in
 from tests.e2e.test_payments import creditor_iban
 from tests.support import Bank, create_staff
-from tests.support.browser import check_page, funded_customer, run, sign_in
+from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 async def _biller(api_url: str, name: str) -> None:
@@ -69,12 +69,7 @@ def test_pay_a_bill_with_the_reference_on_it_and_print_the_receipt(page: Any, we
     check_page(page, "bill-review")
     page.get_by_role("button", name="Confirm and pay €29.99").click()
     page.wait_for_url(f"{web_url}/app/transfers/*")
-    for _ in range(40):
-        if page.get_by_role("heading", name="Payment arrived").count():
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    expect(page.get_by_role("heading", name="Payment arrived")).to_be_visible()
+    reload_until_visible(page, page.get_by_role("heading", name="Payment arrived"))
     page.get_by_role("link", name="Receipt").click()
     expect(page.get_by_role("heading", name="Payment receipt")).to_be_visible()
     receipt = page.locator("dl.summary")

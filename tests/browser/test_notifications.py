@@ -7,7 +7,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, run, sign_in
+from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 async def _deposit(api_url: str, account: str, amount: str) -> None:
@@ -36,12 +36,7 @@ def test_a_new_notification_appears_live_and_mark_all_read_stops_at_what_was_sho
     page.get_by_role("link", name="Notifications").click()
     page.wait_for_url(f"{web_url}/app/notifications")
     # the notifier writes the inbox from the log: the deposit's notification may land after the page: reload then
-    for _ in range(20):
-        if page.get_by_text("50.00 EUR received").count():
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    expect(page.get_by_text("50.00 EUR received")).to_be_visible()
+    reload_until_visible(page, page.get_by_text("50.00 EUR received"))
     expect(page.get_by_text("unread", exact=False).first).to_be_visible()
     check_page(page, "notifications")
 

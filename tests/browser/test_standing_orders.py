@@ -9,7 +9,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, run, sign_in
+from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 async def _balance(api_url: str, account: str) -> str:
@@ -42,12 +42,7 @@ def test_a_monthly_order_is_paid_changed_paused_resumed_and_cancelled(page: Any,
     check_page(page, "standing-order")
 
     # the first payment falls due today (local midnight): the scheduler pays it
-    for _ in range(40):
-        if page.get_by_role("cell", name="Paid", exact=True).count():
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    expect(page.get_by_role("cell", name="Paid", exact=True)).to_be_visible()
+    reload_until_visible(page, page.get_by_role("cell", name="Paid", exact=True))
     runs = page.locator("ol.runs")
     expect(runs).to_contain_text("payment 3")
     expect(runs).not_to_contain_text("payment 4")   # three payments in all

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.test_payments import creditor_iban
 from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, run, sign_in
+from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 def fund(api_url: str, account: str, amount: str) -> None:
@@ -148,12 +148,7 @@ def test_pay_an_account_at_another_bank_and_see_it_arrive(page: Any, web_url: st
     page.get_by_role("button", name="Confirm and send €15.00").click()
     page.wait_for_url(f"{web_url}/app/transfers/*")
     # the rail settles it a moment later: "Check again" until it has arrived
-    for _ in range(40):
-        if page.get_by_role("heading", name="Payment arrived").count():
-            break
-        page.wait_for_timeout(500)
-        page.reload()
-    expect(page.get_by_role("heading", name="Payment arrived")).to_be_visible()
+    reload_until_visible(page, page.get_by_role("heading", name="Payment arrived"))
     expect(page.locator("dl.summary")).to_contain_text("€75.00")          # the balance now
     check_page(page, "payment-outcome")
     page.get_by_role("link", name="Payments", exact=True).click()

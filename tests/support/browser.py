@@ -165,6 +165,19 @@ def sign_in(page: Any, web_url: str, identity: Identity, expect_path: str = "/ap
     page.wait_for_url(f"{web_url}{expect_path}*")
 
 
+def reload_until_visible(page: Any, locator: Any, tries: int = 40, pause_ms: int = 500) -> None:
+    """Reload the page until `locator` shows (what a person does with "Check again"): for what the stack does a
+    moment later (the notifier, the scheduler, the rail), then assert it is there."""
+    from playwright.sync_api import expect
+
+    for _ in range(tries):
+        if locator.count():
+            break
+        page.wait_for_timeout(pause_ms)
+        page.reload()
+    expect(locator.first).to_be_visible()
+
+
 # ---------------------------------------------------------------- quality checks
 
 
