@@ -9,7 +9,7 @@ import pyotp
 
 from playwright.sync_api import expect
 
-from tests.support.browser import check_page, funded_customer, register, sign_in
+from tests.support.browser import check_page, funded_customer, register, reload_until_visible, sign_in
 
 
 def test_set_up_two_step_verification_then_sign_in_with_a_code(page: Any, web_url: str, api_url: str) -> None:
@@ -111,3 +111,19 @@ def test_profile_address_and_a_phone_waiting_for_its_code(page: Any, web_url: st
     page.get_by_role("button", name="Confirm").click()
     expect(page.locator("#code-error")).to_be_visible()
     check_page(page, "profile")
+
+
+def test_sign_in_history_shows_a_failed_attempt(page: Any, web_url: str, api_url: str) -> None:
+    customer = funded_customer(api_url, name="Radia Perlman")
+    page.goto(f"{web_url}/app/sign-in")
+    page.get_by_label("Email").fill(customer.identity.email)
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#password-error")).to_be_visible()
+    sign_in(page, web_url, customer.identity)
+    page.goto(f"{web_url}/app/settings")
+    page.get_by_role("link", name="Sign-in history").click()
+    # from the audit trail, a moment behind
+    reload_until_visible(page, page.locator("tbody tr", has_text="Failed"))
+    expect(page.locator("tbody tr", has_text="Signed in").first).to_be_visible()
+    check_page(page, "sign-ins")

@@ -3,12 +3,14 @@ field; compliance sees the case pending."""
 
 from __future__ import annotations
 
+import base64
 import zlib
 from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.support import Bank
+from tests.browser.test_admin import staff_sign_in
+from tests.support import Bank, create_staff
 from tests.support.browser import check_page, register, run, sign_in
 
 
@@ -60,3 +62,35 @@ def test_send_an_identity_document_and_see_the_check_pending(page: Any, web_url:
     assert case["status"] == "pending"
     assert [(d["kind"], d["content_type"], d["size_bytes"]) for d in case["documents"]] == [
         ("identity_document", "image/png", len(_png()))]
+
+
+async def _upload(api_url: str, identity: Any) -> None:
+    customer = Bank(api_url, identity=identity)
+    try:
+        response = await customer.http.post("/v1/me/kyc/documents", json={
+            "kind": "proof_of_address", "content_type": "image/png",
+            "content_base64": base64.b64encode(_png()).decode()})
+        assert response.status_code == 201, response.text
+    finally:
+        await customer.close()
+
+
+def test_compliance_reviews_the_case_in_the_admin_panel(page: Any, web_url: str, api_url: str, pg_dsn: str) -> None:
+    identity = register(api_url, "Lee Reviewed")
+    run(_upload(api_url, identity))
+    analyst = run(create_staff(pg_dsn, tag="-kyc", roles=("analyst",)))["analyst"]
+    staff_sign_in(page, web_url, analyst)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="KYC").click()
+    page.get_by_role("link", name=identity.customer_id).click()
+    expect(page.get_by_role("link", name="Proof of address")).to_be_visible()
+    check_page(page, "admin-kyc-case")
+    page.get_by_role("button", name="Reject").click()                 # a rejection needs its reason
+    expect(page.locator("#reason-error")).to_be_visible()
+    check_page(page, "admin-kyc-case-errors")
+    page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_text("The customer is verified.")).to_be_visible()
+    expect(page.locator(".section-head .badge")).to_have_text("Verified")
+    assert run(_case(api_url, identity.customer_id))["status"] == "verified"
+    page.get_by_role("link", name="← KYC queue").click()
+    expect(page.get_by_role("link", name=identity.customer_id)).to_have_count(0)   # no longer pending
+    check_page(page, "admin-kyc-queue")

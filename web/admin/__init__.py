@@ -14,14 +14,15 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - reports.py: compliance reports (CTR, SAR candidates) and sign-in patterns
 - money.py: the trial balance, a ledger account's entries, FX rates
 - billers.py: the billers directory customers pay bills to
+- kyc.py: identity verification: the queue, a case with its documents, verify, reject, ask for more
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.admin import audit, billers, customers, feed, money, overview, people, reports, risk
+from web.admin import audit, billers, customers, kyc, feed, money, overview, people, reports, risk
 
 router = APIRouter()
-for part in (overview, risk, feed, customers, people, audit, reports, money, billers):
+for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc):
     router.include_router(part.router)

@@ -30,6 +30,7 @@ SECTIONS = (
     Section("/admin/customers", "Customers", STAFF),
     Section("/admin/users", "Users", REVIEWERS),
     Section("/admin/audit", "Audit", REVIEWERS),
+    Section("/admin/kyc", "KYC", REVIEWERS),
     Section("/admin/reports", "Reports", REVIEWERS),
     Section("/admin/sign-ins", "Sign-ins", REVIEWERS),
     Section("/admin/books", "Books", STAFF),

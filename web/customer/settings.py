@@ -150,6 +150,13 @@ async def sessions_page(request: Request, api: SignedInApi) -> HTMLResponse:
     return render(request, "customer/sessions.html", sessions=sessions)
 
 
+@router.get("/sign-ins", response_class=HTMLResponse)
+async def sign_ins_page(request: Request, api: SignedInApi) -> HTMLResponse:
+    """Recent sign-ins, failed ones included: how a person notices someone trying their password."""
+    sign_ins = (await api.get("/v1/auth/sign-ins", limit=50)).get("items", [])
+    return render(request, "customer/sign_ins.html", sign_ins=sign_ins)
+
+
 @router.post("/sessions/{session_id}/revoke")
 async def revoke(request: Request, session_id: str, api: SignedInApi) -> Response:
     current = api.session.auth is not None and api.session.auth.api_session_id == session_id
