@@ -29,14 +29,14 @@ async def read_log(bootstrap: str) -> list[e.Event]:
 
 
 async def settled_audit(bootstrap: str, expected_commands: set[str] | None = None,
-                        timeout: float = 90.0) -> LedgerAudit:
+                        timeout: float = 90.0, identical_copies_allowed: bool = False) -> LedgerAudit:
     """Waits until the log is quiet (no saga step left) and every expected command has events, then audits it.
 
     Returns the last audit when `timeout` passes first: its in-flight transfers and missing commands are
     then the caller's findings."""
     deadline = time.monotonic() + timeout
     while True:
-        audit = LedgerAudit(await read_log(bootstrap))
+        audit = LedgerAudit(await read_log(bootstrap), identical_copies_allowed=identical_copies_allowed)
         missing = (expected_commands or set()) - audit.outcome_command_ids()
         if (audit.quiet and not missing) or time.monotonic() > deadline:
             return audit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 from core import events as e
@@ -80,3 +81,17 @@ def test_read_models_compare_row_for_row() -> None:
     assert compare_models("pg", live, live).held
     check = compare_models("pg", live, {"accounts": [("A", 100)], "keys": {"a": "2"}})
     assert check.broken == 2 and "2 rows live, 1 rebuilt" in check.problems[0] and "'a'" in check.problems[1]
+
+
+def test_identical_copies_pass_only_where_the_broker_restart_allows_them() -> None:
+    """Broker defect 7: a retried batch appended twice is a byte-for-byte copy; a re-decision is not (its
+    occurred_at differs), and neither is a posting twice under another id."""
+    history = _history()
+    copied = [*history, history[2], history[4]]
+    assert _broken(LedgerAudit(copied)) == {UNIQUE: 4}                            # strict by default
+    allowed = LedgerAudit(copied, identical_copies_allowed=True)
+    assert _broken(allowed) == {} and allowed.checks[UNIQUE].counts["identical_copies"] == 2
+    redecided = dataclasses.replace(history[2], occurred_at=datetime(2026, 1, 2, tzinfo=UTC))
+    assert _broken(LedgerAudit([*history, redecided], identical_copies_allowed=True)) == {UNIQUE: 2}
+    under_another_id = dataclasses.replace(history[2], event_id="d-a-2")
+    assert UNIQUE in _broken(LedgerAudit([*history, under_another_id], identical_copies_allowed=True))
