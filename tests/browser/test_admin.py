@@ -226,3 +226,26 @@ def _bearer(api_url: str, identity: Identity) -> dict[str, str]:
 
         _TOKENS[identity.email] = login(api_url, identity)["access_token"]
     return {"Authorization": f"Bearer {_TOKENS[identity.email]}"}
+
+
+def test_an_analysts_alerts_show_a_held_transfer_live(page: Any, web_url: str, api_url: str, pg_dsn: str) -> None:
+    analyst = run(create_staff(pg_dsn, tag="-alerts", roles=("analyst",)))["analyst"]
+    staff_sign_in(page, web_url, analyst)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
+    page.wait_for_url(f"{web_url}/admin/alerts")
+    check_page(page, "admin-alerts")
+    _, _, case_id = held_transfer(api_url)          # while the page is open: no reload from here
+    alert = page.locator("#notifications li", has_text=case_id)
+    expect(alert).to_be_visible(timeout=30_000)
+    expect(alert).to_contain_text("Held transfer to review")
+    expect(alert.get_by_text("New")).to_be_visible()
+    alert.get_by_role("button", name=re.compile("Mark read")).click()
+    expect(page.locator("#notifications li.notification--unread", has_text=case_id)).to_have_count(0)
+    page.get_by_role("link", name="Notification preferences").click()
+    staff_email = page.get_by_label("Fraud cases and held movements to review (staff): Email")
+    staff_email.check()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_text("Your notification preferences are saved.")).to_be_visible()
+    expect(staff_email).to_be_checked()
+    expect(page.get_by_role("heading", name="Amounts to watch")).to_have_count(0)   # staff hold no accounts
+    check_page(page, "staff-notification-preferences")

@@ -37,6 +37,7 @@ def test_a_new_notification_appears_live_and_mark_all_read_stops_at_what_was_sho
     page.wait_for_url(f"{web_url}/app/notifications")
     # the notifier writes the inbox from the log: the deposit's notification may land after the page: reload then
     reload_until_visible(page, page.get_by_text("50.00 EUR received"))
+    expect(page.locator("nav .bell")).to_contain_text(" new")          # the bell: the unread count on every page
     expect(page.get_by_text("unread", exact=False).first).to_be_visible()
     check_page(page, "notifications")
 
@@ -55,6 +56,8 @@ def test_a_new_notification_appears_live_and_mark_all_read_stops_at_what_was_sho
     unread.get_by_role("button", name="Mark read: 12.34 EUR received").click()
     expect(page.locator("#notifications li.notification--unread")).to_have_count(0)
     expect(page.get_by_text("Nothing unread")).to_be_visible()
+    page.goto(f"{web_url}/app/")
+    expect(page.locator("nav .bell")).to_be_empty()
 
 
 def test_preferences_choose_channels_a_threshold_and_quiet_hours(page: Any, web_url: str, api_url: str) -> None:

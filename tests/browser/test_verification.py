@@ -94,3 +94,8 @@ def test_compliance_reviews_the_case_in_the_admin_panel(page: Any, web_url: str,
     page.get_by_role("link", name="← KYC queue").click()
     expect(page.get_by_role("link", name=identity.customer_id)).to_have_count(0)   # no longer pending
     check_page(page, "admin-kyc-queue")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").click()
+    expect(page.get_by_role("heading", name="Identity verification (KYC)")).to_be_visible()
+    exported = page.request.get(f"{web_url}/admin/reports/kyc.csv")
+    assert exported.ok and exported.text().splitlines()[0] == "measure,key,count"
+    assert any(line.startswith("status,verified,") for line in exported.text().splitlines())

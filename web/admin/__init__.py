@@ -14,6 +14,7 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - reports.py: compliance reports (CTR, SAR candidates) and sign-in patterns
 - money.py: the trial balance, a ledger account's entries, FX rates
 - billers.py: the billers directory customers pay bills to
+- alerts.py: staff alerts (their own notifications, live)
 - kyc.py: identity verification: the queue, a case with its documents, verify, reject, ask for more
 """
 
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.admin import audit, billers, customers, kyc, feed, money, overview, people, reports, risk
+from web.admin import alerts, audit, billers, customers, kyc, feed, money, overview, people, reports, risk
 
 router = APIRouter()
-for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc):
+for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc, alerts):
     router.include_router(part.router)

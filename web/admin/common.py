@@ -26,6 +26,7 @@ class Section:
 SECTIONS = (
     Section("/admin/", "Overview", STAFF),
     Section("/admin/cases", "Review queue", REVIEWERS),
+    Section("/admin/alerts", "Alerts", REVIEWERS),
     Section("/admin/feed", "Live feed", STAFF),
     Section("/admin/customers", "Customers", STAFF),
     Section("/admin/users", "Users", REVIEWERS),
@@ -48,14 +49,19 @@ def sections_for(role: str) -> list[Section]:
     return [section for section in SECTIONS if role in section.roles]
 
 
-def page(request: Request, api: Api, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """An admin page: the template with the sections this role may open and the current one marked."""
+def layout_context(request: Request, api: Api) -> dict[str, Any]:
+    """What admin/layout.html needs: the sections this role may open, the current one, the role."""
     role = role_of(api)
     here = request.url.path
     current = max((s for s in SECTIONS if here == s.path or (s.path != "/admin/" and here.startswith(s.path))),
                   key=lambda s: len(s.path), default=None)
-    return render(request, f"admin/{template}", status_code, sections=sections_for(role), current=current,
-                  role=role, is_admin=role == "admin", is_reviewer=role in REVIEWERS, **context)
+    return {"sections": sections_for(role), "current": current, "role": role, "is_admin": role == "admin",
+            "is_reviewer": role in REVIEWERS}
+
+
+def page(request: Request, api: Api, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """An admin page: the template with the sections this role may open and the current one marked."""
+    return render(request, f"admin/{template}", status_code, **layout_context(request, api), **context)
 
 
 async def optional(call: Any) -> Any:

@@ -1,7 +1,8 @@
 """Compliance reports and sign-in patterns (analysts and admins).
 
-- The currency transaction report of a day (GET /v1/admin/reports/ctr) and the SAR candidates of a period
-  (/v1/admin/reports/sar-candidates), each downloadable as the API's own CSV.
+- The currency transaction report of a day (GET /v1/admin/reports/ctr), the SAR candidates of a period
+  (/v1/admin/reports/sar-candidates) and the KYC report (/v1/admin/reports/kyc: customers by status, pending reviews
+  by age), each downloadable as the API's own CSV.
 - Sign-in patterns: sign-ins and failures per day, people and devices, counted from the audit trail
   (GET /v1/admin/audit, the newest SIGN_IN_SAMPLE entries); counting is all the BFF does, no money is involved.
 """
@@ -47,8 +48,9 @@ async def reports(request: Request, api: StaffApi, day: str = "", since: str = "
         if error.status != 422:
             raise
         errors["until"] = [error.detail]
-    return page(request, api, "reports.html", ctr=ctr, sar=sar, query={"day": day, "since": since, "until": until},
-                errors=errors)
+    kyc_report = await api.get("/v1/admin/reports/kyc")
+    return page(request, api, "reports.html", ctr=ctr, sar=sar, kyc=kyc_report,
+                query={"day": day, "since": since, "until": until}, errors=errors)
 
 
 @router.get("/reports/{name}.csv")
@@ -56,6 +58,8 @@ async def report_csv(request: Request, api: StaffApi, name: str, day: str = "", 
                      until: str = "") -> Response:
     if name == "ctr":
         response = await api.get_raw("/v1/admin/reports/ctr.csv", date=day)
+    elif name == "kyc":
+        response = await api.get_raw("/v1/admin/reports/kyc.csv")
     else:
         response = await api.get_raw("/v1/admin/reports/sar-candidates.csv", **{"from": since, "to": until})
     return Response(response.content, media_type="text/csv; charset=utf-8",

@@ -17,8 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from web.client import Api, ApiError, SignInRequired
 from web.customer.accounts import account_label, customer_accounts
-from web.deps import CustomerApi
+from web.deps import CustomerApi, SignedInApi
 from web.forms import field_errors
+from web.csrf import FIELD as CSRF_FIELD
 from web.templating import render, templates
 
 router = APIRouter(prefix="/notifications")
@@ -36,6 +37,7 @@ TYPE_NAMES = {
     "new_device_sign_in": "A sign-in from a new device",
     "password_changed": "Your password was changed",
     "mfa_changed": "Two-step verification was changed",
+    "staff_alert": "Fraud cases and held movements to review (staff)",
 }
 CHANNEL_NAMES = {"in_app": "In the app", "email": "Email", "sms": "Text message"}
 PREFERENCE_FIELDS = ("channels", "thresholds", "quiet_hours", "start", "end", "timezone")
@@ -46,35 +48,36 @@ def sse(event: str, html: str, event_id: str | None = None) -> str:
     return f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "") + f"{lines}\n"
 
 
-@router.get("", response_class=HTMLResponse)
-async def inbox(request: Request, api: CustomerApi,
-                before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> HTMLResponse:
+BASE = "/app/notifications"
+
+
+async def inbox_page(request: Request, api: Api, before: int | None, base: str, layout: str,
+                     preferences_url: str, **context: Any) -> HTMLResponse:
+    """The inbox: the customer app's and the admin panel's (staff alerts) alike, at `base`."""
     found = await api.get("/v1/notifications", limit=PAGE_SIZE, before=before)
     items = found["notifications"]
     # The live stream adds what arrives after the newest one shown; an older page (before=) is not live.
     latest = max((n["seq"] for n in items), default=0) if before is None else None
     return render(request, "customer/notifications.html", notifications=items, unread=found["unread_count"],
-                  next_before=found["next_before"], latest=latest, paged=before is not None)
+                  next_before=found["next_before"], latest=latest, paged=before is not None, base=base,
+                  layout=layout, preferences_url=preferences_url, **context)
 
 
-@router.post("/read")
-async def mark_all_read(api: CustomerApi, up_to: Annotated[int | None, Form(ge=0)] = None) -> Response:
+async def mark_all(api: Api, up_to: int | None, base: str) -> Response:
     marked = await api.post("/v1/notifications/read", {"up_to": up_to} if up_to else {})
     count = marked["marked"]
     api.session.flash(f"{count} notification{'s' if count != 1 else ''} marked read." if count
                       else "Nothing was unread.", "success")
-    return RedirectResponse("/app/notifications", status_code=303)
+    return RedirectResponse(base, status_code=303)
 
 
-@router.post("/{notification_id}/read")
-async def mark_read(notification_id: str, api: CustomerApi) -> Response:
+async def mark_one(api: Api, notification_id: str, base: str) -> Response:
     await api.post(f"/v1/notifications/{notification_id}/read")
-    return RedirectResponse("/app/notifications", status_code=303)
+    return RedirectResponse(base, status_code=303)
 
 
-@router.get("/stream")
-async def stream(request: Request, api: CustomerApi, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
-                 last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> Response:
+def live(request: Request, api: Api, since: int, last_event_id: str | None, base: str) -> Response:
+    """The API's stream of the signed-in person's notifications, each passed on as a rendered list item."""
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else since
     item = templates.get_template("customer/_notification.html")
 
@@ -85,7 +88,8 @@ async def stream(request: Request, api: CustomerApi, since: Annotated[int, Query
                 if event.event != "notification" or await request.is_disconnected():
                     continue
                 notification = json.loads(event.data)
-                html = item.render(notification=notification, csrf_token=api.session.csrf_token, live=True)
+                html = item.render(notification=notification, csrf_token=api.session.csrf_token, live=True,
+                                   base=base, csrf_field=CSRF_FIELD)
                 yield sse("notification", html, event.id)
         except (ApiError, SignInRequired):
             yield sse("ended", "")
@@ -94,21 +98,58 @@ async def stream(request: Request, api: CustomerApi, since: Annotated[int, Query
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+@router.get("", response_class=HTMLResponse)
+async def inbox(request: Request, api: CustomerApi,
+                before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> HTMLResponse:
+    return await inbox_page(request, api, before, BASE, "base.html", f"{BASE}/preferences")
+
+
+@router.get("/unread", response_class=HTMLResponse)
+async def unread_badge(api: CustomerApi) -> HTMLResponse:
+    """The navigation's bell: the unread count, fetched by htmx when a page loads and every minute."""
+    found = await api.get("/v1/notifications", limit=1, unread_only="true")
+    count = int(found["unread_count"])
+    return HTMLResponse(f'<span class="badge badge--ok">{count} new</span>' if count else "",
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.post("/read")
+async def mark_all_read(api: CustomerApi, up_to: Annotated[int | None, Form(ge=0)] = None) -> Response:
+    return await mark_all(api, up_to, BASE)
+
+
+@router.post("/{notification_id}/read")
+async def mark_read(notification_id: str, api: CustomerApi) -> Response:
+    return await mark_one(api, notification_id, BASE)
+
+
+@router.get("/stream")
+async def stream(request: Request, api: CustomerApi, since: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                 last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> Response:
+    return live(request, api, since, last_event_id, BASE)
+
+
 # ---------------------------------------------------------------- preferences
 
 
 async def _preferences_page(request: Request, api: Api, status: int = 200, prefs: dict[str, Any] | None = None,
                             errors: dict[str, list[str]] | None = None) -> HTMLResponse:
     prefs = prefs or await api.get("/v1/me/notification-preferences")
-    accounts = await customer_accounts(api)
+    accounts = await _own_accounts(api)
     thresholds = {t["account_id"]: t for t in prefs.get("thresholds", [])}
     return render(request, "customer/notification_preferences.html", status, prefs=prefs, accounts=accounts,
                   thresholds=thresholds, type_names=TYPE_NAMES, channel_names=CHANNEL_NAMES,
                   account_label=account_label, errors=errors or {})
 
 
+async def _own_accounts(api: Api) -> list[dict[str, Any]]:
+    """A customer's accounts (thresholds watch them); staff have none: their preferences are channels only."""
+    auth = api.session.auth
+    return await customer_accounts(api) if auth is not None and not auth.staff else []
+
+
 @router.get("/preferences", response_class=HTMLResponse)
-async def preferences(request: Request, api: CustomerApi) -> HTMLResponse:
+async def preferences(request: Request, api: SignedInApi) -> HTMLResponse:
     return await _preferences_page(request, api)
 
 
@@ -138,10 +179,10 @@ def _as_shown(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/preferences", response_class=HTMLResponse)
-async def save_preferences(request: Request, api: CustomerApi) -> Response:
+async def save_preferences(request: Request, api: SignedInApi) -> Response:
     form = {key: str(value) for key, value in (await request.form()).items()}
     current = await api.get("/v1/me/notification-preferences")
-    account_ids = [a["account_id"] for a in await customer_accounts(api)]
+    account_ids = [a["account_id"] for a in await _own_accounts(api)]
     body = preferences_body(form, current, account_ids)
     try:
         await api.put("/v1/me/notification-preferences", body)
