@@ -11,7 +11,8 @@ import pyotp
 
 from cli.demo import DemoState, Persona, email_local_part, payment
 from web.admin.common import sections_for
-from web.admin.feed import later, moment, sse
+from web.admin.feed import later, moment
+from web.sse import sse
 from web.admin.overview import read_model_lags, throughput
 from web.admin.reports import patterns
 
@@ -53,6 +54,7 @@ def test_sign_in_patterns_per_day() -> None:
 def test_sse_frames_every_line_of_a_fragment() -> None:
     assert sse("posting", "<tr>\n<td>1</td>\n</tr>\n") == "event: posting\ndata: <tr>\ndata: <td>1</td>\ndata: </tr>\n\n"
     assert sse("ended", "") == "event: ended\ndata: \n\n"
+    assert sse("notification", "<li>x</li>", "42") == "event: notification\nid: 42\ndata: <li>x</li>\n\n"
 
 
 def test_feed_moments_compare_as_times_not_text() -> None:

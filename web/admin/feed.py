@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from web.admin.common import page
 from web.client import ApiError, SignInRequired
 from web.deps import StaffApi
+from web.sse import sse
 from web.templating import templates
 
 router = APIRouter()
@@ -51,11 +52,6 @@ def moment(text: str | None) -> datetime | None:
 
 def later(one: datetime | None, other: datetime | None) -> bool:
     return other is None or (one is not None and one > other)
-
-
-def sse(event: str, html: str) -> str:
-    lines = "".join(f"data: {line}\n" for line in html.strip().splitlines() or [""])
-    return f"event: {event}\n{lines}\n"
 
 
 @router.get("/feed/stream")

@@ -20,6 +20,7 @@ from web.customer.accounts import account_label, customer_accounts
 from web.deps import CustomerApi, SignedInApi
 from web.forms import field_errors
 from web.csrf import FIELD as CSRF_FIELD
+from web.sse import sse
 from web.templating import render, templates
 
 router = APIRouter(prefix="/notifications")
@@ -41,11 +42,6 @@ TYPE_NAMES = {
 }
 CHANNEL_NAMES = {"in_app": "In the app", "email": "Email", "sms": "Text message"}
 PREFERENCE_FIELDS = ("channels", "thresholds", "quiet_hours", "start", "end", "timezone")
-
-
-def sse(event: str, html: str, event_id: str | None = None) -> str:
-    lines = "".join(f"data: {line}\n" for line in html.strip().splitlines() or [""])
-    return f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "") + f"{lines}\n"
 
 
 BASE = "/app/notifications"
