@@ -91,6 +91,14 @@ class WebSession:
         flashes, self.flashes = self.flashes, []
         return flashes
 
+    def keep_reviewed(self, prefix: str, key: str, reviewed: dict[str, Any], keep: int) -> None:
+        """What a review page showed, under its idempotency key, until it is confirmed; of the reviews never
+        confirmed, only the newest `keep` are kept."""
+        waiting = [name for name in self.data if name.startswith(prefix)]
+        for stale in waiting[:max(0, len(waiting) - keep + 1)]:
+            self.data.pop(stale, None)
+        self.data[prefix + key] = reviewed
+
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)

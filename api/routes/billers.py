@@ -21,7 +21,7 @@ from api.problems import PROBLEM_JSON, Problem
 from api.routes.auth import caller
 from api.routes.commands import _RESPONSES as COMMAND_RESPONSES
 from api.routes.commands import IdempotencyKey, Wait, _hashed, _require_account, _submitter, submit
-from api.routes.payments import unknown_payment
+from api.routes.payments import own_payment
 from core import commands as c
 from core.billers import CATEGORIES, BillerError, check_reference, checked_pattern
 from core.money import format_amount, parse_amount
@@ -181,14 +181,7 @@ async def create_bill_payment(body: BillPayment, request: Request, platform: Pla
             responses={200: {"content": {"text/html": {}}}, 404: _PROBLEMS},
             summary="A payment's receipt: a printable HTML document with its confirmation number")
 async def payment_receipt(payment_id: Annotated[str, Path(max_length=100)], view: ViewDep) -> HTMLResponse:
-    record = view.payments.get(payment_id)
-    principal = caller()
-    if record is None:
-        raise unknown_payment(payment_id)
-    if principal.role == "customer":
-        account = view.accounts.get(record.account_id)
-        if account is None or account.customer_id != principal.customer_id:
-            raise unknown_payment(payment_id)
+    record = own_payment(view, payment_id)
     rows = [("Confirmation number", confirmation_number(record.payment_id)),
             ("Amount", f"{format_amount(record.amount, record.currency)} {record.currency}"),
             ("From account", record.account_id),

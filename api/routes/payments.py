@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import Platform, PlatformDep, ViewDep
 from api.ibans import parse_iban
+from api.ledger_view import LedgerView
 from api.models import PaymentRequest, PaymentView, RailInbound, RailNotification
 from api.problems import PROBLEM_JSON, Problem
 from api.routes.commands import _RESPONSES, IdempotencyKey, Wait, _hashed, _require_account, _submitter, submit
@@ -77,15 +78,21 @@ async def create_payment(body: PaymentRequest, request: Request, platform: Platf
 @router.get("/payments/{payment_id}", response_model=PaymentView, name="get_payment", responses=_UNKNOWN,
             summary="An outbound payment's status: pending, sent, settled or returned (with the reason code)")
 async def get_payment(payment_id: str, view: ViewDep) -> PaymentView:
+    return _present(own_payment(view, payment_id))
+
+
+def own_payment(view: LedgerView, payment_id: str) -> PaymentRecord:
+    """The payment, for staff any; for a customer their own only: another's looks exactly like one that does not
+    exist (404 unknown_payment)."""
     record = view.payments.get(payment_id)
     principal = current_principal()
     if record is None or principal is None:
         raise unknown_payment(payment_id)
-    if not principal.staff:   # a customer's own only: another's looks exactly like one that does not exist
+    if not principal.staff:
         account = view.accounts.get(record.account_id)
         if account is None or account.customer_id != principal.customer_id:
             raise unknown_payment(payment_id)
-    return _present(record)
+    return record
 
 
 def _present(record: PaymentRecord) -> PaymentView:

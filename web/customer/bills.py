@@ -62,10 +62,7 @@ async def review(request: Request, api: CustomerApi, from_account_id: Annotated[
     body = {"from_account_id": from_account_id, "biller_id": biller_id, "reference": reference.strip(),
             "amount": amount.strip(), "currency": source["currency"]}
     key = str(uuid.uuid4())
-    pending = [name for name in api.session.data if name.startswith(PENDING_PREFIX)]
-    for stale in pending[:max(0, len(pending) - MAX_PENDING + 1)]:
-        api.session.data.pop(stale, None)
-    api.session.data[PENDING_PREFIX + key] = {"body": body, "form": form}
+    api.session.keep_reviewed(PENDING_PREFIX, key, {"body": body, "form": form}, MAX_PENDING)
     return render(request, "customer/bill_review.html", key=key, body=body, biller=billers[biller_id],
                   from_label=account_label(source), source=source)
 

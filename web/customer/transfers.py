@@ -153,11 +153,9 @@ async def review(request: Request, api: CustomerApi, from_account_id: Annotated[
     to_label = await _destination_label(api, form, payee)
     path, body = _request(form, source["currency"], payee)
     key = str(uuid.uuid4())
-    pending = [name for name in api.session.data if name.startswith(PENDING_PREFIX)]
-    for stale in pending[:max(0, len(pending) - MAX_PENDING + 1)]:   # reviews never confirmed: keep a few
-        api.session.data.pop(stale, None)
-    api.session.data[PENDING_PREFIX + key] = {"path": path, "body": body, "form": form,
-                                              "from_label": account_label(source), "to_label": to_label}
+    api.session.keep_reviewed(PENDING_PREFIX, key, {"path": path, "body": body, "form": form,
+                                                    "from_label": account_label(source), "to_label": to_label},
+                              MAX_PENDING)
     return render(request, "customer/transfer_review.html", key=key, body=body, from_label=account_label(source),
                   to_label=to_label, source=source, external=path == "/v1/payments")
 
