@@ -230,6 +230,7 @@ class Stack:
             urls["sms"] = s.sms
         urls["lag-exporter"] = f"http://{LOCALHOST}:{s.lag_exporter_port}/metrics"
         urls["rail"] = s.rail
+        urls["bureau"] = s.credit_bureau
         urls["gateway"] = f"http://{LOCALHOST}:{s.gateway_port}/metrics"
         urls["scheduler"] = f"http://{s.worker_web_host}:{s.scheduler_port}/metrics"
         if prometheus_binary():
@@ -263,7 +264,7 @@ class Stack:
                    BANK_REDIS_URL=s.redis, BANK_MONGO_URL=s.mongo, BANK_SCHEMA_REGISTRY_URL=s.schema_registry,
                    PYTHONUNBUFFERED="1")
         env.update(self.signing_key_env())
-        env.update(BANK_RAIL_SECRET=self.rail_secret())
+        env.update(BANK_RAIL_SECRET=self.rail_secret(), BANK_CREDIT_BUREAU_API_KEY=self.credit_bureau_key())
         env.update(self.channel_secret_env())
         env.update(extra)
         return env
@@ -273,7 +274,18 @@ class Stack:
         once and kept in <home>/secrets/rail-secret (mode 0600), like the dev signing keys."""
         if self.settings.rail_secret is not None:
             return self.settings.rail_secret.get_secret_value()
-        path = self.home / "secrets" / "rail-secret"
+        return self._generated_secret("rail-secret")
+
+    def credit_bureau_key(self) -> str:
+        """The API key the bank presents to the credit bureau (BANK_CREDIT_BUREAU_API_KEY), and the simulator
+        expects: the settings' or, unset, one generated once and kept in <home>/secrets/credit-bureau-key."""
+        if self.settings.credit_bureau_api_key is not None:
+            return self.settings.credit_bureau_api_key.get_secret_value()
+        return self._generated_secret("credit-bureau-key")
+
+    def _generated_secret(self, name: str) -> str:
+        """<home>/secrets/<name>, generated the first time (mode 0600)."""
+        path = self.home / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -424,6 +436,14 @@ class Stack:
         return ServiceSpec("rail", argv, s.rail_port, death_signal=signal.SIGKILL,
                            ready=partial(_http_ok, f"http://{LOCALHOST}:{s.rail_port}/health"))
 
+    def bureau_spec(self) -> ServiceSpec:
+        """The credit bureau simulator (sims/bureau.py), its state under <home>/bureau: it survives a restart."""
+        port = self.settings.credit_bureau_port
+        argv = [sys.executable, "-m", "sims.bureau", "--host", LOCALHOST, "--port", str(port), "--data-dir",
+                str(self.home / "bureau")]
+        return ServiceSpec("bureau", argv, port, death_signal=signal.SIGKILL,
+                           ready=partial(_http_ok, f"http://{LOCALHOST}:{port}/health"))
+
     def gateway_spec(self) -> ServiceSpec:
         """The payment gateway connector (gateway/connector.py); its port serves its metrics once it consumes."""
         port = self.settings.gateway_port
@@ -566,6 +586,12 @@ class Stack:
         if self.settings.rail_url:
             return None
         return self.start(self.rail_spec(), wait=wait).spec.name
+
+    def start_bureau(self, wait: bool = True) -> str | None:
+        """The credit bureau simulator, unless BANK_CREDIT_BUREAU_URL names another bureau."""
+        if self.settings.credit_bureau_url:
+            return None
+        return self.start(self.bureau_spec(), wait=wait).spec.name
 
     def start_gateway(self, wait: bool = True) -> str:
         return self.start(self.gateway_spec(), wait=wait).spec.name

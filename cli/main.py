@@ -110,6 +110,7 @@ def _bring_up(stack: Stack, infra_only: bool, with_prometheus: bool = False) -> 
         stack.start_api()
         stack.start_rail()        # the sandbox payment rail (unless BANK_RAIL_URL names another), then its gateway
         stack.start_gateway()
+        stack.start_bureau()      # the credit bureau simulator (unless BANK_CREDIT_BUREAU_URL names another)
         stack.start_scheduler()   # standing orders (issue 16)
     if with_prometheus:
         stack.start_prometheus()
@@ -147,6 +148,8 @@ def _print_urls(stack: Stack, infra_only: bool) -> None:
         table.add_row("lag exporter", urls["lag-exporter"])
         table.add_row("payment rail (sandbox)" if not stack.settings.rail_url else "payment rail", urls["rail"])
         table.add_row("payment gateway", urls["gateway"])
+        table.add_row("credit bureau (simulator)" if not stack.settings.credit_bureau_url else "credit bureau",
+                      urls["bureau"])
         table.add_row("notifier", urls["notifier"])
         for key, label in (("smtp", "dev SMTP server"), ("mailbox", "dev mailbox (`bank mail`)"),
                            ("sms", "SMS gateway simulator (`bank sms`)")):

@@ -56,6 +56,8 @@ def _service_urls(settings: Settings) -> dict[str, str]:
     probes["gateway"] = urls["gateway"]
     if not settings.rail_url:   # the sandbox rail `bank up` runs; another rail is not ours to probe
         probes["rail"] = f"{urls['rail']}/health"
+    if not settings.credit_bureau_url:   # likewise the bureau simulator
+        probes["bureau"] = f"{urls['bureau']}/health"
     probes["notifier"] = f"{urls['notifier']}/healthz"
     if "mailbox" in urls:
         probes["smtp-sim"] = f"{urls['mailbox']}/healthz"

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     rail_timeout: timedelta = timedelta(seconds=5)                 # one HTTP call to the rail
     gateway_port: int = 9311                                        # the gateway connector's /metrics
 
+    # Credit assessment (issue 17 point 3): an external score from the credit bureau adapter named here
+    # (infra/credit_bureau.py; `http`: a bureau speaking the simulator's HTTP API, sims/bureau.py) at
+    # BANK_CREDIT_BUREAU_URL, or, unset, at the simulator `bank up` starts on BANK_CREDIT_BUREAU_PORT. The bank
+    # authenticates with BANK_CREDIT_BUREAU_API_KEY (`bank up` and the test stack generate one under BANK_HOME).
+    credit_bureau_adapter: Literal["http"] = "http"
+    credit_bureau_url: str | None = None
+    credit_bureau_port: int = 18091
+    credit_bureau_api_key: SecretStr | None = None
+    credit_bureau_timeout: timedelta = timedelta(seconds=5)        # one HTTP call to the bureau
+
     # Stream processing.
     app_id: str = "bankstream-ledger"
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -247,6 +257,10 @@ class Settings(BaseSettings):
     @property
     def rail(self) -> str:
         return self.rail_url or f"http://127.0.0.1:{self.rail_port}"
+
+    @property
+    def credit_bureau(self) -> str:
+        return self.credit_bureau_url or f"http://127.0.0.1:{self.credit_bureau_port}"
 
     @property
     def smtp(self) -> tuple[str, int]:

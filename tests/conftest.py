@@ -84,6 +84,7 @@ def _session_settings(home: Path) -> Settings:
                     mongo_port=free_port(), schema_registry_port=free_port(), api_port=free_port(),
                     worker_web_port=worker_base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
+                    credit_bureau_port=free_port(),
                     scheduler_port=free_port(), gateway_port=free_port(), rail_settle_delay=timedelta(milliseconds=200),
                     notifier_web_port=free_port(), smtp_port=free_port(), mailbox_port=free_port(),
                     sms_port=free_port(), notify_retry_initial=timedelta(milliseconds=200),
@@ -203,6 +204,8 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
         _session_stack.start_rail()
     if not _session_stack.running("gateway"):
         _session_stack.start_gateway()
+    if not _session_stack.running("bureau"):   # the credit bureau simulator
+        _session_stack.start_bureau()
     if not _session_stack.running("scheduler"):   # standing orders
         _session_stack.start_scheduler()
     if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support/__init__.py's Bank
