@@ -185,6 +185,24 @@ POLICIES: dict[str, Policy] = {
     "get_standing_order": _allow(*EVERYONE),
     "update_standing_order": _allow("customer", command=True),
     "cancel_standing_order": _allow("customer", command=True),
+    # loans (api/routes/loans.py): customers apply for, follow, answer and repay their own (another customer's loan
+    # is a 404 like an unknown one, checked by the routes); analysts and admins decide applications (two of them
+    # above BANK_LOAN_SECOND_APPROVAL_THRESHOLD); admins keep the products and their rates
+    "list_loan_products": _allow(*EVERYONE),
+    "create_loan_product": _allow("admin"),
+    "update_loan_product": _allow("admin"),
+    "change_loan_rate": _allow("admin"),
+    "apply_for_loan": _allow("customer"),
+    "list_loans": _allow(*EVERYONE),
+    "get_loan": _allow(*EVERYONE),
+    "withdraw_loan_application": _allow("customer"),
+    "answer_loan_offer": _allow("customer"),
+    "decide_loan": _allow(*REVIEWERS),
+    "repay_loan": _allow("customer", command=True),
+    "get_payoff_quote": _allow(*EVERYONE),
+    "pay_off_loan": _allow("customer", command=True),
+    "loan_portfolio": _allow(*STAFF),
+    "loan_portfolio_csv": _allow(*STAFF),
     # tellers' cash drawers (api/routes/drawers.py): a teller their own (checked by the route), admins any
     "get_drawer": _allow("teller", "admin"),
     "open_drawer": _allow("teller", "admin", command=True),

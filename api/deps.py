@@ -24,6 +24,7 @@ from api.problems import Problem
 from api.readmodels import Model, ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
+from api.loans import LoanDesk
 from api.standing_orders import StandingOrderBook
 from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions, reached
 from core.settings import Settings
@@ -63,6 +64,7 @@ class Platform:
     drawers: DrawerDesk                  # tellers' cash drawers (issue 14)
     notifications: NotificationStore        # the inbox, preferences, failed deliveries (issue 19)
     notification_hub: NotificationHub       # wakes the SSE streams when the notifier writes an inbox row
+    loans: LoanDesk                         # bank.loans folded: products, applications, decisions (issue 17)
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

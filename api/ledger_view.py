@@ -30,6 +30,7 @@ from core import ledger
 from core.drawers import Drawers
 from core.account_numbers import AccountNumbering, Iban
 from core.events import AccountClosed, AccountOpened, Event, FundsDeposited, TransferCredited
+from core.lending import LoanPostings
 from core.payments import PaymentRecord, fold_payment
 from core.readmodel import Positions, format_positions
 from core.topics import LEDGER_EVENTS
@@ -63,6 +64,7 @@ class LedgerView:
         # debtor account a rail notification is keyed by.
         self.payments: dict[str, PaymentRecord] = {}
         self.drawers = Drawers()                        # tellers' cash drawers (core/drawers.py)
+        self.loan_postings = LoanPostings()             # loans disbursed and repaid, by loan id (core/lending.py)
         self.received: dict[str, int] = {}             # account id -> money credited to it (deposits, transfers in)
         self.closed_at: dict[str, datetime] = {}       # account id -> when it was closed (erasure's retention)
 
@@ -120,6 +122,7 @@ class LedgerView:
         if new_state is not None:
             self.accounts[event.account_id] = new_state
         fold_payment(self.payments, event)
+        self.loan_postings.apply(event)
         outcome = self.outcomes.get(event.correlation_id)
         if outcome is None:
             outcome = self.outcomes[event.correlation_id] = ledger.CommandOutcome(event.correlation_id)

@@ -46,6 +46,8 @@ The legs:
 | DrawerClosed, short            | suspense               | cash:<staff id>        |
 | DrawerClosed, over             | cash:<staff id>        | suspense               |
 | DrawerClosed, counted cash     | cash:vault             | cash:<staff id>        |
+| LoanDisbursed                  | loans (principal)      | customer (principal - fee), fee-income (fee) |
+| LoanRepaid                     | customer               | loans (principal), interest-income (interest), fee-income (fees) |
 
 Decisions, and why:
 - **Payments.** An outbound payment in flight sits in `clearing` (a credit balance: what the bank owes the rail
@@ -93,6 +95,7 @@ Constraint = Literal["never_negative", "overdraft", "none"]
 
 CASH, VAULT, CUSTOMER = "cash", "cash:vault", "customer"
 CLEARING, TRANSIT, SUSPENSE, SETTLEMENT = "clearing", "transit", "suspense", "settlement"
+LOANS, INTEREST_INCOME, FEE_INCOME = "loans", "interest-income", "fee-income"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +120,10 @@ CHART: dict[str, AccountKind] = {kind.kind: kind for kind in (
     AccountKind(TRANSIT, "transfers in flight", "liability", "credit", "never_negative", "never negative"),
     AccountKind(SUSPENSE, "entries whose other side is not known yet", "asset", "debit", "none",
                 "none: to be cleared to zero"),
-    AccountKind("loans", "loans to customers", "asset", "debit", "never_negative", "never negative"),
-    AccountKind("interest-income", "interest earned", "income", "credit", "never_negative", "never negative"),
+    AccountKind(LOANS, "loans to customers", "asset", "debit", "never_negative", "never negative"),
+    AccountKind(INTEREST_INCOME, "interest earned", "income", "credit", "never_negative", "never negative"),
     AccountKind("interest-expense", "interest paid", "expense", "debit", "never_negative", "never negative"),
-    AccountKind("fee-income", "fees earned", "income", "credit", "never_negative", "never negative"),
+    AccountKind(FEE_INCOME, "fees earned", "income", "credit", "never_negative", "never negative"),
     AccountKind("fx-position", "currency-exchange position", "asset", "debit", "none",
                 "none: long or short per currency"),
     AccountKind("capital", "the owners' capital", "equity", "credit", "never_negative", "never negative"),
@@ -203,7 +206,20 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
         return _pair(SETTLEMENT, customer, event.amount, event.currency)
     if isinstance(event, (e.DrawerOpened, e.DrawerClosed)):
         return _drawer_legs(event)
+    if isinstance(event, (e.LoanDisbursed, e.LoanRepaid)):
+        return _loan_legs(event, customer)
     return ()
+
+
+def _loan_legs(event: e.LoanDisbursed | e.LoanRepaid, customer: str) -> tuple[Leg, ...]:
+    """A loan's principal in `loans` (what customers owe the bank); interest and fees the bank's income."""
+    currency = event.currency
+    if isinstance(event, e.LoanDisbursed):
+        legs = (Leg("debit", LOANS, event.principal, currency), Leg("credit", customer, event.amount, currency))
+        return legs + ((Leg("credit", FEE_INCOME, event.fee, currency),) if event.fee else ())
+    parts = ((LOANS, event.principal), (INTEREST_INCOME, event.interest), (FEE_INCOME, event.fees))
+    return (Leg("debit", customer, event.amount, currency),
+            *(Leg("credit", account, amount, currency) for account, amount in parts if amount))
 
 
 def _drawer_legs(event: e.DrawerOpened | e.DrawerClosed) -> tuple[Leg, ...]:

@@ -57,6 +57,24 @@ RECORD_EXAMPLES: dict[str, dict[str, Any]] = {
                          "set_by": "user-2c9d"},
     "StandingOrderOccurrence": {"order_id": "so-3e8a1f20", "occurrence_id": "4f2d7c1a-6b3e-4d8f-a1c2-9e7b5d3f1a20",
                                 "number": 2, "due_date": "2027-02-28", "status": "retry_pending", "attempt": 1},
+    "LoanProductSet": {"product_id": "personal-eur", "version": 2, "change": "rate_changed", "status": "active",
+                       "name": "Personal loan", "principal_min": 100000, "principal_max": 2500000, "term_min": 6,
+                       "term_max": 60, "amortisation": "equal_instalments", "frequency": "monthly",
+                       "day_count": "ACT/365F", "late_fee_flat": 1500, "late_fee_percent": "0",
+                       "origination_fee_flat": 0, "origination_fee_percent": "1", "origination_fee_on": "disbursement",
+                       "set_by": "user-2c9d"},
+    "RateChange": {"effective_on": "2027-01-01", "annual_rate_percent": "7.9"},
+    "LoanApplied": {"product_id": "personal-eur", "product_version": 2, "amount": 1200000, "term": 12,
+                    "purpose": "a used car"},
+    "LoanAssessed": {"score": 72, "recommendation": "approve", "reasons": ["regular inflows"],
+                     "inputs": {"inflows": 840000}, "bureau_score": 712, "bureau_report_id": "CB-9f2c"},
+    "LoanReviewed": {"decision": "approve", "reason": None, "amount": 1200000, "term": 12,
+                     "annual_rate_percent": "7.9", "approvals_needed": 1},
+    "LoanApplicantAnswered": {"answer": "accept_offer"},
+    **{name: {"kind": "scheduled", "paid_on": "2027-02-15", "amount": 104387, "principal": 96487, "interest": 7900,
+              "fees": 0} for name in ("RepayLoan", "LoanRepaid")},
+    **{name: {"principal": 1200000, "fee": 12000, "amount": 1188000, "disbursed_on": "2027-01-15"}
+       for name in ("DisburseLoan", "LoanDisbursed")},
 }
 
 

@@ -206,6 +206,37 @@ class ReceivePayment(Command):
     remittance_information: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisburseLoan(Command):
+    """Pay an approved loan out into its account (account_id), sent by the loan servicer (streams/loan_servicing.py).
+
+    The ledger credits the account with `principal - fee` and takes the loan's principal into the account's loans
+    (the books: `loans` debited with the principal, `fee-income` credited with the origination fee). One per loan:
+    the command id derives from the loan id (core.lending.disbursement_command_id)."""
+
+    loan_id: str
+    principal: int
+    fee: int                                 # the origination fee taken from the amount paid out
+    currency: str
+    disbursed_on: str                        # ISO business date: the schedule counts from it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepayLoan(Command):
+    """Repay a loan from its account (account_id): by the customer (manual, payoff) or the servicer on a due date
+    (scheduled). `amount` = principal + interest + fees, split by the loan's allocation (core/lending.py)."""
+
+    loan_id: str
+    amount: int
+    currency: str
+    principal: int
+    interest: int
+    fees: int
+    kind: str                                # manual | scheduled | payoff
+    paid_on: str                             # ISO business date
+    submitted_by: str | None = None
+
+
 CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
     OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount, Payment,
 )
@@ -213,12 +244,14 @@ SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, Com
 STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit)
 # Written by the payment gateway and the API's rail endpoints, straight onto the ledger's command topic.
 RAIL_COMMANDS: tuple[type[Command], ...] = (RecordPaymentOutcome, ReceivePayment)
+# Written by the loan servicer and the API's loan routes, straight onto the ledger's command topic.
+LOAN_COMMANDS: tuple[type[Command], ...] = (DisburseLoan, RepayLoan)
 # The commands that move money, which the risk engine scores before the ledger sees them.
 MONEY_MOVEMENTS: tuple[type[Deposit], type[Withdraw], type[Transfer], type[Payment]] = (
     Deposit, Withdraw, Transfer, Payment)
 REVIEW_DECISIONS = ("approve", "reject")
 COMMAND_TYPES: dict[str, type[Command]] = {
-    c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS + RAIL_COMMANDS
+    c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS + RAIL_COMMANDS + LOAN_COMMANDS
 }
 
 

@@ -272,6 +272,37 @@ class DrawerClosed(Event):
     closed_by: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanDisbursed(Event):
+    """A loan paid out: the account credited with `amount` (= principal - fee); the books take the principal into
+    `loans` and the fee into `fee-income`."""
+
+    loan_id: str
+    principal: int
+    fee: int
+    amount: int
+    currency: str
+    balance_after: int
+    disbursed_on: str                        # ISO business date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanRepaid(Event):
+    """A loan repayment taken from the account: `principal` to `loans`, `interest` to `interest-income`, `fees`
+    to `fee-income`."""
+
+    loan_id: str
+    amount: int
+    currency: str
+    principal: int
+    interest: int
+    fees: int
+    kind: str                                # manual | scheduled | payoff
+    paid_on: str                             # ISO business date
+    balance_after: int
+    outstanding_principal: int               # of the loan, after this repayment
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     e.__name__: e
     for e in (
@@ -279,7 +310,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TransferCreditFailed, TransferReversed, TransferCompleted, AccountFrozen, AccountUnfrozen, AccountClosed,
         CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
         PaymentDebited, PaymentSent, PaymentSettled, PaymentReturned, PaymentReceived,
-        DrawerOpened, DrawerCounted, DrawerClosed,
+        DrawerOpened, DrawerCounted, DrawerClosed, LoanDisbursed, LoanRepaid,
     )
 }
 
@@ -292,7 +323,7 @@ DRAWER_EVENTS: tuple[type[Event], ...] = (DrawerOpened, DrawerCounted, DrawerClo
 # Events that move money, with the sign they apply to their account's balance.
 POSTING_SIGN: dict[type[Event], int] = {
     FundsDeposited: +1, FundsWithdrawn: -1, TransferDebited: -1, TransferCredited: +1, TransferReversed: +1,
-    PaymentDebited: -1, PaymentReturned: +1, PaymentReceived: +1,
+    PaymentDebited: -1, PaymentReturned: +1, PaymentReceived: +1, LoanDisbursed: +1, LoanRepaid: -1,
 }
 
 

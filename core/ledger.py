@@ -37,6 +37,10 @@ class AccountState:
     # Outbound payments debited and not yet settled or returned: payment id -> amount (minor units). The money
     # sits in `clearing`; each one ends once, settled or returned.
     payments_in_flight: dict[str, int] = field(default_factory=dict)
+    # Loans paid out into this account and not yet repaid: loan id -> outstanding principal (minor units). The
+    # bank's `loans` receivable lives on the customer's partition: the ledger refuses a repayment of more principal
+    # than is outstanding, and a second disbursement of one loan.
+    loans: dict[str, int] = field(default_factory=dict)
 
     @property
     def held_debits(self) -> int:
@@ -57,6 +61,7 @@ class AccountState:
         data = {f: getattr(self, f) for f in self.__slots__}
         data["holds"] = {k: dict(v) for k, v in self.holds.items()}
         data["payments_in_flight"] = dict(self.payments_in_flight)
+        data["loans"] = dict(self.loans)
         return data
 
     @classmethod
@@ -215,6 +220,12 @@ def _validate_payload(cmd: c.Command) -> None:
     channel = getattr(cmd, "channel", None)
     if channel is not None and channel not in c.CHANNELS:
         raise Rejection("invalid_channel", f"channel {channel!r} is not one of {', '.join(c.CHANNELS)}")
+    if isinstance(cmd, c.DisburseLoan) and not (0 < cmd.principal <= MAX_MINOR_UNITS and 0 <= cmd.fee < cmd.principal):
+        raise Rejection("invalid_amount", "a disbursement pays out a positive principal, less a smaller fee")
+    if isinstance(cmd, c.RepayLoan) and (min(cmd.principal, cmd.interest, cmd.fees) < 0
+                                         or cmd.principal + cmd.interest + cmd.fees != cmd.amount):
+        raise Rejection("invalid_amount", "a repayment's principal, interest and fees are not negative and add up "
+                                          "to its amount")
     if isinstance(cmd, c.ReviewCase) and cmd.decision not in c.REVIEW_DECISIONS:
         raise Rejection("invalid_decision", f"decision {cmd.decision!r} is not approve or reject")
 
@@ -361,6 +372,36 @@ def _receive(state: AccountState | None, cmd: c.ReceivePayment, now: datetime) -
                               remittance_information=cmd.remittance_information)]
 
 
+def _disburse_loan(state: AccountState | None, cmd: c.DisburseLoan, now: datetime) -> list[e.Event]:
+    """An approved loan paid out once into an open account of its currency (frozen or closed: refused, and the
+    loan shows the disbursement failed)."""
+    acct = _require_movable(state, cmd, cmd.currency)
+    if cmd.loan_id in acct.loans:
+        raise Rejection("duplicate", f"loan {cmd.loan_id} is already disbursed")
+    amount = cmd.principal - cmd.fee
+    _require_in_range(acct, acct.balance + amount)
+    return [e.LoanDisbursed(**_base(state, cmd, now, e.LoanDisbursed, acct.sequence + 1), loan_id=cmd.loan_id,
+                            principal=cmd.principal, fee=cmd.fee, amount=amount, currency=cmd.currency,
+                            balance_after=acct.balance + amount, disbursed_on=cmd.disbursed_on)]
+
+
+def _repay_loan(state: AccountState | None, cmd: c.RepayLoan, now: datetime) -> list[e.Event]:
+    """A repayment from the loan's account: the funds rule of any debit, and never more principal than owed."""
+    acct = _require_movable(state, cmd, cmd.currency)
+    outstanding = acct.loans.get(cmd.loan_id)
+    if not outstanding:
+        raise Rejection("no_outstanding_loan", f"loan {cmd.loan_id} owes nothing on {cmd.account_id}")
+    if cmd.principal > outstanding:
+        raise Rejection("more_than_owed", f"the repayment's principal {cmd.principal} is more than the "
+                                          f"{outstanding} outstanding")
+    _require_funds(acct, cmd.amount)
+    _require_in_range(acct, acct.balance - cmd.amount)
+    return [e.LoanRepaid(**_base(state, cmd, now, e.LoanRepaid, acct.sequence + 1), loan_id=cmd.loan_id,
+                         amount=cmd.amount, currency=cmd.currency, principal=cmd.principal, interest=cmd.interest,
+                         fees=cmd.fees, kind=cmd.kind, paid_on=cmd.paid_on, balance_after=acct.balance - cmd.amount,
+                         outstanding_principal=outstanding - cmd.principal)]
+
+
 def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) -> list[e.Event]:
     try:
         acct = _require_movable(state, cmd, cmd.currency)
@@ -415,6 +456,9 @@ def _close(state: AccountState | None, cmd: c.CloseAccount, now: datetime) -> li
         raise Rejection("transfers_in_flight", f"{acct.transfers_out_in_flight} transfer(s) still in flight")
     if acct.payments_in_flight:
         raise Rejection("payments_in_flight", f"{len(acct.payments_in_flight)} payment(s) still in flight")
+    if any(acct.loans.values()):
+        raise Rejection("loan_outstanding", f"{len(acct.loans)} loan(s) are repaid from this account; they must be "
+                                            "repaid first")
     if acct.holds:
         raise Rejection("holds_pending", f"{len(acct.holds)} movement(s) held for review; decide them first")
     if acct.balance != 0:
@@ -497,6 +541,7 @@ _DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], 
     c.CreditTransfer: _credit, c.ReverseTransfer: _reverse, c.CompleteTransfer: _complete, c.FreezeAccount: _freeze,
     c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review, c.SetOverdraftLimit: _set_overdraft,
     c.Payment: _payment, c.RecordPaymentOutcome: _payment_outcome, c.ReceivePayment: _receive,
+    c.DisburseLoan: _disburse_loan, c.RepayLoan: _repay_loan,
 }
 
 # ---------------------------------------------------------------- apply
@@ -532,6 +577,12 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         changes["payments_in_flight"] = {**state.payments_in_flight, event.payment_id: event.amount}
     elif isinstance(event, (e.PaymentSettled, e.PaymentReturned)):
         changes["payments_in_flight"] = {k: v for k, v in state.payments_in_flight.items() if k != event.payment_id}
+    elif isinstance(event, e.LoanDisbursed):
+        changes["loans"] = {**state.loans, event.loan_id: event.principal}
+    elif isinstance(event, e.LoanRepaid):
+        changes["loans"] = {k: v for k, v in state.loans.items() if k != event.loan_id}
+        if event.outstanding_principal:
+            changes["loans"][event.loan_id] = event.outstanding_principal
     elif isinstance(event, e.FundsHeld):
         changes["holds"] = {**state.holds, event.command_id: _hold_of(event)}
     elif isinstance(event, e.CaseReviewed) and event.case_id in state.holds:

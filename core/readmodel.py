@@ -29,9 +29,10 @@ def consumer_group(projection: str) -> str:
 # ---------------------------------------------------------------- postings
 
 PostingType = Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal", "payment_out",
-                      "payment_return", "payment_in"]
+                      "payment_return", "payment_in", "loan_disbursement", "loan_repayment"]
 POSTING_TYPES: tuple[PostingType, ...] = ("deposit", "withdrawal", "transfer_out", "transfer_in",
-                                          "transfer_reversal", "payment_out", "payment_return", "payment_in")
+                                          "transfer_reversal", "payment_out", "payment_return", "payment_in",
+                                          "loan_disbursement", "loan_repayment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,11 @@ def posting_for(event: e.Event) -> Posting | None:
         case e.PaymentReceived():
             kind, counterparty, reference, transfer = ("payment_in", None, event.remittance_information,
                                                        event.payment_id)
+        case e.LoanDisbursed():
+            kind, counterparty, reference, transfer = "loan_disbursement", None, "loan paid out", event.loan_id
+        case e.LoanRepaid():
+            kind, counterparty, reference, transfer = "loan_repayment", None, f"loan repayment ({event.kind})", \
+                event.loan_id
         case _:
             return None
     # Money between accounts of the bank always moves by transfer; deposits and withdrawals say how.

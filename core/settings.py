@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # A teller's cash deposit or withdrawal needs their drawer open in its currency (core/drawers.py): 409
     # drawer_not_open otherwise. Admins' back-office movements are not tied to a drawer.
     drawer_required: bool = True
+    # Loans (core/lending.py): an approval of more than this principal needs a second staff member's approval of
+    # the same terms (four eyes), read in the loan's currency's major units like the thresholds above.
+    loan_second_approval_threshold: str = "25000"
+    loan_second_approval_thresholds: dict[str, str] = {}
 
     # Business time (core/clock.py, infra/clock.py). Off in production: business time is real time. On (tests,
     # demos), admins may move it forward with PUT /v1/admin/clock and every process reads it from bank.clock;

@@ -23,6 +23,7 @@ CLOCK = "bank.clock"
 PAYMENTS_OUTBOUND = "bank.payments.outbound"
 PAYMENTS_OUTBOUND_DLQ = "bank.payments.outbound.dlq"
 STANDING_ORDERS = "bank.standing-orders"
+LOANS = "bank.loans"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from core.audit import AUDIT_TYPES
 from core.clock import CLOCK_TYPES
 from core.commands import COMMAND_TYPES
 from core.events import EVENT_TYPES
+from core.lending import LOAN_TYPES
 from core.payments import PAYMENT_TYPES
 from core.risk.records import RISK_TYPES
 from core.standing_orders import STANDING_ORDER_TYPES
@@ -217,4 +218,4 @@ def _id_of(ids: Mapping[str, Mapping[str, int]], name: str, version: int) -> int
 @lru_cache
 def get_codec() -> Codec:
     return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES,
-                  **PAYMENT_TYPES, **STANDING_ORDER_TYPES})
+                  **PAYMENT_TYPES, **STANDING_ORDER_TYPES, **LOAN_TYPES})

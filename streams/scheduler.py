@@ -1,4 +1,5 @@
-"""The standing-order scheduler: `python -m streams.scheduler` (started by `bank up` and the test stack).
+"""The standing-order scheduler: `python -m streams.scheduler` (started by `bank up` and the test stack). The loan
+servicer (streams/loan_servicing.py) runs in the same process, on the same ticks and ledger follower.
 
 It folds bank.standing-orders from the beginning (core/standing_orders.py `Orders`), follows bank.ledger.events for
 the outcomes of the transfers it submitted, reads business time from the one clock (infra/clock.py, bank.clock),
@@ -35,6 +36,7 @@ from infra.logs import configure_logging
 from infra.producer import create_producer
 from infra.topics import record_types
 from schemas.codec import get_codec
+from streams.loan_servicing import LoanServicer
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +58,13 @@ class Scheduler:
         self._event_types = record_types(LEDGER_EVENTS)
         self._orders = TopicFollower(settings.kafka, STANDING_ORDERS, self._take_orders)
         self._ledger = TopicFollower(settings.kafka, LEDGER_EVENTS, self._take_events)
+        self.loans = LoanServicer(settings, self.producer)   # the other job of business time
 
     async def start(self) -> None:
         await self.time.start()
         await self.producer.start()
         await self._orders.start()
+        await self.loans.start()
         await self._ledger.start()
         await asyncio.wait_for(self._orders.caught_up.wait(), 120)
         await asyncio.wait_for(self._ledger.caught_up.wait(), 300)
@@ -68,6 +72,7 @@ class Scheduler:
     async def stop(self) -> None:
         for follower in (self._orders, self._ledger):
             await follower.stop()
+        await self.loans.stop()
         await self.producer.stop()
         await self.time.stop()
 
@@ -86,6 +91,7 @@ class Scheduler:
                 event = self.codec.decode(record.value, record.headers, self._event_types)
             except ValueError:
                 continue   # not ours to judge: the ledger's readers report such records
+            self.loans.take_event(event)
             if isinstance(event, TransferDebited):
                 self.answers.setdefault(event.command_id, ("debited", None))
             elif isinstance(event, CommandRejected):
@@ -112,6 +118,8 @@ class Scheduler:
                 await self._record(action.record)
             else:
                 await self._record(action)
+        if self.loans.caught_up:
+            await self.loans.tick(now)
 
     async def _send(self, action: Submit) -> None:
         command = action.command

@@ -57,7 +57,7 @@ _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw":
              "CloseAccount": "Closing", "SetOverdraftLimit": "Overdraft limit change", "CreditTransfer": "Incoming transfer",
              "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
              "ReviewCase": "Case review", "Payment": "Payment", "RecordPaymentOutcome": "Payment report",
-             "ReceivePayment": "Incoming payment"}
+             "ReceivePayment": "Incoming payment", "DisburseLoan": "Loan disbursement", "RepayLoan": "Loan repayment"}
 _INDEXES: dict[Kind, list[list[str]]] = {
     "audit": [["account_id", "occurred_at", "_id"], ["customer_id", "occurred_at", "_id"],
               ["type", "occurred_at", "_id"], ["occurred_at", "_id"]],
@@ -364,6 +364,11 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"Payment of {money(event.amount)} returned ({event.reason_code}): the money is back"
         case e.PaymentReceived():
             return f"Received {money(event.amount)} by credit transfer"
+        case e.LoanDisbursed():
+            fee = f" (less a {money(event.fee)} fee)" if event.fee else ""
+            return f"Loan paid out: {money(event.amount)}{fee}"
+        case e.LoanRepaid():
+            return f"Loan repayment of {money(event.amount)}"
         case _:
             return type(event).__name__
 

@@ -1,0 +1,587 @@
+"""Loans on the log: products, applications and their lifecycle, and what a loan owes. Pure: records in, state and
+decisions out. The calculations (schedules, day counts, allocation) are core/loans.py's.
+
+Records on bank.loans (products keyed by product id, loans by loan id):
+
+- `LoanProductSet`: a product's whole definition as of one change (created, edited, a rate change, retired); the
+  highest version wins. Rates change only forward (`core.loans.RateSchedule.changed`): each version keeps every
+  rate change with its effective date, and who made it (`set_by`) is on the record and the audit trail.
+- `LoanApplied` (the customer: product, amount, term, purpose, the account to disburse into and repay from),
+  `LoanAssessed` (the credit assessment: the scorer's inputs from the log, the bureau's score, a recommendation),
+  `LoanReviewed` (staff: approve with terms, counter-offer, or reject with a reason; above
+  BANK_LOAN_SECOND_APPROVAL_THRESHOLD a second staff member must approve too), `LoanApplicantAnswered` (the
+  customer withdraws the application, or accepts or declines a counter-offer).
+
+The money moves on the ledger, keyed by the loan's account (core/ledger.py): `DisburseLoan` -> `LoanDisbursed`
+(the books: `loans` debited with the principal, the customer credited with it less any origination fee, which
+`fee-income` takes), `RepayLoan` -> `LoanRepaid` (the customer debited; `loans` credited with the principal part,
+`interest-income` with the interest, `fee-income` with fees). Their command ids derive from the loan (and the
+instalment and business date, for scheduled repayments), so a restart or a second servicer never pays twice.
+
+The lifecycle (`LoanState.status`):
+
+    assessing -> in_review -> approved ----------------------> disbursed (active) -> closed
+                      |  \\-> awaiting_second_approval -> approved
+                      |  \\-> offered -> approved (accepted) | offer_declined
+                      \\-> rejected         (assessing, in_review, awaiting_second_approval, offered) -> withdrawn
+    approved -> disbursement_failed (the ledger refused: the account closed or frozen meanwhile)
+
+Repayments are allocated oldest instalment first, and within one fees -> interest -> principal (Fineract's
+default; core.loans.allocate_repayment). An amount above what the unpaid instalments owe is refused; paying the
+whole loan off early is the payoff quote's (`payoff_quote`): the overdue instalments, interest accrued on the
+outstanding principal since the last due date (the product's day count, to the business date), and all principal
+left. A quote holds for the business day it was made on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Literal
+
+from core.commands import derive_id
+from core.events import LoanDisbursed, LoanRepaid
+from core.loans import (Due, Fee, LoanError, LoanProduct, RateChange, RateSchedule, Schedule, allocate_repayment,
+                        day_count_fraction, schedule)
+
+ProductStatus = Literal["active", "retired"]
+ReviewDecision = Literal["approve", "counter_offer", "reject"]
+REVIEW_DECISIONS: tuple[ReviewDecision, ...] = ("approve", "counter_offer", "reject")
+ApplicantAnswer = Literal["withdraw", "accept_offer", "decline_offer"]
+APPLICANT_ANSWERS: tuple[ApplicantAnswer, ...] = ("withdraw", "accept_offer", "decline_offer")
+LoanStatus = Literal["assessing", "in_review", "awaiting_second_approval", "offered", "approved", "rejected",
+                     "withdrawn", "offer_declined", "disbursement_failed", "active", "closed"]
+LOAN_STATUSES: tuple[LoanStatus, ...] = ("assessing", "in_review", "awaiting_second_approval", "offered", "approved",
+                                         "rejected", "withdrawn", "offer_declined", "disbursement_failed", "active",
+                                         "closed")
+UNDECIDED: tuple[LoanStatus, ...] = ("assessing", "in_review", "awaiting_second_approval", "offered")
+Recommendation = Literal["approve", "refer", "decline"]
+RepaymentKind = Literal["manual", "scheduled", "payoff"]
+REPAYMENT_KINDS: tuple[RepaymentKind, ...] = ("manual", "scheduled", "payoff")
+# Delinquency buckets by days past due (the oldest unpaid instalment's): portfolio-at-risk reports use them.
+BUCKETS: tuple[tuple[str, int, int | None], ...] = (("1-30", 1, 30), ("31-60", 31, 60), ("61-90", 61, 90),
+                                                    ("90+", 91, None))
+PURPOSE_MAX = 200
+REASON_MAX = 500
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanProductSet:
+    """A loan product's whole definition as of one change (bank.loans, keyed by product id)."""
+
+    event_id: str
+    product_id: str
+    version: int
+    change: str                          # created | edited | rate_changed | retired
+    status: str                          # ProductStatus
+    name: str
+    currency: str
+    principal_min: int
+    principal_max: int
+    term_min: int
+    term_max: int
+    rates: list[dict[str, str]]          # [{"effective_on": ISO date, "annual_rate_percent": "12.5"}], ascending
+    amortisation: str
+    frequency: str
+    day_count: str
+    grace_on_principal: int
+    late_fee_flat: int
+    late_fee_percent: str
+    origination_fee_flat: int
+    origination_fee_percent: str
+    origination_fee_on: str
+    set_by: str
+    set_at: datetime
+    schema_version: int = 1
+
+    @property
+    def rate_schedule(self) -> RateSchedule:
+        return RateSchedule(tuple(RateChange(date.fromisoformat(rate["effective_on"]),
+                                             Decimal(rate["annual_rate_percent"])) for rate in self.rates))
+
+    def product(self, annual_rate_percent: Decimal) -> LoanProduct:
+        """The calculation's product (core/loans.py) at a rate (the one a loan was approved at)."""
+        return LoanProduct(
+            currency=self.currency, principal_min_minor=self.principal_min, principal_max_minor=self.principal_max,
+            term_min=self.term_min, term_max=self.term_max, annual_rate_percent=annual_rate_percent,
+            amortisation=self.amortisation, frequency=self.frequency, day_count=self.day_count,  # type: ignore[arg-type]
+            grace_on_principal=self.grace_on_principal,
+            late_payment_fee=Fee(self.late_fee_flat, Decimal(self.late_fee_percent)),
+            origination_fee=Fee(self.origination_fee_flat, Decimal(self.origination_fee_percent)),
+            origination_fee_on=self.origination_fee_on)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanApplied:
+    """A customer's application (bank.loans, keyed by loan id)."""
+
+    event_id: str
+    loan_id: str
+    customer_id: str
+    product_id: str
+    product_version: int
+    account_id: str                      # disbursed into and repaid from: the customer's, in the product's currency
+    amount: int
+    currency: str
+    term: int
+    purpose: str
+    applied_at: datetime                 # business time
+    applied_by: str                      # user id
+    schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanAssessed:
+    """The credit assessment of an application, kept for the reviewer (bank.loans, keyed by loan id)."""
+
+    event_id: str
+    loan_id: str
+    score: int                           # 0..100, the bank's own
+    recommendation: str                  # Recommendation
+    reasons: list[str]
+    inputs: dict[str, int]               # what the log told the scorer (minor units and counts)
+    bureau_score: int | None
+    bureau_report_id: str | None
+    assessed_at: datetime
+    schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanReviewed:
+    """A staff decision on an application (bank.loans, keyed by loan id)."""
+
+    event_id: str
+    loan_id: str
+    decision: str                        # ReviewDecision
+    reviewer: str                        # user id
+    reason: str | None
+    amount: int                          # the terms approved or offered (the application's when rejected)
+    term: int
+    annual_rate_percent: str
+    approvals_needed: int                # 1, or 2 above the second-approval threshold
+    reviewed_at: datetime
+    schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanApplicantAnswered:
+    """The applicant withdraws, or accepts or declines a counter-offer (bank.loans, keyed by loan id)."""
+
+    event_id: str
+    loan_id: str
+    answer: str                          # ApplicantAnswer
+    answered_by: str
+    answered_at: datetime
+    schema_version: int = 1
+
+
+LOAN_TYPES: dict[str, type] = {kind.__name__: kind for kind in (
+    LoanProductSet, LoanApplied, LoanAssessed, LoanReviewed, LoanApplicantAnswered)}
+Record = LoanProductSet | LoanApplied | LoanAssessed | LoanReviewed | LoanApplicantAnswered
+
+
+def product_event_id(product_id: str, version: int) -> str:
+    return derive_id("loan-product", product_id, str(version))
+
+
+def loan_event_id(loan_id: str, kind: str, *parts: str) -> str:
+    return derive_id("loan", loan_id, kind, *parts)
+
+
+def disbursement_command_id(loan_id: str) -> str:
+    """One disbursement per loan: the servicer's restarts and a second servicer propose the same command."""
+    return derive_id("loan-disbursement", loan_id)
+
+
+def scheduled_repayment_command_id(loan_id: str, instalment: int, business_day: date) -> str:
+    """One collection attempt per instalment and business day: a missed one is tried again the next day."""
+    return derive_id("loan-repayment", loan_id, str(instalment), business_day.isoformat())
+
+
+# ---------------------------------------------------------------- parsing what staff type
+
+
+def parse_rate(text: str) -> Decimal:
+    try:
+        rate = Decimal(text)
+    except (InvalidOperation, TypeError):
+        raise LoanError("invalid_rate", f"{text!r} is not a decimal percent such as 12.5") from None
+    RateSchedule((RateChange(date.min, rate),))   # the rate's own checks (range, digits)
+    return rate
+
+
+def check_product(record: LoanProductSet) -> None:
+    """Raise LoanError if the definition is not a valid product (the calculation's checks, every rate)."""
+    rates = record.rate_schedule
+    for change in rates.changes:
+        record.product(change.annual_rate_percent)
+    if not record.name.strip():
+        raise LoanError("invalid_name", "a product needs a name")
+
+
+def check_review(state: LoanState, decision: str, reviewer: str, terms: LoanReviewed, reason: str | None) -> None:
+    """Raise LoanError unless `reviewer` may record `decision` with `terms` on the application now.
+
+    A decision waits for the assessment; once approved (or offered and answered) the application is decided. A
+    second approval is another staff member's, of the same terms; they may also reject, or offer other terms
+    (which then need their two approvals afresh)."""
+    if decision not in REVIEW_DECISIONS:
+        raise LoanError("invalid_decision", f"decision {decision!r} is not one of {', '.join(REVIEW_DECISIONS)}")
+    status = state.decision_status
+    if status not in ("in_review", "awaiting_second_approval"):
+        raise LoanError("not_reviewable", f"the application is {status}: it takes no decision now")
+    if decision == "reject" and not (reason and reason.strip()):
+        raise LoanError("reason_required", "a rejection needs a reason the customer can be told")
+    if status == "awaiting_second_approval" and decision == "approve":
+        if reviewer in state.approvers:
+            raise LoanError("same_reviewer", "a second approval must come from another staff member")
+        current = state.terms
+        if current is not None and not same_terms(current, terms):
+            raise LoanError("terms_differ", "a second approval approves the terms of the first; to change them, "
+                                            "make a counter-offer")
+
+
+# ---------------------------------------------------------------- the fold
+
+
+@dataclass(slots=True)
+class LoanState:
+    application: LoanApplied
+    assessment: LoanAssessed | None = None
+    reviews: list[LoanReviewed] = field(default_factory=list)
+    answers: list[LoanApplicantAnswered] = field(default_factory=list)
+
+    @property
+    def loan_id(self) -> str:
+        return self.application.loan_id
+
+    @property
+    def terms(self) -> LoanReviewed | None:
+        """The latest approval or counter-offer: the terms the loan is (or would be) made on."""
+        for review in reversed(self.reviews):
+            if review.decision in ("approve", "counter_offer"):
+                return review
+        return None
+
+    @property
+    def offer(self) -> LoanReviewed | None:
+        """The counter-offer the current terms come from, if they come from one."""
+        terms = self.terms
+        return next((review for review in self.reviews if review.decision == "counter_offer"
+                     and terms is not None and same_terms(review, terms)), None)
+
+    @property
+    def approvers(self) -> set[str]:
+        """The staff members who approved (or offered) the current terms."""
+        terms = self.terms
+        return {review.reviewer for review in self.reviews
+                if terms is not None and review.decision in ("approve", "counter_offer") and same_terms(review, terms)}
+
+    @property
+    def decision_status(self) -> LoanStatus:
+        """Where the application stands before the money moves (the ledger's events say the rest)."""
+        answers = {answer.answer for answer in self.answers}
+        if any(review.decision == "reject" for review in self.reviews):
+            return "rejected"
+        if "withdraw" in answers:
+            return "withdrawn"
+        terms = self.terms
+        if terms is None:
+            return "in_review" if self.assessment is not None else "assessing"
+        if self.offer is not None:
+            if "decline_offer" in answers:
+                return "offer_declined"
+            if "accept_offer" not in answers:
+                return "offered"
+        return "approved" if len(self.approvers) >= terms.approvals_needed else "awaiting_second_approval"
+
+
+def same_terms(one: LoanReviewed, other: LoanReviewed) -> bool:
+    return (one.amount, one.term, Decimal(one.annual_rate_percent)) == \
+        (other.amount, other.term, Decimal(other.annual_rate_percent))
+
+
+@dataclass(slots=True)
+class LoanBook:
+    """Products and loans folded from bank.loans. Idempotent: a record seen again (by event id) changes nothing."""
+
+    products: dict[str, list[LoanProductSet]] = field(default_factory=dict)   # id -> versions, ascending
+    loans: dict[str, LoanState] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+
+    def apply(self, record: Any) -> None:
+        if record.event_id in self._seen:
+            return
+        self._seen.add(record.event_id)
+        if isinstance(record, LoanProductSet):
+            versions = self.products.setdefault(record.product_id, [])
+            if not versions or record.version > versions[-1].version:
+                versions.append(record)
+        elif isinstance(record, LoanApplied):
+            self.loans.setdefault(record.loan_id, LoanState(record))
+        elif (state := self.loans.get(record.loan_id)) is not None:
+            if isinstance(record, LoanAssessed):
+                state.assessment = state.assessment or record
+            elif isinstance(record, LoanReviewed):
+                state.reviews.append(record)
+            elif isinstance(record, LoanApplicantAnswered):
+                state.answers.append(record)
+
+    def product(self, product_id: str, version: int | None = None) -> LoanProductSet | None:
+        versions = self.products.get(product_id) or []
+        if version is None:
+            return versions[-1] if versions else None
+        return next((item for item in versions if item.version == version), None)
+
+
+@dataclass(slots=True)
+class LoanPostings:
+    """The ledger's loan events (bank.ledger.events), by loan id: each loan's disbursement and repayments."""
+
+    disbursed: dict[str, LoanDisbursed] = field(default_factory=dict)
+    repaid: dict[str, list[LoanRepaid]] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+
+    def apply(self, event: object) -> None:
+        if not isinstance(event, LoanDisbursed | LoanRepaid) or event.event_id in self._seen:
+            return
+        self._seen.add(event.event_id)
+        if isinstance(event, LoanDisbursed):
+            self.disbursed.setdefault(event.loan_id, event)
+        else:
+            self.repaid.setdefault(event.loan_id, []).append(event)
+
+
+# ---------------------------------------------------------------- what a loan owes
+
+
+@dataclass(frozen=True, slots=True)
+class InstalmentStatus:
+    number: int
+    due_on: date
+    principal: int
+    interest: int
+    fees: int
+    outstanding_principal: int     # after this instalment, as scheduled
+    paid: int                      # of its total, so far
+    status: str                    # paid | partly_paid | due | overdue | upcoming
+
+    @property
+    def total(self) -> int:
+        return self.principal + self.interest + self.fees
+
+    @property
+    def unpaid(self) -> int:
+        return self.total - self.paid
+
+
+@dataclass(frozen=True, slots=True)
+class Loan:
+    """A loan as people read it on a business day: its status, terms, schedule with what is paid, arrears."""
+
+    state: LoanState
+    status: LoanStatus
+    schedule: Schedule | None
+    instalments: tuple[InstalmentStatus, ...]
+    dues: tuple[Due, ...]                   # what each instalment still owes (scheduled, less what was paid)
+    repayments: tuple[LoanRepaid, ...]
+    outstanding_principal: int
+    interest_paid: int
+    fees_paid: int
+    principal_paid: int
+    days_past_due: int
+    today: date
+
+    @property
+    def bucket(self) -> str | None:
+        return delinquency_bucket(self.days_past_due)
+
+    @property
+    def overdue(self) -> int:
+        return sum(item.unpaid for item in self.instalments if item.status == "overdue")
+
+    @property
+    def next_instalment(self) -> InstalmentStatus | None:
+        return next((item for item in self.instalments if item.unpaid > 0), None)
+
+    @property
+    def owed_by_schedule(self) -> int:
+        """Everything the unpaid instalments still owe: the most one repayment may be."""
+        return sum(item.unpaid for item in self.instalments)
+
+
+def delinquency_bucket(days_past_due: int) -> str | None:
+    for name, low, high in BUCKETS:
+        if days_past_due >= low and (high is None or days_past_due <= high):
+            return name
+    return None
+
+
+def loan_of(state: LoanState, book: LoanBook, postings: LoanPostings, today: date,
+            disbursement_refused: bool = False) -> Loan:
+    """Fold a loan's application, decisions and postings into what it is on business day `today`."""
+    disbursed = postings.disbursed.get(state.loan_id)
+    repayments = tuple(postings.repaid.get(state.loan_id, ()))
+    if disbursed is None:
+        status: LoanStatus = state.decision_status
+        if status == "approved" and disbursement_refused:
+            status = "disbursement_failed"
+        return Loan(state, status, None, (), (), repayments, 0, 0, 0, 0, 0, today)
+    loan_schedule = schedule_of(state, book, disbursed)
+    dues = {due.number: due for due in _scheduled_dues(loan_schedule)}
+    for repayment in repayments:
+        for part in allocate_repayment(repayment.amount, list(dues.values())).paid \
+                if repayment.kind != "payoff" else _payoff_parts(dues):
+            owed = dues[part.number]
+            dues[part.number] = Due(part.number, owed.fees_minor - part.fees_minor,
+                                    owed.interest_minor - part.interest_minor,
+                                    owed.principal_minor - part.principal_minor)
+    principal_paid = sum(repayment.principal for repayment in repayments)
+    instalments = tuple(_instalment_status(item, dues[item.number], today) for item in loan_schedule.instalments)
+    outstanding = disbursed.principal - principal_paid
+    unpaid_due = [item.due_on for item in instalments if item.status == "overdue"]
+    days = (today - unpaid_due[0]).days if unpaid_due else 0
+    status = "closed" if outstanding <= 0 and all(item.unpaid == 0 for item in instalments) else "active"
+    return Loan(state, status, loan_schedule, instalments, tuple(dues.values()), repayments, outstanding,
+                sum(repayment.interest for repayment in repayments), sum(repayment.fees for repayment in repayments),
+                principal_paid, days, today)
+
+
+def schedule_of(state: LoanState, book: LoanBook, disbursed: LoanDisbursed) -> Schedule:
+    terms = state.terms
+    assert terms is not None, "a loan is disbursed only once approved"
+    product = book.product(state.application.product_id, state.application.product_version)
+    assert product is not None, "an application names a product version on the log"
+    rate = Decimal(terms.annual_rate_percent)
+    return schedule(product.product(rate), terms.amount, terms.term, date.fromisoformat(disbursed.disbursed_on),
+                    annual_rate_percent=rate)
+
+
+def _scheduled_dues(loan_schedule: Schedule) -> list[Due]:
+    return [Due(item.number, item.fees_minor, item.interest_minor, item.principal_minor)
+            for item in loan_schedule.instalments]
+
+
+def _payoff_parts(dues: Mapping[int, Due]) -> list[Due]:
+    """A payoff settles every instalment: what it paid beyond the schedule's interest is the accrued interest,
+    already in the posting's parts; per instalment it clears what is owed."""
+    return [due for due in dues.values() if due.fees_minor or due.interest_minor or due.principal_minor]
+
+
+def _instalment_status(item: Any, still_owed: Due, today: date) -> InstalmentStatus:
+    unpaid = still_owed.fees_minor + still_owed.interest_minor + still_owed.principal_minor
+    total = item.principal_minor + item.interest_minor + item.fees_minor
+    if unpaid == 0:
+        status = "paid"
+    elif item.due_on < today:
+        status = "overdue"
+    elif item.due_on == today:
+        status = "due"
+    else:
+        status = "partly_paid" if unpaid < total else "upcoming"
+    return InstalmentStatus(item.number, item.due_on, item.principal_minor, item.interest_minor, item.fees_minor,
+                            item.outstanding_principal_minor, total - unpaid, status)
+
+
+# ---------------------------------------------------------------- repayments
+
+
+@dataclass(frozen=True, slots=True)
+class RepaymentParts:
+    amount: int
+    principal: int
+    interest: int
+    fees: int
+
+
+def repayment_parts(loan: Loan, amount: int) -> RepaymentParts:
+    """How a repayment of `amount` splits, or LoanError if the loan cannot take it."""
+    if loan.status != "active":
+        raise LoanError("loan_not_active", f"the loan is {loan.status}: it takes no repayment")
+    if amount > loan.owed_by_schedule:
+        raise LoanError("more_than_owed", f"the loan owes {loan.owed_by_schedule} minor units by its schedule; "
+                                          "to repay it all early, ask for a payoff quote")
+    allocation = allocate_repayment(amount, loan.dues)
+    return RepaymentParts(amount, allocation.principal_minor, allocation.interest_minor, allocation.fees_minor)
+
+
+def payoff_quote(loan: Loan, state_book: LoanBook) -> RepaymentParts:
+    """What repays the loan in full on business day `loan.today`: every fee still owed, the interest of the
+    instalments already due, interest accrued on the outstanding principal from the last due date passed (or
+    disbursement) to today by the product's day count, less any interest already paid on the current period's
+    instalment (paid ahead: it counts against the accrual, and is not refunded beyond it), and all principal
+    left. Rounded half to even once."""
+    if loan.status != "active" or loan.schedule is None:
+        raise LoanError("loan_not_active", f"the loan is {loan.status}: there is nothing to pay off")
+    past = [item for item in loan.instalments if item.due_on <= loan.today]
+    dues = {due.number: due for due in loan.dues}
+    fees = sum(due.fees_minor for due in loan.dues)
+    interest_due = sum(dues[item.number].interest_minor for item in past)
+    period_start = past[-1].due_on if past else loan.schedule.disbursed_on
+    product = state_book.product(loan.state.application.product_id, loan.state.application.product_version)
+    assert product is not None
+    accrued = round(loan.outstanding_principal * Fraction(loan.schedule.annual_rate_percent) / 100
+                    * day_count_fraction(product.day_count, period_start, loan.today))  # type: ignore[arg-type]
+    current = next((item for item in loan.instalments if item.due_on > loan.today), None)
+    paid_ahead = current.interest - dues[current.number].interest_minor if current is not None else 0
+    interest = interest_due + max(0, accrued - paid_ahead)
+    return RepaymentParts(fees + interest + loan.outstanding_principal, loan.outstanding_principal, interest, fees)
+
+
+def collections_due(loan: Loan) -> list[tuple[InstalmentStatus, int]]:
+    """The instalments the servicer collects from the linked account on `loan.today`: each one due or overdue
+    and unpaid, with the amount owed up to and including it (older ones first, as allocation pays them)."""
+    owed = 0
+    due: list[tuple[InstalmentStatus, int]] = []
+    for item in loan.instalments:
+        if item.due_on > loan.today:
+            break
+        owed += item.unpaid
+        if item.unpaid > 0:
+            due.append((item, owed))
+    return due[-1:]   # one command for everything owed so far: allocation pays the oldest first
+
+
+# ---------------------------------------------------------------- the portfolio
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPortfolio:
+    product_id: str
+    name: str
+    currency: str
+    loans: int
+    outstanding_principal: int
+    at_risk_30: int          # outstanding principal of loans more than 30 days past due (PAR30's numerator)
+    at_risk_90: int
+    arrears: int             # overdue instalments, unpaid
+
+    def par(self, at_risk: int) -> Decimal:
+        """Portfolio at risk, percent of outstanding principal, two places."""
+        if self.outstanding_principal == 0:
+            return Decimal(0)
+        return (Decimal(at_risk) * 100 / Decimal(self.outstanding_principal)).quantize(Decimal("0.01"))
+
+
+def portfolio(loans: Iterable[Loan], book: LoanBook) -> list[ProductPortfolio]:
+    """Active loans summed per product."""
+    rows: dict[str, list[Loan]] = {}
+    for loan in loans:
+        if loan.status == "active":
+            rows.setdefault(loan.state.application.product_id, []).append(loan)
+    result = []
+    for product_id, members in sorted(rows.items()):
+        product = book.product(product_id)
+        result.append(ProductPortfolio(
+            product_id, product.name if product else product_id, members[0].state.application.currency,
+            len(members), sum(loan.outstanding_principal for loan in members),
+            sum(loan.outstanding_principal for loan in members if loan.days_past_due > 30),
+            sum(loan.outstanding_principal for loan in members if loan.days_past_due > 90),
+            sum(loan.overdue for loan in members)))
+    return result
