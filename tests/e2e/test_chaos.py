@@ -21,7 +21,7 @@ FAULTS = ["worker", "projector", "api", "gateway", "broker"]
 
 
 def test_faults_under_load_break_no_invariant() -> None:
-    argv = [sys.executable, "-m", "cli.main", "chaos", "--duration", "0", "--gap", "3", "--rate", "20",
+    argv = [sys.executable, "-m", "cli.main", "chaos", "--duration", "0", "--gap", "2", "--rate", "20",
             "--faults", ",".join(FAULTS), "--json"]
     # cash through tellers' drawers, as in production (the session's own stack turns drawers off)
     env = dict(os.environ, COLUMNS="200", BANK_DRAWER_REQUIRED="true")

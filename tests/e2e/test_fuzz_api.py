@@ -24,7 +24,7 @@ move the session's clock for every later test. Staff administration (role, activ
 throw-away staff user or unknown ids: a generated id cannot name the session's staff, and an admin cannot act
 on their own account (409) except for ending their own sessions, which is why the admin is this module's own.
 
-Bounded for CI: BANK_FUZZ_EXAMPLES examples per operation and phase (default 6) with a fixed seed
+Bounded for CI: BANK_FUZZ_EXAMPLES examples per operation and phase (default 3) with a fixed seed
 (BANK_FUZZ_SEED); the coverage phase (systematic boundary values, many cases per operation) runs only in long
 runs (BANK_FUZZ_EXAMPLES above the default). A long run: `BANK_FUZZ_EXAMPLES=200 scripts/test
 tests/e2e/test_fuzz_api.py`.
@@ -51,7 +51,7 @@ from api.authz import POLICIES
 from api.main import app
 from tests.support import Bank, BankAuth, Identity, create_staff, login
 
-DEFAULT_EXAMPLES = 6
+DEFAULT_EXAMPLES = 3
 EXAMPLES = int(os.environ.get("BANK_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
 SEED = int(os.environ.get("BANK_FUZZ_SEED", "20261124"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
