@@ -157,6 +157,20 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "forgot_password": everyone(202), "reset_forgotten_password": everyone(422),
     "mfa_disable": row(401, 409, 409, 409, 409), "mfa_reenrol": row(401, 409, 200, 200, 200),
     "list_sign_ins": signed_in(200),
+    # loans (issue 17): customers apply for, follow, answer and repay their own; another customer's loan or account
+    # is a 404 like an unknown one; analysts and admins decide; admins keep the products. Shared loans are still
+    # being decided: repaying, paying off or answering an offer on them is authorized, then 409.
+    "list_loan_products": signed_in(200), "create_loan_product": admins(201),
+    "update_loan_product": admins(404), "change_loan_rate": admins(404),   # an unknown product: authorized, then 404
+    "apply_for_loan": row(401, (201, 404), 403, 403, 403),
+    "list_loans": row(401, MINE, 200, 200, 200), "get_loan": row(401, MINE, 200, 200, 200),
+    "withdraw_loan_application": row(401, MINE, 403, 403, 403),
+    "answer_loan_offer": row(401, (409, 404), 403, 403, 403),
+    "decide_loan": reviewers(404),                                       # an unknown loan: authorized, then 404
+    "repay_loan": row(401, (409, 404), 403, 403, 403),
+    "get_payoff_quote": row(401, (409, 404), 409, 409, 409),
+    "pay_off_loan": row(401, (409, 404), 403, 403, 403),
+    "loan_portfolio": row(401, 403, 200, 200, 200), "loan_portfolio_csv": row(401, 403, 200, 200, 200),
 }
 
 
@@ -201,6 +215,26 @@ class World:
     case_id: str = ""
     payees: dict[str, str] = field(default_factory=dict)   # own -> one of A's payees, other -> one of B's
     orders: dict[str, str] = field(default_factory=dict)   # own -> one of A's standing orders, other -> one of B's
+    loans: dict[str, str] = field(default_factory=dict)    # own -> one of A's loan applications, other -> B's
+    loan_product: str = ""
+
+    def product(self) -> str:
+        """A loan product the matrix's customers apply for (made once, by the admin)."""
+        if not self.loan_product:
+            response = self.clients["admin"].post("/v1/admin/loan-products", json=_LOAN_PRODUCT)
+            assert response.status_code == 201, response.text
+            self.loan_product = str(response.json()["product_id"])
+        return self.loan_product
+
+    def loan(self, whose: str) -> str:
+        """A new loan application of the customer (A for own, B for other), from their own account."""
+        identity = self.customers[OTHER if whose == OTHER else OWN]
+        body = {"product_id": self.product(), "account_id": self.accounts[OTHER if whose == OTHER else OWN],
+                "amount": "1000.00", "term": 12, "purpose": "authorization matrix"}
+        with httpx.Client(base_url=self.url, timeout=90, auth=BankAuth(identity)) as client:
+            response = client.post("/v1/loans", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["loan_id"])
 
     def standing_order(self, whose: str) -> str:
         """A new standing order of the customer (A for own, B for other), years ahead: it never pays here."""
@@ -384,6 +418,21 @@ def _shared_order(w: World, whose: str) -> str:
     return w.orders[OTHER if whose == OTHER else OWN]
 
 
+_LOAN_PRODUCT = {"name": "Matrix loan", "currency": "EUR", "principal_min": "500.00", "principal_max": "5000.00",
+                 "term_min": 6, "term_max": 24, "annual_rate_percent": "9"}
+
+
+def _shared_loan(w: World, whose: str) -> str:
+    if not w.loans:
+        w.loans.update({each: w.loan(each) for each in (OWN, OTHER)})
+    return w.loans[OTHER if whose == OTHER else OWN]
+
+
+def _loan_for(w: World, name: str, role: str, whose: str) -> str:
+    """A fresh application when the cell will withdraw it; otherwise the shared one."""
+    return w.loan(whose) if _allowed(name, role, whose) else _shared_loan(w, whose)
+
+
 def build(w: World, name: str, role: str, whose: str) -> Request:
     acct = w.accounts[OTHER if whose == OTHER else OWN]
     customer = w.customers[OTHER if whose == OTHER else OWN].customer_id
@@ -556,6 +605,29 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "mfa_reenrol": lambda: _own_session(w, role, "POST", "/v1/auth/mfa/reenrol", json=lambda i: {
             "current_password": i.password, "code": _next_code(i)}),
         "list_sign_ins": lambda: Request("GET", "/v1/auth/sign-ins"),
+        "list_loan_products": lambda: Request("GET", "/v1/loan-products"),
+        "create_loan_product": lambda: Request("POST", "/v1/admin/loan-products", json=_LOAN_PRODUCT),
+        "update_loan_product": lambda: Request("PUT", f"/v1/admin/loan-products/no-such-{uuid.uuid4().hex[:8]}",
+                                               json={"status": "retired"}),
+        "change_loan_rate": lambda: Request("POST", f"/v1/admin/loan-products/no-such-{uuid.uuid4().hex[:8]}/rates",
+                                            json={"annual_rate_percent": "8", "effective_on": _far_ahead()}),
+        "apply_for_loan": lambda: Request("POST", "/v1/loans", json={
+            "product_id": w.product(), "account_id": acct, "amount": "1000.00", "term": 12, "purpose": "matrix"}),
+        "list_loans": lambda: Request("GET", "/v1/loans", params={"customer_id": customer}),
+        "get_loan": lambda: Request("GET", f"/v1/loans/{_shared_loan(w, whose)}"),
+        "withdraw_loan_application": lambda: Request(
+            "POST", f"/v1/loans/{_loan_for(w, name, role, whose)}/withdraw"),
+        "answer_loan_offer": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/offer",
+                                             json={"accept": True}),
+        "decide_loan": lambda: Request("POST", f"/v1/admin/loans/no-such-{uuid.uuid4().hex[:8]}/decision",
+                                       json={"decision": "approve"}),
+        "repay_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/repayments",
+                                      json={"amount": "1.00"}, params={"wait": "true"}),
+        "get_payoff_quote": lambda: Request("GET", f"/v1/loans/{_shared_loan(w, whose)}/payoff-quote"),
+        "pay_off_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/payoff",
+                                        params={"wait": "true"}),
+        "loan_portfolio": lambda: Request("GET", "/v1/admin/loans/portfolio"),
+        "loan_portfolio_csv": lambda: Request("GET", "/v1/admin/loans/portfolio.csv"),
     }
     assert name in builders, f"route {name!r} has no request in tests/e2e/test_authz_matrix.py: add one"
     return builders[name]()
