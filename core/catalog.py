@@ -71,6 +71,7 @@ RECORD_EXAMPLES: dict[str, dict[str, Any]] = {
     "LoanReviewed": {"decision": "approve", "reason": None, "amount": 1200000, "term": 12,
                      "annual_rate_percent": "7.9", "approvals_needed": 1},
     "LoanApplicantAnswered": {"answer": "accept_offer"},
+    "LoanLateFeeCharged": {"instalment": 3, "amount": 1500, "charged_on": "2027-04-16"},
     **{name: {"kind": "scheduled", "paid_on": "2027-02-15", "amount": 104387, "principal": 96487, "interest": 7900,
               "fees": 0} for name in ("RepayLoan", "LoanRepaid")},
     **{name: {"principal": 1200000, "fee": 12000, "amount": 1188000, "disbursed_on": "2027-01-15"}

@@ -36,7 +36,7 @@ left. A quote holds for the business day it was made on.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -181,9 +181,25 @@ class LoanApplicantAnswered:
     schema_version: int = 1
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanLateFeeCharged:
+    """The late-payment fee of a missed instalment, charged once by the servicer (bank.loans, keyed by loan id).
+
+    It is added to what the instalment owes; like interest, the bank's books recognise it when it is repaid
+    (`fee-income`), so charging it moves no money."""
+
+    event_id: str                        # derived from the loan and the instalment: once per missed instalment
+    loan_id: str
+    instalment: int
+    amount: int
+    charged_on: str                      # ISO business date
+    charged_at: datetime
+    schema_version: int = 1
+
+
 LOAN_TYPES: dict[str, type] = {kind.__name__: kind for kind in (
-    LoanProductSet, LoanApplied, LoanAssessed, LoanReviewed, LoanApplicantAnswered)}
-Record = LoanProductSet | LoanApplied | LoanAssessed | LoanReviewed | LoanApplicantAnswered
+    LoanProductSet, LoanApplied, LoanAssessed, LoanReviewed, LoanApplicantAnswered, LoanLateFeeCharged)}
+Record = LoanProductSet | LoanApplied | LoanAssessed | LoanReviewed | LoanApplicantAnswered | LoanLateFeeCharged
 
 
 def product_event_id(product_id: str, version: int) -> str:
@@ -256,6 +272,7 @@ class LoanState:
     assessment: LoanAssessed | None = None
     reviews: list[LoanReviewed] = field(default_factory=list)
     answers: list[LoanApplicantAnswered] = field(default_factory=list)
+    late_fees: dict[int, LoanLateFeeCharged] = field(default_factory=dict)   # by instalment number
 
     @property
     def loan_id(self) -> str:
@@ -332,6 +349,8 @@ class LoanBook:
                 state.reviews.append(record)
             elif isinstance(record, LoanApplicantAnswered):
                 state.answers.append(record)
+            elif isinstance(record, LoanLateFeeCharged):
+                state.late_fees.setdefault(record.instalment, record)
 
     def product(self, product_id: str, version: int | None = None) -> LoanProductSet | None:
         versions = self.products.get(product_id) or []
@@ -434,16 +453,14 @@ def loan_of(state: LoanState, book: LoanBook, postings: LoanPostings, today: dat
             status = "disbursement_failed"
         return Loan(state, status, None, (), (), repayments, 0, 0, 0, 0, 0, today)
     loan_schedule = schedule_of(state, book, disbursed)
-    dues = {due.number: due for due in _scheduled_dues(loan_schedule)}
+    late = {number: fee.amount for number, fee in state.late_fees.items()}
+    dues = {due.number: Due(due.number, due.fees_minor + late.get(due.number, 0), due.interest_minor,
+                            due.principal_minor) for due in _scheduled_dues(loan_schedule)}
     for repayment in repayments:
-        for part in allocate_repayment(repayment.amount, list(dues.values())).paid \
-                if repayment.kind != "payoff" else _payoff_parts(dues):
-            owed = dues[part.number]
-            dues[part.number] = Due(part.number, owed.fees_minor - part.fees_minor,
-                                    owed.interest_minor - part.interest_minor,
-                                    owed.principal_minor - part.principal_minor)
+        dues = _cleared(dues) if repayment.kind == "payoff" else _paid(dues, repayment)
     principal_paid = sum(repayment.principal for repayment in repayments)
-    instalments = tuple(_instalment_status(item, dues[item.number], today) for item in loan_schedule.instalments)
+    instalments = tuple(_instalment_status(item, dues[item.number], today, late.get(item.number, 0))
+                        for item in loan_schedule.instalments)
     outstanding = disbursed.principal - principal_paid
     unpaid_due = [item.due_on for item in instalments if item.status == "overdue"]
     days = (today - unpaid_due[0]).days if unpaid_due else 0
@@ -468,15 +485,31 @@ def _scheduled_dues(loan_schedule: Schedule) -> list[Due]:
             for item in loan_schedule.instalments]
 
 
-def _payoff_parts(dues: Mapping[int, Due]) -> list[Due]:
-    """A payoff settles every instalment: what it paid beyond the schedule's interest is the accrued interest,
-    already in the posting's parts; per instalment it clears what is owed."""
-    return [due for due in dues.values() if due.fees_minor or due.interest_minor or due.principal_minor]
+def _paid(dues: Mapping[int, Due], repayment: LoanRepaid) -> dict[int, Due]:
+    """What the instalments still owe after a repayment: each of its posted parts (fees, interest, principal)
+    pays the oldest instalments' owing of that kind first, so the fold says exactly what the books say."""
+    left = {"fees_minor": repayment.fees, "interest_minor": repayment.interest,
+            "principal_minor": repayment.principal}
+    result: dict[int, Due] = {}
+    for number in sorted(dues):
+        owed = dues[number]
+        changes: dict[str, int] = {}
+        for part, amount in left.items():
+            taken = min(amount, getattr(owed, part))
+            changes[part] = getattr(owed, part) - taken
+            left[part] = amount - taken
+        result[number] = replace(owed, **changes)
+    return result
 
 
-def _instalment_status(item: Any, still_owed: Due, today: date) -> InstalmentStatus:
+def _cleared(dues: Mapping[int, Due]) -> dict[int, Due]:
+    """A payoff settles every instalment (its interest part is the accrual to the payoff date, not the schedule's)."""
+    return {number: Due(number, 0, 0, 0) for number in dues}
+
+
+def _instalment_status(item: Any, still_owed: Due, today: date, late_fee: int) -> InstalmentStatus:
     unpaid = still_owed.fees_minor + still_owed.interest_minor + still_owed.principal_minor
-    total = item.principal_minor + item.interest_minor + item.fees_minor
+    total = item.principal_minor + item.interest_minor + item.fees_minor + late_fee
     if unpaid == 0:
         status = "paid"
     elif item.due_on < today:
@@ -485,8 +518,8 @@ def _instalment_status(item: Any, still_owed: Due, today: date) -> InstalmentSta
         status = "due"
     else:
         status = "partly_paid" if unpaid < total else "upcoming"
-    return InstalmentStatus(item.number, item.due_on, item.principal_minor, item.interest_minor, item.fees_minor,
-                            item.outstanding_principal_minor, total - unpaid, status)
+    return InstalmentStatus(item.number, item.due_on, item.principal_minor, item.interest_minor,
+                            item.fees_minor + late_fee, item.outstanding_principal_minor, total - unpaid, status)
 
 
 # ---------------------------------------------------------------- repayments
@@ -532,6 +565,26 @@ def payoff_quote(loan: Loan, state_book: LoanBook) -> RepaymentParts:
     paid_ahead = current.interest - dues[current.number].interest_minor if current is not None else 0
     interest = interest_due + max(0, accrued - paid_ahead)
     return RepaymentParts(fees + interest + loan.outstanding_principal, loan.outstanding_principal, interest, fees)
+
+
+def late_fees_due(loan: Loan, book: LoanBook, charged_at: datetime) -> list[LoanLateFeeCharged]:
+    """The late fees to charge on `loan.today`: one per instalment overdue (its due date passed unpaid) that has
+    none yet, the product's late fee of what it still owes. A product without a late fee charges nothing."""
+    application = loan.state.application
+    product = book.product(application.product_id, application.product_version)
+    if loan.status != "active" or product is None:
+        return []
+    calculation = product.product(loan.schedule.annual_rate_percent if loan.schedule else Decimal(0))
+    charges = []
+    for item in loan.instalments:
+        if item.status == "overdue" and item.number not in loan.state.late_fees:
+            amount = calculation.late_fee(item.unpaid)
+            if amount > 0:
+                charges.append(LoanLateFeeCharged(
+                    event_id=loan_event_id(loan.state.loan_id, "late-fee", str(item.number)),
+                    loan_id=loan.state.loan_id, instalment=item.number, amount=amount,
+                    charged_on=loan.today.isoformat(), charged_at=charged_at))
+    return charges
 
 
 def collections_due(loan: Loan) -> list[tuple[InstalmentStatus, int]]:

@@ -8,6 +8,8 @@ score, core/credit.py). Every BANK_SCHEDULER_INTERVAL (`tick`):
 - an application not yet assessed: the customer's facts from the log and the credit bureau's report
   (infra/credit_bureau.py; the bureau down: tried again on the next tick) make a `LoanAssessed`;
 - an approved loan not yet paid out: `DisburseLoan`, its command id derived from the loan id;
+- an active loan with an instalment overdue (its due date passed unpaid) and no late fee yet: its late fee
+  (`LoanLateFeeCharged`, once per instalment, its id derived from the loan and the instalment);
 - an active loan with an instalment due or overdue on the business date: `RepayLoan` (scheduled) for everything
   owed so far, its command id derived from the loan, the latest such instalment and the business date. Refused
   for insufficient funds, the loan is in arrears and the collection is tried again the next business day.
@@ -28,8 +30,9 @@ from prometheus_client import Counter
 from core.commands import Command, DisburseLoan, RepayLoan
 from core.credit import CreditHistory, assess
 from core.events import CommandRejected, Event
-from core.lending import (LoanAssessed, LoanBook, LoanPostings, LoanState, collections_due, disbursement_command_id,
-                          loan_event_id, loan_of, repayment_parts, scheduled_repayment_command_id)
+from core.lending import (LoanAssessed, LoanBook, LoanLateFeeCharged, LoanPostings, LoanState, collections_due,
+                          disbursement_command_id, late_fees_due, loan_event_id, loan_of, repayment_parts,
+                          scheduled_repayment_command_id)
 from core.loans import LoanError, schedule
 from core.schedules import local_date
 from core.settings import Settings
@@ -102,6 +105,10 @@ class LoanServicer:
         elif loan.status == "approved":
             await self._disburse(state, now, today)
         elif loan.status == "active":
+            if charges := late_fees_due(loan, self.book, now):
+                for charge in charges:
+                    await self._record(charge)
+                loan = loan_of(state, self.book, self.postings, today)
             for instalment, owed in collections_due(loan):
                 command_id = scheduled_repayment_command_id(state.loan_id, instalment.number, today)
                 parts = repayment_parts(loan, owed)
@@ -131,12 +138,15 @@ class LoanServicer:
                               score=score.score, recommendation=score.recommendation, reasons=score.reasons,
                               inputs=score.inputs, bureau_score=bureau_score, bureau_report_id=report_id,
                               assessed_at=now)
-        value, headers = self.codec.encode(record)
-        await self.producer.send_and_wait(LOANS, value, key=state.loan_id.encode(), headers=headers)
-        self.book.apply(record)   # read our own write: the next tick must not assess it again
+        await self._record(record)
         ASSESSMENTS.labels(score.recommendation).inc()
         log.info("loan %s assessed: %s (%s)", state.loan_id, score.score, score.recommendation,
                  extra={"loan_id": state.loan_id})
+
+    async def _record(self, record: LoanAssessed | LoanLateFeeCharged) -> None:
+        value, headers = self.codec.encode(record)
+        await self.producer.send_and_wait(LOANS, value, key=record.loan_id.encode(), headers=headers)
+        self.book.apply(record)   # read our own write: the next tick must not write it again
 
     async def _disburse(self, state: LoanState, now: datetime, today: date) -> None:
         terms = state.terms

@@ -179,9 +179,9 @@ def test_a_twelve_month_loan_is_assessed_approved_paid_out_repaid_each_month_and
     run(api_url, scenario)
 
 
-def test_missed_instalments_put_a_loan_in_arrears_until_the_money_is_there(api_url: str) -> None:
+def test_missed_instalments_put_a_loan_in_arrears_with_a_late_fee_each_until_the_money_is_there(api_url: str) -> None:
     async def scenario(teller: Bank, customer: Bank, other: Bank, admin: Bank, analyst: Bank) -> None:
-        product = await create_product(admin, origination_fee_percent="0")
+        product = await create_product(admin, origination_fee_percent="0", late_fee="15.00")
         account = await customer.open()
         applied = await apply(customer, product, account, "600.00", 3)
         await loan_until(analyst, applied["loan_id"], lambda loan: loan["status"] == "in_review")
@@ -193,10 +193,13 @@ def test_missed_instalments_put_a_loan_in_arrears_until_the_money_is_there(api_u
 
         first, second = (date.fromisoformat(item["due_on"]) for item in loan["schedule"][:2])
         await move_to_day(admin, second + timedelta(days=3))
-        loan = await loan_until(customer, applied["loan_id"], lambda loan: loan["days_past_due"] > 0)
+        # the servicer charges each missed instalment's late fee on its next tick
+        loan = await loan_until(customer, applied["loan_id"], lambda loan: loan["schedule"][1]["fees"] != "0.00")
         assert loan["days_past_due"] == (second + timedelta(days=3) - first).days
         assert loan["delinquency_bucket"] == "31-60" and loan["repayments"] == []
         assert [item["status"] for item in loan["schedule"]] == ["overdue", "overdue", "upcoming"]
+        # one late fee per missed instalment, however many days it stays missed
+        assert [item["fees"] for item in loan["schedule"]] == ["15.00", "15.00", "0.00"]
         portfolio = (await analyst.http.get("/v1/admin/loans/portfolio")).json()
         assert applied["loan_id"] in [row["loan_id"] for row in portfolio["arrears"]]
         row = next(row for row in portfolio["products"] if row["product_id"] == product["product_id"])
@@ -211,7 +214,9 @@ def test_missed_instalments_put_a_loan_in_arrears_until_the_money_is_there(api_u
         loan = await loan_until(customer, applied["loan_id"], lambda loan: loan["days_past_due"] == 0)
         assert [item["status"] for item in loan["schedule"]][:2] == ["paid", "paid"]
         assert loan["delinquency_bucket"] is None and Decimal(loan["overdue"]) == 0
+        assert loan["fees_paid"] == "30.00" and [item["fees"] for item in loan["schedule"]][:2] == ["15.00", "15.00"]
         await balance_reaches(customer, account, Decimal("0.00"))
+        assert await ledger_credits(admin, "fee-income", account) == Decimal("30.00")
 
     run(api_url, scenario)
 

@@ -14,7 +14,7 @@ from core.books import legs_of, unbalanced
 from core.credit import CreditHistory, CustomerFacts, assess
 from core.lending import (LoanApplicantAnswered, LoanApplied, LoanAssessed, LoanBook, LoanPostings, LoanProductSet,
                           LoanReviewed, check_product, check_review, collections_due, delinquency_bucket, loan_of,
-                          payoff_quote, portfolio, repayment_parts)
+                          late_fees_due, payoff_quote, portfolio, repayment_parts)
 from core.ledger import AccountState, apply, decide
 from core.loans import LoanError
 
@@ -171,6 +171,23 @@ def test_a_missed_instalment_is_overdue_with_days_past_due_and_a_bucket() -> Non
     [row] = portfolio([loan], folded)
     assert row.loans == 1 and row.at_risk_30 == 120_000 and row.at_risk_90 == 0 and str(row.par(row.at_risk_30)) \
         == "100.00"
+
+
+def test_a_missed_instalment_is_charged_its_late_fee_once_and_repayments_pay_it_first() -> None:
+    folded = book(ASSESSED, reviewed(), product(version=1, late_fee_flat=1_500))
+    folded.products["personal"] = [product(late_fee_flat=1_500)]
+    today = date(2027, 2, 15) + timedelta(days=3)
+    loan = loan_of(folded.loans["L1"], folded, postings(disbursed()), today)
+    [charge] = late_fees_due(loan, folded, NOW)
+    assert (charge.instalment, charge.amount) == (1, 1_500)
+    folded.apply(charge)
+    folded.apply(charge)   # a redelivery: charged once
+    loan = loan_of(folded.loans["L1"], folded, postings(disbursed()), today)
+    assert late_fees_due(loan, folded, NOW) == [] and loan.instalments[0].fees == 1_500
+    parts = repayment_parts(loan, 2_000)
+    assert (parts.fees, parts.interest, parts.principal) == (1_500, 500, 0)
+    paid = loan_of(folded.loans["L1"], folded, postings(disbursed(), repaid("p", 2_000, 0, 500)), today)
+    assert paid.instalments[0].paid == 2_000 and paid.fees_paid == 1_500
 
 
 def test_a_payoff_charges_interest_accrued_by_the_day_less_interest_paid_ahead() -> None:
