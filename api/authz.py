@@ -199,6 +199,7 @@ POLICIES: dict[str, Policy] = {
     "answer_loan_offer": _allow("customer"),
     "decide_loan": _allow(*REVIEWERS),
     "repay_loan": _allow("customer", command=True),
+    "prepay_loan": _allow("customer", command=True),
     "get_payoff_quote": _allow(*EVERYONE),
     "pay_off_loan": _allow("customer", command=True),
     "loan_portfolio": _allow(*STAFF),

@@ -44,8 +44,8 @@ from typing import Any, Literal
 
 from core.commands import derive_id
 from core.events import LoanDisbursed, LoanRepaid
-from core.loans import (Due, Fee, LoanError, LoanProduct, RateChange, RateSchedule, Schedule, allocate_repayment,
-                        day_count_fraction, schedule)
+from core.loans import (Due, Fee, LoanError, LoanProduct, PrepaymentEffect, RateChange, RateSchedule, Schedule,
+                        allocate_repayment, day_count_fraction, reschedule, schedule)
 
 ProductStatus = Literal["active", "retired"]
 ReviewDecision = Literal["approve", "counter_offer", "reject"]
@@ -59,8 +59,12 @@ LOAN_STATUSES: tuple[LoanStatus, ...] = ("assessing", "in_review", "awaiting_sec
                                          "closed")
 UNDECIDED: tuple[LoanStatus, ...] = ("assessing", "in_review", "awaiting_second_approval", "offered")
 Recommendation = Literal["approve", "refer", "decline"]
-RepaymentKind = Literal["manual", "scheduled", "payoff"]
-REPAYMENT_KINDS: tuple[RepaymentKind, ...] = ("manual", "scheduled", "payoff")
+RepaymentKind = Literal["manual", "scheduled", "payoff", "prepay_shorten_term", "prepay_lower_instalment"]
+REPAYMENT_KINDS: tuple[RepaymentKind, ...] = ("manual", "scheduled", "payoff", "prepay_shorten_term",
+                                              "prepay_lower_instalment")
+# A prepayment's kind says what it does to the instalments left (core.loans.reschedule).
+PREPAYMENT_KINDS: dict[str, PrepaymentEffect] = {"prepay_shorten_term": "shorten_term",
+                                                 "prepay_lower_instalment": "lower_instalment"}
 # Delinquency buckets by days past due (the oldest unpaid instalment's): portfolio-at-risk reports use them.
 BUCKETS: tuple[tuple[str, int, int | None], ...] = (("1-30", 1, 30), ("31-60", 31, 60), ("61-90", 61, 90),
                                                     ("90+", 91, None))
@@ -457,7 +461,13 @@ def loan_of(state: LoanState, book: LoanBook, postings: LoanPostings, today: dat
     dues = {due.number: Due(due.number, due.fees_minor + late.get(due.number, 0), due.interest_minor,
                             due.principal_minor) for due in _scheduled_dues(loan_schedule)}
     for repayment in repayments:
-        dues = _cleared(dues) if repayment.kind == "payoff" else _paid(dues, repayment)
+        if repayment.kind in PREPAYMENT_KINDS:
+            first = _first_after(loan_schedule, repayment)
+            loan_schedule = _rescheduled(loan_schedule, state, book, repayment, first)
+            dues = {number: due for number, due in dues.items() if number < first} | \
+                {due.number: due for due in _scheduled_dues(loan_schedule) if due.number >= first}
+        else:
+            dues = _cleared(dues) if repayment.kind == "payoff" else _paid(dues, repayment)
     principal_paid = sum(repayment.principal for repayment in repayments)
     instalments = tuple(_instalment_status(item, dues[item.number], today, late.get(item.number, 0))
                         for item in loan_schedule.instalments)
@@ -478,6 +488,32 @@ def schedule_of(state: LoanState, book: LoanBook, disbursed: LoanDisbursed) -> S
     rate = Decimal(terms.annual_rate_percent)
     return schedule(product.product(rate), terms.amount, terms.term, date.fromisoformat(disbursed.disbursed_on),
                     annual_rate_percent=rate)
+
+
+def _first_after(loan_schedule: Schedule, repayment: LoanRepaid) -> int:
+    """The number of the first instalment a prepayment on `paid_on` reschedules: the first not yet due."""
+    paid_on = date.fromisoformat(repayment.paid_on)
+    return next((item.number for item in loan_schedule.instalments if item.due_on > paid_on),
+                len(loan_schedule.instalments) + 1)
+
+
+def _rescheduled(loan_schedule: Schedule, state: LoanState, book: LoanBook, repayment: LoanRepaid,
+                 first: int) -> Schedule:
+    """The schedule after a prepayment: the instalments from `first` on (not yet due) replaced
+    (core.loans.reschedule)."""
+    kept = [item for item in loan_schedule.instalments if item.number < first]
+    rest = [item for item in loan_schedule.instalments if item.number >= first]
+    if not rest:
+        return loan_schedule
+    product = book.product(state.application.product_id, state.application.product_version)
+    assert product is not None
+    calculation = product.product(loan_schedule.annual_rate_percent)
+    effect = PREPAYMENT_KINDS[repayment.kind]
+    payment = rest[0].principal_minor if calculation.amortisation == "equal_principal" else rest[0].total_minor
+    start = kept[-1].due_on if kept else loan_schedule.disbursed_on
+    new = reschedule(calculation, loan_schedule.annual_rate_percent, repayment.outstanding_principal, start,
+                     [item.due_on for item in rest], first, effect, payment)
+    return replace(loan_schedule, instalments=(*kept, *new))
 
 
 def _scheduled_dues(loan_schedule: Schedule) -> list[Due]:
@@ -542,6 +578,24 @@ def repayment_parts(loan: Loan, amount: int) -> RepaymentParts:
                                           "to repay it all early, ask for a payoff quote")
     allocation = allocate_repayment(amount, loan.dues)
     return RepaymentParts(amount, allocation.principal_minor, allocation.interest_minor, allocation.fees_minor)
+
+
+def prepayment_parts(loan: Loan, amount: int) -> RepaymentParts:
+    """A prepayment of principal, or LoanError: it comes after everything due is paid, and leaves some principal
+    (repaying all of it is the payoff quote's, which settles the interest accrued)."""
+    if loan.status != "active":
+        raise LoanError("loan_not_active", f"the loan is {loan.status}: it takes no prepayment")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise LoanError("invalid_amount", "a prepayment is a positive amount")
+    due_now = [item for item in loan.instalments if item.due_on <= loan.today and item.unpaid]
+    if due_now:
+        raise LoanError("instalments_due", "pay what is due first (a repayment), then prepay")
+    upcoming = loan.next_instalment
+    if upcoming is not None and upcoming.paid:
+        raise LoanError("instalment_partly_paid", "the next instalment is partly paid: pay the rest of it first")
+    if amount >= loan.outstanding_principal:
+        raise LoanError("more_than_owed", "to repay all the principal, pay the loan off by its payoff quote")
+    return RepaymentParts(amount, amount, 0, 0)
 
 
 def payoff_quote(loan: Loan, state_book: LoanBook) -> RepaymentParts:

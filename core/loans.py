@@ -381,6 +381,52 @@ def schedule(product: LoanProduct, principal_minor: int, term: int, disbursed_on
                     fee if product.origination_fee_on == "disbursement" else 0, tuple(instalments))
 
 
+PrepaymentEffect = Literal["shorten_term", "lower_instalment"]
+PREPAYMENT_EFFECTS: tuple[PrepaymentEffect, ...] = ("shorten_term", "lower_instalment")
+
+
+def reschedule(product: LoanProduct, annual_rate_percent: Decimal, balance_minor: int, period_start: date,
+               dates: Sequence[date], first_number: int, effect: PrepaymentEffect,
+               payment_minor: int) -> tuple[Instalment, ...]:
+    """The instalments left after a prepayment leaves `balance_minor` of principal at `period_start` (the last due
+    date passed, or disbursement), over the remaining due `dates` (Fineract's "reschedule on prepayment").
+
+    - `lower_instalment`: the same dates, the balance amortised over them afresh (a new level payment, or a new
+      equal principal share), the last instalment absorbing rounding as always.
+    - `shorten_term`: the same instalment (`payment_minor`, the regular one before the prepayment; for equal
+      principal its principal share) until the balance is repaid: fewer instalments, the last one smaller.
+    Interest of each period is counted as in `schedule` (the first remaining period on the new balance)."""
+    if effect not in PREPAYMENT_EFFECTS:
+        raise LoanError("invalid_effect", f"a prepayment shortens the term or lowers the instalment, not {effect!r}")
+    if not dates or balance_minor <= 0:
+        return ()
+    rates = period_rates(product, annual_rate_percent, period_start, dates)
+    periodic = _annual_fraction(annual_rate_percent) / PERIODS_PER_YEAR[product.frequency]
+    count = len(dates)
+    if effect == "lower_instalment":
+        if product.amortisation == "equal_principal":
+            payment_minor = balance_minor // count
+        else:
+            broken = rates[0] != periodic
+            payment_minor = round(annuity_payment(Fraction(balance_minor), periodic, count,
+                                                  rates[0] if broken else None))
+    instalments: list[Instalment] = []
+    balance = balance_minor
+    for offset, (due_on, period_rate) in enumerate(zip(dates, rates, strict=True)):
+        interest = round(balance * period_rate)
+        if product.amortisation == "equal_principal":
+            principal = min(payment_minor, balance)
+        else:
+            principal = min(max(payment_minor - interest, 0), balance)
+        if offset == count - 1:
+            principal = balance
+        balance -= principal
+        instalments.append(Instalment(first_number + offset, due_on, principal, interest, 0, balance))
+        if balance == 0:
+            break
+    return tuple(instalments)
+
+
 def period_rates(product: LoanProduct, annual_rate_percent: Decimal, disbursed_on: date,
                  dates: Sequence[date]) -> list[Fraction]:
     """Each period's share of the annual rate: what the outstanding principal is multiplied by for the period's

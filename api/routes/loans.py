@@ -38,7 +38,7 @@ from core import commands as c
 from core.commands import derive_id
 from core.lending import (LOAN_STATUSES, Loan, LoanApplicantAnswered, LoanApplied, LoanProductSet,
                           LoanReviewed, LoanState, RepaymentParts, check_product, check_review, disbursement_command_id,
-                          loan_event_id, loan_of, parse_rate, payoff_quote, portfolio, product_event_id,
+                          loan_event_id, loan_of, parse_rate, payoff_quote, portfolio, prepayment_parts, product_event_id,
                           repayment_parts)
 from core.loans import LoanError, schedule
 from core.money import MoneyError, amounts_per_currency, format_amount, parse_amount
@@ -312,6 +312,12 @@ class OfferAnswer(_Body):
 
 class RepaymentBody(_Body):
     amount: DecimalString
+
+
+class PrepaymentBody(_Body):
+    amount: DecimalString = Field(description="principal to repay ahead of the schedule (less than all of it)")
+    effect: Literal["shorten_term", "lower_instalment"] = Field(
+        description="what the instalments left become: as many, lower; or as high, fewer")
 
 
 class Terms(BaseModel):
@@ -646,6 +652,23 @@ async def repay_loan(loan_id: str, body: RepaymentBody, request: Request, platfo
                       error.reason) from None
     return await submit(request, platform, view, body.model_dump(), key, wait,
                         lambda command_id: _repayment_command(platform, loan, parts, "manual", command_id),
+                        state.application.customer_id)
+
+
+@router.post("/v1/loans/{loan_id}/prepayments", status_code=202, responses=_RESPONSES, name="prepay_loan",
+             summary="Repay principal ahead of the schedule: the term shortens or the instalment lowers, as you choose")
+async def prepay_loan(loan_id: str, body: PrepaymentBody, request: Request, platform: PlatformDep, view: ViewDep,
+                      key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    state = _own(platform, loan_id)
+    loan = _loan(platform, state)
+    try:
+        parts = prepayment_parts(loan, _minor(body.amount, state.application.currency, "amount"))
+    except LoanError as error:
+        raise Problem(409 if error.reason in ("loan_not_active", "instalments_due", "instalment_partly_paid")
+                      else 422, "Prepayment refused", error.detail, error.reason) from None
+    return await submit(request, platform, view, body.model_dump(), key, wait,
+                        lambda command_id: _repayment_command(platform, loan, parts, f"prepay_{body.effect}",
+                                                              command_id),
                         state.application.customer_id)
 
 

@@ -167,7 +167,7 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "withdraw_loan_application": row(401, MINE, 403, 403, 403),
     "answer_loan_offer": row(401, (409, 404), 403, 403, 403),
     "decide_loan": reviewers(404),                                       # an unknown loan: authorized, then 404
-    "repay_loan": row(401, (409, 404), 403, 403, 403),
+    "repay_loan": row(401, (409, 404), 403, 403, 403), "prepay_loan": row(401, (409, 404), 403, 403, 403),
     "get_payoff_quote": row(401, (409, 404), 409, 409, 409),
     "pay_off_loan": row(401, (409, 404), 403, 403, 403),
     "loan_portfolio": row(401, 403, 200, 200, 200), "loan_portfolio_csv": row(401, 403, 200, 200, 200),
@@ -623,6 +623,8 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                        json={"decision": "approve"}),
         "repay_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/repayments",
                                       json={"amount": "1.00"}, params={"wait": "true"}),
+        "prepay_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/prepayments",
+                                       json={"amount": "1.00", "effect": "lower_instalment"}, params={"wait": "true"}),
         "get_payoff_quote": lambda: Request("GET", f"/v1/loans/{_shared_loan(w, whose)}/payoff-quote"),
         "pay_off_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/payoff",
                                         params={"wait": "true"}),

@@ -349,3 +349,46 @@ def test_products_rates_change_only_forward_and_retired_products_take_no_applica
             "purpose": "retired"}), 404, "unknown_loan_product")
 
     run(api_url, scenario)
+
+
+def test_a_prepayment_lowers_the_instalment_or_shortens_the_term_as_the_customer_chooses(api_url: str) -> None:
+    async def scenario(teller: Bank, customer: Bank, other: Bank, admin: Bank, analyst: Bank) -> None:
+        product = await create_product(admin, origination_fee_percent="0")
+        account = await customer.open()
+        applied = await apply(customer, product, account, "1200.00", 12)
+        await loan_until(analyst, applied["loan_id"], lambda loan: loan["status"] == "in_review")
+        await decide(analyst, applied["loan_id"], "approve")
+        loan = await loan_until(customer, applied["loan_id"], lambda loan: loan["status"] == "active")
+        first = loan["schedule"][0]
+        problem(await customer.post(f"/v1/loans/{applied['loan_id']}/prepayments",
+                                    {"amount": "1200.00", "effect": "shorten_term"}), 422, "more_than_owed")
+        await move_to_day(admin, date.fromisoformat(first["due_on"]))
+        loan = await loan_until(customer, applied["loan_id"], lambda loan: loan["schedule"][0]["status"] == "paid")
+        outstanding = Decimal(loan["outstanding_principal"])
+
+        # as many instalments, lower: the 11 left re-amortised on the balance (numpy-financial's pmt)
+        lower = await customer.post(f"/v1/loans/{applied['loan_id']}/prepayments",
+                                    {"amount": "300.00", "effect": "lower_instalment"})
+        assert lower.status_code == 200 and lower.json()["status"] == "accepted", lower.text
+        loan = await loan_until(customer, applied["loan_id"], lambda loan: len(loan["repayments"]) == 2)
+        balance_left = outstanding - Decimal("300.00")
+        payment = Decimal(str(round(float(-npf.pmt(0.01, 11, float(balance_left))), 2)))
+        assert len(loan["schedule"]) == 12 and Decimal(loan["schedule"][1]["total"]) == payment
+        assert Decimal(loan["schedule"][1]["total"]) < Decimal(first["total"])
+        assert Decimal(loan["outstanding_principal"]) == balance_left
+
+        # as high, fewer: the same instalment until the balance is repaid, the last one smaller
+        shorter = await customer.post(f"/v1/loans/{applied['loan_id']}/prepayments",
+                                      {"amount": "200.00", "effect": "shorten_term"})
+        assert shorter.status_code == 200 and shorter.json()["status"] == "accepted", shorter.text
+        loan = await loan_until(customer, applied["loan_id"], lambda loan: len(loan["repayments"]) == 3)
+        rest = loan["schedule"][1:]
+        assert len(rest) < 11 and all(Decimal(item["total"]) == payment for item in rest[:-1])
+        assert Decimal(rest[-1]["total"]) <= payment
+        assert sum(Decimal(item["principal"]) for item in loan["schedule"]) + Decimal("500.00") == Decimal("1200.00")
+        assert [r["kind"] for r in loan["repayments"]] == ["scheduled", "prepay_lower_instalment",
+                                                           "prepay_shorten_term"]
+        assert (await ledger_credits(admin, "loans", account)) == Decimal("1200.00") - Decimal(
+            loan["outstanding_principal"])
+
+    run(api_url, scenario)

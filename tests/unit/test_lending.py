@@ -14,7 +14,7 @@ from core.books import legs_of, unbalanced
 from core.credit import CreditHistory, CustomerFacts, assess
 from core.lending import (LoanApplicantAnswered, LoanApplied, LoanAssessed, LoanBook, LoanPostings, LoanProductSet,
                           LoanReviewed, check_product, check_review, collections_due, delinquency_bucket, loan_of,
-                          late_fees_due, payoff_quote, portfolio, repayment_parts)
+                          late_fees_due, payoff_quote, portfolio, prepayment_parts, repayment_parts)
 from core.ledger import AccountState, apply, decide
 from core.loans import LoanError
 
@@ -277,3 +277,23 @@ def test_the_score_reads_the_customers_history_and_the_bureau() -> None:
     assert "2 default(s) at the bureau" in weak.reasons and "1 loan(s) in arrears here" in weak.reasons
     unknown = assess(facts, 10_000, None, 0, 0)
     assert unknown.recommendation == "approve" and "no credit bureau file" in unknown.reasons
+
+
+def test_a_prepayment_comes_after_what_is_due_and_reschedules_what_is_left() -> None:
+    folded = book(ASSESSED, reviewed())
+    overdue = loan_of(folded.loans["L1"], folded, postings(disbursed()), date(2027, 2, 20))
+    with pytest.raises(LoanError) as refused:
+        prepayment_parts(overdue, 10_000)
+    assert refused.value.reason == "instalments_due"
+    loan = loan_of(folded.loans["L1"], folded, postings(disbursed()), DISBURSED + timedelta(days=3))
+    with pytest.raises(LoanError) as refused:
+        prepayment_parts(loan, 120_000)
+    assert refused.value.reason == "more_than_owed"
+    parts = prepayment_parts(loan, 60_000)
+    assert (parts.principal, parts.interest, parts.fees) == (60_000, 0, 0)
+    prepaid = replace(repaid("pp", 60_000, 60_000, 0, kind="prepay_lower_instalment", outstanding=60_000),
+                      paid_on=(DISBURSED + timedelta(days=3)).isoformat())
+    after = loan_of(folded.loans["L1"], folded, postings(disbursed(), prepaid), DISBURSED + timedelta(days=3))
+    assert len(after.instalments) == 12 and after.outstanding_principal == 60_000
+    assert sum(item.principal for item in after.instalments) == 60_000
+    assert after.instalments[0].total < loan.instalments[0].total

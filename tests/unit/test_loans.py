@@ -27,6 +27,7 @@ from core.loans import (
     daily_accrual,
     days_30_360,
     dues_of,
+    reschedule,
     schedule,
     with_late_fee,
 )
@@ -417,3 +418,35 @@ def test_the_readme_worked_example() -> None:
     assert (loan.fee_at_disbursement_minor, loan.total_interest_minor) == (3_000, 6_020)
     equal_principal = schedule(product(amortisation="equal_principal"), 300_000, 3, date(2026, 1, 31))
     assert [row.interest_minor for row in equal_principal.instalments] == [2_762, 2_038, 986]
+
+
+# --- rescheduling after a prepayment -----------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(balance=st.integers(1_000, 10_000_000), count=st.integers(1, 60), rate=st.integers(0, 3000))
+def test_a_lower_instalment_reamortises_the_balance_over_the_same_dates(balance: int, count: int, rate: int) -> None:
+    annual = Decimal(rate) / 100
+    start = date(2027, 1, 31)
+    dates = [add_months(start, n) for n in range(1, count + 1)]
+    new = reschedule(product(annual_rate_percent=annual), annual, balance, start, dates, 5, "lower_instalment", 0)
+    assert [item.number for item in new] == list(range(5, 5 + count)) and [i.due_on for i in new] == dates
+    assert sum(item.principal_minor for item in new) == balance and new[-1].outstanding_principal_minor == 0
+    expected = round(-npf.pmt(float(annual) / 1200, count, balance)) if annual else round(balance / count)
+    assert abs(new[0].total_minor - expected) <= 1     # numpy-financial in floats, ours exact
+
+
+@settings(max_examples=60, deadline=None)
+@given(balance=st.integers(10_000, 1_000_000), count=st.integers(2, 36), share=st.integers(2, 10))
+def test_a_shorter_term_keeps_the_instalment_until_the_balance_is_repaid(balance: int, count: int,
+                                                                          share: int) -> None:
+    start = date(2027, 3, 15)
+    dates = [add_months(start, n) for n in range(1, count + 1)]
+    calculation = product()
+    payment = reschedule(calculation, Decimal(12), balance * share, start, dates, 1, "lower_instalment", 0)[0]
+    new = reschedule(calculation, Decimal(12), balance, start, dates, 1, "shorten_term", payment.total_minor)
+    assert len(new) <= count and sum(item.principal_minor for item in new) == balance
+    assert all(item.total_minor == payment.total_minor for item in new[:-1])
+    assert new[-1].total_minor <= payment.total_minor or len(new) == count
+    with pytest.raises(LoanError):
+        reschedule(calculation, Decimal(12), balance, start, dates, 1, "skip", 0)  # type: ignore[arg-type]
