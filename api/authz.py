@@ -204,6 +204,14 @@ POLICIES: dict[str, Policy] = {
     "pay_off_loan": _allow("customer", command=True),
     "loan_portfolio": _allow(*STAFF),
     "loan_portfolio_csv": _allow(*STAFF),
+    # savings interest (api/routes/savings.py): admins keep the products; an account's customer (checked by the
+    # route: another's account is a 404) or staff at the counter enrol it; its interest is read like its balance
+    "list_savings_products": _allow(*EVERYONE),
+    "create_savings_product": _allow("admin"),
+    "change_savings_rate": _allow("admin"),
+    "enrol_savings": _allow("customer", "teller", "admin"),
+    "account_interest": _allow(*EVERYONE),
+    "close_of_business_status": _allow(*STAFF),
     # tellers' cash drawers (api/routes/drawers.py): a teller their own (checked by the route), admins any
     "get_drawer": _allow("teller", "admin"),
     "open_drawer": _allow("teller", "admin", command=True),

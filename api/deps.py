@@ -24,7 +24,7 @@ from api.problems import Problem
 from api.readmodels import Model, ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
-from api.loans import LoanDesk
+from api.loans import LoanDesk, SavingsDesk
 from api.standing_orders import StandingOrderBook
 from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions, reached
 from core.settings import Settings
@@ -65,6 +65,7 @@ class Platform:
     notifications: NotificationStore        # the inbox, preferences, failed deliveries (issue 19)
     notification_hub: NotificationHub       # wakes the SSE streams when the notifier writes an inbox row
     loans: LoanDesk                         # bank.loans folded: products, applications, decisions (issue 17)
+    savings: SavingsDesk                    # bank.interest folded: savings products, enrolments, accruals
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

@@ -30,8 +30,8 @@ from api.security import Keyring
 from api.sessions import AuthStore
 from api.routes import (admin, auth, balances, billers, books, catalog, clock, commands, credentials, customers, drawers, fx,
                         health, kyc, loans, notifications, operations, payees, payment_history, payments, profile,
-                        queries, standing_orders, users)
-from api.loans import LoanDesk
+                        queries, savings, standing_orders, users)
+from api.loans import loan_desk, savings_desk
 from api.standing_orders import StandingOrderBook
 from core.account_numbers import AccountNumbering
 from core.settings import Settings, get_settings
@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
                             payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka),
                             drawers=DrawerDesk(settings.kafka), notifications=NotificationStore(pg),
-                            notification_hub=NotificationHub(settings.pg), loans=LoanDesk(settings.kafka))
+                            notification_hub=NotificationHub(settings.pg), loans=loan_desk(settings.kafka),
+                            savings=savings_desk(settings.kafka))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
@@ -73,10 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await platform.standing_orders.start()
         await platform.drawers.start()
         await platform.loans.start()
+        await platform.savings.start()
         app.state.platform = platform
         try:
             yield
         finally:
+            await platform.savings.stop()
             await platform.loans.stop()
             await platform.drawers.stop()
             await platform.standing_orders.stop()
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profile.router)    # the caller's profile and contact details (issue 18)
     app.include_router(standing_orders.router)   # scheduled and recurring transfers (issue 16)
     app.include_router(loans.router)             # loan products, applications, decisions, repayments (issue 17)
+    app.include_router(savings.router)           # savings products and interest, the close of business (issue 17)
     app.include_router(drawers.router)    # tellers' cash drawers (issue 14)
     app.include_router(notifications.router)   # inbox, live stream, preferences, failed deliveries (issue 19)
     app.include_router(customers.router)  # staff-assisted onboarding and erasure (issue 18)

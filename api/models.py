@@ -260,7 +260,7 @@ class TransactionView(BaseModel):
     account_id: str
     sequence: int = Field(description="the account's version after this posting: orders its history")
     type: Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal", "payment_out",
-                  "payment_return", "payment_in", "loan_disbursement", "loan_repayment"]
+                  "payment_return", "payment_in", "loan_disbursement", "loan_repayment", "interest"]
     amount: str = Field(description="signed: negative when money left the account")
     currency: str
     balance_after: str

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli import bench, books, catalog, chaos, demo, messages, projections, replay, rules, tail, users
+from cli import bench, books, catalog, chaos, cob, demo, messages, projections, replay, rules, tail, users
 from cli.devstack import Stack, StackError, log_tail, prometheus_binary
 from cli.migrate import migrate_sync
 from cli.topics import TopicsReport, apply_topics_sync
@@ -27,6 +27,7 @@ app.add_typer(projections.app, name="projections")
 app.add_typer(rules.app, name="rules")
 app.add_typer(users.app, name="users")
 app.add_typer(books.app, name="books")
+app.add_typer(cob.app, name="cob")
 app.command("mail")(messages.mail)   # the dev mailbox (simulators/smtp.py)
 app.command("sms")(messages.sms)     # the SMS gateway simulator's log (simulators/sms.py)
 app.command("bench")(bench.bench)

@@ -48,6 +48,7 @@ The legs:
 | DrawerClosed, counted cash     | cash:vault             | cash:<staff id>        |
 | LoanDisbursed                  | loans (principal)      | customer (principal - fee), fee-income (fee) |
 | LoanRepaid                     | customer               | loans (principal), interest-income (interest), fee-income (fees) |
+| InterestCredited               | interest-expense       | customer               |
 
 Decisions, and why:
 - **Payments.** An outbound payment in flight sits in `clearing` (a credit balance: what the bank owes the rail
@@ -95,7 +96,7 @@ Constraint = Literal["never_negative", "overdraft", "none"]
 
 CASH, VAULT, CUSTOMER = "cash", "cash:vault", "customer"
 CLEARING, TRANSIT, SUSPENSE, SETTLEMENT = "clearing", "transit", "suspense", "settlement"
-LOANS, INTEREST_INCOME, FEE_INCOME = "loans", "interest-income", "fee-income"
+LOANS, INTEREST_INCOME, FEE_INCOME, INTEREST_EXPENSE = "loans", "interest-income", "fee-income", "interest-expense"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ CHART: dict[str, AccountKind] = {kind.kind: kind for kind in (
                 "none: to be cleared to zero"),
     AccountKind(LOANS, "loans to customers", "asset", "debit", "never_negative", "never negative"),
     AccountKind(INTEREST_INCOME, "interest earned", "income", "credit", "never_negative", "never negative"),
-    AccountKind("interest-expense", "interest paid", "expense", "debit", "never_negative", "never negative"),
+    AccountKind(INTEREST_EXPENSE, "interest paid", "expense", "debit", "never_negative", "never negative"),
     AccountKind(FEE_INCOME, "fees earned", "income", "credit", "never_negative", "never negative"),
     AccountKind("fx-position", "currency-exchange position", "asset", "debit", "none",
                 "none: long or short per currency"),
@@ -208,6 +209,8 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
         return _drawer_legs(event)
     if isinstance(event, (e.LoanDisbursed, e.LoanRepaid)):
         return _loan_legs(event, customer)
+    if isinstance(event, e.InterestCredited):
+        return _pair(INTEREST_EXPENSE, customer, event.amount, event.currency)
     return ()
 
 

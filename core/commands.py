@@ -237,6 +237,17 @@ class RepayLoan(Command):
     submitted_by: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditInterest(Command):
+    """A month's savings interest credited to the account (account_id), sent by the close-of-business job
+    (streams/close_of_business.py) once the month's last day is accrued. One per account and month: the command id
+    derives from them (core.savings.capitalisation_command_id)."""
+
+    amount: int
+    currency: str
+    period: str                              # YYYY-MM: the month whose accruals it credits
+
+
 CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
     OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount, Payment,
 )
@@ -246,12 +257,15 @@ STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit)
 RAIL_COMMANDS: tuple[type[Command], ...] = (RecordPaymentOutcome, ReceivePayment)
 # Written by the loan servicer and the API's loan routes, straight onto the ledger's command topic.
 LOAN_COMMANDS: tuple[type[Command], ...] = (DisburseLoan, RepayLoan)
+# Written by the close-of-business job, straight onto the ledger's command topic.
+INTEREST_COMMANDS: tuple[type[Command], ...] = (CreditInterest,)
 # The commands that move money, which the risk engine scores before the ledger sees them.
 MONEY_MOVEMENTS: tuple[type[Deposit], type[Withdraw], type[Transfer], type[Payment]] = (
     Deposit, Withdraw, Transfer, Payment)
 REVIEW_DECISIONS = ("approve", "reject")
 COMMAND_TYPES: dict[str, type[Command]] = {
     c.__name__: c for c in CUSTOMER_COMMANDS + SAGA_COMMANDS + STAFF_COMMANDS + RAIL_COMMANDS + LOAN_COMMANDS
+    + INTEREST_COMMANDS
 }
 
 

@@ -303,6 +303,16 @@ class LoanRepaid(Event):
     outstanding_principal: int               # of the loan, after this repayment
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterestCredited(Event):
+    """A month's savings interest credited to the account: the books debit `interest-expense`."""
+
+    amount: int
+    currency: str
+    balance_after: int
+    period: str                              # YYYY-MM
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     e.__name__: e
     for e in (
@@ -311,6 +321,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
         PaymentDebited, PaymentSent, PaymentSettled, PaymentReturned, PaymentReceived,
         DrawerOpened, DrawerCounted, DrawerClosed, LoanDisbursed, LoanRepaid,
+        InterestCredited,
     )
 }
 
@@ -324,6 +335,7 @@ DRAWER_EVENTS: tuple[type[Event], ...] = (DrawerOpened, DrawerCounted, DrawerClo
 POSTING_SIGN: dict[type[Event], int] = {
     FundsDeposited: +1, FundsWithdrawn: -1, TransferDebited: -1, TransferCredited: +1, TransferReversed: +1,
     PaymentDebited: -1, PaymentReturned: +1, PaymentReceived: +1, LoanDisbursed: +1, LoanRepaid: -1,
+    InterestCredited: +1,
 }
 
 

@@ -402,6 +402,16 @@ def _repay_loan(state: AccountState | None, cmd: c.RepayLoan, now: datetime) -> 
                          outstanding_principal=outstanding - cmd.principal)]
 
 
+def _credit_interest(state: AccountState | None, cmd: c.CreditInterest, now: datetime) -> list[e.Event]:
+    """Interest the bank owes: credited to a frozen account too (like a reversal); a closed one refuses it."""
+    acct = _require_account(state, cmd)
+    if cmd.currency != acct.currency:
+        raise Rejection("currency_mismatch", f"account {cmd.account_id} holds {acct.currency}, not {cmd.currency}")
+    _require_in_range(acct, acct.balance + cmd.amount)
+    return [e.InterestCredited(**_base(state, cmd, now, e.InterestCredited, acct.sequence + 1), amount=cmd.amount,
+                               currency=cmd.currency, balance_after=acct.balance + cmd.amount, period=cmd.period)]
+
+
 def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) -> list[e.Event]:
     try:
         acct = _require_movable(state, cmd, cmd.currency)
@@ -541,7 +551,7 @@ _DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], 
     c.CreditTransfer: _credit, c.ReverseTransfer: _reverse, c.CompleteTransfer: _complete, c.FreezeAccount: _freeze,
     c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review, c.SetOverdraftLimit: _set_overdraft,
     c.Payment: _payment, c.RecordPaymentOutcome: _payment_outcome, c.ReceivePayment: _receive,
-    c.DisburseLoan: _disburse_loan, c.RepayLoan: _repay_loan,
+    c.DisburseLoan: _disburse_loan, c.RepayLoan: _repay_loan, c.CreditInterest: _credit_interest,
 }
 
 # ---------------------------------------------------------------- apply

@@ -29,10 +29,10 @@ def consumer_group(projection: str) -> str:
 # ---------------------------------------------------------------- postings
 
 PostingType = Literal["deposit", "withdrawal", "transfer_out", "transfer_in", "transfer_reversal", "payment_out",
-                      "payment_return", "payment_in", "loan_disbursement", "loan_repayment"]
+                      "payment_return", "payment_in", "loan_disbursement", "loan_repayment", "interest"]
 POSTING_TYPES: tuple[PostingType, ...] = ("deposit", "withdrawal", "transfer_out", "transfer_in",
                                           "transfer_reversal", "payment_out", "payment_return", "payment_in",
-                                          "loan_disbursement", "loan_repayment")
+                                          "loan_disbursement", "loan_repayment", "interest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,8 @@ def posting_for(event: e.Event) -> Posting | None:
         case e.LoanRepaid():
             kind, counterparty, reference, transfer = "loan_repayment", None, f"loan repayment ({event.kind})", \
                 event.loan_id
+        case e.InterestCredited():
+            kind, counterparty, reference, transfer = "interest", None, f"interest {event.period}", None
         case _:
             return None
     # Money between accounts of the bank always moves by transfer; deposits and withdrawals say how.

@@ -24,6 +24,7 @@ PAYMENTS_OUTBOUND = "bank.payments.outbound"
 PAYMENTS_OUTBOUND_DLQ = "bank.payments.outbound.dlq"
 STANDING_ORDERS = "bank.standing-orders"
 LOANS = "bank.loans"
+INTEREST = "bank.interest"
 
 
 @dataclass(frozen=True)

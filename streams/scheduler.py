@@ -1,5 +1,6 @@
 """The standing-order scheduler: `python -m streams.scheduler` (started by `bank up` and the test stack). The loan
-servicer (streams/loan_servicing.py) runs in the same process, on the same ticks and ledger follower.
+servicer (streams/loan_servicing.py) and the close-of-business job (streams/close_of_business.py) run in the same
+process, on the same ticks and ledger follower.
 
 It folds bank.standing-orders from the beginning (core/standing_orders.py `Orders`), follows bank.ledger.events for
 the outcomes of the transfers it submitted, reads business time from the one clock (infra/clock.py, bank.clock),
@@ -36,6 +37,7 @@ from infra.logs import configure_logging
 from infra.producer import create_producer
 from infra.topics import record_types
 from schemas.codec import get_codec
+from streams.close_of_business import CloseOfBusiness
 from streams.loan_servicing import LoanServicer
 
 log = logging.getLogger(__name__)
@@ -58,13 +60,15 @@ class Scheduler:
         self._event_types = record_types(LEDGER_EVENTS)
         self._orders = TopicFollower(settings.kafka, STANDING_ORDERS, self._take_orders)
         self._ledger = TopicFollower(settings.kafka, LEDGER_EVENTS, self._take_events)
-        self.loans = LoanServicer(settings, self.producer)   # the other job of business time
+        self.loans = LoanServicer(settings, self.producer)   # the other jobs of business time
+        self.close_of_business = CloseOfBusiness(settings, self.producer)
 
     async def start(self) -> None:
         await self.time.start()
         await self.producer.start()
         await self._orders.start()
         await self.loans.start()
+        await self.close_of_business.start()
         await self._ledger.start()
         await asyncio.wait_for(self._orders.caught_up.wait(), 120)
         await asyncio.wait_for(self._ledger.caught_up.wait(), 300)
@@ -73,6 +77,7 @@ class Scheduler:
         for follower in (self._orders, self._ledger):
             await follower.stop()
         await self.loans.stop()
+        await self.close_of_business.stop()
         await self.producer.stop()
         await self.time.stop()
 
@@ -92,6 +97,7 @@ class Scheduler:
             except ValueError:
                 continue   # not ours to judge: the ledger's readers report such records
             self.loans.take_event(event)
+            self.close_of_business.take_event(event)
             if isinstance(event, TransferDebited):
                 self.answers.setdefault(event.command_id, ("debited", None))
             elif isinstance(event, CommandRejected):
@@ -120,6 +126,8 @@ class Scheduler:
                 await self._record(action)
         if self.loans.caught_up:
             await self.loans.tick(now)
+        if self.close_of_business.caught_up:
+            await self.close_of_business.tick(now)
 
     async def _send(self, action: Submit) -> None:
         command = action.command

@@ -32,6 +32,7 @@ from api.csv_export import csv_line, csv_response
 from api.deps import Platform, PlatformDep, ViewDep
 from api.models import Currency, DecimalString, Identifier
 from api.problems import PROBLEM_JSON, Problem
+from api.record_desk import ready
 from api.routes.auth import caller
 from api.routes.commands import IdempotencyKey, Wait, _envelope, submit
 from core import commands as c
@@ -154,18 +155,16 @@ def _product_view(record: LoanProductSet, today: date) -> LoanProductView:
 
 
 def _ready(platform: Platform) -> None:
-    desk = platform.loans
-    if desk.failure is not None or not desk.caught_up.is_set():
-        problem = Problem(503, "Starting up", "the API is still reading the loans; retry in a moment", "not_ready")
-        problem.headers = {"Retry-After": "1"}
-        raise problem
+    ready(platform.loans, "loans")
 
 
-def _today(platform: Platform) -> date:
+def business_date(platform: Platform) -> date:
+    """Today in the bank's time zone, by business time: what schedules, due dates and accruals count by."""
     return local_date(platform.time.now(), platform.settings.customer_time_zone)
 
 
-def _minor(text: str, currency: str, field: str) -> int:
+def minor_units(text: str, currency: str, field: str) -> int:
+    """A decimal string of the request as minor units, or 422 naming the field."""
     try:
         return parse_amount(text, currency, allow_zero=True)
     except MoneyError as error:
@@ -189,7 +188,7 @@ def unknown_product(product_id: str) -> Problem:
 async def list_loan_products(platform: PlatformDep, all: Annotated[bool, Query(  # noqa: A002
         description="staff: retired products too")] = False) -> LoanProductList:
     _ready(platform)
-    today, staff = _today(platform), caller().staff
+    today, staff = business_date(platform), caller().staff
     products = [versions[-1] for versions in platform.loans.book.products.values()]
     return LoanProductList(products=[_product_view(p, today) for p in sorted(products, key=lambda p: p.name)
                                      if p.status == "active" or (all and staff)])
@@ -200,7 +199,7 @@ async def list_loan_products(platform: PlatformDep, all: Annotated[bool, Query( 
 async def create_loan_product(body: LoanProductBody, platform: PlatformDep, idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", max_length=200)] = None) -> LoanProductView:
     _ready(platform)
-    principal, today = caller(), _today(platform)
+    principal, today = caller(), business_date(platform)
     product_id = derive_id("loan-product", principal.user_id, idempotency_key) if idempotency_key else \
         str(uuid.uuid4())
     if (existing := platform.loans.book.product(product_id)) is not None:
@@ -212,14 +211,14 @@ async def create_loan_product(body: LoanProductBody, platform: PlatformDep, idem
     record = _checked(LoanProductSet(
         event_id=product_event_id(product_id, 1), product_id=product_id, version=1, change="created",
         status="active", name=body.name.strip(), currency=body.currency,
-        principal_min=_minor(body.principal_min, body.currency, "principal_min"),
-        principal_max=_minor(body.principal_max, body.currency, "principal_max"), term_min=body.term_min,
+        principal_min=minor_units(body.principal_min, body.currency, "principal_min"),
+        principal_max=minor_units(body.principal_max, body.currency, "principal_max"), term_min=body.term_min,
         term_max=body.term_max, rates=[{"effective_on": effective.isoformat(),
                                         "annual_rate_percent": body.annual_rate_percent}],
         amortisation=body.amortisation, frequency=body.frequency, day_count=body.day_count,
-        grace_on_principal=body.grace_on_principal, late_fee_flat=_minor(body.late_fee, body.currency, "late_fee"),
+        grace_on_principal=body.grace_on_principal, late_fee_flat=minor_units(body.late_fee, body.currency, "late_fee"),
         late_fee_percent=body.late_fee_percent,
-        origination_fee_flat=_minor(body.origination_fee, body.currency, "origination_fee"),
+        origination_fee_flat=minor_units(body.origination_fee, body.currency, "origination_fee"),
         origination_fee_percent=body.origination_fee_percent, origination_fee_on=body.origination_fee_on,
         set_by=principal.user_id, set_at=platform.time.now()))
     await _publish_product(platform, record)
@@ -251,14 +250,14 @@ async def update_loan_product(product_id: str, body: LoanProductChange, platform
         for name in ("principal_min", "principal_max", "late_fee", "origination_fee"):
             if (value := getattr(body, name)) is not None:
                 column = {"late_fee": "late_fee_flat", "origination_fee": "origination_fee_flat"}.get(name, name)
-                changes[column] = _minor(value, current.currency, name)
+                changes[column] = minor_units(value, current.currency, name)
         for name in ("name", "term_min", "term_max", "late_fee_percent", "origination_fee_percent", "status"):
             if (value := getattr(body, name)) is not None:
                 changes[name] = value
         change = "retired" if changes.get("status") == "retired" and current.status != "retired" else "edited"
         record = _next_version(current, change, platform, **changes)
         await _publish_product(platform, record)
-    return _product_view(record, _today(platform))
+    return _product_view(record, business_date(platform))
 
 
 @router.post("/v1/admin/loan-products/{product_id}/rates", response_model=LoanProductView, responses=_RESPONSES,
@@ -266,7 +265,7 @@ async def update_loan_product(product_id: str, body: LoanProductChange, platform
 async def change_loan_rate(product_id: str, body: RateChangeBody, platform: PlatformDep) -> LoanProductView:
     async with platform.loans.lock:
         current = _current_product(platform, product_id)
-        today = _today(platform)
+        today = business_date(platform)
         try:
             rates = current.rate_schedule.changed(body.effective_on, parse_rate(body.annual_rate_percent), today)
         except LoanError as error:
@@ -427,7 +426,7 @@ def unknown_loan(loan_id: str) -> Problem:
 def _loan(platform: Platform, state: LoanState) -> Loan:
     refused = disbursement_command_id(state.loan_id)
     outcome = platform.view.outcomes.get(refused)
-    return loan_of(state, platform.loans.book, platform.view.loan_postings, _today(platform),
+    return loan_of(state, platform.loans.book, platform.view.loan_postings, business_date(platform),
                    outcome is not None and outcome.status == "rejected")
 
 
@@ -446,7 +445,7 @@ def _instalment(platform: Platform, state: LoanState, terms: LoanReviewed) -> in
         return 0
     rate = Decimal(terms.annual_rate_percent)
     try:
-        plan = schedule(product.product(rate), terms.amount, terms.term, _today(platform), annual_rate_percent=rate)
+        plan = schedule(product.product(rate), terms.amount, terms.term, business_date(platform), annual_rate_percent=rate)
     except LoanError:
         return 0
     return plan.instalments[0].total_minor
@@ -520,8 +519,8 @@ async def apply_for_loan(body: LoanApplication, platform: PlatformDep, view: Vie
     if account.currency != product.currency:
         raise Problem(422, "Currency mismatch", f"the product lends {product.currency}; account {account.account_id} "
                       f"holds {account.currency}", "currency_mismatch")
-    amount = _minor(body.amount, product.currency, "amount")
-    today = _today(platform)
+    amount = minor_units(body.amount, product.currency, "amount")
+    today = business_date(platform)
     try:
         rate = product.rate_schedule.rate_on(today)
         schedule(product.product(rate), amount, body.term, today, annual_rate_percent=rate)   # in range, computes
@@ -598,13 +597,13 @@ async def decide_loan(loan_id: str, body: Decision, platform: PlatformDep) -> Lo
         product = platform.loans.book.product(application.product_id, application.product_version)
         assert product is not None, "an application names a product on the log"
         current = state.terms
-        amount = _minor(body.amount, application.currency, "amount") if body.amount is not None else \
+        amount = minor_units(body.amount, application.currency, "amount") if body.amount is not None else \
             current.amount if current else application.amount
         term = body.term or (current.term if current else application.term)
         rate = body.annual_rate_percent or (current.annual_rate_percent if current else
-                                            str(product.rate_schedule.rate_on(_today(platform))))
+                                            str(product.rate_schedule.rate_on(business_date(platform))))
         try:
-            schedule(product.product(parse_rate(rate)), amount, term, _today(platform),
+            schedule(product.product(parse_rate(rate)), amount, term, business_date(platform),
                      annual_rate_percent=parse_rate(rate))
         except LoanError as error:
             raise Problem(422, "Terms outside the product", error.detail, error.reason) from None
@@ -644,7 +643,7 @@ async def repay_loan(loan_id: str, body: RepaymentBody, request: Request, platfo
                      key: IdempotencyKey = None, wait: Wait = False) -> Any:
     state = _own(platform, loan_id)
     loan = _loan(platform, state)
-    amount = _minor(body.amount, state.application.currency, "amount")
+    amount = minor_units(body.amount, state.application.currency, "amount")
     try:
         parts = repayment_parts(loan, amount)
     except LoanError as error:
@@ -662,7 +661,7 @@ async def prepay_loan(loan_id: str, body: PrepaymentBody, request: Request, plat
     state = _own(platform, loan_id)
     loan = _loan(platform, state)
     try:
-        parts = prepayment_parts(loan, _minor(body.amount, state.application.currency, "amount"))
+        parts = prepayment_parts(loan, minor_units(body.amount, state.application.currency, "amount"))
     except LoanError as error:
         raise Problem(409 if error.reason in ("loan_not_active", "instalments_due", "instalment_partly_paid")
                       else 422, "Prepayment refused", error.detail, error.reason) from None
@@ -738,7 +737,7 @@ def _portfolio(platform: Platform) -> Portfolio:
     rows = portfolio(loans, platform.loans.book)
     late = sorted((loan for loan in loans if loan.status == "active" and loan.days_past_due > 0),
                   key=lambda loan: -loan.days_past_due)
-    return Portfolio(business_date=_today(platform), products=[ProductPortfolioView(
+    return Portfolio(business_date=business_date(platform), products=[ProductPortfolioView(
         product_id=row.product_id, name=row.name, currency=row.currency, loans=row.loans,
         outstanding_principal=format_amount(row.outstanding_principal, row.currency),
         arrears=format_amount(row.arrears, row.currency), par30=str(row.par(row.at_risk_30)),

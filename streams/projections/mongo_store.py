@@ -57,7 +57,8 @@ _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw":
              "CloseAccount": "Closing", "SetOverdraftLimit": "Overdraft limit change", "CreditTransfer": "Incoming transfer",
              "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
              "ReviewCase": "Case review", "Payment": "Payment", "RecordPaymentOutcome": "Payment report",
-             "ReceivePayment": "Incoming payment", "DisburseLoan": "Loan disbursement", "RepayLoan": "Loan repayment"}
+             "ReceivePayment": "Incoming payment", "DisburseLoan": "Loan disbursement", "RepayLoan": "Loan repayment",
+             "CreditInterest": "Interest credit"}
 _INDEXES: dict[Kind, list[list[str]]] = {
     "audit": [["account_id", "occurred_at", "_id"], ["customer_id", "occurred_at", "_id"],
               ["type", "occurred_at", "_id"], ["occurred_at", "_id"]],
@@ -369,6 +370,8 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"Loan paid out: {money(event.amount)}{fee}"
         case e.LoanRepaid():
             return f"Loan repayment of {money(event.amount)}"
+        case e.InterestCredited():
+            return f"Interest of {money(event.amount)} for {event.period}"
         case _:
             return type(event).__name__
 

@@ -171,6 +171,11 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "get_payoff_quote": row(401, (409, 404), 409, 409, 409),
     "pay_off_loan": row(401, (409, 404), 403, 403, 403),
     "loan_portfolio": row(401, 403, 200, 200, 200), "loan_portfolio_csv": row(401, 403, 200, 200, 200),
+    # savings interest: admins keep the products; an account's customer or staff at the counter enrol it
+    "list_savings_products": signed_in(200), "create_savings_product": admins(201),
+    "change_savings_rate": admins(404),                                  # an unknown product: authorized, then 404
+    "enrol_savings": row(401, (201, 404), 201, 403, 201), "account_interest": row(401, MINE, 200, 200, 200),
+    "close_of_business_status": row(401, 403, 200, 200, 200),
 }
 
 
@@ -217,6 +222,24 @@ class World:
     orders: dict[str, str] = field(default_factory=dict)   # own -> one of A's standing orders, other -> one of B's
     loans: dict[str, str] = field(default_factory=dict)    # own -> one of A's loan applications, other -> B's
     loan_product: str = ""
+    savings_product: str = ""
+    enrolled: set[str] = field(default_factory=set)
+
+    def saver(self) -> str:
+        """The matrix's savings product (made once, by the admin)."""
+        if not self.savings_product:
+            response = self.clients["admin"].post("/v1/admin/savings-products", json=_SAVINGS_PRODUCT)
+            assert response.status_code == 201, response.text
+            self.savings_product = str(response.json()["product_id"])
+        return self.savings_product
+
+    def savings(self, account: str) -> str:
+        """The account, enrolled in the matrix's savings product."""
+        if account not in self.enrolled:
+            response = self.clients["admin"].post(f"/v1/accounts/{account}/savings", json={"product_id": self.saver()})
+            assert response.status_code == 201, response.text
+            self.enrolled.add(account)
+        return account
 
     def product(self) -> str:
         """A loan product the matrix's customers apply for (made once, by the admin)."""
@@ -420,6 +443,9 @@ def _shared_order(w: World, whose: str) -> str:
 
 _LOAN_PRODUCT = {"name": "Matrix loan", "currency": "EUR", "principal_min": "500.00", "principal_max": "5000.00",
                  "term_min": 6, "term_max": 24, "annual_rate_percent": "9"}
+
+
+_SAVINGS_PRODUCT = {"name": "Matrix saver", "currency": "EUR", "annual_rate_percent": "1.5"}
 
 
 def _shared_loan(w: World, whose: str) -> str:
@@ -628,6 +654,15 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "get_payoff_quote": lambda: Request("GET", f"/v1/loans/{_shared_loan(w, whose)}/payoff-quote"),
         "pay_off_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/payoff",
                                         params={"wait": "true"}),
+        "list_savings_products": lambda: Request("GET", "/v1/savings-products"),
+        "create_savings_product": lambda: Request("POST", "/v1/admin/savings-products", json=_SAVINGS_PRODUCT),
+        "change_savings_rate": lambda: Request(
+            "POST", f"/v1/admin/savings-products/no-such-{uuid.uuid4().hex[:8]}/rates",
+            json={"annual_rate_percent": "2", "effective_on": _far_ahead()}),
+        "enrol_savings": lambda: Request("POST", f"/v1/accounts/{acct}/savings",
+                                         json={"product_id": w.saver()}),
+        "account_interest": lambda: Request("GET", f"/v1/accounts/{w.savings(acct)}/interest", params=fresh),
+        "close_of_business_status": lambda: Request("GET", "/v1/admin/cob"),
         "loan_portfolio": lambda: Request("GET", "/v1/admin/loans/portfolio"),
         "loan_portfolio_csv": lambda: Request("GET", "/v1/admin/loans/portfolio.csv"),
     }
