@@ -1,7 +1,8 @@
 """Charts drawn on the server as SVG: no chart script in the browser, nothing computed there.
 
-The balances come from the API as decimal strings; they are read as Decimals only to place points on the
-canvas (coordinates, not money). Labels show the API's strings as they are.
+A balance over time (an account's page) and bars of amounts (the loan portfolio). The amounts come from the API
+as decimal strings; they are read as Decimals only to place points on the canvas (coordinates, not money). Labels
+show the API's strings as they are.
 """
 
 from __future__ import annotations
@@ -76,5 +77,41 @@ def balance_chart(points: list[Point], currency: str, title: str = "Balance over
   <path class="line" d="{line}"/>
   <text x="{LEFT}" y="{HEIGHT - 8}">{escape(when(points[0].at, False))}</text>
   <text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" text-anchor="end">{escape(when(points[-1].at, False))}</text>
+</svg>"""
+    return Markup(svg)
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    amount: str      # the API's decimal string
+
+
+BAR_ROW, BAR_LABEL_W, BAR_AMOUNT_W, LABEL_CHARS = 30, 220, 140, 30
+
+
+def bar_chart(bars: list[Bar], currency: str, title: str, chart_id: str = "bars") -> Markup:
+    """Horizontal bars of amounts in one currency, one per label, each amount written beside its bar (a negative
+    amount draws no bar). `chart_id` keeps the title's and description's ids unique on a page of several charts."""
+    if not bars:
+        return Markup("")
+    values = [max(Decimal(bar.amount), Decimal(0)) for bar in bars]
+    high = max(values) or Decimal(1)
+    inner_w = WIDTH - BAR_LABEL_W - BAR_AMOUNT_W - RIGHT
+    height = TOP + BAR_ROW * len(bars)
+    rows = []
+    for index, (bar, value) in enumerate(zip(bars, values, strict=True)):
+        y = TOP + index * BAR_ROW
+        width = float(value / high) * inner_w
+        label = bar.label if len(bar.label) <= LABEL_CHARS else bar.label[:LABEL_CHARS - 1] + "…"
+        rows.append(f'  <text x="{LEFT}" y="{y + 15}">{escape(label)}</text>\n'
+                    f'  <rect class="bar" x="{BAR_LABEL_W}" y="{y + 4}" width="{width:.1f}" height="{BAR_ROW - 10}"/>\n'
+                    f'  <text x="{BAR_LABEL_W + width + 6:.1f}" y="{y + 15}">{escape(money(bar.amount, currency))}</text>')
+    description = "; ".join(f"{bar.label}: {money(bar.amount, currency)}" for bar in bars) + "."
+    svg = f"""<svg class="chart chart--bars" viewBox="0 0 {WIDTH} {height}" role="img"
+     aria-labelledby="{chart_id}-title {chart_id}-desc" xmlns="http://www.w3.org/2000/svg">
+  <title id="{chart_id}-title">{escape(title)}</title>
+  <desc id="{chart_id}-desc">{escape(description)}</desc>
+{chr(10).join(rows)}
 </svg>"""
     return Markup(svg)

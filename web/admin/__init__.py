@@ -16,14 +16,15 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - billers.py: the billers directory customers pay bills to
 - alerts.py: staff alerts (their own notifications, live)
 - kyc.py: identity verification: the queue, a case with its documents, verify, reject, ask for more
+- loans.py: loan applications (the queue, the assessment, decisions), products and rates, the portfolio
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.admin import alerts, audit, billers, customers, kyc, feed, money, overview, people, reports, risk
+from web.admin import alerts, audit, billers, customers, feed, kyc, loans, money, overview, people, reports, risk
 
 router = APIRouter()
-for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc, alerts):
+for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc, loans, alerts):
     router.include_router(part.router)

@@ -32,6 +32,7 @@ SECTIONS = (
     Section("/admin/users", "Users", REVIEWERS),
     Section("/admin/audit", "Audit", REVIEWERS),
     Section("/admin/kyc", "KYC", REVIEWERS),
+    Section("/admin/loans", "Loans", STAFF),
     Section("/admin/reports", "Reports", REVIEWERS),
     Section("/admin/sign-ins", "Sign-ins", REVIEWERS),
     Section("/admin/books", "Books", STAFF),
