@@ -39,6 +39,9 @@ class OpenAccount(Command):
     # The national account number the API allocated (core/account_numbers.py); None on commands written before
     # numbering existed, or by a producer other than the API.
     account_number: str | None = None
+    # KYC tiers (core/kyc.py): the most an unverified customer's account may be credited in all, set by the API
+    # from the customer's status; None: no limit. The ledger refuses credits past it.
+    receive_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +156,17 @@ class SetOverdraftLimit(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetReceiveLimit(Command):
+    """The API sets an account's KYC receive limit when its customer's verification changes (None: verified, no
+    limit). It travels the customers' path (the risk agent, keyed by customer), so it keeps its place among the
+    customer's commands."""
+
+    receive_limit: int | None
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Payment(Command):
     """An outbound credit transfer to another bank's account (issue 14 point 6), keyed by the debtor account.
 
@@ -252,7 +266,7 @@ CUSTOMER_COMMANDS: tuple[type[Command], ...] = (
     OpenAccount, Deposit, Withdraw, Transfer, FreezeAccount, UnfreezeAccount, CloseAccount, Payment,
 )
 SAGA_COMMANDS: tuple[type[Command], ...] = (CreditTransfer, ReverseTransfer, CompleteTransfer)
-STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit)
+STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit, SetReceiveLimit)
 # Written by the payment gateway and the API's rail endpoints, straight onto the ledger's command topic.
 RAIL_COMMANDS: tuple[type[Command], ...] = (RecordPaymentOutcome, ReceivePayment)
 # Written by the loan servicer and the API's loan routes, straight onto the ledger's command topic.

@@ -29,6 +29,7 @@ class AccountOpened(Event):
     # As the OpenAccount command carried it; None for accounts opened before numbering existed (they are shown
     # with core.account_numbers.AccountNumbering.legacy_number).
     account_number: str | None = None
+    receive_limit: int | None = None     # KYC: the most it may be credited in all; None: no limit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -273,6 +274,15 @@ class DrawerClosed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiveLimitSet(Event):
+    """An account's KYC receive limit changed (None: no limit, its customer is verified)."""
+
+    receive_limit: int | None
+    currency: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoanDisbursed(Event):
     """A loan paid out: the account credited with `amount` (= principal - fee); the books take the principal into
     `loans` and the fee into `fee-income`."""
@@ -321,7 +331,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
         PaymentDebited, PaymentSent, PaymentSettled, PaymentReturned, PaymentReceived,
         DrawerOpened, DrawerCounted, DrawerClosed, LoanDisbursed, LoanRepaid,
-        InterestCredited,
+        InterestCredited, ReceiveLimitSet,
     )
 }
 

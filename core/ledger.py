@@ -41,6 +41,10 @@ class AccountState:
     # bank's `loans` receivable lives on the customer's partition: the ledger refuses a repayment of more principal
     # than is outstanding, and a second disbursement of one loan.
     loans: dict[str, int] = field(default_factory=dict)
+    # KYC tiers: the most the account may be credited in all while its customer is unverified (None: no limit),
+    # and what it has been credited so far (deposits, transfers and payments in).
+    receive_limit: int | None = None
+    received: int = 0
 
     @property
     def held_debits(self) -> int:
@@ -206,6 +210,10 @@ def _validate_payload(cmd: c.Command) -> None:
             not 0 <= cmd.overdraft_limit <= MAX_BALANCE_MINOR_UNITS:
         raise Rejection("invalid_overdraft_limit", "overdraft limit must be between 0 and the balance limit "
                                                    f"({MAX_BALANCE_MINOR_UNITS} minor units)")
+    receive_limit = getattr(cmd, "receive_limit", None)
+    if receive_limit is not None and not 0 <= receive_limit <= MAX_BALANCE_MINOR_UNITS:
+        raise Rejection("invalid_receive_limit", "a receive limit is between 0 and the balance limit "
+                                                 f"({MAX_BALANCE_MINOR_UNITS} minor units), or none")
     if isinstance(cmd, c.OpenAccount) and cmd.account_number is not None and \
             not _ACCOUNT_NUMBER.fullmatch(cmd.account_number):
         raise Rejection("invalid_account_number", "an account number is 4 to 30 ASCII digits or capital letters")
@@ -299,11 +307,20 @@ def _open(state: AccountState | None, cmd: c.OpenAccount, now: datetime) -> list
         raise Rejection("duplicate", f"account {cmd.account_id} already exists")
     return [e.AccountOpened(**_base(state, cmd, now, e.AccountOpened, 1), customer_id=cmd.customer_id,
                             currency=cmd.currency, overdraft_limit=cmd.overdraft_limit,
-                            account_number=cmd.account_number)]
+                            account_number=cmd.account_number, receive_limit=cmd.receive_limit)]
+
+
+def _require_receivable(acct: AccountState, amount: int) -> None:
+    """KYC tiers: an unverified customer's account takes at most its receive limit in all (core/kyc.py)."""
+    if acct.receive_limit is not None and acct.received + amount > acct.receive_limit:
+        left = format_amount(max(0, acct.receive_limit - acct.received), acct.currency)
+        raise Rejection("kyc_limit", f"an account of a customer whose identity is not verified takes at most "
+                        f"{format_amount(acct.receive_limit, acct.currency)} {acct.currency} in all; {left} is left")
 
 
 def _deposit(state: AccountState | None, cmd: c.Deposit, now: datetime) -> list[e.Event]:
     acct = _require_movable(state, cmd, cmd.currency)
+    _require_receivable(acct, cmd.amount)
     _require_in_range(acct, acct.balance + cmd.amount)
     return [e.FundsDeposited(**_base(state, cmd, now, e.FundsDeposited, acct.sequence + 1), amount=cmd.amount,
                              currency=cmd.currency, balance_after=acct.balance + cmd.amount,
@@ -365,6 +382,7 @@ def _payment_outcome(state: AccountState | None, cmd: c.RecordPaymentOutcome, no
 def _receive(state: AccountState | None, cmd: c.ReceivePayment, now: datetime) -> list[e.Event]:
     """An inbound credit: refused (and returned to the sender by the rail endpoint) like a transfer's credit."""
     acct = _require_movable(state, cmd, cmd.currency)
+    _require_receivable(acct, cmd.amount)
     _require_in_range(acct, acct.balance + cmd.amount)
     return [e.PaymentReceived(**_base(state, cmd, now, e.PaymentReceived, acct.sequence + 1),
                               payment_id=cmd.payment_id, amount=cmd.amount, currency=cmd.currency,
@@ -415,6 +433,7 @@ def _credit_interest(state: AccountState | None, cmd: c.CreditInterest, now: dat
 def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) -> list[e.Event]:
     try:
         acct = _require_movable(state, cmd, cmd.currency)
+        _require_receivable(acct, cmd.amount)
         _require_in_range(acct, acct.balance + cmd.amount)
     except Rejection as r:
         # The source was already debited: record the refusal so the saga compensates it.
@@ -491,6 +510,14 @@ def _set_overdraft(state: AccountState | None, cmd: c.SetOverdraftLimit, now: da
                                 currency=cmd.currency, reason=cmd.reason)]
 
 
+def _set_receive_limit(state: AccountState | None, cmd: c.SetReceiveLimit, now: datetime) -> list[e.Event]:
+    acct = _require_account(state, cmd)
+    if cmd.currency != acct.currency:
+        raise Rejection("currency_mismatch", f"account {cmd.account_id} holds {acct.currency}, not {cmd.currency}")
+    return [e.ReceiveLimitSet(**_base(state, cmd, now, e.ReceiveLimitSet, acct.sequence + 1),
+                              receive_limit=cmd.receive_limit, currency=cmd.currency, reason=cmd.reason)]
+
+
 def _review(state: AccountState | None, cmd: c.ReviewCase, now: datetime) -> list[e.Event]:
     """Record the decision; for a hold, post the movement (approve) or close it as rejected (reject).
 
@@ -552,9 +579,13 @@ _DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], 
     c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review, c.SetOverdraftLimit: _set_overdraft,
     c.Payment: _payment, c.RecordPaymentOutcome: _payment_outcome, c.ReceivePayment: _receive,
     c.DisburseLoan: _disburse_loan, c.RepayLoan: _repay_loan, c.CreditInterest: _credit_interest,
+    c.SetReceiveLimit: _set_receive_limit,
 }
 
 # ---------------------------------------------------------------- apply
+
+# What counts against a KYC receive limit: money from outside the account, not its own coming back.
+_RECEIVED = (e.FundsDeposited, e.TransferCredited, e.PaymentReceived)
 
 
 def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
@@ -563,7 +594,8 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         if state is not None:
             return state
         return AccountState(account_id=event.account_id, customer_id=event.customer_id, currency=event.currency,
-                            overdraft_limit=event.overdraft_limit, sequence=event.sequence)
+                            overdraft_limit=event.overdraft_limit, sequence=event.sequence,
+                            receive_limit=event.receive_limit)
     if state is None or event.sequence <= state.sequence or isinstance(event, e.NON_STATE_EVENTS):
         return state
     if event.sequence != state.sequence + 1:
@@ -571,6 +603,8 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
     changes: dict[str, Any] = {"sequence": event.sequence}
     if type(event) in e.POSTING_SIGN:
         changes["balance"] = event.balance_after  # type: ignore[attr-defined]
+    if isinstance(event, _RECEIVED):
+        changes["received"] = state.received + event.amount
     if isinstance(event, e.TransferDebited):
         changes["transfers_out_in_flight"] = state.transfers_out_in_flight + 1
     elif isinstance(event, (e.TransferReversed, e.TransferCompleted)):
@@ -583,6 +617,8 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         changes["status"] = "closed"
     elif isinstance(event, e.OverdraftLimitSet):
         changes["overdraft_limit"] = event.overdraft_limit
+    elif isinstance(event, e.ReceiveLimitSet):
+        changes["receive_limit"] = event.receive_limit
     elif isinstance(event, e.PaymentDebited):
         changes["payments_in_flight"] = {**state.payments_in_flight, event.payment_id: event.amount}
     elif isinstance(event, (e.PaymentSettled, e.PaymentReturned)):

@@ -17,6 +17,7 @@ from api.customers import CustomerStore
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.ibans import external_iban, parse_iban, unknown_iban
 from api.idempotency import caller_scope, check_key, request_hash
+from api.kyc_limits import receive_limit_for
 from api.metrics import API_COMMANDS
 from api.ledger_view import LedgerView
 from api.models import (CommandAccepted, CommandOutcome, CommandStatus, MovementRequest, OpenAccountRequest,
@@ -171,12 +172,15 @@ async def open_account(body: OpenAccountRequest, request: Request, platform: Pla
                       errors=[{"loc": ["body", "overdraft_limit"], "type": "overdraft_requires_staff",
                                "msg": "only staff set an overdraft limit"}])
 
+    receive_limit = receive_limit_for(platform.settings, await customers.status(customer_id), body.currency)
+
     async def build(command_id: str) -> c.Command:
         account_id = account_id_for_new_account(command_id)
         # Allocated by the server, keyed by the account id: a retry of this request gets the same number.
         account_number = await platform.numbers.allocate(account_id, view.number_taken)
         return c.OpenAccount(**_envelope(platform, command_id, account_id), customer_id=customer_id, currency=body.currency,
-                             overdraft_limit=body.overdraft_minor, account_number=account_number)
+                             overdraft_limit=body.overdraft_minor, account_number=account_number,
+                             receive_limit=receive_limit)
 
     return await submit(request, platform, view, body.model_dump() | {"customer_id": customer_id}, key, wait, build,
                         customer_id, created=True)
@@ -277,9 +281,8 @@ def _within_tier(check: kyc.TierCheck) -> None:
 async def _may_receive(platform: Platform, view: LedgerView, account: AccountState, amount: int) -> None:
     """An unverified customer's account takes at most BANK_KYC_UNVERIFIED_RECEIVE_LIMIT(S) in all (core/kyc.py).
 
-    Checked here, on the API's view of the ledger, not in the ledger's decision: the tier is the customer's and
-    the ledger decides per account, so it would need the tier on every account's partition (a new command and
-    event, a version of every projection's fold) while the ledger is changing in parallel. The README says so."""
+    Checked here first for a quick answer; the ledger enforces it too, on the account's receive limit
+    (api/kyc_limits.py), so a producer other than the API, or a transfer's credit, cannot pass it either."""
     settings = platform.settings
     if not settings.kyc_tiers:
         return

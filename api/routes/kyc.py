@@ -27,6 +27,7 @@ from api.access_models import _Body
 from api.csv_export import csv_line, csv_response
 from api.customers import CustomerStore, Document, KycCase
 from api.deps import Platform, PlatformDep
+from api.kyc_limits import apply_tier
 from api.openapi import CSV
 from api.problems import PROBLEM_JSON, Problem
 from api.profile import ProfileStore
@@ -238,6 +239,7 @@ async def _decide(platform: Platform, customer_id: str, decision: Decision, reas
         raise Problem(409, "Decided meanwhile", "another reviewer decided this case first", "invalid_transition")
     await platform.access.audit.record(f"kyc_{decision}", subject_user_id=await CustomerStore(platform.pg).user_of(
         customer_id), details={"customer_id": customer_id, "from": case.status, "to": target})
+    await apply_tier(platform, customer_id, target)   # the ledger enforces the tier on every account
     return await get_kyc_case(customer_id, platform)
 
 

@@ -58,7 +58,7 @@ _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw":
              "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
              "ReviewCase": "Case review", "Payment": "Payment", "RecordPaymentOutcome": "Payment report",
              "ReceivePayment": "Incoming payment", "DisburseLoan": "Loan disbursement", "RepayLoan": "Loan repayment",
-             "CreditInterest": "Interest credit"}
+             "CreditInterest": "Interest credit", "SetReceiveLimit": "Receiving limit change"}
 _INDEXES: dict[Kind, list[list[str]]] = {
     "audit": [["account_id", "occurred_at", "_id"], ["customer_id", "occurred_at", "_id"],
               ["type", "occurred_at", "_id"], ["occurred_at", "_id"]],
@@ -370,6 +370,9 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"Loan paid out: {money(event.amount)}{fee}"
         case e.LoanRepaid():
             return f"Loan repayment of {money(event.amount)}"
+        case e.ReceiveLimitSet():
+            return "Receiving limit lifted: identity verified" if event.receive_limit is None else \
+                f"Receiving limit set to {money(event.receive_limit)} until identity is verified"
         case e.InterestCredited():
             return f"Interest of {money(event.amount)} for {event.period}"
         case _:

@@ -97,6 +97,44 @@ def test_transfers_to_an_unverified_customer_stop_at_the_limit(tiered_api: str) 
     asyncio.run(scenario())
 
 
+def test_the_ledger_itself_refuses_credits_past_the_limit_until_the_customer_is_verified(
+        tiered_api: str, api_url: str) -> None:
+    """The limit is the account's on the ledger: through an API that does not check tiers (the session's), a
+    deposit past it is refused by the ledger, and a transfer's credit is refused and reversed; verifying the
+    customer lifts it on every account."""
+    async def scenario() -> None:
+        customer = await Bank.customer(tiered_api, "Ada Unchecked")
+        unchecked, payer = Bank(api_url), await Bank.customer(api_url, "Payer Elsewhere")
+        try:
+            account = await customer.open()                       # opened under the tiers: limit 100.00
+            shown = (await unchecked.get(f"/v1/accounts/{account}")).json()
+            assert shown["status"] == "open"
+            assert (await unchecked.deposit(account, "80.00")).status_code == 200
+            refused = problem(await unchecked.deposit(account, "20.01"), 422, "kyc_limit")
+            assert "not verified" in refused["detail"]
+            source = await payer.open()
+            assert (await unchecked.deposit(source, "50.00")).status_code == 200
+            # the credit refused, the debit reversed: the payer is not told why (another customer's account)
+            reversed_ = await payer.transfer(source, account, "30.00")
+            assert reversed_.status_code == 422 and reversed_.json()["reason"] == "credit_failed", reversed_.text
+            assert (await payer.account(source))["balance"] == "50.00"
+
+            headers = bearer(login(tiered_api, customer.identity)["access_token"])
+            assert _upload(tiered_api, headers, PDF).status_code == 201
+            verified = _analyst(tiered_api, "POST", f"/v1/admin/kyc/{customer.customer_id}/verify", json={})
+            assert verified.status_code == 200, verified.text
+            deadline = asyncio.get_running_loop().time() + 30
+            while (await unchecked.deposit(account, "500.00")).status_code != 200:   # the limit lifted
+                assert asyncio.get_running_loop().time() < deadline, "the ledger kept the limit after verification"
+                await asyncio.sleep(0.2)
+            assert (await unchecked.account(account))["balance"] == "580.00"
+        finally:
+            for client in (customer, unchecked, payer):
+                await client.close()
+
+    asyncio.run(scenario())
+
+
 def test_documents_are_type_and_size_checked(tiered_api: str) -> None:
     me = asyncio.run(register_customer(tiered_api))
     headers = bearer(login(tiered_api, me)["access_token"])

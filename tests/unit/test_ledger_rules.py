@@ -245,3 +245,22 @@ def test_the_overdraft_maximum_is_read_in_each_currencys_units_with_overrides() 
         LedgerPolicy.of(Settings(max_overdraft_limits={"XXX": "1"}))
     refused = decide(opened(), cmd(c.SetOverdraftLimit, overdraft_limit=200_001, currency="EUR"), NOW, None, policy)
     assert rejection(refused) == "overdraft_limit_too_high"
+
+
+def test_an_unverified_customers_account_takes_credits_up_to_its_receive_limit_then_none() -> None:
+    state, _ = run(None, cmd(c.OpenAccount, customer_id="cust", currency="EUR", overdraft_limit=0,
+                             receive_limit=10_000))
+    assert state is not None and state.receive_limit == 10_000
+    state, _ = run(state, cmd(c.Deposit, amount=6_000, currency="EUR"))
+    state, _ = run(state, cmd(c.Withdraw, amount=6_000, currency="EUR"))   # spending frees nothing: it counts in all
+    _, refused = run(state, cmd(c.Deposit, amount=4_001, currency="EUR"))
+    assert rejection(refused) == "kyc_limit"
+    _, [failed] = run(state, cmd(c.CreditTransfer, transfer_id="t", from_account_id="B", amount=4_001,
+                                 currency="EUR"))
+    assert isinstance(failed, e.TransferCreditFailed) and failed.reason == "kyc_limit"
+    state, [lifted] = run(state, cmd(c.SetReceiveLimit, receive_limit=None, currency="EUR", reason="kyc verified"))
+    assert isinstance(lifted, e.ReceiveLimitSet) and state is not None and state.receive_limit is None
+    state, [posted] = run(state, cmd(c.Deposit, amount=50_000, currency="EUR"))
+    assert isinstance(posted, e.FundsDeposited) and state is not None and state.received == 56_000
+    _, refused = run(state, cmd(c.SetReceiveLimit, receive_limit=-1, currency="EUR"))
+    assert rejection(refused) == "invalid_receive_limit"
