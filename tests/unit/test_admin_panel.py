@@ -11,6 +11,7 @@ import pyotp
 
 from cli.demo import DemoState, Persona, email_local_part, payment
 from web.admin.common import sections_for
+from web.admin.customers import refusal_in_words
 from web.admin.feed import later, moment
 from web.sse import sse
 from web.admin.overview import read_model_lags, throughput
@@ -68,6 +69,18 @@ def test_navigation_follows_the_roles() -> None:
     assert "Review queue" not in [s.label for s in sections_for("teller")]
     assert {"Review queue", "Users", "Audit"} <= {s.label for s in sections_for("analyst")}
     assert sections_for("customer") == []
+
+
+def test_an_erasure_refusal_is_said_in_words() -> None:
+    from web.client import ApiError
+
+    accounts = [{"account_id": "acc-1", "iban_formatted": "DE40 1009 0099 6230 7181 70"}]
+    still_open = ApiError(409, {"reason": "accounts_open", "detail": "close every account first: acc-1",
+                                "accounts": ["acc-1"]})
+    assert "close DE40 1009 0099 6230 7181 70 first" in refusal_in_words(still_open, accounts)
+    kept = ApiError(409, {"reason": "retention_period", "erasable_from": "2031-12-05T10:00:00+00:00"})
+    assert "until 05 Dec 2031" in refusal_in_words(kept, accounts)
+    assert refusal_in_words(ApiError(409, {"reason": "other", "detail": "no"}), []) == "no"
 
 
 def test_demo_personas_survive_a_restart_privately(tmp_path: Path) -> None:
