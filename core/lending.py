@@ -43,6 +43,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from core.commands import derive_id
+from core.money import format_amount
 from core.events import LoanDisbursed, LoanRepaid
 from core.loans import (Due, Fee, LoanError, LoanProduct, PrepaymentEffect, RateChange, RateSchedule, Schedule,
                         allocate_repayment, day_count_fraction, reschedule, schedule)
@@ -574,7 +575,8 @@ def repayment_parts(loan: Loan, amount: int) -> RepaymentParts:
     if loan.status != "active":
         raise LoanError("loan_not_active", f"the loan is {loan.status}: it takes no repayment")
     if amount > loan.owed_by_schedule:
-        raise LoanError("more_than_owed", f"the loan owes {loan.owed_by_schedule} minor units by its schedule; "
+        owed = format_amount(loan.owed_by_schedule, loan.state.application.currency)
+        raise LoanError("more_than_owed", f"the loan owes {owed} {loan.state.application.currency} by its schedule; "
                                           "to repay it all early, ask for a payoff quote")
     allocation = allocate_repayment(amount, loan.dues)
     return RepaymentParts(amount, allocation.principal_minor, allocation.interest_minor, allocation.fees_minor)

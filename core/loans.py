@@ -37,7 +37,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from core.money import CURRENCY_DIGITS, MAX_MINOR_UNITS
+from core.money import CURRENCY_DIGITS, MAX_MINOR_UNITS, format_amount
 
 Amortisation = Literal["equal_instalments", "equal_principal"]
 Frequency = Literal["monthly", "fortnightly", "weekly"]
@@ -422,7 +422,7 @@ def reschedule(product: LoanProduct, annual_rate_percent: Decimal, balance_minor
             principal = balance
         balance -= principal
         instalments.append(Instalment(first_number + offset, due_on, principal, interest, 0, balance))
-        if balance == 0:
+        if balance == 0 and effect == "shorten_term":   # a lower instalment keeps every date, as `schedule` does
             break
     return tuple(instalments)
 
@@ -465,8 +465,10 @@ def _check_loan(product: LoanProduct, principal_minor: int, term: int) -> None:
     if isinstance(principal_minor, bool) or not isinstance(principal_minor, int):
         raise LoanError("invalid_principal", "the principal is an integer of minor units")
     if not product.principal_min_minor <= principal_minor <= product.principal_max_minor:
-        raise LoanError("principal_out_of_range", f"the principal must be within the product's "
-                                                  f"{product.principal_min_minor}..{product.principal_max_minor}")
+        low, high = (format_amount(minor, product.currency)
+                     for minor in (product.principal_min_minor, product.principal_max_minor))
+        raise LoanError("principal_out_of_range", f"the principal must be within the product's {low}..{high} "
+                                                  f"{product.currency}")
     if isinstance(term, bool) or not isinstance(term, int) or not product.term_min <= term <= product.term_max:
         raise LoanError("term_out_of_range", f"the term must be within the product's "
                                              f"{product.term_min}..{product.term_max} instalments")

@@ -2,8 +2,8 @@
 (web/admin/loans.py): statuses, instalments and repayments in words, a product in one line, the application form
 as the API's LoanApplication, and the API's refusals next to their field.
 
-Some of the API's answers count in minor units (a range refused: "within the product's 50000..5000000", the
-assessment's inputs): the pages say them in the product's terms and the currency's decimals instead.
+The assessment's inputs count in minor units: the pages say them in the currency's decimals. A range refused is
+said in the product's terms ("Choose an amount from ... to ...").
 """
 
 from __future__ import annotations

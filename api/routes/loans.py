@@ -718,6 +718,7 @@ class ArrearsView(BaseModel):
     loan_id: str
     customer_id: str
     product_id: str
+    product_name: str
     currency: str
     overdue: str
     days_past_due: int
@@ -743,11 +744,16 @@ def _portfolio(platform: Platform) -> Portfolio:
         arrears=format_amount(row.arrears, row.currency), par30=str(row.par(row.at_risk_30)),
         par90=str(row.par(row.at_risk_90))) for row in rows], arrears=[ArrearsView(
         loan_id=loan.state.loan_id, customer_id=loan.state.application.customer_id,
-        product_id=loan.state.application.product_id, currency=loan.state.application.currency,
-        overdue=format_amount(loan.overdue, loan.state.application.currency), days_past_due=loan.days_past_due,
+        product_id=loan.state.application.product_id, product_name=_product_name(platform, loan),
+        currency=loan.state.application.currency, overdue=format_amount(loan.overdue, loan.state.application.currency), days_past_due=loan.days_past_due,
         delinquency_bucket=loan.bucket,
         outstanding_principal=format_amount(loan.outstanding_principal, loan.state.application.currency))
         for loan in late])
+
+
+def _product_name(platform: Platform, loan: Loan) -> str:
+    product = platform.loans.book.product(loan.state.application.product_id)
+    return product.name if product else loan.state.application.product_id
 
 
 @router.get("/v1/admin/loans/portfolio", response_model=Portfolio, name="loan_portfolio",
