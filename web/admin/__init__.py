@@ -8,7 +8,7 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - overview.py: the front page, system health, read-model freshness, maintenance mode, business time
 - risk.py: the fraud and AML review queue, a case's evidence, approve or reject
 - feed.py: the live feed of postings (SSE)
-- customers.py: customer 360
+- customers.py: customer 360, onboarding a customer at the counter, erasing one's personal data
 - people.py: users (search, create staff, roles, activate/deactivate, password and MFA resets, sessions)
 - audit.py: the audit trail, searched and exported as CSV
 - reports.py: compliance reports (CTR, SAR candidates) and sign-in patterns
