@@ -104,6 +104,9 @@ class TransferRequest(_Body):
     payee_id: Identifier | None = Field(None, description="a payee of the source account's customer")
     counterparty_name: CounterpartyName | None = Field(None, description="the beneficiary's name, screened")
     counterparty_country: Country | None = None
+    quote_id: Identifier | None = Field(None, description="between accounts of two currencies: an FX quote of yours "
+                                        "(POST /v1/fx/quotes), unexpired; amount and currency are its sell side. "
+                                        "A quote is executed once.")
 
     @model_validator(mode="after")
     def _check(self) -> TransferRequest:

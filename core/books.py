@@ -37,6 +37,7 @@ The legs:
 | FundsWithdrawn, other channel  | customer               | suspense               |
 | TransferDebited                | customer (from)        | transit                |
 | TransferCredited               | transit                | customer (to)          |
+| TransferCredited, exchanged    | transit (sell), fx-position (buy) | fx-position (sell), customer (buy), fee-income (rounding) |
 | TransferReversed               | transit                | customer (from)        |
 | PaymentDebited                 | customer               | clearing               |
 | PaymentSettled                 | clearing               | settlement             |
@@ -82,7 +83,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from core import events as e
 from core.pointintime import Cutoff, LoggedEvent, events_as_of, whole_log_cutoff
@@ -97,6 +98,7 @@ Constraint = Literal["never_negative", "overdraft", "none"]
 CASH, VAULT, CUSTOMER = "cash", "cash:vault", "customer"
 CLEARING, TRANSIT, SUSPENSE, SETTLEMENT = "clearing", "transit", "suspense", "settlement"
 LOANS, INTEREST_INCOME, FEE_INCOME, INTEREST_EXPENSE = "loans", "interest-income", "fee-income", "interest-expense"
+FX_POSITION = "fx-position"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ CHART: dict[str, AccountKind] = {kind.kind: kind for kind in (
     AccountKind(INTEREST_INCOME, "interest earned", "income", "credit", "never_negative", "never negative"),
     AccountKind(INTEREST_EXPENSE, "interest paid", "expense", "debit", "never_negative", "never negative"),
     AccountKind(FEE_INCOME, "fees earned", "income", "credit", "never_negative", "never negative"),
-    AccountKind("fx-position", "currency-exchange position", "asset", "debit", "none",
+    AccountKind(FX_POSITION, "currency-exchange position", "asset", "debit", "none",
                 "none: long or short per currency"),
     AccountKind("capital", "the owners' capital", "equity", "credit", "never_negative", "never negative"),
     AccountKind(CUSTOMER, "customers' deposits", "liability", "credit", "overdraft",
@@ -195,6 +197,8 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
         return _pair(customer, counter_account(event.channel, teller), event.amount, event.currency)
     if isinstance(event, e.TransferDebited):
         return _pair(customer, TRANSIT, event.amount, event.currency)
+    if isinstance(event, e.TransferCredited) and event.exchange:
+        return _exchange_legs(event.exchange, customer)
     if isinstance(event, (e.TransferCredited, e.TransferReversed)):
         return _pair(TRANSIT, customer, event.amount, event.currency)
     if isinstance(event, e.PaymentDebited):
@@ -212,6 +216,20 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
     if isinstance(event, e.InterestCredited):
         return _pair(INTEREST_EXPENSE, customer, event.amount, event.currency)
     return ()
+
+
+def _exchange_legs(exchange: Mapping[str, Any], customer: str) -> tuple[Leg, ...]:
+    """An exchanged transfer's credit: the sell side leaves `transit` for `fx-position`, the buy side leaves
+    `fx-position` for the customer; the customer-side rounding (0 or 1 minor unit) goes to `fee-income` in its
+    currency (core/fx.py's rule), so each currency balances to the minor unit."""
+    sell, buy, rounded = exchange["sell_currency"], exchange["buy_currency"], exchange["rounded_currency"]
+    rounding = exchange["rounding_amount"]
+    sell_to_position = exchange["sell_amount"] - (rounding if rounded == sell else 0)
+    position_to_buy = exchange["buy_amount"] + (rounding if rounded == buy else 0)
+    legs = (Leg("debit", TRANSIT, exchange["sell_amount"], sell), Leg("credit", FX_POSITION, sell_to_position, sell),
+            Leg("debit", FX_POSITION, position_to_buy, buy), Leg("credit", customer, exchange["buy_amount"], buy),
+            Leg("credit", FEE_INCOME, rounding, rounded))
+    return tuple(leg for leg in legs if leg.amount)
 
 
 def _loan_legs(event: e.LoanDisbursed | e.LoanRepaid, customer: str) -> tuple[Leg, ...]:

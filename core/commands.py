@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 # How money reached or left the bank: "cash" feeds the structuring and CTR rules. A command written before
 # channels existed reads as "transfer". The API sets it from who acts (staff at the counter: "cash"); no client
@@ -85,6 +85,9 @@ class Transfer(Command):
     submitted_by: str | None = None           # the user id of who submitted it (maker-checker)
     # When the destination became the customer's payee (a transfer by payee_id): the cooling-off rule reads it.
     payee_added_at: datetime | None = None
+    # Between two currencies at an FX quote's price (core.fx.exchange_of): amount/currency are the sell side, what
+    # leaves the source; the saga credits the buy side. None within one currency.
+    exchange: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +114,9 @@ class CreditTransfer(Command):
     amount: int
     currency: str
     reference: str | None = None
+    # An exchanged transfer's quote (amount/currency stay the sell side, so a refusal reverses them as they left
+    # the source); the destination is credited the buy side.
+    exchange: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -60,16 +60,20 @@ class TransferDebited(Event):
     currency: str
     balance_after: int
     reference: str | None = None
+    exchange: dict[str, Any] | None = None   # between two currencies: the quote executed (core.fx.exchange_of)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransferCredited(Event):
+    """The destination credited: `amount` in its own `currency` (an exchanged transfer's buy side)."""
+
     transfer_id: str
     from_account_id: str
     amount: int
     currency: str
     balance_after: int
     reference: str | None = None
+    exchange: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +161,8 @@ class RiskFlagged(RiskCase):
 class FundsHeld(RiskCase):
     """Hold: the movement waits for a reviewer. A held debit reserves its amount (available balance drops,
     the balance does not); a held deposit credits nothing until approved."""
+
+    exchange: dict[str, Any] | None = None   # a held transfer between two currencies: its quote (core.fx)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

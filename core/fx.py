@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
-from core.books import Leg, customer_account
+from core.books import FX_POSITION, Leg, customer_account
 from core.money import MAX_MINOR_UNITS, currency_digits
 
 Side = Literal["sell", "buy"]
@@ -38,7 +38,6 @@ BASE_CURRENCY = "EUR"
 RATE_DIGITS = 10                    # significant digits of a mid rate and of a customer rate
 DEFAULT_SPREAD_BASIS_POINTS = 50    # 0.50 %: a pair without a configured spread
 MAX_SPREAD_BASIS_POINTS = 5000
-FX_POSITION = "fx-position"
 ROUNDING_ACCOUNT = "fee-income"     # the chart's income account takes the rounding (core.books.CHART)
 BASIS_POINTS = 10_000
 
@@ -247,3 +246,12 @@ def _rounding_leg(priced: Quote, currency: str) -> Sequence[Leg]:
     if priced.rounding_amount == 0:
         return ()
     return (Leg("credit", ROUNDING_ACCOUNT, priced.rounding_amount, currency),)
+
+
+def exchange_of(priced: Quote) -> dict[str, Any]:
+    """What an exchanged transfer carries of its quote (core.commands.Transfer.exchange): both sides, the position
+    and the rounding, so the ledger posts the books' FX legs (core.books) exactly as the quote priced them."""
+    return {"quote_id": priced.id, "rate": str(priced.rate), "sell_amount": priced.sell_amount,
+            "sell_currency": priced.sell_currency, "buy_amount": priced.buy_amount,
+            "buy_currency": priced.buy_currency, "position_amount": priced.position_amount,
+            "rounding_amount": priced.rounding_amount, "rounded_currency": priced.rounded_currency}

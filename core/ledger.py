@@ -164,7 +164,7 @@ def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Comman
     hits = [dict(h) for h in risk.hit_dicts()] if risk is not None else []
     if kind is e.FundsHeld and getattr(cmd, "second_approval", False):
         hits.append(_dual_control_hit(cmd))
-    return kind(
+    case = kind(
         **_base(state, cmd, now, kind, seq),
         customer_id=state.customer_id if state else "", command_type=type(cmd).__name__,
         amount=cmd.amount, currency=cmd.currency, channel=getattr(cmd, "channel", "transfer"),
@@ -176,6 +176,9 @@ def _risk_case(kind: type[e.RiskCase], state: AccountState | None, cmd: c.Comman
         score=risk.score if risk else 0, rule_set_version=risk.rule_set_version if risk else "dual-control",
         hits=hits, submitted_by=cmd.submitted_by,
     )
+    if isinstance(case, e.FundsHeld) and isinstance(cmd, c.Transfer) and cmd.exchange:
+        case = replace(case, exchange=cmd.exchange)   # held, it keeps its quote: approved, it posts as asked
+    return case
 
 
 def _dual_control_hit(cmd: c.Deposit | c.Withdraw | c.Transfer | c.Payment) -> dict[str, Any]:
@@ -223,6 +226,8 @@ def _validate_payload(cmd: c.Command) -> None:
         raise Rejection("missing_reason_code", "a returned payment needs its ISO 20022 reason code")
     if isinstance(cmd, c.Payment) and not (cmd.creditor_iban and cmd.creditor_name.strip()):
         raise Rejection("invalid_creditor", "a payment needs the creditor's IBAN and name")
+    if isinstance(cmd, c.Transfer) and cmd.exchange is not None:
+        _check_exchange(cmd)
     if isinstance(cmd, c.Transfer) and cmd.to_account_id == cmd.account_id:
         raise Rejection("same_account", "a transfer needs two different accounts")
     channel = getattr(cmd, "channel", None)
@@ -236,6 +241,25 @@ def _validate_payload(cmd: c.Command) -> None:
                                           "to its amount")
     if isinstance(cmd, c.ReviewCase) and cmd.decision not in c.REVIEW_DECISIONS:
         raise Rejection("invalid_decision", f"decision {cmd.decision!r} is not approve or reject")
+
+
+_EXCHANGE_KEYS = frozenset({"quote_id", "rate", "sell_amount", "sell_currency", "buy_amount", "buy_currency",
+                            "position_amount", "rounding_amount", "rounded_currency"})
+
+
+def _check_exchange(cmd: c.Transfer) -> None:
+    """An exchanged transfer's quote must be whole and agree with the transfer: it posts the books' FX legs."""
+    exchange = cmd.exchange or {}
+    if set(exchange) != _EXCHANGE_KEYS:
+        raise Rejection("invalid_exchange", "an exchange names its quote, rate, both sides, position and rounding")
+    if (exchange["sell_amount"], exchange["sell_currency"]) != (cmd.amount, cmd.currency):
+        raise Rejection("invalid_exchange", "the transfer's amount is the quote's sell side")
+    if exchange["buy_currency"] not in CURRENCY_DIGITS or exchange["buy_currency"] == cmd.currency:
+        raise Rejection("invalid_exchange", "an exchange buys another supported currency")
+    if not 0 < exchange["buy_amount"] <= MAX_MINOR_UNITS or exchange["rounding_amount"] not in (0, 1) or \
+            exchange["rounded_currency"] not in (cmd.currency, exchange["buy_currency"]) or \
+            exchange["position_amount"] < 0:
+        raise Rejection("invalid_exchange", "the quote's amounts are out of range")
 
 
 def _base(state: AccountState | None, cmd: c.Command, now: datetime, kind: type[e.Event], seq: int) -> dict[str, Any]:
@@ -343,7 +367,7 @@ def _transfer(state: AccountState | None, cmd: c.Transfer, now: datetime) -> lis
     return [e.TransferDebited(**_base(state, cmd, now, e.TransferDebited, acct.sequence + 1),
                               transfer_id=cmd.correlation_id, to_account_id=cmd.to_account_id,
                               amount=cmd.amount, currency=cmd.currency, balance_after=acct.balance - cmd.amount,
-                              reference=cmd.reference)]
+                              reference=cmd.reference, exchange=cmd.exchange)]
 
 
 def _payment(state: AccountState | None, cmd: c.Payment, now: datetime) -> list[e.Event]:
@@ -431,10 +455,13 @@ def _credit_interest(state: AccountState | None, cmd: c.CreditInterest, now: dat
 
 
 def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) -> list[e.Event]:
+    # An exchanged transfer credits the quote's buy side; its amount/currency stay the sell side (for a reversal).
+    amount, currency = (cmd.exchange["buy_amount"], cmd.exchange["buy_currency"]) if cmd.exchange else \
+        (cmd.amount, cmd.currency)
     try:
-        acct = _require_movable(state, cmd, cmd.currency)
-        _require_receivable(acct, cmd.amount)
-        _require_in_range(acct, acct.balance + cmd.amount)
+        acct = _require_movable(state, cmd, currency)
+        _require_receivable(acct, amount)
+        _require_in_range(acct, acct.balance + amount)
     except Rejection as r:
         # The source was already debited: record the refusal so the saga compensates it.
         return [e.TransferCreditFailed(**_base(state, cmd, now, e.TransferCreditFailed,
@@ -443,8 +470,8 @@ def _credit(state: AccountState | None, cmd: c.CreditTransfer, now: datetime) ->
                                        amount=cmd.amount, currency=cmd.currency, reason=r.reason)]
     return [e.TransferCredited(**_base(state, cmd, now, e.TransferCredited, acct.sequence + 1),
                                transfer_id=cmd.transfer_id, from_account_id=cmd.from_account_id,
-                               amount=cmd.amount, currency=cmd.currency, balance_after=acct.balance + cmd.amount,
-                               reference=cmd.reference)]
+                               amount=amount, currency=currency, balance_after=acct.balance + amount,
+                               reference=cmd.reference, exchange=cmd.exchange)]
 
 
 def _reverse(state: AccountState | None, cmd: c.ReverseTransfer, now: datetime) -> list[e.Event]:
@@ -553,7 +580,7 @@ def held_command(account_id: str, case_id: str, hold: dict[str, Any]) -> c.Comma
         counterparty_country=hold["counterparty_country"], submitted_by=hold.get("submitted_by"),
     )
     if hold["command_type"] == "Transfer":
-        return c.Transfer(**common, to_account_id=hold["to_account_id"])
+        return c.Transfer(**common, to_account_id=hold["to_account_id"], exchange=hold.get("exchange"))
     if hold["command_type"] == "Payment":
         # The hold keeps the creditor's IBAN as its destination and the remittance as its reference (the BIC,
         # optional, is not kept: the rail routes by IBAN).
@@ -569,7 +596,7 @@ def _hold_of(event: e.FundsHeld) -> dict[str, Any]:
             "issued_at": event.issued_at.isoformat(), "amount": event.amount, "currency": event.currency,
             "channel": event.channel, "to_account_id": event.to_account_id, "reference": event.reference,
             "counterparty_name": event.counterparty_name, "counterparty_country": event.counterparty_country,
-            "submitted_by": event.submitted_by}
+            "submitted_by": event.submitted_by, "exchange": event.exchange}
 
 
 # Each decider takes its own command type, hence Any: decide() looks it up by that very type.

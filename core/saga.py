@@ -26,7 +26,7 @@ def next_step(event: e.Event, now: datetime) -> c.Command | None:
         return c.CreditTransfer(command_id=c.credit_step_id(event.transfer_id), account_id=event.to_account_id,
                                 issued_at=now, correlation_id=event.correlation_id, transfer_id=event.transfer_id,
                                 from_account_id=event.account_id, amount=event.amount, currency=event.currency,
-                                reference=event.reference)
+                                reference=event.reference, exchange=event.exchange)
     if isinstance(event, e.TransferCredited):
         return c.CompleteTransfer(command_id=c.complete_step_id(event.transfer_id), account_id=event.from_account_id,
                                   issued_at=now, correlation_id=event.correlation_id,

@@ -16,6 +16,7 @@ from api.authz import bound_customer_id, unknown_payee
 from api.customers import CustomerStore
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.ibans import external_iban, parse_iban, unknown_iban
+from api import fx_store
 from api.idempotency import caller_scope, check_key, request_hash
 from api.kyc_limits import receive_limit_for
 from api.metrics import API_COMMANDS
@@ -27,11 +28,11 @@ from api.problems import PROBLEM_JSON, Problem
 from api.routes.customers import unknown_customer
 from core import commands as c
 from core import drawers
-from core import kyc
+from core import fx, kyc
 from core.commands import derive_id
 from core.identity import current_principal
 from core.ledger import AccountState
-from core.money import MoneyError, amounts_per_currency, parse_amount
+from core.money import MoneyError, amounts_per_currency, format_amount, parse_amount
 from core.settings import Settings
 from core.readmodel import Positions, format_positions
 
@@ -229,21 +230,45 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
     destination, payee_added_at = await _destination(platform, view, body, source)
-    for account in (source, destination):
+    exchange = await _exchange(platform, body, source, destination) if body.quote_id else None
+    for account in ((source, destination) if exchange is None else ()):   # a quote's currencies are checked
         if account.currency != body.currency:
-            # Cross-currency transfers need FX, which the ledger does not do (yet).
             raise Problem(422, "Currency mismatch", f"account {account.account_id} holds {account.currency}; "
-                          f"transfers move money between accounts of the transfer's currency only",
-                          "currency_mismatch")
-    await _may_receive(platform, view, destination, body.minor)
+                          f"a transfer between two currencies needs an FX quote (quote_id)", "currency_mismatch")
+    await _may_receive(platform, view, destination, exchange["buy_amount"] if exchange else body.minor)
+    if exchange is not None:   # the quote is the key: executed once, whatever Idempotency-Key a retry carries
+        key = f"fx-quote:{exchange['quote_id']}"
 
     def build(command_id: str) -> c.Command:
         return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=destination.account_id,
                           amount=body.minor, currency=body.currency, reference=body.reference,
                           counterparty_name=body.counterparty_name, counterparty_country=body.counterparty_country,
-                          submitted_by=_submitter(), payee_added_at=payee_added_at)
+                          submitted_by=_submitter(), payee_added_at=payee_added_at, exchange=exchange)
 
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
+
+
+async def _exchange(platform: Platform, body: TransferRequest, source: AccountState,
+                    destination: AccountState) -> dict[str, Any]:
+    """The caller's unexpired quote, agreeing with the transfer and both accounts: what the ledger will post."""
+    kept = await fx_store.quote_by_id(platform.pg, str(body.quote_id))
+    principal = current_principal()
+    if kept is None or principal is None or kept[1] != principal.user_id:
+        raise Problem(404, "Unknown quote", f"no FX quote {body.quote_id} of yours", "unknown_quote")
+    priced = kept[0]
+    try:
+        fx.check_not_expired(priced, platform.time.now())
+    except fx.FxError as error:
+        raise Problem(422, "Quote expired", f"{error.detail}: ask for a new one", error.reason) from None
+    if (body.minor, body.currency) != (priced.sell_amount, priced.sell_currency):
+        sells = format_amount(priced.sell_amount, priced.sell_currency)
+        raise Problem(422, "Not the quote's amount", f"the quote sells {sells} {priced.sell_currency}: the "
+                      "transfer's amount and currency", "quote_mismatch")
+    if (source.currency, destination.currency) != (priced.sell_currency, priced.buy_currency):
+        raise Problem(422, "Not the quote's currencies", f"the quote exchanges {priced.sell_currency} for "
+                      f"{priced.buy_currency}: from an account in the one to an account in the other",
+                      "quote_mismatch")
+    return fx.exchange_of(priced)
 
 
 async def _destination(platform: Platform, view: LedgerView, body: TransferRequest,

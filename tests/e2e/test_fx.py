@@ -13,7 +13,7 @@ import pytest
 from api import fx_store
 from core.books import unbalanced
 from core.fx import Quote, fx_legs
-from tests.support import bearer, login, register_customer, staff
+from tests.support import Bank, bearer, login, problem, register_customer, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -108,3 +108,50 @@ def test_bad_rate_refused(api_url: str, admin: dict[str, str]) -> None:
     response = httpx.put(f"{api_url}/v1/admin/fx/rates", headers=admin, timeout=30,
                          json={"rates": [{"base": "EUR", "quote": "EUR", "mid": "1"}]})
     assert response.status_code == 422 and response.json()["reason"] == "same_currency", response.text
+
+
+def test_a_transfer_between_currencies_executes_a_quote_once_and_the_books_balance(
+        rates: dict[str, Any], api_url: str) -> None:
+    async def scenario(teller: Bank, customer: Bank, other: Bank) -> None:
+        euros, crowns = await customer.open("EUR"), await customer.open("NOK")
+        assert (await teller.fund(euros, "500.00")).status_code == 200
+        same = await customer.post("/v1/transfers", {"from_account_id": euros, "to_account_id": crowns,
+                                                     "amount": "10.00", "currency": "EUR"})
+        problem(same, 422, "currency_mismatch")                     # two currencies need a quote
+        quote = (await customer.http.post("/v1/fx/quotes", json={"sell_currency": "EUR", "buy_currency": "NOK",
+                                                                 "amount": "100.00"})).json()
+        body = {"from_account_id": euros, "to_account_id": crowns, "amount": "100.00", "currency": "EUR",
+                "quote_id": quote["quote_id"]}
+        problem(await customer.post("/v1/transfers", body | {"amount": "90.00"}), 422, "quote_mismatch")
+        problem(await other.post("/v1/transfers", body | {"from_account_id": await other.open("EUR")}), 404,
+                "unknown_quote")                                     # another customer's quote
+        done = await customer.post("/v1/transfers", body)
+        assert done.status_code == 200 and done.json()["status"] == "accepted", done.text
+        again = await customer.post("/v1/transfers", body)         # a retry, another Idempotency-Key: once
+        assert again.json()["command_id"] == done.json()["command_id"]
+        assert (await customer.account(euros))["balance"] == "400.00"
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await customer.account(crowns))["balance"] != quote["buy_amount"]:
+            assert asyncio.get_running_loop().time() < deadline, "the crowns never arrived"
+            await asyncio.sleep(0.1)
+
+        # the books: fx-position took the euros and gave the crowns; every currency balances
+        books = (await teller.http.get("/v1/admin/books/trial-balance")).json()
+        assert all(currency["balanced"] for currency in books["currencies"]), books
+        for currency, side in (("EUR", "credit"), ("NOK", "debit")):
+            entries = (await teller.http.get("/v1/admin/books/accounts/fx-position/entries",
+                                             params={"currency": currency, "limit": 500})).json()["items"]
+            mine = [entry for entry in entries if entry["account_id"] in (euros, crowns)]
+            assert mine and all(entry["side"] == side for entry in mine), mine
+
+    asyncio.run(_with_customers(api_url, scenario))
+
+
+async def _with_customers(api_url: str, scenario: Any) -> None:
+    teller = Bank(api_url, role="admin")
+    customer, other = await Bank.customer(api_url, "Fx Trader"), await Bank.customer(api_url, "Fx Other")
+    try:
+        await scenario(teller, customer, other)
+    finally:
+        for client in (teller, customer, other):
+            await client.close()

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.books import CHART, kind_of, unbalanced
+from core import events as e
+from core.books import CHART, kind_of, legs_of, unbalanced
 from core.fx import (
-    FxError, Quote, Rate, Side, Spreads, check_not_expired, effective_rate, fx_legs, pair_key, quote,
+    FxError, Quote, Rate, Side, Spreads, check_not_expired, effective_rate, exchange_of, fx_legs, pair_key, quote,
 )
 from core.money import currency_digits
 
@@ -162,3 +163,33 @@ def test_legs_balance_per_currency(pair: tuple[str, str], amount: int, side: Sid
     customer_credit = next(leg for leg in legs if leg.ledger_account_id == "customer:A2")
     assert (customer_debit.amount, customer_debit.currency) == (result.sell_amount, result.sell_currency)
     assert (customer_credit.amount, customer_credit.currency) == (result.buy_amount, result.buy_currency)
+
+
+@given(amount=st.integers(100, 10**9), side=st.sampled_from(["sell", "buy"]),
+       pair=st.sampled_from([("EUR", "USD"), ("USD", "JPY"), ("GBP", "BHD"), ("JPY", "EUR")]))
+def test_an_exchanged_transfer_posts_exactly_the_quotes_legs_through_transit(amount: int, side: Side,
+                                                                             pair: tuple[str, str]) -> None:
+    """Debited on the source's partition, credited on the destination's: together, net of `transit`, the books
+    post what fx_legs says the quote posts, and each event alone balances per currency."""
+    try:
+        exchanged = priced(pair[0], pair[1], amount, side)
+    except FxError:
+        return   # too small or too large to exchange: nothing to post
+    exchange = exchange_of(exchanged)
+    common = {"command_id": "t", "correlation_id": "t", "occurred_at": NOW, "transfer_id": "t", "reference": None,
+              "exchange": exchange}
+    debited = e.TransferDebited(**common, event_id="d", account_id="A", sequence=2, to_account_id="B",
+                                amount=exchanged.sell_amount, currency=pair[0], balance_after=0)
+    credited = e.TransferCredited(**common, event_id="c", account_id="B", sequence=2, from_account_id="A",
+                                  amount=exchanged.buy_amount, currency=pair[1], balance_after=exchanged.buy_amount)
+    legs = [*legs_of(debited), *legs_of(credited)]
+    assert unbalanced(legs_of(debited)) == {} and unbalanced(legs_of(credited)) == {}
+
+    def net(of: list) -> dict[tuple[str, str], int]:
+        totals: dict[tuple[str, str], int] = {}
+        for leg in of:
+            totals[(leg.ledger_account_id, leg.currency)] = totals.get((leg.ledger_account_id, leg.currency), 0) \
+                + leg.signed
+        return {key: value for key, value in totals.items() if value}
+
+    assert net(legs) == net(list(fx_legs(exchanged, "A", "B")))

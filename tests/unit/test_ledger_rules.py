@@ -9,7 +9,7 @@ import pytest
 
 from core import commands as c
 from core import events as e
-from core.ledger import AccountState, CommandOutcome, LedgerPolicy, apply, decide, internal_error
+from core.ledger import AccountState, CommandOutcome, LedgerPolicy, apply, decide, held_command, internal_error
 from core.money import MAX_BALANCE_MINOR_UNITS, MoneyError
 from core.risk.evaluate import Assessment
 from core.settings import Settings
@@ -264,3 +264,21 @@ def test_an_unverified_customers_account_takes_credits_up_to_its_receive_limit_t
     assert isinstance(posted, e.FundsDeposited) and state is not None and state.received == 56_000
     _, refused = run(state, cmd(c.SetReceiveLimit, receive_limit=-1, currency="EUR"))
     assert rejection(refused) == "invalid_receive_limit"
+
+
+def test_a_held_exchanged_transfer_keeps_its_quote_and_posts_it_once_approved() -> None:
+    exchange = {"quote_id": "q", "rate": "11.47", "sell_amount": 10_000, "sell_currency": "EUR",
+                "buy_amount": 114_700, "buy_currency": "NOK", "position_amount": 114_701, "rounding_amount": 1,
+                "rounded_currency": "NOK"}
+    state = opened(balance=50_000)
+    transfer = cmd(c.Transfer, to_account_id="B", amount=10_000, currency="EUR", exchange=exchange)
+    hold = Assessment(score=70, action="hold", hits=(), rule_set_version="v-test")
+    [held] = decide(state, transfer, NOW, hold)
+    assert isinstance(held, e.FundsHeld) and held.exchange == exchange
+    state = apply(state, held)
+    assert state is not None
+    rebuilt = held_command("A", transfer.command_id, state.holds[transfer.command_id])
+    assert isinstance(rebuilt, c.Transfer) and rebuilt.exchange == exchange
+    _, refused = run(opened(balance=50_000), cmd(c.Transfer, to_account_id="B", amount=9_000, currency="EUR",
+                                                 exchange=exchange))
+    assert rejection(refused) == "invalid_exchange"     # the amount is the quote's sell side
