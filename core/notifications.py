@@ -7,6 +7,9 @@ the channels; security notifications always go in-app and by email whatever the 
 
 Adding an event type is one entry in LEDGER_RULES (or AUDIT_RULES for bank.audit actions): a function from the
 event to its drafts, plus the templates of a new notification type if it needs one (see README, Notifications).
+Records of bank.standing-orders and bank.loans name no account holder: their drafts are for the customer the order
+or loan belongs to, read from the folds of those topics (`standing_order_drafts`, `loan_drafts`); instalments
+coming due are a question of business time, not of a record (`instalment_reminders`).
 Personal data (addresses, phone numbers) never comes from here or from the log: the notifier looks it up on
 the read side when it delivers.
 """
@@ -15,20 +18,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core import events as e
 from core.commands import derive_id
+from core.lending import LoanBook, LoanLateFeeCharged, LoanPostings, LoanReviewed, LoanState, loan_of
+from core.loans import LoanError
 from core.money import MoneyError, format_amount, parse_amount
-from core.topics import AUDIT, LEDGER_EVENTS
+from core.standing_orders import INSUFFICIENT_FUNDS, Orders, StandingOrderOccurrence
+from core.topics import AUDIT, LEDGER_EVENTS, LOANS, STANDING_ORDERS
 
 NOTIFIER_GROUP = "bankstream-notifier"   # the notifier's consumer group
-# What it reads. Another event topic (payments, standing orders, loans) is one more entry here, its event types'
-# entries in LEDGER_RULES, and the notifier among the topic's consumers in topics.yaml.
-NOTIFIER_TOPICS = (LEDGER_EVENTS, AUDIT)
+# What it reads. Another event topic (payments) is one more entry here, its event types' entries in LEDGER_RULES,
+# and the notifier among the topic's consumers in topics.yaml.
+NOTIFIER_TOPICS = (LEDGER_EVENTS, AUDIT, STANDING_ORDERS, LOANS)
 # PostgreSQL NOTIFY channel: the notifier names a user there when their inbox has a new row (sent at commit); the
 # API's streams wait on it.
 NOTIFY_CHANNEL = "bank_notifications"
@@ -48,6 +54,12 @@ DEFAULT_CHANNELS: dict[str, tuple[Channel, ...]] = {
     "large_debit": ("in_app", "email"),            # a threshold of the user's: debit above an amount
     "low_balance": ("in_app", "email"),            # a threshold of the user's: balance below an amount
     "payee_added": ("in_app", "email"),            # someone who could pay out adds a payee: tell the customer
+    "standing_order_failed": ("in_app", "email"),  # an occurrence failed for good (after its retry, if any)
+    "loan_decided": ("in_app", "email"),           # approved (all approvals in), offered other terms, declined
+    "loan_disbursed": ("in_app", "email"),
+    "loan_instalment_due": ("in_app", "email"),    # BANK_LOAN_DUE_REMINDER_DAYS before its due date
+    "loan_repayment_failed": ("in_app", "email"),  # not enough money on the account to collect it
+    "loan_overdue": ("in_app", "email"),           # an instalment unpaid past its due date: the late fee charged
     "new_device_sign_in": ("in_app", "email"),
     "password_changed": ("in_app", "email"),
     "mfa_changed": ("in_app", "email"),
@@ -207,13 +219,14 @@ def preferences_json(prefs: Preferences) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- what events mean to people
 
-Audience = Literal["account_holder", "user", "staff"]
+Audience = Literal["account_holder", "customer", "user", "staff"]
 
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """A notification to make: its type, for whom (the holder of `target` account, the user `target`, or every
-    analyst and admin), and the values its templates show (never personal data, never fraud rules)."""
+    """A notification to make: its type, for whom (the holder of `target` account, the users of customer
+    `target`, the user `target`, or every analyst and admin), and the values its templates show (never personal
+    data, never fraud rules, never credit scores)."""
 
     kind: str
     audience: Audience
@@ -296,8 +309,27 @@ def _reviewed(event: e.Event) -> list[Draft]:
                                                              "case_id": event.case_id})]
 
 
-# One entry per ledger event type that tells someone something. New types (payments, standing orders, loans) add
-# an entry here, mapping their event to drafts.
+def _loan_disbursed(event: e.Event) -> list[Draft]:
+    assert isinstance(event, e.LoanDisbursed)
+    values = _money(event.amount, event.currency) | {
+        "loan_id": event.loan_id, "account_id": event.account_id, "principal": format_amount(event.principal,
+                                                                                             event.currency),
+        "fee": format_amount(event.fee, event.currency) if event.fee else None,   # None: no fee was taken
+        "balance_after": format_amount(event.balance_after, event.currency)}
+    return [Draft("loan_disbursed", "account_holder", event.account_id, values)]
+
+
+def _rejected(event: e.Event) -> list[Draft]:
+    """A loan repayment the ledger refused for want of money (the servicer's collection of an instalment, tried
+    again the next business day, or the customer's own). Other refusals are answered to whoever asked."""
+    assert isinstance(event, e.CommandRejected)
+    if event.command_type != "RepayLoan" or event.reason != INSUFFICIENT_FUNDS:
+        return []
+    return [Draft("loan_repayment_failed", "account_holder", event.account_id, {"account_id": event.account_id})]
+
+
+# One entry per ledger event type that tells someone something. New types (payments) add an entry here, mapping
+# their event to drafts.
 LEDGER_RULES: dict[str, Callable[[e.Event], list[Draft]]] = {
     "FundsDeposited": _deposited,
     "FundsWithdrawn": _withdrawn,
@@ -307,6 +339,8 @@ LEDGER_RULES: dict[str, Callable[[e.Event], list[Draft]]] = {
     "FundsHeld": _held,
     "RiskFlagged": _flagged,
     "CaseReviewed": _reviewed,
+    "LoanDisbursed": _loan_disbursed,
+    "CommandRejected": _rejected,
 }
 
 
@@ -340,3 +374,96 @@ AUDIT_RULES: dict[str, str] = {
     "payee_added": "payee_added",
 }
 NEW_DEVICE_ACTION = "login"   # a successful login from a device the user never signed in from
+
+
+# ---------------------------------------------------------------- standing orders and loans (their own topics)
+
+
+def standing_order_drafts(record: object, orders: Orders) -> list[Draft]:
+    """An occurrence recorded `failed` (refused after its same-day retry, or refused for another reason): tell the
+    order's customer which payment and why, in words a customer may read (not enough money, or it could not be
+    paid). `orders` is the fold of bank.standing-orders up to this record at least (the order's definition)."""
+    if not isinstance(record, StandingOrderOccurrence) or record.status != "failed":
+        return []
+    order = orders.orders.get(record.order_id)
+    if order is None:
+        return []
+    definition = order.definition
+    values = _money(record.amount, record.currency) | {
+        "order_id": record.order_id, "reference": definition.reference, "due_date": record.due_date,
+        "from_account_id": definition.from_account_id, "insufficient_funds": record.reason == INSUFFICIENT_FUNDS,
+        "retried": record.attempt > 1}
+    return [Draft("standing_order_failed", "customer", definition.customer_id, values)]
+
+
+def loan_as_of(state: LoanState, positions: Mapping[str, int], event_id: str) -> LoanState:
+    """The loan as it stood just after its record `event_id`: the fold may have read further (later decisions and
+    answers), and a notification must say what this record changed. `positions`: each record's place in the log."""
+    cut = positions[event_id]
+
+    def kept(other: str) -> bool:
+        return positions.get(other, cut + 1) <= cut
+
+    return replace(state, reviews=[review for review in state.reviews if kept(review.event_id)],
+                   answers=[answer for answer in state.answers if kept(answer.event_id)])
+
+
+_OUTCOMES = {"approved": "approved", "offered": "offered", "rejected": "declined"}
+
+
+def loan_drafts(record: object, state: LoanState | None) -> list[Draft]:
+    """A decision or a late fee on bank.loans, for the loan's customer. `state` is the loan just after `record`
+    (`loan_as_of`). A review tells the customer only when it changes where the application stands: an approval
+    that completes the approvals it needs (a first of two tells nothing), a counter-offer, a rejection with the
+    reason staff gave. The assessment (scores, bureau) is never in it."""
+    if state is None:
+        return []
+    application = state.application
+    if isinstance(record, LoanReviewed):
+        before = replace(state, reviews=[review for review in state.reviews if review.event_id != record.event_id])
+        outcome = _OUTCOMES.get(state.decision_status)
+        if outcome is None or before.decision_status == state.decision_status:
+            return []
+        values = _money(record.amount, application.currency) | {
+            "loan_id": record.loan_id, "outcome": outcome, "term": record.term,
+            "annual_rate_percent": record.annual_rate_percent,
+            "reason": record.reason if outcome == "declined" else None}
+        return [Draft("loan_decided", "customer", application.customer_id, values)]
+    if isinstance(record, LoanLateFeeCharged):
+        values = _money(record.amount, application.currency) | {
+            "loan_id": record.loan_id, "instalment": record.instalment, "charged_on": record.charged_on,
+            "account_id": application.account_id}
+        return [Draft("loan_overdue", "customer", application.customer_id, values)]
+    return []
+
+
+def reminder_id(loan_id: str, instalment: int) -> str:
+    """The source of an instalment's reminder: one per loan and instalment, however often it is asked for."""
+    return derive_id("loan-instalment-due", loan_id, str(instalment))
+
+
+def instalment_reminders(book: LoanBook, postings: LoanPostings, today: date, days: int) -> list[tuple[str, Draft]]:
+    """(source id, draft) of `loan_instalment_due` for every unpaid instalment of an active loan falling due within
+    `days` days after business day `today` (not yet due: what is due today the servicer collects). Asked again
+    and again, it answers the same ids, so each instalment is announced once; 0 days: no reminders."""
+    if days <= 0:
+        return []
+    found = []
+    for state in book.loans.values():
+        if state.loan_id not in postings.disbursed:
+            continue
+        try:
+            loan = loan_of(state, book, postings, today)
+        except LoanError:
+            continue   # the servicer logs a loan that no longer computes
+        if loan.status != "active":
+            continue
+        application = state.application
+        for item in loan.instalments:
+            if item.unpaid > 0 and today < item.due_on <= today + timedelta(days=days):
+                values = _money(item.unpaid, application.currency) | {
+                    "loan_id": state.loan_id, "instalment": item.number, "due_on": item.due_on.isoformat(),
+                    "days": (item.due_on - today).days, "account_id": application.account_id}
+                found.append((reminder_id(state.loan_id, item.number),
+                              Draft("loan_instalment_due", "customer", application.customer_id, values)))
+    return found

@@ -222,6 +222,8 @@ class Settings(BaseSettings):
     # Events older than this when the notifier first reads them are folded (accounts, devices) but tell nobody:
     # a notifier started on an old log does not mail its whole history.
     notify_max_age: timedelta = timedelta(days=1)
+    # A loan's customer is reminded of an instalment this many business days before its due date (0: never).
+    loan_due_reminder_days: int = Field(default=3, ge=0)
     # How long one SSE connection lasts at most (clients reconnect with Last-Event-ID; each reconnect is
     # authenticated again, so a revoked session stops streaming within this).
     notification_stream_max: timedelta = timedelta(minutes=5)

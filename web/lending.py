@@ -33,7 +33,21 @@ STAFF_STATUSES = {
 }
 INSTALMENT_STATUSES = {"paid": ("ok", "Paid"), "partly_paid": ("warning", "Partly paid"), "due": ("warning", "Due"),
                        "overdue": ("bad", "Overdue"), "upcoming": ("", "Upcoming")}
-REPAYMENT_KINDS = {"manual": "Repayment", "scheduled": "Instalment collected", "payoff": "Paid off"}
+REPAYMENT_KINDS = {"manual": "Repayment", "scheduled": "Instalment collected", "payoff": "Paid off",
+                   "prepay_lower_instalment": "Principal repaid early: lower instalments",
+                   "prepay_shorten_term": "Principal repaid early: a shorter loan"}
+# a prepayment's choice: what the instalments left become
+PREPAYMENT_EFFECTS = {"lower_instalment": "Lower my instalment", "shorten_term": "Shorten my loan"}
+PREPAYMENT_FIELDS = ("prepay_amount", "effect")
+# why the API refuses a prepayment, in the customer's words (its own detail for any other reason)
+PREPAYMENT_REFUSALS = {
+    "instalments_due": "An instalment is due: repay it first (above), then repay principal early.",
+    "instalment_partly_paid": "Your next instalment is partly paid: repay the rest of it first (above), then "
+                              "repay principal early.",
+    "more_than_owed": "That is all the principal the loan still owes, or more. To repay all of it now, pay the "
+                      "loan off by its payoff quote.",
+    "loan_not_active": "The loan is no longer active: it takes no early repayment.",
+}
 RECOMMENDATIONS = {"approve": ("ok", "Approve"), "refer": ("warning", "Refer to a reviewer"),
                    "decline": ("bad", "Decline")}
 PERIODS = {"monthly": "monthly", "fortnightly": "fortnightly", "weekly": "weekly"}
@@ -136,3 +150,23 @@ def refusal(error: ApiError, fields: tuple[str, ...], default: str,
     if error.reason == "more_than_owed":
         return {field: [MORE_THAN_OWED]}
     return {field: error.messages()}
+
+
+def prepayment_body(form: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The API's Prepayment {amount, effect} from the form, or the form's own errors (no amount, no choice)."""
+    amount, effect = form.get("prepay_amount", "").strip(), form.get("effect", "")
+    errors: dict[str, list[str]] = {}
+    if not amount:
+        errors["prepay_amount"] = ["Enter the amount of principal to repay early."]
+    if effect not in PREPAYMENT_EFFECTS:
+        errors["effect"] = ["Choose a lower instalment or a shorter loan."]
+    return {"amount": amount, "effect": effect}, errors
+
+
+def prepayment_refusal(error: ApiError) -> dict[str, list[str]]:
+    """The API's refusal of a prepayment next to the form's field: a choice refused next to the choice, anything
+    else (a reason above, an amount the API cannot read, the account's funds) next to the amount."""
+    if error.field() == "effect":
+        return {"effect": ["Choose a lower instalment or a shorter loan."]}
+    words = PREPAYMENT_REFUSALS.get(error.reason)
+    return {"prepay_amount": [words] if words else error.messages()}

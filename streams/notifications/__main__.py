@@ -1,7 +1,8 @@
 """Run the notifier: `python -m streams.notifications` (settings from BANK_* env vars; `bank up` starts it).
 
-The agent (consumer group bankstream-notifier) and the sender run side by side in this process; a small web
-server on BANK_WORKER_WEB_PORT answers /healthz and /metrics.
+The agent (consumer group bankstream-notifier), the sender and the loan instalment reminders (a periodic task of
+business time, reminders.py) run side by side in this process, over the folds of the standing orders, the loans
+and the loans' postings (folds.py); a small web server on BANK_WORKER_WEB_PORT answers /healthz and /metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from schemas.codec import get_codec
 from streams.metrics import exposition
 from streams.notifications.agent import NotificationAgent
 from streams.notifications.channels import EmailChannel, sms_provider
+from streams.notifications.folds import Folds
+from streams.notifications.reminders import InstalmentReminders
 from streams.notifications.sender import Sender
 
 log = logging.getLogger("streams.notifications")
@@ -32,7 +35,12 @@ async def serve() -> None:
     business_time = BusinessTime(settings.kafka, settings.clock_control, get_codec())
     await business_time.start()
     sms = sms_provider(settings)
-    agent = NotificationAgent(settings.kafka, pool, business_time, settings.worker_id, settings.notify_max_age)
+    folds = Folds(settings.kafka)
+    await folds.start()
+    agent = NotificationAgent(settings.kafka, pool, business_time, settings.worker_id, settings.notify_max_age,
+                              folds)
+    reminders = InstalmentReminders(folds, agent, pool, business_time, settings.customer_time_zone,
+                                    settings.loan_due_reminder_days, settings.scheduler_interval)
     sender = Sender(pool, settings, business_time, EmailChannel(settings), sms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,7 +48,8 @@ async def serve() -> None:
         loop.add_signal_handler(sig, stop.set)
     site = await _health_site(agent, sender, settings.worker_web_host, settings.worker_web_port)
     tasks = [asyncio.create_task(agent.run(stop), name="notifier-agent"),
-             asyncio.create_task(sender.run(stop), name="notifier-sender")]
+             asyncio.create_task(sender.run(stop), name="notifier-sender"),
+             asyncio.create_task(reminders.run(stop), name="notifier-reminders")]
     log.info("notifier %s: running", settings.worker_id)
     try:
         done, _ = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
@@ -52,6 +61,7 @@ async def serve() -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await site.stop()
         await sms.close()
+        await folds.stop()
         await business_time.stop()
         await pool.close()
 

@@ -1,5 +1,7 @@
-"""The notification agent: its own consumer group on the ledger and the audit log, turning records into
-notifications (core/notifications.py says what each record means to whom).
+"""The notification agent: its own consumer group on the ledger, the audit log, the standing orders and the loans,
+turning records into notifications (core/notifications.py says what each record means to whom). Records of
+bank.standing-orders and bank.loans are judged with the folds of those topics (folds.py): whose order or loan it is
+and where the application stood.
 
 Per batch: one PostgreSQL transaction writes the accounts and devices it learns, the in-app notifications and
 the queued emails and SMS (each keyed by its notification id, derived from the record, the person and the
@@ -25,12 +27,14 @@ from core.audit import AuditRecorded
 from core.events import AccountOpened, Event
 from core.identity import device_from_user_agent
 from core.notifications import (AUDIT_RULES, NEW_DEVICE_ACTION, NOTIFIER_GROUP, NOTIFIER_TOPICS, Draft,
-                                drafts_for_event, notification_id, threshold_drafts)
-from core.topics import AUDIT
+                                drafts_for_event, loan_drafts, notification_id, standing_order_drafts,
+                                threshold_drafts)
+from core.topics import AUDIT, LOANS, STANDING_ORDERS
 from infra.clock import BusinessTime
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams.notifications import metrics
+from streams.notifications.folds import Folds
 from streams.notifications.render import render
 from streams.notifications.store import BatchWriter, Person
 
@@ -41,13 +45,16 @@ TOPICS = NOTIFIER_TOPICS
 BATCH_MAX = 500
 FETCH_TIMEOUT_MS = 200
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+FOLDED = (STANDING_ORDERS, LOANS)   # their records are judged with the folds of their topics
+# When a record of those topics happened (business time), for BANK_NOTIFY_MAX_AGE
+_MOMENTS = ("recorded_at", "reviewed_at", "charged_at", "answered_at", "assessed_at", "applied_at", "set_at")
 
 
 class NotificationAgent:
     name = "notifier"
 
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, business_time: BusinessTime, instance_id: str,
-                 max_age: timedelta) -> None:
+                 max_age: timedelta, folds: Folds) -> None:
         self._consumer = AIOKafkaConsumer(
             *TOPICS, bootstrap_servers=bootstrap, group_id=GROUP,
             group_instance_id=f"{instance_id}-notifier",   # static membership, like the projections
@@ -56,6 +63,7 @@ class NotificationAgent:
         self._pool = pool
         self._time = business_time
         self._max_age = max_age
+        self._folds = folds
         self._codec = get_codec()
         self.handled = 0
 
@@ -74,6 +82,9 @@ class NotificationAgent:
         if not records:
             return
         started = time.monotonic()
+        for tp, rs in batches.items():
+            if tp.topic in FOLDED and rs:
+                await self._folds.reached(tp.topic, tp.partition, rs[-1].offset)
         writer = await self._write(records)
         for channel, count in writer.counts.items():
             metrics.SENT.labels(channel).inc(count)   # in-app: delivered when written
@@ -113,7 +124,9 @@ class NotificationAgent:
             async with writer.c.transaction():   # a savepoint: a record that fails leaves the batch intact
                 if record.topic == AUDIT:
                     await self._audit(writer, record, where)
-                else:   # the ledger, and any event topic added to TOPICS (payments, standing orders, loans)
+                elif record.topic in FOLDED:
+                    await self._folded(writer, record, where)
+                else:   # the ledger, and any event topic added to TOPICS (payments)
                     await self._event(writer, record, where)
         except DecodeError as error:
             log.error("notifier: skipped %s: %s", where, error)
@@ -136,7 +149,20 @@ class NotificationAgent:
         if not self._recent(event.occurred_at):
             return
         for draft in drafts_for_event(event):
-            await self._notify(writer, draft, event.event_id, where)
+            await self.notify(writer, draft, event.event_id, where)
+
+    async def _folded(self, writer: BatchWriter, record: ConsumerRecord[bytes, bytes], where: str) -> None:
+        """A standing order's or a loan's record: drafts for its customer, from the folds (which have read it)."""
+        value = self._codec.decode(record.value, record.headers, record_types(record.topic))
+        if record.topic == STANDING_ORDERS:
+            drafts = standing_order_drafts(value, self._folds.orders)
+        else:
+            loan_id = getattr(value, "loan_id", None)
+            drafts = loan_drafts(value, self._folds.loan(loan_id, value.event_id) if loan_id else None)
+        moment = next((getattr(value, name) for name in _MOMENTS if hasattr(value, name)), None)
+        if drafts and moment is not None and self._recent(moment):
+            for draft in drafts:
+                await self.notify(writer, draft, value.event_id, where)
 
     async def _audit(self, writer: BatchWriter, record: ConsumerRecord[bytes, bytes], where: str) -> None:
         audit = self._codec.decode(record.value, record.headers, record_types(AUDIT))
@@ -156,16 +182,19 @@ class NotificationAgent:
                                                      "payee_id": audit.details.get("payee_id")}))
         if self._recent(audit.occurred_at):
             for draft in drafts:
-                await self._notify(writer, draft, audit.event_id, where)
+                await self.notify(writer, draft, audit.event_id, where)
 
     async def _people(self, writer: BatchWriter, draft: Draft) -> list[Person]:
         if draft.audience == "account_holder":
             return await writer.holders(draft.target)
+        if draft.audience == "customer":
+            return await writer.customer(draft.target)
         if draft.audience == "staff":
             return await writer.staff()
         return await writer.user(draft.target)
 
-    async def _notify(self, writer: BatchWriter, draft: Draft, source_id: str, where: str) -> None:
+    async def notify(self, writer: BatchWriter, draft: Draft, source_id: str, where: str) -> None:
+        """The draft to each person it is for, on the channels they chose (ids from source, person, channel)."""
         for person in await self._people(writer, draft):
             prefs = await writer.preferences(person)
             extra = threshold_drafts(draft, prefs.threshold(draft.target)) if draft.audience == "account_holder" \

@@ -33,7 +33,8 @@ class BatchWriter:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.c = connection
         self._prefs: dict[str, Preferences] = {}
-        self._holders: dict[str, list[Person]] = {}   # per batch: an account's holders, the staff
+        self._holders: dict[str, list[Person]] = {}   # per batch: an account's holders, a customer's users, the staff
+        self._customers: dict[str, list[Person]] = {}
         self._staff: list[Person] | None = None
         self.notified_users: set[str] = set()
         self.counts: dict[str, int] = {}
@@ -49,6 +50,13 @@ class BatchWriter:
                                       "WHERE account_id = $1)", account_id)
             self._holders[account_id] = [Person(**dict(r)) for r in rows]
         return self._holders[account_id]
+
+    async def customer(self, customer_id: str) -> list[Person]:
+        """The users of a customer (the one a standing order or loan belongs to)."""
+        if customer_id not in self._customers:
+            rows = await self.c.fetch(_PERSON + "u.customer_id = $1", customer_id)
+            self._customers[customer_id] = [Person(**dict(r)) for r in rows]
+        return self._customers[customer_id]
 
     async def staff(self) -> list[Person]:
         if self._staff is None:

@@ -1,5 +1,6 @@
 """Loans in a browser: an admin creates a product in the admin panel, a customer applies in the web app, an analyst
-approves it once the servicer has assessed it, the customer repays part of it and sees the payoff quote, and the
+approves it once the servicer has assessed it, the customer repays principal early (a shorter loan), repays part of
+an instalment (then a second early repayment is refused next to its amount), sees the payoff quote, and the
 portfolio shows the product; a counter-offer, accepted by the customer.
 
 The module has staff of its own (like tests/browser/test_admin.py), so its sign-ins never wait for a TOTP step
@@ -46,7 +47,7 @@ def test_a_product_an_application_an_approval_a_repayment_and_the_portfolio(
     name = f"Car loan {uuid.uuid4().hex[:6]}"
     staff_sign_in(staff, web_url, crew["admin"])
     staff.get_by_role("navigation", name="Main").get_by_role("link", name="Loans").click()
-    staff.get_by_role("navigation", name="Loans").get_by_role("link", name="Products").click()
+    staff.get_by_role("navigation", name="Loans").get_by_role("link", name="Products", exact=True).click()
     check_page(staff, "admin-loan-products")
     staff.get_by_label("Name", exact=True).fill(name)
     staff.get_by_label("Smallest amount").fill("500.00")
@@ -93,10 +94,24 @@ def test_a_product_an_application_an_approval_a_repayment_and_the_portfolio(
     reload_until_visible(page, page.locator(".section-head .badge", has_text="Active"))
     expect(page.get_by_role("table", name="Schedule").locator("tbody tr")).to_have_count(6)
     check_page(page, "loan-active")
+    # principal repaid early, the loan shortened: the same instalment, fewer of them
+    page.get_by_label("Principal to repay early").fill("200.00")
+    page.get_by_label("Shorten my loan").check()
+    page.get_by_role("button", name="Pay principal early").click()
+    expect(page.get_by_text("Thank you: the principal is repaid early.")).to_be_visible()
+    reload_until_visible(page, page.get_by_role("table", name="Repayments").get_by_role(
+        "cell", name="Principal repaid early: a shorter loan"))
+    expect(page.get_by_role("table", name="Schedule").locator("tbody tr")).to_have_count(5)
     page.get_by_label("Amount to repay").fill("25.00")
-    page.get_by_role("button", name="Repay").click()
+    page.get_by_role("button", name="Repay", exact=True).click()
     expect(page.get_by_text("Thank you: your repayment is paid into the loan.")).to_be_visible()
     reload_until_visible(page, page.get_by_role("table", name="Repayments").get_by_role("cell", name="€25.00"))
+    # the next instalment is partly paid now: a second prepayment is refused next to its amount
+    page.get_by_label("Principal to repay early").fill("100.00")
+    page.get_by_label("Lower my instalment").check()
+    page.get_by_role("button", name="Pay principal early").click()
+    expect(page.locator("#prepay_amount-error")).to_contain_text("partly paid")
+    check_page(page, "loan-prepayment-refused")
     page.get_by_role("link", name="Pay off the whole loan").click()
     expect(page.get_by_role("heading", name="Payoff quote")).to_be_visible()
     expect(page.locator("#payoff-amount")).to_have_text(re.compile(r"^€[\d,]+\.\d{2}$"))

@@ -6,6 +6,8 @@ simulator the session stack runs, through the HTTP API.
 - the SMTP server stopped during a burst and restarted: every email arrives, exactly once
 - a customer's stream never carries another's notification; a reconnection resumes without loss or repeat
 - a sign-in from a new device, a held payment (the customer told, the analysts alerted, no rule named)
+- a standing order failing for want of money; a loan approved, paid out, its instalment coming due, missed
+  (collection refused, late fee): each told to the customer, business time moved by an admin, never slept
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -586,3 +588,111 @@ def test_a_new_payee_is_notified(api_url: str) -> None:
         await eventually(lambda: _with(mailbox(customer.identity.email), "new payee was added"))
 
     scenario(api_url, body)
+
+
+# ---------------------------------------------------------------- standing orders and loans
+
+
+async def business_now(admin: Bank) -> datetime:
+    response = await admin.http.get("/v1/admin/clock")
+    assert response.status_code == 200, response.text
+    return datetime.fromisoformat(response.json()["now"])
+
+
+async def move_to(admin: Bank, moment: datetime) -> None:
+    """Business time to `moment`, or left where it is if it is already later (it never runs back)."""
+    if moment > await business_now(admin):
+        response = await admin.http.put("/v1/admin/clock", json={"at": moment.isoformat()})
+        assert response.status_code == 200, response.text
+
+
+async def told(bank: Bank, kind: str, **data: Any) -> dict[str, Any]:
+    """The customer's in-app notification of `kind` whose data has `data`, once the notifier has written it."""
+    async def found() -> dict[str, Any] | None:
+        return next((n for n in (await inbox(bank))["notifications"] if n["type"] == kind
+                     and all(n["data"].get(key) == value for key, value in data.items())), None)
+
+    return dict(await eventually(found, timeout=60))
+
+
+def test_a_standing_order_failing_for_want_of_money_is_told_to_its_customer(api_url: str) -> None:
+    async def body(_teller: Bank, customer: Bank) -> None:
+        admin = Bank(api_url, role="admin")
+        try:
+            empty, target = await customer.open(), await customer.open()
+            tomorrow = (await business_now(admin)).date() + timedelta(days=1)
+            reference = f"gym-{uuid.uuid4().hex[:6]}"
+            created = await customer.http.post("/v1/standing-orders", json={
+                "from_account_id": empty, "to_account_id": target, "amount": "5.00", "currency": "EUR",
+                "frequency": "once", "start_date": tomorrow.isoformat(), "time_zone": "UTC", "reference": reference})
+            assert created.status_code == 201, created.text
+            # past the same-day retry time (14:00 local): refused, retried at once, refused again: failed
+            await move_to(admin, datetime.combine(tomorrow, datetime.min.time(), UTC) + timedelta(hours=15))
+            notice = await told(customer, "standing_order_failed", reference=reference)
+            assert notice["data"]["amount"] == "5.00" and notice["data"]["due_date"] == tomorrow.isoformat()
+            assert notice["data"]["insufficient_funds"] is True and "not enough money" in notice["body"]
+            [email] = await eventually(lambda: _with(mailbox(customer.identity.email), reference), timeout=20)
+            assert "5.00 EUR" in email["body"]
+        finally:
+            await admin.close()
+
+    scenario(api_url, body)
+
+
+def test_a_loan_approved_paid_out_coming_due_and_missed_is_told_to_its_customer(api_url: str) -> None:
+    async def body(teller: Bank, customer: Bank) -> None:
+        admin, analyst = Bank(api_url, role="admin"), Bank(api_url, role="analyst")
+        try:
+            product = await admin.http.post("/v1/admin/loan-products", json={
+                "name": f"Notified loan {uuid.uuid4().hex[:6]}", "currency": "EUR", "principal_min": "500.00",
+                "principal_max": "50000.00", "term_min": 3, "term_max": 36, "annual_rate_percent": "12",
+                "origination_fee_percent": "0", "late_fee": "15.00"})
+            assert product.status_code == 201, product.text
+            account = await customer.open()
+            applied = await customer.http.post("/v1/loans", json={
+                "product_id": product.json()["product_id"], "account_id": account, "amount": "600.00", "term": 3,
+                "purpose": "a bicycle"})
+            assert applied.status_code == 201, applied.text
+            loan_id = applied.json()["loan_id"]
+            await loan_until(analyst, loan_id, "in_review")
+            decided = await analyst.http.post(f"/v1/admin/loans/{loan_id}/decision", json={"decision": "approve"})
+            assert decided.status_code == 200, decided.text
+            loan = await loan_until(customer, loan_id, "active")
+
+            approved = await told(customer, "loan_decided", loan_id=loan_id)
+            assert approved["data"]["outcome"] == "approved" and approved["data"]["amount"] == "600.00"
+            assert "score" not in json.dumps(approved)
+            paid_out = await told(customer, "loan_disbursed", loan_id=loan_id)
+            assert paid_out["data"]["amount"] == "600.00" and paid_out["data"]["account_id"] == account
+
+            # the money is spent; three days before the first due date the customer is reminded, once
+            assert (await teller.withdraw(account, "600.00")).status_code == 200
+            first = date.fromisoformat(loan["schedule"][0]["due_on"])
+            await move_to(admin, datetime.combine(first - timedelta(days=3), datetime.min.time(), UTC)
+                          + timedelta(hours=3))   # 03:00 UTC: the same day in the bank's zone (Europe/Berlin)
+            due = await told(customer, "loan_instalment_due", loan_id=loan_id)
+            assert (due["data"]["instalment"], due["data"]["due_on"], due["data"]["days"]) == (1, first.isoformat(), 3)
+            # the day after: the collection is refused and the late fee charged
+            await move_to(admin, datetime.combine(first + timedelta(days=1), datetime.min.time(), UTC)
+                          + timedelta(hours=3))
+            await told(customer, "loan_repayment_failed", account_id=account)
+            overdue = await told(customer, "loan_overdue", loan_id=loan_id)
+            assert overdue["data"]["amount"] == "15.00" and overdue["data"]["instalment"] == 1
+            reminders = [n for n in (await inbox(customer))["notifications"] if n["type"] == "loan_instalment_due"
+                         and n["data"]["loan_id"] == loan_id]
+            assert len(reminders) == 1, reminders   # asked every tick since: still one
+        finally:
+            await admin.close()
+            await analyst.close()
+
+    scenario(api_url, body)
+
+
+async def loan_until(client: Bank, loan_id: str, status: str) -> dict[str, Any]:
+    """The loan once it has `status` (the servicer works in the background: poll, with a deadline)."""
+    async def there() -> dict[str, Any] | None:
+        response = await client.http.get(f"/v1/loans/{loan_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json()) if response.json()["status"] == status else None
+
+    return dict(await eventually(there, timeout=60, interval=0.1))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from web.admin.loans import decision_body, product_body
 from web.charts import Bar, bar_chart
 from web.client import ApiError
-from web.lending import application_body, assessment_inputs, instalments, product_summary, refusal, status_badge
+from web.lending import (REPAYMENT_KINDS, application_body, assessment_inputs, instalments, prepayment_body,
+                         prepayment_refusal, product_summary, refusal, status_badge)
 
 PRODUCT = {"product_id": "p1", "name": "Car loan", "currency": "EUR", "annual_rate_percent": "9.5",
            "principal_min": "500.00", "principal_max": "20000.00", "term_min": 3, "term_max": 24,
@@ -47,6 +48,21 @@ def test_refusals_go_next_to_their_field_in_the_products_terms() -> None:
     assert "payoff quote" in refusal(owed, ("amount",), "amount")["amount"][0]
     refused = ApiError(409, {"reason": "same_reviewer", "detail": "another staff member"})
     assert refusal(refused, ("amount", "reason", "decision"), "decision") == {"decision": ["another staff member"]}
+
+
+def test_the_prepayment_form_and_the_apis_refusals_next_to_its_fields() -> None:
+    assert prepayment_body({"prepay_amount": " 200.00 ", "effect": "shorten_term"}) == (
+        {"amount": "200.00", "effect": "shorten_term"}, {})
+    assert set(prepayment_body({"prepay_amount": "", "effect": "sooner"})[1]) == {"prepay_amount", "effect"}
+    for reason, words in (("instalments_due", "repay it first"), ("instalment_partly_paid", "partly paid"),
+                          ("more_than_owed", "payoff quote"), ("loan_not_active", "no longer active")):
+        found = prepayment_refusal(ApiError(409, {"reason": reason, "detail": "the API's words"}))
+        assert list(found) == ["prepay_amount"] and words in found["prepay_amount"][0], reason
+    funds = ApiError(422, {"reason": "insufficient_funds", "detail": "not enough money", "command_id": "c1"})
+    assert prepayment_refusal(funds) == {"prepay_amount": ["not enough money"]}
+    invalid = ApiError(422, {"detail": "invalid", "errors": [{"loc": ["body", "effect"], "msg": "bad"}]})
+    assert list(prepayment_refusal(invalid)) == ["effect"]
+    assert REPAYMENT_KINDS["prepay_shorten_term"] == "Principal repaid early: a shorter loan"
 
 
 def test_the_assessments_amounts_in_the_currencys_decimals() -> None:

@@ -1,8 +1,9 @@
 """Loans: the customer's loans and applications, applying for one, and a loan's page (status, terms, the decision's
 reason, the schedule with what is paid, repayments, arrears) with what the customer may do now: withdraw before a
-decision, accept or decline a counter-offer, repay an amount, see a payoff quote and pay the loan off.
+decision, accept or decline a counter-offer, repay an amount, repay part of the principal early (a lower instalment
+or a shorter loan, as the customer chooses), see a payoff quote and pay the loan off.
 
-Repayments and payoffs are commands, sent with the form's idempotency key: the same form sent twice (a double
+Repayments, prepayments and payoffs are commands, sent with the form's idempotency key: the same form sent twice (a double
 click, a retry after a timeout) repays once. A refusal before the ledger keeps the key (nothing was recorded under
 it); one the ledger decided gets a fresh key, so the corrected form is a new request.
 """
@@ -84,8 +85,9 @@ async def _loan_page(request: Request, api: Api, loan_id: str, status: int = 200
     return render(request, "customer/loan.html", status, loan=loan, account=labels.get(loan["account_id"], ""),
                   badge=lending.status_badge(loan["status"]), instalment_badges=lending.INSTALMENT_STATUSES,
                   repayment_kinds=lending.REPAYMENT_KINDS, withdrawable=loan["status"] in lending.WITHDRAWABLE,
-                  fee_charged=lending.charged(loan.get("origination_fee")),
-                  form={"key": str(uuid.uuid4())} | (form or {}), errors=errors or {})
+                  fee_charged=lending.charged(loan.get("origination_fee")), effects=lending.PREPAYMENT_EFFECTS,
+                  form={"key": str(uuid.uuid4()), "prepay_key": str(uuid.uuid4())} | (form or {}),
+                  errors=errors or {})
 
 
 @router.get("/{loan_id}", response_class=HTMLResponse)
@@ -115,6 +117,26 @@ async def repay(request: Request, loan_id: str, api: CustomerApi, amount: Annota
     api.session.flash("Thank you: your repayment is paid into the loan." if outcome.get("status") == "accepted"
                       else ON_ITS_WAY, "success")
     return RedirectResponse(f"/app/loans/{loan_id}#repayments-heading", status_code=303)
+
+
+@router.post("/{loan_id}/prepayments", response_class=HTMLResponse)
+async def prepay(request: Request, loan_id: str, api: CustomerApi, prepay_amount: Annotated[str, Form()] = "",
+                 effect: Annotated[str, Form()] = "", prepay_key: Annotated[str, Form()] = "") -> Response:
+    form = {"prepay_amount": prepay_amount, "effect": effect, "prepay_key": prepay_key}
+    body, errors = lending.prepayment_body(form)
+    if errors:
+        return await _loan_page(request, api, loan_id, 422, errors, form)
+    try:
+        outcome = await api.post(f"/v1/loans/{loan_id}/prepayments", body, command=True,
+                                 idempotency_key=prepay_key or None)
+    except ApiError as error:
+        if error.status in (403, 404) or error.status >= 500:
+            raise
+        return await _loan_page(request, api, loan_id, 422, lending.prepayment_refusal(error),
+                                form | {"prepay_key": _key_after(error, prepay_key)})
+    api.session.flash("Thank you: the principal is repaid early. Your new schedule is below."
+                      if outcome.get("status") == "accepted" else ON_ITS_WAY, "success")
+    return RedirectResponse(f"/app/loans/{loan_id}#schedule-heading", status_code=303)
 
 
 async def _payoff_page(request: Request, api: Api, loan_id: str, status: int = 200, key: str | None = None,
