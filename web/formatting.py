@@ -56,7 +56,7 @@ def short_id(identifier: str | None) -> str:
 
 TRANSACTION_TYPES = {
     "deposit": "Deposit", "withdrawal": "Withdrawal", "transfer_out": "Transfer out", "transfer_in": "Transfer in",
-    "transfer_reversal": "Transfer returned",
+    "transfer_reversal": "Transfer returned", "interest": "Interest",
 }
 CHANNELS = {"cash": "cash", "card": "card", "transfer": "transfer"}
 

@@ -14,7 +14,8 @@ from web.admin.common import sections_for
 from web.admin.customers import refusal_in_words
 from web.admin.feed import later, moment
 from web.sse import sse
-from web.admin.overview import read_model_lags, throughput
+from web.admin.overview import cob_state, read_model_lags, throughput
+from web.savings import PRODUCT_FIELDS, product_body, product_refusal
 from web.admin.reports import patterns
 
 
@@ -63,6 +64,27 @@ def test_feed_moments_compare_as_times_not_text() -> None:
     assert later(moment("2027-01-01T10:00:21.5Z"), moment("2027-01-01T10:00:21Z"))
     assert not later(moment("2027-01-01T10:00:21Z"), moment("2027-01-01T10:00:21.5Z"))
     assert later(moment("2027-01-01T10:00:21Z"), None) and moment("soon") is None
+
+
+def test_the_close_of_business_in_words() -> None:
+    done = {"closing_through": "2027-01-31", "accounts_behind": 0, "oldest_open_date": None}
+    assert cob_state(done) == ("ok", "Closed through 31 Jan 2027")
+    behind = done | {"accounts_behind": 2, "oldest_open_date": "2027-01-30"}
+    assert cob_state(behind) == ("warning", "2 accounts still to close, from 30 Jan 2027")
+
+
+def test_the_savings_product_form_and_the_apis_refusals() -> None:
+    from web.client import ApiError
+
+    body, errors = product_body({"name": " Easy Saver ", "currency": "EUR", "annual_rate_percent": "2.5",
+                                 "rate_effective_on": "", "day_count": "ACT/365F"})
+    assert errors == {} and body == {"name": "Easy Saver", "currency": "EUR", "annual_rate_percent": "2.5",
+                                     "day_count": "ACT/365F"}
+    assert set(product_body({"currency": "EUR"})[1]) == {"name", "annual_rate_percent"}
+    backdated = ApiError(422, {"reason": "backdated_rate", "detail": "a rate takes effect today or later"})
+    assert list(product_refusal(backdated, PRODUCT_FIELDS, "name")) == ["rate_effective_on"]
+    assert list(product_refusal(backdated, ("annual_rate_percent", "effective_on"), "annual_rate_percent")) == [
+        "effective_on"]
 
 
 def test_navigation_follows_the_roles() -> None:

@@ -9,6 +9,8 @@ from web.client import ApiError
 from web.csrf import valid
 from web.forms import field_errors
 from web.formatting import describe, money
+from web.savings import enrolment_refusal, products_in
+from web.savings import product_summary as savings_product
 from web.session import SessionStore
 
 
@@ -79,3 +81,15 @@ def test_balance_chart_is_an_accessible_svg_of_the_apis_balances() -> None:
     assert "lowest \u2212€20.50, highest €500.00, now \u2212€20.50" in svg
     assert "style=" not in svg and "<script" not in svg                     # the CSP allows neither
     assert str(balance_chart(points[:1], "EUR")) == ""                       # one point: no chart
+
+
+def test_savings_products_an_account_may_earn_and_the_refusals_in_words() -> None:
+    products = [{"product_id": "p1", "name": "Easy Saver", "currency": "EUR", "annual_rate_percent": "2.5"},
+                {"product_id": "p2", "name": "Dollar Saver", "currency": "USD", "annual_rate_percent": "4"},
+                {"product_id": "p3", "name": "Old Saver", "currency": "EUR", "status": "retired",
+                 "annual_rate_percent": "1"}]
+    assert [p["product_id"] for p in products_in(products, "EUR")] == ["p1"]
+    assert savings_product(products[0]) == "Easy Saver: 2.5% a year"
+    mismatch = enrolment_refusal(ApiError(422, {"reason": "currency_mismatch", "detail": "EUR"}))
+    assert "account's currency" in mismatch["product_id"][0]
+    assert enrolment_refusal(ApiError(409, {"reason": "other", "detail": "no"})) == {"product_id": ["no"]}

@@ -17,14 +17,16 @@ navigation follows the API's policy table (web/admin/common.py), and the API's o
 - alerts.py: staff alerts (their own notifications, live)
 - kyc.py: identity verification: the queue, a case with its documents, verify, reject, ask for more
 - loans.py: loan applications (the queue, the assessment, decisions), products and rates, the portfolio
+- savings.py: savings products and their rates (beside the loan products; its router before loans')
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from web.admin import alerts, audit, billers, customers, feed, kyc, loans, money, overview, people, reports, risk
+from web.admin import (alerts, audit, billers, customers, feed, kyc, loans, money, overview, people, reports, risk,
+                       savings)
 
 router = APIRouter()
-for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc, loans, alerts):
+for part in (overview, risk, feed, customers, people, audit, reports, money, billers, kyc, savings, loans, alerts):
     router.include_router(part.router)

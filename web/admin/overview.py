@@ -1,5 +1,6 @@
 """The panel's front page and the system page: readiness of every part (GET /readyz), read-model freshness,
-maintenance mode (admins switch it), and business time where the stack lets it move (BANK_CLOCK_CONTROL)."""
+the close of business (how far savings interest is accrued, GET /v1/admin/cob), maintenance mode (admins switch
+it), and business time where the stack lets it move (BANK_CLOCK_CONTROL)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from web import formatting
 from web.admin.common import REVIEWERS, page, role_of
 from web.client import ApiError, checked
 from web.deps import StaffApi
@@ -40,6 +42,26 @@ def read_model_lags(checks: dict[str, Any]) -> list[tuple[str, int]]:
     return [(name, int(count)) for name, count in _LAG.findall(listed)]
 
 
+async def close_of_business(api: Any) -> dict[str, Any] | None:
+    """GET /v1/admin/cob; None while the API is still reading the savings topics (its 503)."""
+    try:
+        return dict(await api.get("/v1/admin/cob"))
+    except ApiError as error:
+        if error.status in (403, 404, 503):
+            return None
+        raise
+
+
+def cob_state(status: dict[str, Any]) -> tuple[str, str]:
+    """The badge and the words of the close of business: done through yesterday, or how many accounts it has
+    still to accrue and from which day."""
+    behind = int(status["accounts_behind"])
+    if not behind:
+        return "ok", f"Closed through {formatting.when(status['closing_through'], with_time=False)}"
+    return "warning", (f"{behind} account{'s' if behind != 1 else ''} still to close, from "
+                       f"{formatting.when(status['oldest_open_date'], with_time=False)}")
+
+
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, api: StaffApi) -> Response:
     role = role_of(api)
@@ -48,7 +70,9 @@ async def overview(request: Request, api: StaffApi) -> Response:
     if role in REVIEWERS:
         held = (await api.get("/v1/admin/cases", status=["held"], limit=100))["items"]
         maintenance = await api.get("/v1/admin/maintenance")
-    return page(request, api, "overview.html", ready=ready, held=held, maintenance=maintenance)
+    cob = await close_of_business(api)
+    return page(request, api, "overview.html", ready=ready, held=held, maintenance=maintenance, cob=cob,
+                cob_state=cob_state(cob) if cob else None)
 
 
 def throughput(events: list[dict[str, Any]], minutes: int = THROUGHPUT_MINUTES) -> list[dict[str, Any]]:
@@ -82,8 +106,10 @@ async def health(request: Request, api: StaffApi) -> Response:
     if role == "admin":
         response = await api.request("GET", "/v1/admin/clock")
         clock = checked(response) if response.status_code == 200 else None
+    cob = await close_of_business(api)
     return page(request, api, "health.html", ready=ready, checks=checks, labels=CHECK_LABELS,
                 lags=read_model_lags(checks), maintenance=maintenance, clock=clock, throughput=throughput(recent),
+                cob=cob, cob_state=cob_state(cob) if cob else None,
                 grafana=f"{request.url.scheme}://{request.url.hostname}:{GRAFANA_PORT}/")
 
 

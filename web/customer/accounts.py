@@ -1,5 +1,5 @@
 """The customer's accounts: the dashboard (balances, recent activity, opening an account), an account's page (with
-its balance over time), its transaction history (filters, search, pages, CSV export) and its monthly statements
+its balance over time and its savings interest, or a product to start earning one), its transaction history (filters, search, pages, CSV export) and its monthly statements
 (printable). Every number on these pages is the API's: nothing is added up here.
 
 Another customer's account id gets the API's 404, and so the same "Page not found" as an id that does not exist.
@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from web import savings
 from web.charts import balance_chart, balance_points
 from web.client import Api, ApiError
 from web.deps import CustomerApi
@@ -79,11 +80,58 @@ async def open_account(request: Request, api: CustomerApi, currency: Annotated[s
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
 async def account_page(request: Request, account_id: str, api: CustomerApi) -> HTMLResponse:
+    return await _account_page(request, api, account_id)
+
+
+async def _account_page(request: Request, api: Api, account_id: str, status: int = 200,
+                        errors: dict[str, list[str]] | None = None,
+                        form: dict[str, str] | None = None) -> HTMLResponse:
     account = await api.get(f"/v1/accounts/{account_id}")   # another customer's: the API's 404, our 404 page
     postings = (await api.get(f"/v1/accounts/{account_id}/transactions", limit=CHART_POSTINGS)).get("items", [])
     chart = balance_chart(balance_points(postings, account["balance"], datetime.now(UTC)), account["currency"])
-    return render(request, "customer/account.html", account=account, title=account_label(account),
-                  transactions=postings[:10], chart=chart)
+    interest, products = await _savings(api, account)
+    return render(request, "customer/account.html", status, account=account, title=account_label(account),
+                  transactions=postings[:10], chart=chart, interest=interest, month_name=month_name,
+                  savings_options=[("", "Choose a savings product")] + [
+                      (p["product_id"], savings.product_summary(p)) for p in products],
+                  savings_form=form or {}, errors=errors or {})
+
+
+async def _savings(api: Api, account: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The interest the account earns, or (not enrolled, open) the products it may start earning. Savings not
+    ready in the API (503 while it starts): neither, and the rest of the page as usual."""
+    try:
+        return await api.get(f"/v1/accounts/{account['account_id']}/interest"), []
+    except ApiError as error:
+        if error.reason not in ("not_a_savings_account", "not_ready"):
+            raise
+        if error.reason == "not_ready" or account.get("status", "open") != "open":
+            return None, []
+    try:
+        offered = (await api.get("/v1/savings-products"))["products"]
+    except ApiError as error:
+        if error.reason != "not_ready":
+            raise
+        return None, []
+    return None, savings.products_in(offered, account["currency"])
+
+
+@router.post("/accounts/{account_id}/savings", response_class=HTMLResponse)
+async def earn_interest(request: Request, account_id: str, api: CustomerApi,
+                        product_id: Annotated[str, Form()] = "") -> Response:
+    """The account starts earning a savings product's interest from today (the API's enrol_savings)."""
+    form = {"product_id": product_id}
+    if not product_id:
+        return await _account_page(request, api, account_id, 422, {"product_id": ["Choose a savings product."]}, form)
+    try:
+        interest = await api.post(f"/v1/accounts/{account_id}/savings", {"product_id": product_id})
+    except ApiError as error:
+        if (error.status in (403, 404) and error.reason != "unknown_savings_product") or error.status >= 500:
+            raise
+        return await _account_page(request, api, account_id, 422, savings.enrolment_refusal(error), form)
+    api.session.flash(f"Your account earns {interest['annual_rate_percent']}% a year from today, credited after "
+                      "each month's end.", "success")
+    return RedirectResponse(f"/app/accounts/{account_id}#interest-heading", status_code=303)
 
 
 def _history_filters(since: str | None, until: str | None, kind: str | None, min_amount: str | None,
