@@ -24,3 +24,9 @@ def test_thresholds_only_for_accounts_with_an_amount_and_quiet_hours_only_when_t
     assert body["quiet_hours"] is None
     ticked = preferences_body(form | {"quiet_hours": "on"}, CURRENT, [])
     assert ticked["quiet_hours"] == {"start": "22:00", "end": "07:00", "timezone": "UTC"}
+
+
+def test_every_notification_type_has_words_on_the_preferences_page() -> None:
+    from core.notifications import DEFAULT_CHANNELS
+    from web.customer.notifications import TYPE_NAMES
+    assert set(TYPE_NAMES) == set(DEFAULT_CHANNELS)
