@@ -266,6 +266,8 @@ class Stack:
         env.update(self.signing_key_env())
         env.update(BANK_RAIL_SECRET=self.rail_secret(), BANK_CREDIT_BUREAU_API_KEY=self.credit_bureau_key())
         env.update(self.channel_secret_env())
+        if s.kafka_sasl_password is not None:   # revealed: a settings dump masks it
+            env["BANK_KAFKA_SASL_PASSWORD"] = s.kafka_sasl_password.get_secret_value()
         env.update(extra)
         return env
 

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from core.notifications import NOTIFIER_GROUP, NOTIFIER_TOPICS
@@ -22,7 +21,7 @@ from core.readmodel import PROJECTIONS, consumer_group
 from core.settings import Settings
 from core.audit import AUDIT_TRAIL_GROUP
 from core.topics import AUDIT, LEDGER_COMMANDS, LEDGER_EVENTS
-from infra.kafka import group_less_consumer
+from infra.kafka import create_admin_client, group_less_consumer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def platform_groups(settings: Settings) -> dict[str, list[str]]:
 
 
 async def collect(bootstrap: str, groups: dict[str, list[str]]) -> list[PartitionLag]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = create_admin_client(bootstrap)
     reader = group_less_consumer(bootstrap, isolation_level="read_uncommitted")   # ends: the high watermarks
     await admin.start()
     await reader.start()

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from core.topics import TopicSpec
+from infra.kafka import create_admin_client
 
 Status = Literal["created", "ok", "drift", "error"]
 
@@ -55,7 +56,7 @@ class TopicsReport:
 
 async def apply_topics(bootstrap: str, registry: dict[str, TopicSpec], timeout_s: float = 30.0) -> TopicsReport:
     """Create the registry's missing topics on `bootstrap` and report drift of existing ones. Idempotent."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = create_admin_client(bootstrap, request_timeout_ms=int(timeout_s * 1000))
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
         existing = await _layouts(admin)

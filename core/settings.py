@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     # The schema registry readers resolve message schema ids with (the embedded one of `bank up` when unset;
     # docker-compose runs Karapace). Writers never call it: ids come from schemas/schema_ids.json.
     schema_registry_url: str | None = None
+
+    # Kafka security (issue 14 point 8), for every Kafka client of a process and for Faust (infra/kafka_security.py).
+    # PLAINTEXT, the embedded broker's only protocol, needs nothing more. SASL_* need a mechanism, a username and a
+    # password; SSL and SASL_SSL verify the brokers against `kafka_ssl_cafile` (else the system's CAs) and present
+    # `kafka_ssl_certfile` (its key in `kafka_ssl_keyfile` or in the same file) if the brokers want a client
+    # certificate. docker-compose runs SASL_SSL with SCRAM-SHA-512, one user per service (README, "Kafka security").
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = None
+    kafka_ssl_certfile: FilePath | None = None
+    kafka_ssl_keyfile: FilePath | None = None
 
     # Ports of the embedded servers (only used when the matching URL above is unset).
     kafka_port: int = 19092
@@ -243,6 +256,28 @@ class Settings(BaseSettings):
     # Erasure (POST /v1/admin/customers/{id}/erase): personal data may be erased once every account of the customer
     # has been closed for at least this long (the jurisdiction's record-keeping period; AML law keeps 5 years).
     erasure_retention: timedelta = timedelta(days=5 * 365)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Settings:
+        """A half-configured protocol fails at start, naming what is missing, not at the first connection; credentials
+        or files the protocol would not use are refused, not silently ignored."""
+        protocol = self.kafka_security_protocol
+        sasl = {f"BANK_{name.upper()}": getattr(self, name)
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")}
+        ssl_files = {f"BANK_{name.upper()}": getattr(self, name)
+                     for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")}
+        if protocol.startswith("SASL_") and (missing := [name for name, value in sasl.items() if value is None]):
+            raise ValueError(f"BANK_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}")
+        if not protocol.startswith("SASL_") and (given := [name for name, value in sasl.items() if value is not None]):
+            raise ValueError(f"{', '.join(given)} set, but BANK_KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL")
+        if not protocol.endswith("SSL") and (given := [name for name, value in ssl_files.items() if value is not None]):
+            raise ValueError(f"{', '.join(given)} set, but BANK_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS")
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError("BANK_KAFKA_SSL_KEYFILE is the key of BANK_KAFKA_SSL_CERTFILE, which is not set")
+        if protocol != "PLAINTEXT" and self.kafka_bootstrap is None:
+            raise ValueError(f"BANK_KAFKA_SECURITY_PROTOCOL={protocol} needs BANK_KAFKA_BOOTSTRAP: the embedded "
+                             "broker of `bank up` speaks PLAINTEXT only")
+        return self
 
     @property
     def kafka(self) -> str:

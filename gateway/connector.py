@@ -20,7 +20,6 @@ import logging
 import signal
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter, start_http_server
 
@@ -31,6 +30,7 @@ from core.topics import LEDGER_COMMANDS, PAYMENTS_OUTBOUND, PAYMENTS_OUTBOUND_DL
 from gateway.adapters import RailAdapter, RailRefused, RailUnavailable, adapter_for
 from infra import kafka_fetch
 from infra.dead_letters import RecordTooLarge, check_size, dead_letter_of
+from infra.kafka import create_consumer
 from infra.logs import configure_logging
 from infra.producer import create_producer
 from infra.topics import record_types
@@ -53,8 +53,8 @@ class Connector:
         self.codec = get_codec()
         self.types = record_types(PAYMENTS_OUTBOUND)
         self.done: dict[str, None] = {}
-        self.consumer = AIOKafkaConsumer(
-            PAYMENTS_OUTBOUND, bootstrap_servers=settings.kafka, group_id=GROUP, enable_auto_commit=False,
+        self.consumer = create_consumer(
+            PAYMENTS_OUTBOUND, bootstrap=settings.kafka, group_id=GROUP, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
             # Short: a connector killed -9 holds up its successor's join for at most this long. A rail down for
             # longer keeps a batch in hand past it: the group then moves on without this member, whose commit

@@ -1,4 +1,6 @@
-"""Reading topics: a group-less consumer, end offsets, a reader of a whole topic (or a range of it) and a follower.
+"""Reading topics: a group-less consumer, end offsets, a reader of a whole topic (or a range of it) and a follower;
+and the factories of every consumer and admin client, which add the process's Kafka security settings
+(infra/kafka_security.py; producers: infra/producer.py).
 
 Readers here never join a consumer group: nothing is committed and nothing is left to clean up, so any number of
 them can read the same topic. They read committed data only unless told otherwise: after exactly_once traffic
@@ -16,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from infra.kafka_security import client_options
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +36,23 @@ class TopicMissing(RuntimeError):
         self.topic = topic
 
 
+def create_consumer(*topics: str, bootstrap: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer (not started) with the process's Kafka security settings; `topics` and `options` are
+    AIOKafkaConsumer's."""
+    return AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, **(client_options() | options))
+
+
+def create_admin_client(bootstrap: str, **options: Any) -> AIOKafkaAdminClient:
+    """An admin client (not started) with the process's Kafka security settings; `options` are
+    AIOKafkaAdminClient's."""
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options() | options))
+
+
 def group_less_consumer(bootstrap: str, *, isolation_level: IsolationLevel = "read_committed",
                         **options: Any) -> AIOKafkaConsumer:
     """A consumer that belongs to no group and commits nothing (not started): the caller assigns partitions."""
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                            isolation_level=isolation_level, **options)
+    return create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False,
+                           isolation_level=isolation_level, **options)
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:

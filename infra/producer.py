@@ -11,8 +11,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from infra.kafka_security import client_options
+
 
 def create_producer(bootstrap: str, *, linger_ms: int = 0, **options: Any) -> AIOKafkaProducer:
-    """An idempotent, acks=all producer (not started); `options` are further AIOKafkaProducer settings."""
+    """An idempotent, acks=all producer (not started) with the process's Kafka security settings; `options` are
+    further AIOKafkaProducer settings."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=linger_ms,
-                            **options)
+                            **(client_options() | options))

@@ -25,7 +25,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -39,7 +39,7 @@ from infra import kafka_fetch
 from infra.producer import create_producer
 from infra.topics import load_registry
 from schemas.codec import get_codec
-from infra.kafka import seek_to_end
+from infra.kafka import create_consumer, seek_to_end
 
 console = Console()
 
@@ -55,7 +55,7 @@ class Probe:
     def __init__(self, bootstrap: str) -> None:
         self.codec = get_codec()
         self.producer = create_producer(bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        self.consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False)
         self.waiting: dict[str, asyncio.Future[float]] = {}
 
     async def start(self) -> None:

@@ -9,6 +9,7 @@ import faust
 from core.settings import Settings, get_settings
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
 from infra import kafka_fetch
+from infra.kafka_security import faust_credentials
 from infra.logs import logging_config
 from infra.topics import load_registry
 from streams.broker_workarounds import static_membership
@@ -21,6 +22,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
+        broker_credentials=faust_credentials(settings),   # Kafka security; None for PLAINTEXT
         store="memory://",  # tables are rebuilt from their changelog topics; the event log is the record
         datadir=str(settings.home / "streams" / settings.worker_id),
         processing_guarantee=settings.processing_guarantee,

@@ -17,6 +17,7 @@ from api.metrics import exposition
 from api.models import Readiness
 from core.readmodel import PROJECTIONS, consumer_group, lag
 from core.settings import Settings
+from infra.kafka import create_admin_client
 
 router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
@@ -106,7 +107,7 @@ async def _group_members(admin: AIOKafkaAdminClient, group: str) -> str:
 
 
 async def _groups(s: Settings, groups: list[str]) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka)
+    admin = create_admin_client(s.kafka)
     await admin.start()
     try:
         return "; ".join([f"{g}: {await _group_members(admin, g)}" for g in groups])

@@ -8,11 +8,11 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 
 from infra.producer import create_producer
-from infra.kafka import seek_to_beginning
+from infra.kafka import create_admin_client, create_consumer, seek_to_beginning
 
 
 async def raw_broker(bootstrap: str, records: int, size: int, partitions: int,
@@ -20,7 +20,7 @@ async def raw_broker(bootstrap: str, records: int, size: int, partitions: int,
     """Produce `records` records of `size` bytes (keyed, idempotent, acks=all: what the platform's producers
     do) onto a scratch topic with `partitions` partitions, then consume them all; records/s of each."""
     topic = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = create_admin_client(bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, 1)])
@@ -51,8 +51,8 @@ async def raw_broker(bootstrap: str, records: int, size: int, partitions: int,
 
 
 async def _consume_all(bootstrap: str, topic: str, records: int, progress: Any, task: Any) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False,
+                               max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -73,7 +73,7 @@ async def _consume_all(bootstrap: str, topic: str, records: int, progress: Any, 
 async def wait_for_quiet(bootstrap: str, topics: list[str], still_s: float = 2.0, timeout: float = 300.0) -> float:
     """Wait until none of `topics` has grown for `still_s` seconds (the platform has worked off its backlog), at
     most `timeout`; returns the seconds waited. Between measurements, so one does not pay for the last one's queue."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     started = time.monotonic()
     try:

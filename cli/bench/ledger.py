@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from cli.bench.broker import wait_for_quiet
 
@@ -26,7 +26,7 @@ from infra.producer import create_producer
 from infra.records import header
 from infra.topics import load_registry
 from schemas.codec import HEADER_SCHEMA, get_codec
-from infra.kafka import seek_to_end
+from infra.kafka import create_consumer, seek_to_end
 
 SETTLED = (b"TransferCompleted", b"TransferReversed", b"CommandRejected", b"FundsHeld")
 SET_UP = (b"AccountOpened", b"FundsDeposited")
@@ -38,8 +38,8 @@ class EventCounter:
     def __init__(self, bootstrap: str) -> None:
         self.counts: Counter[bytes] = Counter()
         self.events = 0
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          isolation_level="read_committed")
+        self._consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False,
+                                         isolation_level="read_committed")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

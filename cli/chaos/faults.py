@@ -25,9 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from cli.devstack import Stack, StackError
+from infra.kafka import create_admin_client
 from streams.broker_workarounds import STATIC_SESSION_TIMEOUT_S, describe_groups_one_at_a_time
 
 FAULTS = ("worker", "projector", "api", "gateway", "broker", "pause")
@@ -116,7 +115,7 @@ class Injector:
     async def group_state(self) -> str:
         """The ledger's consumer group as the broker sees it: its state and how many members it has."""
         group_id = self.stack.settings.app_id
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.stack.settings.kafka)
+        admin = create_admin_client(self.stack.settings.kafka)
         await admin.start()
         try:
             described = await describe_groups_one_at_a_time(admin, [group_id])

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -31,6 +31,7 @@ from core.notifications import (AUDIT_RULES, NEW_DEVICE_ACTION, NOTIFIER_GROUP, 
                                 threshold_drafts)
 from core.topics import AUDIT, LOANS, STANDING_ORDERS
 from infra.clock import BusinessTime
+from infra.kafka import create_consumer
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams.notifications import metrics
@@ -55,8 +56,8 @@ class NotificationAgent:
 
     def __init__(self, bootstrap: str, pool: asyncpg.Pool, business_time: BusinessTime, instance_id: str,
                  max_age: timedelta, folds: Folds) -> None:
-        self._consumer = AIOKafkaConsumer(
-            *TOPICS, bootstrap_servers=bootstrap, group_id=GROUP,
+        self._consumer = create_consumer(
+            *TOPICS, bootstrap=bootstrap, group_id=GROUP,
             group_instance_id=f"{instance_id}-notifier",   # static membership, like the projections
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             max_poll_records=BATCH_MAX)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel, ReplaceOne
 from pymongo.errors import PyMongoError
@@ -20,6 +19,7 @@ from pymongo.errors import PyMongoError
 from core.audit import AUDIT_TRAIL_COLLECTION, AUDIT_TRAIL_GROUP, AUDIT_TRAIL_INDEXES, AuditRecorded, audit_document
 from core.readmodel import MONGO_DB
 from core.topics import AUDIT
+from infra.kafka import create_consumer
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 
@@ -34,8 +34,8 @@ class AuditTrailProjection:
     name = "audit-trail"
 
     def __init__(self, bootstrap: str, mongo_url: str, instance_id: str, database: str = MONGO_DB) -> None:
-        self._consumer = AIOKafkaConsumer(
-            AUDIT, bootstrap_servers=bootstrap, group_id=AUDIT_TRAIL_GROUP,
+        self._consumer = create_consumer(
+            AUDIT, bootstrap=bootstrap, group_id=AUDIT_TRAIL_GROUP,
             group_instance_id=f"{instance_id}-audit-trail",   # static membership, like the other projections
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             max_poll_records=BATCH_MAX)

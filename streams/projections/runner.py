@@ -18,12 +18,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from core.readmodel import Positions, consumer_group
 from core.topics import LEDGER_EVENTS
+from infra.kafka import create_consumer
 from infra.logs import trace_of
 from streams.metrics import (PROJECTION_APPLIED, PROJECTION_APPLY, PROJECTION_BATCH, PROJECTION_ERRORS,
                              PROJECTION_LAG, PROJECTION_PARKED)
@@ -42,8 +43,8 @@ class ProjectionRunner:
     def __init__(self, store: ProjectionStore, bootstrap: str, instance_id: str) -> None:
         self.store = store
         self.name = store.name
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self._consumer = create_consumer(
+            bootstrap=bootstrap,
             group_id=consumer_group(store.name),
             # Static membership: the embedded broker never evicts a member that died without leaving.
             group_instance_id=f"{instance_id}-{store.name}",
