@@ -1,7 +1,9 @@
-"""Static checks of the container stack: docker-compose.yml, Dockerfile, Prometheus and Grafana files.
+"""Static checks of the container stack: docker-compose.yml, Dockerfile, Prometheus and Grafana files, and the
+Kafka security of docker-compose (SASL_SSL listeners, a user per service, ACLs as topics.yaml says).
 
 No Docker engine and no network: the files are parsed and cross-checked against the code they run
-(core.settings.Settings, the modules and console script they start, topics.yaml).
+(core.settings.Settings, the modules and console script they start, topics.yaml); scripts/kafka-secrets runs
+into a scratch directory.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import json
 import os
 import re
 import shlex
+import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +36,15 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PROMETHEUS_FILE = ROOT / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "grafana"
+KAFKA_INIT_SCRIPT = ROOT / "scripts" / "kafka" / "init.sh"
+KAFKA_SECRETS_SCRIPT = ROOT / "scripts" / "kafka-secrets"
+GENERATED_SECRETS = ("./secrets/",)   # made by scripts/kafka-secrets, never committed
 
 KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
 EXPECTED_SERVICES = {*KAFKA_NODES, "postgres", "redis", "mongo", "schema-registry", "prometheus", "grafana", "setup",
                      "worker", "projector",
-                     "api", "lag-exporter", "notifier", "smtp-sim", "sms-sim"}
-ONE_SHOT_SERVICES = {"setup"}
+                     "api", "lag-exporter", "notifier", "smtp-sim", "sms-sim", "kafka-init"}
+ONE_SHOT_SERVICES = {"setup", "kafka-init"}
 BANK_VAR = re.compile(r"\bBANK_[A-Z0-9_]+\b")
 # Generous: a worker only imports its modules before it checks its files, but the test machines are busy.
 WORKER_EXIT_TIMEOUT_S = 120
@@ -215,7 +225,8 @@ def test_app_waits_for_setup(services: dict[str, dict[str, Any]]) -> None:
     for name in ("worker", "api"):
         assert _depends_on(services[name]).get("setup") == "service_completed_successfully", name
     assert _depends_on(services["setup"]) == {**dict.fromkeys(KAFKA_NODES, "service_healthy"),
-                                              "postgres": "service_healthy", "schema-registry": "service_healthy"}
+                                              "postgres": "service_healthy", "schema-registry": "service_healthy",
+                                              "kafka-init": "service_completed_successfully"}
 
 
 def test_app_services_wait_for_every_broker(services: dict[str, dict[str, Any]]) -> None:
@@ -251,7 +262,8 @@ def test_kafka_has_enough_brokers_for_topic_replication(services: dict[str, dict
     app_env = _environment(services["setup"])
     registry = parse_registry((ROOT / "topics.yaml").read_text())
     effective = with_replication(registry, Settings(topic_replication=app_env["BANK_TOPIC_REPLICATION"]).topic_replication)
-    brokers = [name for name, s in services.items() if s["image"].startswith("apache/kafka:")]
+    brokers = [name for name, s in services.items()
+               if s["image"].startswith("apache/kafka:") and name not in ONE_SHOT_SERVICES]
     assert sorted(brokers) == sorted(KAFKA_NODES)
     assert {spec.replication for spec in effective.values()} == {len(brokers)}
     for name in brokers:
@@ -277,21 +289,270 @@ def test_kafka_is_a_three_node_quorum_that_survives_one_loss(services: dict[str,
         for key in ("KAFKA_MIN_INSYNC_REPLICAS", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
             assert int(env[key]) == 2, f"{name}: {key}"
         advertised = dict(listener.split("://", 1) for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
-        assert advertised["INTERNAL"] == f"{name}:9092", name
+        assert advertised["CLIENT"] == f"{name}:9092", name
+        assert advertised["BROKER"] == f"{name}:9094", name
         external_port = int(advertised["EXTERNAL"].rsplit(":", 1)[1])
         assert services[name]["ports"] == [f"127.0.0.1:{external_port}:{external_port}"], name
         assert f"EXTERNAL://:{external_port}" in env["KAFKA_LISTENERS"].split(","), name
     assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1, "one cluster id for every node"
-    volumes = {str(v).split(":", 1)[0] for name in KAFKA_NODES for v in services[name]["volumes"]}
+    volumes = {str(v).split(":", 1)[0] for name in KAFKA_NODES for v in services[name]["volumes"]
+               if isinstance(v, str) and not v.startswith(".")}
     assert len(volumes) == len(KAFKA_NODES), "a data volume per node"
 
 
 def test_bind_mounts_exist(services: dict[str, dict[str, Any]]) -> None:
+    """Except the generated secrets, which scripts/kafka-secrets makes (test_kafka_secrets_are_what_compose_mounts)."""
     for name, service in services.items():
         for volume in service.get("volumes") or []:
             source = volume["source"] if isinstance(volume, dict) else str(volume).split(":", 1)[0]
+            if source.startswith(GENERATED_SECRETS):
+                continue
             if source.startswith((".", "/")):
                 assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
+
+
+# --- Kafka security ------------------------------------------------------------------------------
+
+# Who each principal of scripts/kafka/init.sh is in topics.yaml's producers and consumers. A principal not here
+# (setup, lag-exporter, schema-registry) may neither read nor write any of topics.yaml's topics.
+PRINCIPAL_ROLES = {
+    "api": r"^(every )?API\b",
+    "ledger": r"\b(ledger agent|risk agent|transfer saga)\b",
+    "projector": r"\bprojections?\b",
+    "notifier": r"^notifier\b",
+    "scheduler": r"\b(standing-order scheduler|loan servicer|close-of-business job)\b",
+    "gateway": r"\bpayment gateway\b",
+}
+# The compose service each principal runs as (schema-registry logs in from its own JAAS file).
+SERVICE_PRINCIPALS = {"api": "api", "worker": "ledger", "projector": "projector", "notifier": "notifier",
+                      "scheduler": "scheduler", "gateway": "gateway", "setup": "setup", "lag-exporter": "lag-exporter"}
+PASSWORD_VARIABLE = re.compile(r"^\$\{(KAFKA_[A-Z_]+_PASSWORD):\?[^}]+\}$")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One `allow` line of scripts/kafka/init.sh."""
+
+    principal: str
+    operations: frozenset[str]
+    kind: str                # topic, group, transactional-id, cluster
+    names: tuple[str, ...]
+    prefixed: bool
+
+    def allows(self, principal: str, operation: str, kind: str, name: str) -> bool:
+        return (self.principal == principal and self.kind == kind and bool({operation, "All"} & self.operations)
+                and any(name.startswith(n) if self.prefixed else name == n for n in self.names))
+
+
+def _init_script() -> str:
+    return KAFKA_INIT_SCRIPT.read_text().replace("\\\n", " ")
+
+
+@pytest.fixture(scope="module")
+def grants() -> list[Grant]:
+    found = []
+    for line in _init_script().splitlines():
+        if match := re.match(r"^allow (\S+) (\S+) (\S+)(.*)$", line):
+            principal, operations, kind, names = match.groups()
+            found.append(Grant(principal, frozenset(operations.split(",")), kind.removesuffix("-prefix"),
+                               tuple(names.split()), kind.endswith("-prefix")))
+    assert found, f"no allow lines in {KAFKA_INIT_SCRIPT}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def principals() -> list[str]:
+    match = re.search(r'^for principal in ([^;]+); do\s+user "\$principal"', _init_script(), re.MULTILINE)
+    assert match, "scripts/kafka/init.sh makes no users"
+    return match.group(1).split()
+
+
+def _topics_registry() -> dict[str, Any]:
+    from core.topics import parse_registry
+
+    return parse_registry((ROOT / "topics.yaml").read_text())
+
+
+def _listeners(env: dict[str, str]) -> dict[str, str]:
+    return dict(entry.split(":", 1) for entry in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+
+
+def test_every_kafka_listener_is_sasl_ssl_and_acls_deny_by_default(services: dict[str, dict[str, Any]]) -> None:
+    for name in KAFKA_NODES:
+        env = _environment(services[name])
+        assert set(_listeners(env).values()) == {"SASL_SSL"}, f"{name}: {env['KAFKA_LISTENER_SECURITY_PROTOCOL_MAP']}"
+        listening = {entry.split("://")[0]: int(entry.rsplit(":", 1)[1]) for entry in env["KAFKA_LISTENERS"].split(",")}
+        assert set(listening) == set(_listeners(env)), name
+        assert listening["CLIENT"] == 9092 and listening["BROKER"] == 9094, name
+        for listener, mechanism in {"CLIENT": "SCRAM-SHA-512", "EXTERNAL": "SCRAM-SHA-512", "BROKER": "PLAIN",
+                                    "CONTROLLER": "PLAIN"}.items():
+            assert env[f"KAFKA_LISTENER_NAME_{listener}_SASL_ENABLED_MECHANISMS"] == mechanism, f"{name}: {listener}"
+        assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "BROKER"
+        assert env["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "PLAIN"
+        assert env["KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL"] == "PLAIN"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert env["KAFKA_SUPER_USERS"] == "User:admin", "the brokers' own user is the only super user"
+        # the image drops KAFKA_* values holding '=' (a JAAS configuration): the login file comes from broker.sh
+        assert not [key for key, value in env.items() if key.startswith("KAFKA_") and "=" in value], name
+        assert _command(services[name]) == ["bash", "/opt/bankstream/kafka/broker.sh"]
+        stores = {env["KAFKA_SSL_KEYSTORE_LOCATION"], env["KAFKA_SSL_TRUSTSTORE_LOCATION"]}
+        assert stores <= _mount_targets(services[name]), name
+        keystore = [v["source"] for v in services[name]["volumes"]
+                    if isinstance(v, dict) and v["target"] == env["KAFKA_SSL_KEYSTORE_LOCATION"]]
+        assert keystore == [f"./secrets/kafka/{name}.p12"], f"{name}: its own keystore"
+
+
+def test_every_kafka_client_service_gets_its_own_credentials_by_environment(services: dict[str, dict[str, Any]],
+                                                                            tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text("")
+    users: dict[str, str] = {}
+    for name, service in services.items():
+        env = _environment(service)
+        if "BANK_KAFKA_BOOTSTRAP" not in env:
+            continue
+        assert env["BANK_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["BANK_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        user = env.get("BANK_KAFKA_SASL_USERNAME")
+        assert user == SERVICE_PRINCIPALS.get(name), f"{name}: Kafka user {user!r}"
+        assert user not in users.values(), f"{name} shares Kafka user {user} with another service"
+        users[name] = user
+        password = PASSWORD_VARIABLE.match(env.get("BANK_KAFKA_SASL_PASSWORD", ""))
+        assert password and password.group(1) == f"KAFKA_{user.upper().replace('-', '_')}_PASSWORD", \
+            f"{name}: BANK_KAFKA_SASL_PASSWORD must come from .env (scripts/kafka-secrets)"
+        assert env["BANK_KAFKA_SSL_CAFILE"] in _mount_targets(service), f"{name}: the Kafka CA is not mounted"
+        # the settings a process builds from this environment (the CA file stands in) are valid
+        settings = Settings(**{key.removeprefix("BANK_").lower(): value for key, value in env.items()
+                               if key.startswith("BANK_KAFKA_")} | {"kafka_ssl_cafile": ca_file})
+        assert settings.kafka_sasl_username == user
+    assert set(users) == set(SERVICE_PRINCIPALS)
+
+
+def test_every_principal_has_a_user_a_password_and_acls(services: dict[str, dict[str, Any]], principals: list[str],
+                                                        grants: list[Grant]) -> None:
+    assert set(SERVICE_PRINCIPALS.values()) | {"schema-registry"} == set(principals)
+    init_env = _environment(services["kafka-init"])
+    for principal in principals:
+        variable = f"{principal.upper().replace('-', '_')}_PASSWORD"
+        password = PASSWORD_VARIABLE.match(init_env.get(variable, ""))
+        assert password and password.group(1) == f"KAFKA_{variable}", f"kafka-init: {variable}"
+        assert any(grant.principal == principal for grant in grants), f"no ACL for {principal}"
+    assert {grant.principal for grant in grants} <= set(principals), "an ACL for a principal with no user"
+    registry_env = _environment(services["schema-registry"])
+    assert PASSWORD_VARIABLE.match(registry_env["SASL_PASSWORD"]).group(1) == "KAFKA_SCHEMA_REGISTRY_PASSWORD"
+    assert registry_env["SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert 'username="schema-registry"' in (ROOT / "scripts" / "kafka" / "schema-registry.sh").read_text()
+
+
+def test_every_user_of_kafka_waits_for_its_user(services: dict[str, dict[str, Any]]) -> None:
+    """Kafka's users and ACLs exist before anything logs in: kafka-init ran, or `setup`, which waits for it."""
+    for name, service in services.items():
+        env = _environment(service)
+        if "BANK_KAFKA_BOOTSTRAP" in env or name == "schema-registry":
+            deps = _depends_on(service)
+            assert "service_completed_successfully" in {deps.get("kafka-init"), deps.get("setup")}, name
+    assert _depends_on(services["kafka-init"]) == dict.fromkeys(KAFKA_NODES, "service_healthy")
+
+
+def test_acls_let_each_principal_write_and_read_what_topics_yaml_says_and_nothing_else(
+        principals: list[str], grants: list[Grant]) -> None:
+    registry = _topics_registry()
+    for principal in principals:
+        role = re.compile(PRINCIPAL_ROLES.get(principal, r"(?!)"))
+        for operation, attribute in (("Write", "producers"), ("Read", "consumers")):
+            said = {topic for topic, spec in registry.items()
+                    if any(role.search(who) for who in getattr(spec, attribute))}
+            allowed = {topic for topic in registry
+                       if any(grant.allows(principal, operation, "topic", topic) for grant in grants)}
+            assert allowed == said, (f"{principal} may {operation} {sorted(allowed - said)} (not in topics.yaml's "
+                                     f"{attribute}) and not {sorted(said - allowed)}")
+
+
+def test_acls_cover_every_consumer_group_and_transaction(grants: list[Grant]) -> None:
+    from core.audit import AUDIT_TRAIL_GROUP
+    from core.notifications import NOTIFIER_GROUP
+    from core.readmodel import PROJECTIONS, consumer_group
+    from gateway.connector import GROUP as GATEWAY_GROUP
+
+    app_id = Settings().app_id
+    groups = {app_id: "ledger", AUDIT_TRAIL_GROUP: "projector", NOTIFIER_GROUP: "notifier",
+              GATEWAY_GROUP: "gateway"} | {consumer_group(name): "projector" for name in PROJECTIONS}
+    for group, principal in groups.items():
+        assert any(grant.allows(principal, "Read", "group", group) for grant in grants), f"{principal}: group {group}"
+        readers = {grant.principal for grant in grants if grant.allows(grant.principal, "Read", "group", group)}
+        assert readers == {principal}, f"group {group} is read by {readers}"
+    # exactly_once: Faust's transactional ids are <app id>-<group>-<partition>
+    assert any(grant.allows("ledger", "Write", "transactional-id", f"{app_id}-0-3") for grant in grants)
+    # Faust creates its own internal topics (its leader topic) beside the changelogs setup creates
+    assert any(grant.allows("ledger", "Create", "topic", f"{app_id}-__assignor-__leader") for grant in grants)
+    assert any(grant.allows("setup", "Create", "topic", topic) for topic in _topics_registry() for grant in grants)
+
+
+def test_kafka_secrets_are_what_compose_mounts_and_stay_out_of_git_and_the_image(services: dict[str, dict[str, Any]],
+                                                                                tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["bash", str(KAFKA_SECRETS_SCRIPT), str(tmp_path)], check=True, capture_output=True, timeout=120)
+    mounted = {volume["source"] for service in services.values() for volume in service.get("volumes") or []
+               if isinstance(volume, dict) and volume["source"].startswith(GENERATED_SECRETS)}
+    assert mounted, "docker-compose mounts none of the generated secrets"
+    for source in mounted:
+        assert (tmp_path / source).is_file(), f"scripts/kafka-secrets does not make {source}"
+    env_file = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
+    wanted = set(re.findall(r"\$\{(KAFKA_[A-Z_]+_PASSWORD):\?", COMPOSE_FILE.read_text()))
+    assert wanted <= set(env_file), f"passwords compose needs that the script does not make: {wanted - set(env_file)}"
+    assert all(re.fullmatch(r"[0-9a-f]{48}", env_file[name]) for name in wanted)
+    made = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    subprocess.run(["bash", str(KAFKA_SECRETS_SCRIPT), str(tmp_path)], check=True, capture_output=True, timeout=120)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == made, "a second run must keep what exists"
+    assert (tmp_path / ".env").read_text().count("KAFKA_API_PASSWORD=") == 1
+    ignored = {line.strip() for line in (ROOT / ".gitignore").read_text().splitlines()}
+    assert {"secrets/", ".env"} <= ignored
+    docker_ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
+    assert {"secrets", ".env"} <= docker_ignored
+
+
+def _serve_tls_once(context: ssl.SSLContext, listener: socket.socket) -> None:
+    connection, _ = listener.accept()
+    try:
+        with context.wrap_socket(connection, server_side=True):
+            pass
+    except (ssl.SSLError, OSError):
+        pass   # the client refused the certificate
+
+
+def test_clients_verify_the_brokers_certificates_against_the_generated_ca(tmp_path: Path) -> None:
+    """A TLS handshake between a broker's key and certificate (from its keystore) and the client context the
+    platform builds (infra.kafka_security) from BANK_KAFKA_SSL_CAFILE: the broker's name passes, another fails."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    from infra.kafka_security import ssl_context
+
+    subprocess.run(["bash", str(KAFKA_SECRETS_SCRIPT), str(tmp_path)], check=True, capture_output=True, timeout=120)
+    env_file = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines())
+    password = env_file["KAFKA_KEYSTORE_PASSWORD"]
+    keystore = tmp_path / "secrets" / "kafka" / "kafka-1.p12"
+    for what, out in (("-clcerts -nokeys", "cert.pem"), ("-nocerts -nodes", "key.pem")):
+        subprocess.run(["openssl", "pkcs12", "-in", str(keystore), "-passin", f"pass:{password}", *what.split(),
+                        "-out", str(tmp_path / out)], check=True, capture_output=True)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    client = ssl_context(Settings(kafka_bootstrap="kafka-1:9092", kafka_security_protocol="SSL",
+                                  kafka_ssl_cafile=tmp_path / "secrets" / "kafka" / "ca.crt"))
+    for hostname, accepted in (("kafka-1", True), ("localhost", True), ("kafka-2", False)):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            serving = threading.Thread(target=_serve_tls_once, args=(server, listener))
+            serving.start()
+            try:
+                with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+                    if accepted:
+                        client.wrap_socket(raw, server_hostname=hostname).close()
+                    else:
+                        with pytest.raises(ssl.SSLCertVerificationError):
+                            client.wrap_socket(raw, server_hostname=hostname)
+            finally:
+                serving.join(timeout=10)
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------
@@ -402,6 +663,13 @@ def _in_image(path: str, copies: dict[str, Path], made: set[str]) -> bool:
     return path in made
 
 
+def _mount_targets(service: dict[str, Any]) -> set[str]:
+    targets = set()
+    for volume in service.get("volumes") or []:
+        targets.add(volume["target"] if isinstance(volume, dict) else str(volume).split(":")[1])
+    return targets
+
+
 def _env_paths(services: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Every absolute path named by the image's ENV and by the environment of the services run from it."""
     named: dict[str, str] = {}
@@ -418,10 +686,13 @@ def _env_paths(services: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def test_every_path_the_environment_names_is_in_the_image(services: dict[str, dict[str, Any]]) -> None:
+    """... or mounted into the service's container (the Kafka CA)."""
     copies, made = _image_contents()
     paths = _env_paths(services)
     assert any("BANK_RULES_FILE" in where for where in paths)
-    missing = {where: path for where, path in paths.items() if not _in_image(path, copies, made)}
+    mounted = {f"{name}: {target}" for name, service in services.items() for target in _mount_targets(service)}
+    missing = {where: path for where, path in paths.items()
+               if not _in_image(path, copies, made) and f"{where.split(':')[0]}: {path}" not in mounted}
     assert not missing, f"named by the environment, not in the image: {missing}"
     # Installed as a package, the default paths (core.settings.PROJECT_ROOT/...) point into site-packages:
     # every file or directory setting must be set to where the image has it.
