@@ -336,6 +336,9 @@ class LoanBook:
     products: dict[str, list[LoanProductSet]] = field(default_factory=dict)   # id -> versions, ascending
     loans: dict[str, LoanState] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
+    # A disbursed loan's schedule by (loan id, disbursement, terms): exact arithmetic, computed once, not on every
+    # tick of the servicer or every read of the API.
+    schedules: dict[tuple[str, str, str], Schedule] = field(default_factory=dict)
 
     def apply(self, record: Any) -> None:
         if record.event_id in self._seen:
@@ -484,6 +487,13 @@ def loan_of(state: LoanState, book: LoanBook, postings: LoanPostings, today: dat
 def schedule_of(state: LoanState, book: LoanBook, disbursed: LoanDisbursed) -> Schedule:
     terms = state.terms
     assert terms is not None, "a loan is disbursed only once approved"
+    key = (state.loan_id, disbursed.event_id, terms.event_id)
+    if (known := book.schedules.get(key)) is None:
+        known = book.schedules[key] = _schedule_of(state, book, disbursed, terms)
+    return known
+
+
+def _schedule_of(state: LoanState, book: LoanBook, disbursed: LoanDisbursed, terms: LoanReviewed) -> Schedule:
     product = book.product(state.application.product_id, state.application.product_version)
     assert product is not None, "an application names a product version on the log"
     rate = Decimal(terms.annual_rate_percent)

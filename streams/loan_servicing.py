@@ -44,6 +44,7 @@ from schemas.codec import get_codec
 
 log = logging.getLogger(__name__)
 
+_DECLINED = ("rejected", "withdrawn", "offer_declined")
 LOAN_COMMANDS_SENT = Counter("bank_loan_commands_total", "Loan commands the servicer sent to the ledger", ["type"])
 ASSESSMENTS = Counter("bank_loan_assessments_total", "Loan applications assessed", ["recommendation"])
 
@@ -61,6 +62,7 @@ class LoanServicer:
         self._types = record_types(LOANS)
         self._follower = TopicFollower(settings.kafka, LOANS, self._take_records)
         self._sent: set[str] = set()                # command ids sent since start (the ledger dedupes the rest)
+        self._done: set[str] = set()                # loans closed or never to be paid out
 
     async def start(self) -> None:
         await self._follower.start()
@@ -92,6 +94,8 @@ class LoanServicer:
     async def tick(self, now: datetime) -> None:
         today = local_date(now, self.settings.customer_time_zone)
         for state in list(self.book.loans.values()):
+            if state.loan_id in self._done or state.decision_status in _DECLINED:
+                continue   # nothing more to do for it, ever: not worth a fold each second
             try:
                 await self._serve(state, now, today)
             except LoanError as error:   # a loan whose product or terms no longer compute: staff must look
@@ -100,6 +104,8 @@ class LoanServicer:
     async def _serve(self, state: LoanState, now: datetime, today: date) -> None:
         disbursement = disbursement_command_id(state.loan_id)
         loan = loan_of(state, self.book, self.postings, today, disbursement in self.refused)
+        if loan.status in ("closed", "disbursement_failed"):
+            self._done.add(state.loan_id)
         if loan.status == "assessing":
             await self._assess(state, now)
         elif loan.status == "approved":
