@@ -107,8 +107,11 @@ def test_the_ledger_itself_refuses_credits_past_the_limit_until_the_customer_is_
         unchecked, payer = Bank(api_url), await Bank.customer(api_url, "Payer Elsewhere")
         try:
             account = await customer.open()                       # opened under the tiers: limit 100.00
-            shown = (await unchecked.get(f"/v1/accounts/{account}")).json()
-            assert shown["status"] == "open"
+            deadline = asyncio.get_running_loop().time() + 30
+            while (shown := await unchecked.get(f"/v1/accounts/{account}")).status_code == 404:   # a read model
+                assert asyncio.get_running_loop().time() < deadline, "the account never reached the read model"
+                await asyncio.sleep(0.1)
+            assert shown.json()["status"] == "open"
             assert (await unchecked.deposit(account, "80.00")).status_code == 200
             refused = problem(await unchecked.deposit(account, "20.01"), 422, "kyc_limit")
             assert "not verified" in refused["detail"]
