@@ -125,6 +125,14 @@ def test_a_transfer_between_currencies_executes_a_quote_once_and_the_books_balan
         problem(await customer.post("/v1/transfers", body | {"amount": "90.00"}), 422, "quote_mismatch")
         problem(await other.post("/v1/transfers", body | {"from_account_id": await other.open("EUR")}), 404,
                 "unknown_quote")                                     # another customer's quote
+        stale = (await customer.http.post("/v1/fx/quotes", json={"sell_currency": "EUR", "buy_currency": "NOK",
+                                                                 "amount": "100.00"})).json()
+        clock = (await teller.http.put("/v1/admin/clock", json={"advance": "PT61S"}))   # past its 60 s
+        assert clock.status_code == 200, clock.text
+        problem(await customer.post("/v1/transfers", body | {"quote_id": stale["quote_id"]}), 422, "quote_expired")
+        quote = (await customer.http.post("/v1/fx/quotes", json={"sell_currency": "EUR", "buy_currency": "NOK",
+                                                                 "amount": "100.00"})).json()
+        body |= {"quote_id": quote["quote_id"]}
         done = await customer.post("/v1/transfers", body)
         assert done.status_code == 200 and done.json()["status"] == "accepted", done.text
         again = await customer.post("/v1/transfers", body)         # a retry, another Idempotency-Key: once
