@@ -6,6 +6,7 @@ Nothing here logs or returns a secret; callers decide what the one response that
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -18,16 +19,24 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from core.identity import Role, password_problems
-from core.settings import Settings
+from core.settings import Settings, get_settings
 
 ALGORITHM = "HS256"
 MIN_KEY_LENGTH = 32
 TOTP_ISSUER = "bankstream"
 
-# argon2id with the library's defaults (RFC 9106's second recommended profile: 64 MiB, 3 passes).
-_HASHER = PasswordHasher()
-# Verified against when the user does not exist, so an unknown email takes as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2id at the settings' cost (BANK_PASSWORD_HASH_*), built once per process."""
+    settings = get_settings()
+    return PasswordHasher(memory_cost=settings.password_hash_memory_kib, time_cost=settings.password_hash_time_cost,
+                          parallelism=settings.password_hash_parallelism)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so an unknown email takes as long as a wrong password."""
+    return _hasher().hash(secrets.token_urlsafe(16))
 
 
 # ---------------------------------------------------------------- passwords
@@ -35,7 +44,7 @@ _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 async def hash_password(password: str) -> str:
     """argon2id; in a thread, so a hash (tens of milliseconds, 64 MiB) never stalls the event loop."""
-    return await asyncio.to_thread(_HASHER.hash, password)
+    return await asyncio.to_thread(_hasher().hash, password)
 
 
 async def verify_password(stored_hash: str | None, password: str) -> bool:
@@ -44,7 +53,7 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
 
 def _verify(stored_hash: str | None, password: str) -> bool:
     try:
-        return _HASHER.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher().verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     rate_limit_per_user: int = Field(default=600, ge=1)
     auth_rate_limit_per_ip: int = Field(default=20, ge=1)
     mfa_rate_limit_per_user: int = Field(default=10, ge=1)
+    # argon2id's cost for new password hashes (RFC 9106's second recommended profile by default: 64 MiB, 3 passes,
+    # 4 lanes); tune to the API machines. A stored hash carries its own parameters, so changing these never locks
+    # anyone out: old hashes still verify and new ones get the new cost.
+    password_hash_memory_kib: int = Field(default=65536, ge=8192)
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_parallelism: int = Field(default=4, ge=1)
     # Lock-out: this many failed logins (password or second factor) for one account within `lockout_window`
     # lock it for `lockout_duration`.
     lockout_threshold: int = Field(default=5, ge=1)

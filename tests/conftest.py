@@ -78,6 +78,8 @@ def _session_settings(home: Path) -> Settings:
     # of its own, with BANK_DRAWER_REQUIRED on as in production).
     # Business time may be moved (tests/e2e/test_clock.py; standing orders cannot wait a month); an API of its own
     # there proves the endpoint is off without the setting, as in production.
+    # Password hashes at argon2id's cheapest allowed cost: the suite registers and signs in thousands of times on 2
+    # cores; the production cost is the default (tests/unit/test_security.py checks it).
     # KYC tiers off, like the rate limits: tests of other things open accounts and move money for customers nobody
     # verified; tests/e2e/test_kyc.py proves the tiers on an API of its own with them on.
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
@@ -92,7 +94,8 @@ def _session_settings(home: Path) -> Settings:
                     command_timeout=timedelta(seconds=60), rate_limit_per_ip=UNLIMITED,
                     rate_limit_per_user=UNLIMITED, auth_rate_limit_per_ip=UNLIMITED, clock_control=True,
                     scheduler_interval=timedelta(milliseconds=200), drawer_required=False,
-                    kyc_tiers=False)
+                    kyc_tiers=False, password_hash_memory_kib=8192, password_hash_time_cost=1,
+                    password_hash_parallelism=1)
 
 
 @pytest.fixture(scope="session")

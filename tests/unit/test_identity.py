@@ -14,8 +14,12 @@ from starlette.requests import Request
 
 from api.authz import POLICIES, authorize
 from api.problems import Problem
-from api.security import Keyring, KeyringError, TokenError, temporary_password, totp_step
+from argon2 import PasswordHasher
+
+from api.security import (Keyring, KeyringError, TokenError, hash_password, temporary_password, totp_step,
+                          verify_password)
 from core.audit import ACTOR_HEADER, Actor, actor_header, current_actor, parse_actor
+from core.settings import Settings, get_settings
 from core.identity import (STAFF_ROLES, Principal, device_from_user_agent, is_recovery_code, new_recovery_codes,
                            normalise_email, password_problems, recovery_code_hash, set_current_principal)
 from infra.records import actor_of
@@ -136,3 +140,18 @@ def test_emails_are_compared_in_one_folded_form() -> None:
     assert normalise_email("\u212aelvin@x.io") == normalise_email("kelvin@x.io")             # the Kelvin sign
     assert normalise_email("\uff41\uff44\uff41@x.io") == "ada@x.io"                         # fullwidth letters
     assert normalise_email("\u0130nci@x.tr") == normalise_email("i\u0307nci@x.tr") != normalise_email("inci@x.tr")
+
+
+def test_password_hashes_cost_what_the_settings_say_and_hashes_of_another_cost_still_verify() -> None:
+    defaults = {name: Settings.model_fields[f"password_hash_{name}"].default
+                for name in ("memory_kib", "time_cost", "parallelism")}
+    assert defaults == {"memory_kib": 65536, "time_cost": 3, "parallelism": 4}   # RFC 9106's second profile
+    settings = get_settings()
+    stored = asyncio.run(hash_password("correct horse battery"))
+    assert stored.startswith("$argon2id$")
+    assert (f"m={settings.password_hash_memory_kib},t={settings.password_hash_time_cost},"
+            f"p={settings.password_hash_parallelism}") in stored
+    older = PasswordHasher(memory_cost=16384, time_cost=2, parallelism=2).hash("correct horse battery")
+    assert asyncio.run(verify_password(older, "correct horse battery"))
+    assert not asyncio.run(verify_password(older, "wrong horse battery"))
+    assert not asyncio.run(verify_password(None, "correct horse battery"))
