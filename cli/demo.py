@@ -441,7 +441,8 @@ async def fill(settings: Settings, api_url: str, customers: int, months: int, do
             await enrol_mfa(admin)
             state.personas["admin"] = persona
             save()
-        admin = Session(http, state.personas["admin"])
+        else:   # signs in when first needed (a code's time step is used once: no sign-in wasted)
+            admin = Session(http, state.personas["admin"])
         teller = await staff_member(http, admin, state, "teller", domain, save)
         await staff_member(http, admin, state, "analyst", domain, save)
         people = [await customer(http, state, name, domain, save) for name in CUSTOMER_NAMES[:customers]]
