@@ -4,6 +4,7 @@ Phases, on a private embedded stack (temp home, free ports; rate limits lifted, 
 is one user sending thousands of requests):
   raw         aiokafka produce + consume of records the size of a transfer command, same partition count
   ledger      transfers/s through risk scoring, ledger and saga, sustained over `--accounts` accounts
+              then cash deposits/s (every one posts against the bank's cash account) for half as long
   projections catch-up and rebuild rates of each read model over the history the ledger phase wrote
   api         open-loop deposits through the API at fixed offered loads, then closed-loop saturation
 Results go to bench/results/<UTC time>.json with the machine's description; the previous run is compared.

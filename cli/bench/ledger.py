@@ -1,10 +1,14 @@
-"""Ledger throughput with fraud scoring on: transfers/s from the command topic to settled events, sustained.
+"""Ledger throughput with fraud scoring on: transfers/s and cash deposits/s from the command topic to settled
+events, sustained.
 
-Commands go where the API puts them (bank.risk.commands, keyed by customer), so every transfer is scored by
-the risk agent, forwarded, decided, credited through the saga and completed: three ledger commands and four
-or more events each. A transfer counts when it settles (TransferCompleted, TransferReversed, or rejected).
-The producer keeps a bounded backlog (`window` transfers not yet settled), so the figure is what the
-platform sustains, not how fast a queue fills.
+Commands go where the API puts them (bank.risk.commands, keyed by customer), so every one is scored by the risk
+agent first. A transfer is then forwarded, decided, credited through the saga and completed: three ledger
+commands and four or more events each; it counts when it settles (TransferCompleted, TransferReversed, or
+rejected). A cash deposit is one ledger command and one event whose legs debit the bank's cash account: it
+counts when FundsDeposited (or a rejection) is on the log. The cash account is touched by every deposit, so
+this measures that a hot bank account does not serialise the ledger: its legs are posted on each customer
+account's own partition, never funnelled through one. The producer keeps a bounded backlog (`window` commands
+not yet settled), so the figures are what the platform sustains, not how fast a queue fills.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +34,7 @@ from schemas.codec import HEADER_SCHEMA, get_codec
 from infra.kafka import create_consumer, seek_to_end
 
 SETTLED = (b"TransferCompleted", b"TransferReversed", b"CommandRejected", b"FundsHeld")
+DEPOSITED = (b"FundsDeposited", b"CommandRejected")
 SET_UP = (b"AccountOpened", b"FundsDeposited")
 
 
@@ -54,8 +60,8 @@ class EventCounter:
             self._task.cancel()
         await self._consumer.stop()
 
-    def settled(self) -> int:
-        return sum(self.counts[name] for name in SETTLED)
+    def settled(self, names: tuple[bytes, ...] = SETTLED) -> int:
+        return sum(self.counts[name] for name in names)
 
     async def _follow(self) -> None:
         while True:
@@ -86,19 +92,45 @@ class Sender:
 
 async def ledger_throughput(bootstrap: str, accounts: int, customers: int, duration: float, warmup: float,
                             window: int, progress: Any = None) -> dict[str, Any]:
+    """Transfers for `duration` seconds, then cash deposits for half as long, over the same accounts."""
     ids = [str(uuid.uuid4()) for _ in range(accounts)]
     owner = {a: f"bench-customer-{n % customers}" for n, a in enumerate(ids)}
     counter, sender = EventCounter(bootstrap), Sender(bootstrap)
     await counter.start()
     await sender.producer.start()
+    quiet = [n for n, spec in load_registry().items() if spec.kind == "internal"]
     try:
         await _open_and_fund(ids, owner, counter, sender, progress)
-        # the measured window starts from an idle platform, not from a backlog of the set-up's table snapshots
-        await wait_for_quiet(bootstrap, [n for n, spec in load_registry().items() if spec.kind == "internal"])
-        return await _sustain(ids, owner, counter, sender, duration, warmup, window, progress)
+        # each measured window starts from an idle platform, not from a backlog of table snapshots
+        await wait_for_quiet(bootstrap, quiet)
+
+        def transfer(n: int) -> tuple[c.Command, str]:
+            source, target = ids[n % len(ids)], ids[(n * 7919 + 1) % len(ids)]
+            if source == target:
+                target = ids[(n + 1) % len(ids)]
+            return _command(c.Transfer, source, to_account_id=target, amount=100, currency="EUR"), owner[source]
+
+        def deposit(n: int) -> tuple[c.Command, str]:
+            account = ids[(n * 7919) % len(ids)]
+            # channel cash, no teller named: every one debits the one vault cash account, the hottest there is
+            return _command(c.Deposit, account, amount=100, currency="EUR", channel="cash"), owner[account]
+
+        transfers = await _sustain("transfers", transfer, SETTLED, counter, sender, duration, warmup, window,
+                                   progress)
+        await wait_for_quiet(bootstrap, quiet)
+        deposits = await _sustain("cash deposits", deposit, DEPOSITED, counter, sender, duration / 2, warmup / 2,
+                                  window, progress)
     finally:
         await sender.producer.stop()
         await counter.stop()
+    return {"accounts": len(ids), "customers": len(set(owner.values())), "warmup_s": warmup,
+            "seconds": transfers["seconds"], "transfers_produced": transfers["produced"],
+            "transfers_settled": transfers["settled"], "transfers_per_s": transfers["per_s"],
+            "ledger_events_per_s": transfers["events_per_s"], "backlog_at_end": transfers["backlog_at_end"],
+            "deposit_seconds": deposits["seconds"], "deposits_settled": deposits["settled"],
+            "deposits_per_s": deposits["per_s"], "deposit_events_per_s": deposits["events_per_s"],
+            "deposits_to_transfers": round(deposits["per_s"] / max(1, transfers["per_s"]), 2),
+            "fraud_scoring": True}
 
 
 async def _open_and_fund(ids: list[str], owner: dict[str, str], counter: EventCounter, sender: Sender,
@@ -115,37 +147,32 @@ async def _open_and_fund(ids: list[str], owner: dict[str, str], counter: EventCo
         progress.update(task, completed=len(setup))
 
 
-async def _sustain(ids: list[str], owner: dict[str, str], counter: EventCounter, sender: Sender, duration: float,
-                   warmup: float, window: int, progress: Any) -> dict[str, Any]:
-    task = progress.add_task(f"ledger: transfers for {duration:.0f}s", total=duration) if progress else None
-    base_settled, base_events = counter.settled(), counter.events
-    produced, n = 0, 0
+async def _sustain(label: str, command_of: Callable[[int], tuple[c.Command, str]], settled_names: tuple[bytes, ...],
+                   counter: EventCounter, sender: Sender, duration: float, warmup: float, window: int,
+                   progress: Any) -> dict[str, Any]:
+    """Commands `command_of(0)`, `command_of(1)`, ... for `duration` seconds, at most `window` unsettled; the rate
+    is measured after `warmup` seconds."""
+    task = progress.add_task(f"ledger: {label} for {duration:.0f}s", total=duration) if progress else None
+    base_settled, base_events = counter.settled(settled_names), counter.events
+    produced = 0
     started = time.monotonic()
-    marks: dict[str, tuple[float, int, int]] = {}
+    warm: tuple[float, int, int] | None = None
     while (elapsed := time.monotonic() - started) < duration:
-        if "warm" not in marks and elapsed >= warmup:
-            marks["warm"] = (elapsed, counter.settled() - base_settled, counter.events - base_events)
-        outstanding = produced - (counter.settled() - base_settled)
+        settled = counter.settled(settled_names) - base_settled
+        if warm is None and elapsed >= warmup:
+            warm = (elapsed, settled, counter.events - base_events)
+        outstanding = produced - settled
         if outstanding < window:
-            batch = []
-            for _ in range(min(500, window - outstanding)):
-                source, target = ids[n % len(ids)], ids[(n * 7919 + 1) % len(ids)]
-                if source == target:
-                    target = ids[(n + 1) % len(ids)]
-                batch.append((_command(c.Transfer, source, to_account_id=target, amount=100, currency="EUR"),
-                              owner[source]))
-                n += 1
+            batch = [command_of(produced + k) for k in range(min(500, window - outstanding))]
             await sender.send(batch)
             produced += len(batch)
         else:
             await asyncio.sleep(0.01)
         if task is not None:
             progress.update(task, completed=min(elapsed, duration))
-    end = (time.monotonic() - started, counter.settled() - base_settled, counter.events - base_events)
-    warm = marks.get("warm", (0.0, 0, 0))
+    end = (time.monotonic() - started, counter.settled(settled_names) - base_settled, counter.events - base_events)
+    warm = warm or (0.0, 0, 0)
     seconds = end[0] - warm[0]
-    transfers = end[1] - warm[1]
-    return {"accounts": len(ids), "customers": len(set(owner.values())), "seconds": round(seconds, 1),
-            "warmup_s": warmup, "transfers_produced": produced, "transfers_settled": end[1],
-            "transfers_per_s": round(transfers / seconds), "ledger_events_per_s": round((end[2] - warm[2]) / seconds),
-            "backlog_at_end": produced - end[1], "fraud_scoring": True}
+    return {"seconds": round(seconds, 1), "produced": produced, "settled": end[1],
+            "per_s": round((end[1] - warm[1]) / seconds), "events_per_s": round((end[2] - warm[2]) / seconds),
+            "backlog_at_end": produced - end[1]}

@@ -49,6 +49,8 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     ledger = result.get("ledger") or {}
     if "transfers_per_s" in ledger:
         figures["ledger transfers/s"] = ledger["transfers_per_s"]
+    if "deposits_per_s" in ledger:
+        figures["ledger cash deposits/s"] = ledger["deposits_per_s"]
     if "ratio_to_raw" in result:
         figures["ledger / raw broker"] = result["ratio_to_raw"]
     for load in (result.get("api") or {}).get("loads", []):
