@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from playwright.sync_api import expect
 
 from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
+from tests.support.browser import DESKTOP, check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 async def _deposit(api_url: str, account: str, amount: str) -> None:
@@ -58,6 +59,65 @@ def test_a_new_notification_appears_live_and_mark_all_read_stops_at_what_was_sho
     expect(page.get_by_text("Nothing unread")).to_be_visible()
     page.goto(f"{web_url}/app/")
     expect(page.locator("nav .bell")).to_be_empty()
+
+
+async def _read_everything_once_signed_in(api_url: str, identity: Any) -> None:
+    """Waits for the browser sign-in's own notification (a new device: the customer registered through the API),
+    then marks the inbox read, so what arrives next is the only thing new."""
+    customer = Bank(api_url, identity=identity)
+    try:
+        for _ in range(300):
+            inbox = (await customer.get("/v1/notifications", limit=20)).json()["notifications"]
+            if any(n["type"] == "new_device_sign_in" for n in inbox):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no new-device notification for the browser's sign-in")
+        assert (await customer.post("/v1/notifications/read", {})).status_code == 200
+    finally:
+        await customer.close()
+
+
+async def _iban(api_url: str, account: str) -> str:
+    teller = Bank(api_url)
+    try:
+        return str((await teller.account(account))["iban"])
+    finally:
+        await teller.close()
+
+
+def test_a_transfer_made_in_one_browser_rings_the_bell_and_fills_the_inbox_in_another(
+        browser: Any, page: Any, web_url: str, api_url: str) -> None:
+    recipient = funded_customer(api_url, "0", name="Ida Waiting")
+    payer = funded_customer(api_url, "100.00", name="Emmy Paying")
+    recipient_iban = run(_iban(api_url, recipient.accounts[0]))
+    sign_in(page, web_url, recipient.identity)
+    run(_read_everything_once_signed_in(api_url, recipient.identity))
+    page.goto(f"{web_url}/app/notifications")
+    expect(page.get_by_text("Nothing unread")).to_be_visible()
+    expect(page.locator("nav .bell")).to_be_empty()
+
+    other = browser.new_context(viewport=DESKTOP, locale="en-GB", timezone_id="UTC")
+    try:
+        paying = other.new_page()
+        sign_in(paying, web_url, payer.identity)
+        paying.goto(f"{web_url}/app/transfers/new?from={payer.accounts[0]}")
+        paying.get_by_label("An IBAN at bankstream").check()
+        paying.get_by_label("To IBAN").fill(recipient_iban)
+        paying.get_by_label("Amount").fill("25.00")
+        paying.get_by_role("button", name="Review transfer").click()
+        paying.get_by_role("button", name="Confirm and send €25.00").click()
+        expect(paying.get_by_role("heading", name="Transfer sent")).to_be_visible()
+    finally:
+        other.close()
+
+    # the recipient's page was never reloaded: the inbox and the bell change by themselves
+    arrived = page.locator("#notifications li", has_text="25.00 EUR received")
+    expect(arrived).to_be_visible(timeout=30_000)
+    expect(page.locator("nav .bell")).to_have_text("1 new")
+    page.get_by_role("link", name="Accounts").click()            # and on every other page
+    expect(page.locator("nav .bell")).to_have_text("1 new")
+    check_page(page, "bell")
 
 
 def test_preferences_choose_channels_a_threshold_and_quiet_hours(page: Any, web_url: str, api_url: str) -> None:

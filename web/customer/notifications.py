@@ -106,13 +106,31 @@ async def inbox(request: Request, api: CustomerApi,
     return await inbox_page(request, api, before, BASE, "base.html", f"{BASE}/preferences")
 
 
-@router.get("/unread", response_class=HTMLResponse)
-async def unread_badge(api: CustomerApi) -> HTMLResponse:
-    """The navigation's bell: the unread count, fetched by htmx when a page loads and every minute."""
+async def _badge(api: Api) -> str:
     found = await api.get("/v1/notifications", limit=1, unread_only="true")
     count = int(found["unread_count"])
-    return HTMLResponse(f'<span class="badge badge--ok">{count} new</span>' if count else "",
-                        headers={"Cache-Control": "no-store"})
+    return f'<span class="badge badge--ok">{count} new</span>' if count else ""
+
+
+@router.get("/bell")
+async def bell(request: Request, api: CustomerApi) -> Response:
+    """The navigation's bell, live on every page: the unread count now, then again whenever a notification arrives
+    (the API's stream from this moment on). When the API ends its stream the browser's EventSource reconnects and
+    the count is read afresh, so a badge is never more than one notification behind."""
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 5000\n\n"
+        try:
+            yield sse("bell", await _badge(api))
+            async for event in api.events("/v1/notifications/stream"):
+                if await request.is_disconnected():
+                    return
+                if event.event == "notification":
+                    yield sse("bell", await _badge(api))
+        except (ApiError, SignInRequired):
+            yield sse("ended", "")
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post("/read")
