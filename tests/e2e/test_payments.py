@@ -49,8 +49,14 @@ def run(api_url: str, scenario: Callable[..., Awaitable[Any]]) -> Any:
 
 
 async def funded(teller: Bank, customer: Bank, amount: str = "100.00") -> str:
+    """A new account of the customer's with `amount` in it, once their read of it shows the money (a test's later
+    reads compare with it)."""
     account = await customer.open()
     assert (await teller.fund(account, amount)).status_code == 200
+    deadline = asyncio.get_running_loop().time() + 60
+    while (await customer.account(account))["balance"] != amount:
+        assert asyncio.get_running_loop().time() < deadline, f"{account} never showed {amount}"
+        await asyncio.sleep(0.1)
     return account
 
 
