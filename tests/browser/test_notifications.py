@@ -8,7 +8,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.support import Bank
-from tests.support.browser import DESKTOP, check_page, funded_customer, reload_until_visible, run, sign_in
+from tests.support.browser import account_as_staff, DESKTOP, check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 async def _deposit(api_url: str, account: str, amount: str) -> None:
@@ -78,19 +78,11 @@ async def _read_everything_once_signed_in(api_url: str, identity: Any) -> None:
         await customer.close()
 
 
-async def _iban(api_url: str, account: str) -> str:
-    teller = Bank(api_url)
-    try:
-        return str((await teller.account(account))["iban"])
-    finally:
-        await teller.close()
-
-
 def test_a_transfer_made_in_one_browser_rings_the_bell_and_fills_the_inbox_in_another(
         browser: Any, page: Any, web_url: str, api_url: str) -> None:
     recipient = funded_customer(api_url, "0", name="Ida Waiting")
     payer = funded_customer(api_url, "100.00", name="Emmy Paying")
-    recipient_iban = run(_iban(api_url, recipient.accounts[0]))
+    recipient_iban = account_as_staff(api_url, recipient.accounts[0])["iban"]
     sign_in(page, web_url, recipient.identity)
     run(_read_everything_once_signed_in(api_url, recipient.identity))
     page.goto(f"{web_url}/app/notifications")

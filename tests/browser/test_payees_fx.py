@@ -10,15 +10,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, run, sign_in
-
-
-async def _iban(api_url: str, account: str) -> str:
-    teller = Bank(api_url)
-    try:
-        return str((await teller.account(account))["iban"])
-    finally:
-        await teller.close()
+from tests.support.browser import account_as_staff, check_page, funded_customer, run, sign_in
 
 
 async def _set_rates(api_url: str) -> None:
@@ -34,7 +26,7 @@ async def _set_rates(api_url: str) -> None:
 def test_add_a_payee_see_the_name_check_and_pay_them(page: Any, web_url: str, api_url: str) -> None:
     payer = funded_customer(api_url, "80.00", name="Alan Payer")
     payee = funded_customer(api_url, "0", name="Joan Clarke")
-    iban = run(_iban(api_url, payee.accounts[0]))
+    iban = account_as_staff(api_url, payee.accounts[0])["iban"]
     sign_in(page, web_url, payer.identity)
     page.goto(f"{web_url}/app/payees")
     page.get_by_label("Account holder's name").fill("Joan Clarke")

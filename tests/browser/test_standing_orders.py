@@ -8,16 +8,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
-
-
-async def _balance(api_url: str, account: str) -> str:
-    teller = Bank(api_url)
-    try:
-        return str((await teller.account(account))["balance"])
-    finally:
-        await teller.close()
+from tests.support.browser import account_as_staff, check_page, funded_customer, reload_until_visible, sign_in
 
 
 def test_a_monthly_order_is_paid_changed_paused_resumed_and_cancelled(page: Any, web_url: str, api_url: str) -> None:
@@ -46,7 +37,7 @@ def test_a_monthly_order_is_paid_changed_paused_resumed_and_cancelled(page: Any,
     runs = page.locator("ol.runs")
     expect(runs).to_contain_text("payment 3")
     expect(runs).not_to_contain_text("payment 4")   # three payments in all
-    assert run(_balance(api_url, target)) == "10.00"
+    assert account_as_staff(api_url, target)["balance"] == "10.00"
 
     # the payment history lists it, with its confirmation number
     order_url = page.url

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.test_payments import creditor_iban
 from tests.support import Bank
-from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
+from tests.support.browser import account_as_staff, check_page, funded_customer, reload_until_visible, run, sign_in
 
 
 def fund(api_url: str, account: str, amount: str) -> None:
@@ -29,7 +29,7 @@ def fund(api_url: str, account: str, amount: str) -> None:
 
 def test_register_get_funded_transfer_and_see_it_in_the_history(page: Any, web_url: str, api_url: str) -> None:
     recipient = funded_customer(api_url, "0", name="Grace Recipient")
-    recipient_iban = run(_iban(api_url, recipient.accounts[0]))
+    recipient_iban = account_as_staff(api_url, recipient.accounts[0])["iban"]
     # 1. a newcomer registers in the browser and opens an account
     page.goto(f"{web_url}/app/register")
     page.get_by_label("Full name").fill("Hedy Lamarr")
@@ -66,14 +66,6 @@ def test_register_get_funded_transfer_and_see_it_in_the_history(page: Any, web_u
     expect(page.locator("#results tbody tr")).to_have_count(1)
     row = page.locator("#results tbody tr").inner_text()
     assert "Transfer out" in row and "\u2212€250.00" in row and "€750.00" in row
-
-
-async def _iban(api_url: str, account: str) -> str:
-    teller = Bank(api_url)
-    try:
-        return str((await teller.account(account))["iban"])
-    finally:
-        await teller.close()
 
 
 def test_between_own_accounts_and_a_refusal_next_to_the_amount(page: Any, web_url: str, api_url: str) -> None:

@@ -143,6 +143,18 @@ def funded_customer(api_url: str, *amounts: str, name: str = "Nora Lovelace", cu
     return run(main())
 
 
+def account_as_staff(api_url: str, account: str) -> dict[str, Any]:
+    """An account as a teller reads it through the API (its IBAN, balance), once the read model has it."""
+    async def main() -> dict[str, Any]:
+        teller = Bank(api_url)
+        try:
+            return dict(await teller.account(account))
+        finally:
+            await teller.close()
+
+    return run(main())
+
+
 def register(api_url: str, name: str = "Test Customer") -> Identity:
     """A customer registered through the API (no account yet)."""
     return run(register_customer(api_url, name))
