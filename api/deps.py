@@ -24,6 +24,7 @@ from api.problems import Problem
 from api.readmodels import Model, ReadModels
 from api.security import Keyring
 from api.sessions import AuthStore
+from api.fx_rates import FxRateDesk
 from api.loans import LoanDesk, SavingsDesk
 from api.standing_orders import StandingOrderBook
 from core.readmodel import Positions, PositionError, format_positions, lag, parse_positions, reached
@@ -66,6 +67,7 @@ class Platform:
     notification_hub: NotificationHub       # wakes the SSE streams when the notifier writes an inbox row
     loans: LoanDesk                         # bank.loans folded: products, applications, decisions (issue 17)
     savings: SavingsDesk                    # bank.interest folded: savings products, enrolments, accruals
+    fx_rates: FxRateDesk                    # bank.fx.rates folded: the currency-exchange rate table (issue 16)
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` dependency in a thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,7 @@ from api.sessions import AuthStore
 from api.routes import (admin, auth, balances, billers, books, catalog, clock, commands, credentials, customers, drawers, fx,
                         health, kyc, loans, notifications, operations, payees, payment_history, payments, profile,
                         queries, savings, standing_orders, users)
+from api.fx_rates import carry_over_table, fx_rate_desk
 from api.loans import loan_desk, savings_desk
 from api.standing_orders import StandingOrderBook
 from core.account_numbers import AccountNumbering
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka),
                             drawers=DrawerDesk(settings.kafka), notifications=NotificationStore(pg),
                             notification_hub=NotificationHub(settings.pg), loans=loan_desk(settings.kafka),
-                            savings=savings_desk(settings.kafka))
+                            savings=savings_desk(settings.kafka), fx_rates=fx_rate_desk(settings.kafka))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
         await audit.start()
         await platform.bus.start()
@@ -75,10 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await platform.drawers.start()
         await platform.loans.start()
         await platform.savings.start()
+        await platform.fx_rates.start()
+        carried = asyncio.create_task(carry_over_table(platform.fx_rates, pg))   # the old table, once
         app.state.platform = platform
         try:
             yield
         finally:
+            carried.cancel()
+            await platform.fx_rates.stop()
             await platform.savings.stop()
             await platform.loans.stop()
             await platform.drawers.stop()

@@ -79,6 +79,7 @@ RECORD_EXAMPLES: dict[str, dict[str, Any]] = {
     "InterestAccrued": {"product_id": "savings-eur", "accrual_date": "2027-01-31", "balance": 1000000,
                         "annual_rate_percent": "2", "accrued": 54, "carried": "29/73"},
     **{name: {"amount": 1698, "period": "2027-01"} for name in ("CreditInterest", "InterestCredited")},
+    "RateEntry": {"base": "EUR", "quote": "USD", "mid_rate": "1.0850", "spread_basis_points": 50},
     "LoanLateFeeCharged": {"instalment": 3, "amount": 1500, "charged_on": "2027-04-16"},
     **{name: {"kind": "scheduled", "paid_on": "2027-02-15", "amount": 104387, "principal": 96487, "interest": 7900,
               "fees": 0} for name in ("RepayLoan", "LoanRepaid")},

@@ -1,5 +1,7 @@
 """Currency exchange: a rate table, spreads, quotes and the legs a quote posts. Pure: no I/O, no floats.
 
+The rate table is a log of staff changes (FxRatesSet on bank.fx.rates) folded into a RateBook by whoever prices.
+
 A rate is the mid price of one unit of `base` in `quote` currency (EUR/USD 1.0850: one euro is 1.0850 dollars),
 a Decimal of at most 10 significant digits, effective from a time; the newest entry effective at `now` applies.
 A pair without a direct entry is read through its inverse, else crossed through EUR (the base currency); a
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
@@ -255,3 +257,73 @@ def exchange_of(priced: Quote) -> dict[str, Any]:
             "sell_currency": priced.sell_currency, "buy_amount": priced.buy_amount,
             "buy_currency": priced.buy_currency, "position_amount": priced.position_amount,
             "rounding_amount": priced.rounding_amount, "rounded_currency": priced.rounded_currency}
+
+
+# ---------------------------------------------------------------- the rate table, as a log of changes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FxRatesSet:
+    """A staff change to the rate table (bank.fx.rates): entries, each a pair's mid rate and spread from a moment on.
+    One record per change, so a change is on the log whole or not at all."""
+
+    event_id: str
+    entries: list[dict[str, Any]]   # [{"base", "quote", "mid_rate": decimal text, "spread_basis_points",
+    #                                   "effective_from": datetime}]
+    set_by: str
+    set_at: datetime
+    schema_version: int = 1
+
+
+FX_TYPES: dict[str, type] = {"FxRatesSet": FxRatesSet}
+FX_RATES_KEY = "fx-rates"   # every change under one key: one partition, one order
+
+
+@dataclass(frozen=True, slots=True)
+class RateEntry:
+    """A line of the table with who set it and when."""
+
+    rate: Rate
+    spread_basis_points: int
+    set_by: str
+    set_at: datetime
+
+
+@dataclass
+class RateBook:
+    """The rate table folded from bank.fx.rates, in log order; a record seen twice counts once."""
+
+    entries: list[RateEntry] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set)
+
+    def apply(self, record: FxRatesSet) -> None:
+        if record.event_id in self._seen:
+            return
+        self._seen.add(record.event_id)
+        for entry in record.entries:
+            rate = Rate(entry["base"], entry["quote"], Decimal(entry["mid_rate"]), entry["effective_from"])
+            self.entries.append(RateEntry(rate, entry["spread_basis_points"], record.set_by, record.set_at))
+
+    def effective(self, now: datetime) -> list[RateEntry]:
+        """Per ordered pair, the entry effective at `now` with the latest start (of equal starts, the later set)."""
+        newest: dict[tuple[str, str], RateEntry] = {}
+        for entry in self.entries:
+            key = (entry.rate.base, entry.rate.quote)
+            if entry.rate.effective_from <= now and (
+                    key not in newest or entry.rate.effective_from >= newest[key].rate.effective_from):
+                newest[key] = entry
+        return [newest[key] for key in sorted(newest)]
+
+    def scheduled(self, now: datetime) -> list[RateEntry]:
+        """Entries not yet effective, soonest first."""
+        return sorted((e for e in self.entries if e.rate.effective_from > now), key=lambda e: e.rate.effective_from)
+
+
+def rates_and_spreads(entries: Sequence[RateEntry]) -> tuple[list[Rate], Spreads]:
+    """What `quote` takes; a pair listed both ways takes the newer entry's spread."""
+    newest: dict[str, RateEntry] = {}
+    for entry in entries:
+        key = pair_key(entry.rate.base, entry.rate.quote)
+        if key not in newest or entry.rate.effective_from >= newest[key].rate.effective_from:
+            newest[key] = entry
+    return [entry.rate for entry in entries], Spreads({key: e.spread_basis_points for key, e in newest.items()})

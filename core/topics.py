@@ -25,6 +25,7 @@ PAYMENTS_OUTBOUND_DLQ = "bank.payments.outbound.dlq"
 STANDING_ORDERS = "bank.standing-orders"
 LOANS = "bank.loans"
 INTEREST = "bank.interest"
+FX_RATES = "bank.fx.rates"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from core.events import EVENT_TYPES
 from core.lending import LOAN_TYPES
 from core.payments import PAYMENT_TYPES
 from core.risk.records import RISK_TYPES
+from core.fx import FX_TYPES
 from core.savings import INTEREST_TYPES
 from core.standing_orders import STANDING_ORDER_TYPES
 from infra.records import Headers, header
@@ -220,4 +221,4 @@ def _id_of(ids: Mapping[str, Mapping[str, int]], name: str, version: int) -> int
 def get_codec() -> Codec:
     return Codec({**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES,
                   **PAYMENT_TYPES, **STANDING_ORDER_TYPES, **LOAN_TYPES,
-                  **INTEREST_TYPES})
+                  **INTEREST_TYPES, **FX_TYPES})

@@ -1,10 +1,11 @@
 """Currency exchange: the staff-managed rate table and quotes (core/fx.py prices; this module stores and serves).
 
-Rates live in PostgreSQL (migrations/0009_fx.sql), append-only and effective-timed: `PUT /v1/admin/fx/rates`
-adds entries (admins only, audit-recorded as `fx_rates_set`), `GET` shows the entries effective now and those
-scheduled. Times are business time (infra/clock.py). `POST /v1/fx/quotes` prices an exchange at the rates
-effective now and keeps the quote by id in `fx_quotes`, so a later transfer can execute it at exactly that rate
-and amounts, or refuse it once expired (`quote_expired`).
+Rates are a log, bank.fx.rates, append-only and effective-timed: `PUT /v1/admin/fx/rates` publishes one
+FxRatesSet of entries (admins only, audit-recorded as `fx_rates_set`), every instance folds the topic
+(api/fx_rates.py), and `GET` shows the entries effective now and those scheduled. Times are business time
+(infra/clock.py). `POST /v1/fx/quotes` prices an exchange at the rates effective now and keeps the quote by id in
+PostgreSQL's `fx_quotes`, so a later transfer can execute it at exactly that rate and amounts, or refuse it once
+expired (`quote_expired`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-import asyncpg
+import uuid
+
 from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
 
 from api import fx_store
-from api.deps import PlatformDep, utc_moment
+from api.deps import Platform, PlatformDep, utc_moment
 from api.models import Currency
 from api.problems import PROBLEM_JSON, Problem
+from api.record_desk import ready
 from api.routes.auth import caller
 from core import fx
 from core.money import MoneyError, format_amount, parse_amount
@@ -112,17 +115,22 @@ class QuoteView(BaseModel):
 # ---------------------------------------------------------------- rates
 
 
-def _line(row: fx_store.RateRow) -> RateLine:
-    return RateLine(base=row.rate.base, quote=row.rate.quote, mid=str(row.rate.mid),
-                    spread_basis_points=row.spread_basis_points, effective_from=row.rate.effective_from,
-                    set_by=row.set_by, set_at=row.set_at)
+def _line(entry: fx.RateEntry) -> RateLine:
+    return RateLine(base=entry.rate.base, quote=entry.rate.quote, mid=str(entry.rate.mid),
+                    spread_basis_points=entry.spread_basis_points, effective_from=entry.rate.effective_from,
+                    set_by=entry.set_by, set_at=entry.set_at)
 
 
-async def _table(pool: asyncpg.Pool, now: datetime) -> RateTable:
-    effective, scheduled = await fx_store.effective_rows(pool, now), await fx_store.scheduled_rows(pool, now)
+def _book(platform: Platform) -> fx.RateBook:
+    ready(platform.fx_rates, "currency-exchange rates")
+    return platform.fx_rates.book
+
+
+def _table(book: fx.RateBook, now: datetime) -> RateTable:
     return RateTable(as_of=now, base_currency=fx.BASE_CURRENCY,
                      default_spread_basis_points=fx.DEFAULT_SPREAD_BASIS_POINTS,
-                     rates=[_line(row) for row in effective], scheduled=[_line(row) for row in scheduled])
+                     rates=[_line(entry) for entry in book.effective(now)],
+                     scheduled=[_line(entry) for entry in book.scheduled(now)])
 
 
 def _checked(entry: RateEntry, now: datetime) -> tuple[fx.Rate, int]:
@@ -137,26 +145,30 @@ def _checked(entry: RateEntry, now: datetime) -> tuple[fx.Rate, int]:
 @admin_router.get("/rates", response_model=RateTable, name="get_fx_rates",
                   summary="The currency-exchange rate table: entries effective now and those scheduled")
 async def get_fx_rates(platform: PlatformDep) -> RateTable:
-    return await _table(platform.pg, platform.time.now())
+    return _table(_book(platform), platform.time.now())
 
 
 @admin_router.put("/rates", response_model=RateTable, name="set_fx_rates", responses=_UNPROCESSABLE,
                   summary="Add rate entries, each effective from a moment (default now); audit-recorded")
 async def set_fx_rates(body: RatesChange, platform: PlatformDep) -> RateTable:
-    now = platform.time.now()
+    book, now = _book(platform), platform.time.now()
     entries = [_checked(entry, now) for entry in body.rates]
-    await fx_store.add_rates(platform.pg, entries, caller().user_id)
+    change = fx.FxRatesSet(event_id=str(uuid.uuid4()), set_by=caller().user_id, set_at=now, entries=[
+        {"base": rate.base, "quote": rate.quote, "mid_rate": str(rate.mid), "spread_basis_points": spread,
+         "effective_from": rate.effective_from} for rate, spread in entries])
+    async with platform.fx_rates.lock:
+        await platform.fx_rates.publish(change)   # on the log, then in this instance's table: read at once
     await platform.access.audit.record("fx_rates_set", details={
         "rates": "; ".join(f"{rate.base}/{rate.quote} {rate.mid} spread {spread}bp from "
                            f"{rate.effective_from.isoformat()}" for rate, spread in entries)})
-    return await _table(platform.pg, now)
+    return _table(book, now)
 
 
 # ---------------------------------------------------------------- quotes
 
 
-async def _priced(body: QuoteRequest, pool: asyncpg.Pool, now: datetime) -> fx.Quote:
-    rates, spreads = fx_store.rates_and_spreads(await fx_store.effective_rows(pool, now))
+def _priced(body: QuoteRequest, book: fx.RateBook, now: datetime) -> fx.Quote:
+    rates, spreads = fx.rates_and_spreads(book.effective(now))
     try:
         amount = parse_amount(body.amount, body.sell_currency if body.side == "sell" else body.buy_currency)
         return fx.quote(body.sell_currency, body.buy_currency, amount, body.side, rates, spreads, now, QUOTE_TTL)
@@ -183,6 +195,6 @@ def _view(priced: fx.Quote) -> QuoteView:
 @router.post("/quotes", response_model=QuoteView, status_code=201, name="create_fx_quote",
              responses=_UNPROCESSABLE, summary="Price a currency exchange; the quote is kept by id until it expires")
 async def create_fx_quote(body: QuoteRequest, platform: PlatformDep) -> QuoteView:
-    priced = await _priced(body, platform.pg, platform.time.now())
+    priced = _priced(body, _book(platform), platform.time.now())
     await fx_store.keep_quote(platform.pg, priced, caller().user_id)
     return _view(priced)

@@ -44,8 +44,8 @@ done
 # The API (server.main): commands, the audit log, business time, the record desks (standing orders, loans, savings),
 # tellers' drawers on the ledger; it folds the ledger and the desks' topics; readiness describes the workers' groups.
 allow api Write topic bank.risk.commands bank.ledger.commands bank.ledger.events bank.audit bank.clock \
-  bank.standing-orders bank.loans bank.interest
-allow api Read topic bank.ledger.events bank.clock bank.standing-orders bank.loans bank.interest
+  bank.standing-orders bank.loans bank.interest bank.fx.rates
+allow api Read topic bank.ledger.events bank.clock bank.standing-orders bank.loans bank.interest bank.fx.rates
 allow api Describe group-prefix bankstream-
 
 # The stream workers (Faust app bankstream-ledger: the ledger and risk agents, the transfer saga). Faust makes its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,9 @@ import pytest
 from api import fx_store
 from core.books import unbalanced
 from core.fx import Quote, fx_legs
+from core.topics import FX_RATES
+from infra.kafka import read_topic
+from schemas.codec import get_codec
 from tests.support import Bank, bearer, login, problem, register_customer, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -51,6 +55,20 @@ def test_admin_sets_rates_effective_now_and_later(rates: dict[str, Any], api_url
     assert current[("EUR", "NOK")]["mid"] == "11.5230" and current[("EUR", "NOK")]["spread_basis_points"] == 40
     assert current[("EUR", "CHF")]["spread_basis_points"] == table["default_spread_basis_points"]
     assert any(line["mid"] == "99" for line in table["scheduled"])   # not effective yet, not used below
+
+
+def test_a_rate_change_is_one_record_on_the_rates_topic(rates: dict[str, Any], kafka_bootstrap: str) -> None:
+    """The table is the log: the admin's change is one FxRatesSet on bank.fx.rates, all its entries, who set it."""
+    codec = get_codec()
+    changes = [codec.decode(r.value, r.headers, {"FxRatesSet"})
+               for r in asyncio.run(read_topic(kafka_bootstrap, FX_RATES)).records]
+    ours = [change for change in changes if any(e["mid_rate"] == "11.5230" for e in change.entries)]
+    assert ours, changes
+    change = ours[-1]
+    assert change.set_by == staff("admin").user_id
+    assert [(e["base"], e["quote"], e["mid_rate"], e["spread_basis_points"]) for e in change.entries] == [
+        ("EUR", "NOK", "11.5230", 40), ("EUR", "CHF", "0.9410", 50), ("EUR", "NOK", "99", 50)]
+    assert change.entries[2]["effective_from"] == datetime(2999, 1, 1, tzinfo=UTC)
 
 
 def test_customer_gets_a_quote_consistent_with_the_rate(rates: dict[str, Any], api_url: str,

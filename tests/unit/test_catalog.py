@@ -14,6 +14,7 @@ from core.audit import AUDIT_TYPES
 from core.catalog import UNDOCUMENTED, build_catalog, example_record, render_html, render_markdown
 from core.clock import CLOCK_TYPES
 from core.lending import LOAN_TYPES
+from core.fx import FX_TYPES
 from core.savings import INTEREST_TYPES
 from core.standing_orders import STANDING_ORDER_TYPES
 from core.commands import COMMAND_TYPES
@@ -25,7 +26,7 @@ from schemas.catalog import CATALOG_FILE, TOPICS_FILE, current_catalog
 from schemas.codec import current_schemas, get_codec
 
 TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES, **PAYMENT_TYPES,
-         **STANDING_ORDER_TYPES, **LOAN_TYPES, **INTEREST_TYPES}
+         **STANDING_ORDER_TYPES, **LOAN_TYPES, **INTEREST_TYPES, **FX_TYPES}
 
 
 def test_docs_topics_md_is_in_sync_with_topics_yaml_and_the_schemas() -> None:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from core import events as e
 from core.books import CHART, kind_of, legs_of, unbalanced
 from core.fx import (
-    FxError, Quote, Rate, Side, Spreads, check_not_expired, effective_rate, exchange_of, fx_legs, pair_key, quote,
+    FxError, FxRatesSet, Quote, Rate, RateBook, Side, Spreads, check_not_expired, effective_rate, exchange_of, fx_legs,
+    pair_key, quote, rates_and_spreads,
 )
 from core.money import currency_digits
 
@@ -193,3 +194,49 @@ def test_an_exchanged_transfer_posts_exactly_the_quotes_legs_through_transit(amo
         return {key: value for key, value in totals.items() if value}
 
     assert net(legs) == net(list(fx_legs(exchanged, "A", "B")))
+
+
+def _change(event_id: str, *entries: tuple[str, str, str, datetime], by: str = "admin-1") -> FxRatesSet:
+    return FxRatesSet(event_id=event_id, set_by=by, set_at=NOW, entries=[
+        {"base": base, "quote": quote, "mid_rate": mid, "spread_basis_points": 50, "effective_from": start}
+        for base, quote, mid, start in entries])
+
+
+def test_the_rate_book_folds_changes_newest_start_first_and_lists_what_is_scheduled() -> None:
+    book = RateBook()
+    earlier, later = NOW - timedelta(days=1), NOW + timedelta(hours=1)
+    book.apply(_change("a", ("EUR", "USD", "1.08", earlier), ("EUR", "GBP", "0.85", earlier)))
+    book.apply(_change("b", ("EUR", "USD", "1.09", NOW - timedelta(hours=1)), ("EUR", "USD", "1.10", later),
+                       by="admin-2"))
+    book.apply(_change("c", ("EUR", "GBP", "0.86", earlier)))          # the same start, set later: it applies
+    book.apply(_change("a", ("EUR", "USD", "9.99", earlier)))          # a record read twice counts once
+    effective = {(e.rate.base, e.rate.quote): (e.rate.mid, e.set_by) for e in book.effective(NOW)}
+    assert effective == {("EUR", "GBP"): (Decimal("0.86"), "admin-1"), ("EUR", "USD"): (Decimal("1.09"), "admin-2")}
+    assert [(e.rate.mid, e.rate.effective_from) for e in book.scheduled(NOW)] == [(Decimal("1.10"), later)]
+    assert book.effective(later)[1].rate.mid == Decimal("1.10")
+    rates, spreads = rates_and_spreads(book.effective(NOW))
+    assert quote("EUR", "USD", 10_000, "sell", rates, spreads, NOW, TTL).buy_amount == 10_845   # 1.09 less 0.5 %
+
+
+def test_a_rate_change_survives_the_codec() -> None:
+    from schemas.codec import get_codec
+
+    codec = get_codec()
+    change = _change("d", ("EUR", "USD", "1.0850", NOW))
+    value, headers = codec.encode(change)
+    assert codec.decode(value, headers, {"FxRatesSet"}) == change
+
+
+def test_a_row_of_the_old_rate_table_is_carried_over_as_its_change_under_a_stable_id() -> None:
+    from api.fx_rates import change_of_row
+
+    row = {"id": 7, "base_currency": "EUR", "quote_currency": "NOK", "mid_rate": Decimal("11.5230"),
+           "spread_basis_points": 40, "effective_from": EARLIER, "set_by": "admin-1", "set_at": EARLIER}
+    change = change_of_row(row)
+    assert change == change_of_row(dict(row))   # two instances carrying it over publish the same id: folded once
+    assert change.entries == [{"base": "EUR", "quote": "NOK", "mid_rate": "11.5230", "spread_basis_points": 40,
+                               "effective_from": EARLIER}]
+    book = RateBook()
+    book.apply(change)
+    book.apply(change_of_row(row))
+    assert [(e.rate.mid, e.set_by) for e in book.effective(NOW)] == [(Decimal("11.5230"), "admin-1")]

@@ -12,13 +12,14 @@ import pytest
 from core.audit import AUDIT_TYPES
 from core.clock import CLOCK_TYPES
 from core.lending import LOAN_TYPES
+from core.fx import FX_TYPES
 from core.savings import INTEREST_TYPES
 from core.standing_orders import STANDING_ORDER_TYPES
 from core.commands import COMMAND_TYPES, CUSTOMER_COMMANDS, STAFF_COMMANDS
 from core.events import DRAWER_EVENTS, EVENT_TYPES
 from core.payments import PAYMENT_TYPES
 from core.risk.records import RISK_TYPES
-from core.topics import (AUDIT, CLOCK, INTEREST, LEDGER_COMMANDS, LEDGER_EVENTS, LOANS, RISK_ASSESSMENTS, RISK_COMMANDS,
+from core.topics import (AUDIT, CLOCK, FX_RATES, INTEREST, LEDGER_COMMANDS, LEDGER_EVENTS, LOANS, RISK_ASSESSMENTS, RISK_COMMANDS,
                          RISK_RULES, STANDING_ORDERS)
 from infra.topics import load_registry, record_types
 import base64
@@ -36,7 +37,7 @@ from schemas.registry import SchemaCatalog
 
 CURRENT = current_schemas()
 TYPES = {**COMMAND_TYPES, **EVENT_TYPES, **RISK_TYPES, **AUDIT_TYPES, **CLOCK_TYPES, **PAYMENT_TYPES,
-         **STANDING_ORDER_TYPES, **LOAN_TYPES, **INTEREST_TYPES}
+         **STANDING_ORDER_TYPES, **LOAN_TYPES, **INTEREST_TYPES, **FX_TYPES}
 
 
 def test_one_schema_per_command_and_event() -> None:
@@ -105,6 +106,7 @@ def test_topics_carry_every_record_type_their_writers_write() -> None:
     assert set(STANDING_ORDER_TYPES) <= set(registry[STANDING_ORDERS].value_schemas)
     assert set(LOAN_TYPES) <= set(registry[LOANS].value_schemas)
     assert set(INTEREST_TYPES) <= set(registry[INTEREST].value_schemas)
+    assert set(FX_TYPES) <= set(registry[FX_RATES].value_schemas)
     assert set(RISK_TYPES) <= set(registry[RISK_ASSESSMENTS].value_schemas) | set(registry[RISK_RULES].value_schemas)
 
 
@@ -177,7 +179,7 @@ def test_records_written_by_the_old_codec_still_decode() -> None:
     records = json.loads(OLD_LOG.read_text())["records"]
     # record types born after the wire format: the old codec never wrote them
     newer = (set(CLOCK_TYPES) | set(PAYMENT_TYPES) | set(STANDING_ORDER_TYPES) | set(LOAN_TYPES)
-             | set(INTEREST_TYPES) | {kind.__name__ for kind in DRAWER_EVENTS}
+             | set(INTEREST_TYPES) | set(FX_TYPES) | {kind.__name__ for kind in DRAWER_EVENTS}
              | {"Payment", "RecordPaymentOutcome", "ReceivePayment", "PaymentDebited", "PaymentSent", "PaymentSettled",
                 "PaymentReturned", "PaymentReceived", "DisburseLoan", "RepayLoan", "LoanDisbursed", "LoanRepaid",
                 "CreditInterest", "InterestCredited", "SetReceiveLimit", "ReceiveLimitSet"})
