@@ -17,7 +17,7 @@ from api.customers import CustomerStore
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.ibans import external_iban, parse_iban, unknown_iban
 from api import fx_store
-from api.idempotency import caller_scope, check_key, request_hash
+from api.idempotency import caller_scope, check_key, command_id_for, request_hash
 from api.kyc_limits import receive_limit_for
 from api.metrics import API_COMMANDS
 from api.ledger_view import LedgerView
@@ -237,7 +237,7 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
                           f"a transfer between two currencies needs an FX quote (quote_id)", "currency_mismatch")
     await _may_receive(platform, view, destination, exchange["buy_amount"] if exchange else body.minor)
     if exchange is not None:   # the quote is the key: executed once, whatever Idempotency-Key a retry carries
-        key = f"fx-quote:{exchange['quote_id']}"
+        key = _quote_key(exchange["quote_id"])
 
     def build(command_id: str) -> c.Command:
         return c.Transfer(**_envelope(platform, command_id, body.from_account_id), to_account_id=destination.account_id,
@@ -246,6 +246,10 @@ async def transfer(body: TransferRequest, request: Request, platform: PlatformDe
                           submitted_by=_submitter(), payee_added_at=payee_added_at, exchange=exchange)
 
     return await submit(request, platform, view, _hashed(body), key, wait, build, source.customer_id)
+
+
+def _quote_key(quote_id: str) -> str:
+    return f"fx-quote:{quote_id}"
 
 
 async def _exchange(platform: Platform, body: TransferRequest, source: AccountState,
@@ -259,7 +263,10 @@ async def _exchange(platform: Platform, body: TransferRequest, source: AccountSt
     try:
         fx.check_not_expired(priced, platform.time.now())
     except fx.FxError as error:
-        raise Problem(422, "Quote expired", f"{error.detail}: ask for a new one", error.reason) from None
+        # Executed while it was valid: a retry (its answer lost on the way) gets that outcome, not a refusal
+        # that would send the customer for a new quote and a second exchange.
+        if not await platform.idempotency.known(command_id_for(_quote_key(priced.id), caller_scope())):
+            raise Problem(422, "Quote expired", f"{error.detail}: ask for a new one", error.reason) from None
     if (body.minor, body.currency) != (priced.sell_amount, priced.sell_currency):
         sells = format_amount(priced.sell_amount, priced.sell_currency)
         raise Problem(422, "Not the quote's amount", f"the quote sells {sells} {priced.sell_currency}: the "

@@ -155,6 +155,10 @@ def test_a_transfer_between_currencies_executes_a_quote_once_and_the_books_balan
         assert done.status_code == 200 and done.json()["status"] == "accepted", done.text
         again = await customer.post("/v1/transfers", body)         # a retry, another Idempotency-Key: once
         assert again.json()["command_id"] == done.json()["command_id"]
+        clock = await teller.http.put("/v1/admin/clock", json={"advance": "PT61S"})
+        assert clock.status_code == 200, clock.text
+        late = await customer.post("/v1/transfers", body)          # a retry after the quote's expiry: the answer
+        assert late.status_code == 200 and late.json()["command_id"] == done.json()["command_id"], late.text
         assert (await customer.account(euros))["balance"] == "400.00"
         deadline = asyncio.get_running_loop().time() + 30
         while (await customer.account(crowns))["balance"] != quote["buy_amount"]:
