@@ -1,15 +1,13 @@
 """Currency exchange: a quote from the API (rate, spread, both amounts, rounding, expiry), shown as it is, and
 then, for a customer with an account in each currency, the exchange itself: a transfer between their own accounts
-that executes the quote (POST /v1/transfers with its quote_id). The quote is the review: it is kept in the
-server-side session and its id is the idempotency key, so a double click or a retried post exchanges once, and
-an expired quote is told as such, with a way to get a new one.
+that executes the quote (POST /v1/transfers with its quote_id). The quote is the review, kept in the server-side
+session; the API executes a quote once whatever Idempotency-Key a retry carries, so a double click or a retried
+post exchanges once; an expired quote is told as such, with a way to get a new one.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -83,7 +81,7 @@ async def exchange(request: Request, api: CustomerApi, quote_id: Annotated[str, 
     body = {"from_account_id": from_account_id, "to_account_id": to_account_id, "amount": quote["sell_amount"],
             "currency": quote["sell_currency"], "quote_id": quote_id}
     try:
-        outcome = await api.post("/v1/transfers", body, command=True, idempotency_key=f"fx-{quote_id}")
+        outcome = await api.post("/v1/transfers", body, command=True)
     except ApiError as error:
         if error.problem.get("command_id"):    # the ledger decided: not made
             api.session.data.pop(PENDING_PREFIX + quote_id, None)
