@@ -25,6 +25,7 @@ ALGORITHM = "HS256"
 MIN_KEY_LENGTH = 32
 TOTP_ISSUER = "bankstream"
 
+
 @functools.cache
 def _hasher() -> PasswordHasher:
     """argon2id at the settings' cost (BANK_PASSWORD_HASH_*), built once per process."""
