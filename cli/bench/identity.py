@@ -17,13 +17,32 @@ BENCH_ACCOUNTS = 200
 BENCH_CUSTOMERS = 20
 
 
-async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]:
-    """An access token of a fresh teller, and BENCH_ACCOUNTS accounts opened through the API to deposit into."""
+async def _staff_member(pool: asyncpg.Pool, role: str) -> dict[str, str]:
+    """A fresh staff member of `role` with TOTP enrolled, in the user store: the sign-in form it answers to."""
     email, password, secret = f"bench-{uuid.uuid4().hex[:8]}@staff.test", f"bench-{uuid.uuid4().hex}", pyotp.random_base32()
+    await UserStore(pool).create(email=email, name=f"Benchmark {role.title()}", role=role,  # type: ignore[arg-type]
+                                 password_hash=await hash_password(password), mfa_secret=secret)
+    return {"username": email, "password": password, "otp": pyotp.TOTP(secret).now()}
+
+
+async def admin_token(settings: Settings, api_url: str) -> str:
+    """An access token of a fresh admin (rates, products: what only admins set)."""
     pool = await asyncpg.create_pool(settings.pg, min_size=1, max_size=2)
     try:
-        await UserStore(pool).create(email=email, name="Benchmark Teller", role="teller",
-                                     password_hash=await hash_password(password), mfa_secret=secret)
+        form = await _staff_member(pool, "admin")
+    finally:
+        await pool.close()
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+        response = await http.post("/v1/auth/token", data=form)
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]:
+    """An access token of a fresh teller, and BENCH_ACCOUNTS accounts opened through the API to deposit into."""
+    pool = await asyncpg.create_pool(settings.pg, min_size=1, max_size=2)
+    try:
+        form = await _staff_member(pool, "teller")
         # The customers the accounts are opened for (staff open accounts only for customers the bank knows),
         await pool.executemany(
             "INSERT INTO users (user_id, email, email_key, name, password_hash, role, customer_id) "
@@ -36,8 +55,7 @@ async def bench_token(settings: Settings, api_url: str) -> tuple[str, list[str]]
     finally:
         await pool.close()
     async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
-        response = await http.post("/v1/auth/token", data={"username": email, "password": password,
-                                                           "otp": pyotp.TOTP(secret).now()})
+        response = await http.post("/v1/auth/token", data=form)
         response.raise_for_status()
         token = response.json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from cli.bench import bench_settings
-from cli.bench.identity import bench_token
+from cli.bench.identity import admin_token, bench_token
 from cli.bench.results import machine
 from cli.chaos.faults import FAULTS, Injection, Injector
 from cli.chaos.load import RETURNED_CREDITOR
@@ -57,6 +57,7 @@ from streams.projections.dumps import live_dump, rebuilt_dump, wait_caught_up
 console = Console(stderr=True)
 
 FUNDING = "1000.00"        # what each account starts with
+DOLLAR_ACCOUNTS = 5        # exchanges from the euro accounts pay into these
 SETTLE_TIMEOUT_S = 180.0   # without progress, for sagas to finish and projections to catch up after the load
 TICK_S = 0.5
 UNASKED = "no process died unasked"
@@ -102,9 +103,9 @@ async def run(duration: float, rate: float, gap: float, faults: tuple[str, ...],
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
                       transient=True) as progress:
             setup = progress.add_task("starting the private stack (2 ledger workers, projector, API)", total=None)
-            accounts, closed, token = await _bring_up(chaos.stack)
+            accounts, closed, dollars, token = await _bring_up(chaos.stack)
             progress.remove_task(setup)
-            load = LoadProcess(chaos.stack.api_url, token, accounts, closed, rate, seed)
+            load = LoadProcess(chaos.stack.api_url, token, accounts, closed, dollars, rate, seed)
             load.start()
             await asyncio.to_thread(load.wait_running)
             watching = asyncio.create_task(chaos.watchdog.run())
@@ -129,8 +130,9 @@ async def run(duration: float, rate: float, gap: float, faults: tuple[str, ...],
                      "home": str(home) if kept else None}
 
 
-async def _bring_up(stack: Stack) -> tuple[list[str], str, str]:
-    """Infra, topics, migrations, workers, projector, API; a teller's token, funded accounts and a closed one."""
+async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str]:
+    """Infra, topics, migrations, workers, projector, API; a teller's token, funded accounts, a closed one, and
+    dollar accounts that exchanges pay into (at a EUR/USD rate an admin sets)."""
     settings = stack.settings
     await asyncio.to_thread(stack.start_infra)
     await apply_topics(settings.kafka, load_registry(settings.topics_file, settings.topic_replication))
@@ -161,7 +163,18 @@ async def _bring_up(stack: Stack) -> tuple[list[str], str, str]:
         for start in range(0, len(funded), 50):
             await asyncio.gather(*(command(f"/v1/accounts/{a}/deposits", {"amount": FUNDING, "currency": "EUR"})
                                    for a in funded[start:start + 50]))
-    return funded, closed, token
+        dollars = []
+        for n in range(DOLLAR_ACCOUNTS):
+            opened = await http.post("/v1/accounts", params={"wait": "true"}, json={
+                "customer_id": f"bench-api-{n}", "currency": "USD"}, headers={"Idempotency-Key": f"chaos-usd-{n}"})
+            opened.raise_for_status()
+            dollars.append(str(opened.json()["account_id"]))
+    admin = await admin_token(settings, stack.api_url)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60,
+                                 headers={"Authorization": f"Bearer {admin}"}) as http:
+        (await http.put("/v1/admin/fx/rates", json={"rates": [
+            {"base": "EUR", "quote": "USD", "mid": "1.0850", "spread_basis_points": 50}]})).raise_for_status()
+    return funded, closed, dollars, token
 
 
 async def _schedule(chaos: Run, injector: Injector, faults: tuple[str, ...], duration: float, gap: float,

@@ -2,11 +2,14 @@
 
 Open loop: command i is due at start + i / rate whatever became of the earlier ones, so a stalled API or
 ledger piles up outstanding requests instead of quietly slowing the load down. Mostly transfers, some to a
-closed account (the saga must reverse them), plus deposits, withdrawals and payments to other banks (some to a
-creditor IBAN the rail returns with AC01), each `?wait=true`.
+closed account (the saga must reverse them), plus deposits, withdrawals, payments to other banks (some to a
+creditor IBAN the rail returns with AC01) and currency exchanges (a quote, then the transfer that executes it
+into a dollar account), each `?wait=true`.
 
 A good client: a transport error, a timeout or a 5xx is retried with the SAME Idempotency-Key (backing off,
-for up to GIVE_UP_S), so a command whose first attempt died with the API is not posted twice. What it
+for up to GIVE_UP_S), so a command whose first attempt died with the API is not posted twice. An exchange's key is
+its quote (the API executes a quote once): a quote that expired before any attempt got through is asked for
+again, as the API tells a client to. What it
 finally got is its answer: a 2xx, or a 4xx naming the command (a rejection) — the commands the run's checks
 hold the ledger to. A 4xx without a command id (the request itself was refused) is counted, not followed.
 """
@@ -46,6 +49,7 @@ class Mix:
     deposits: float = 0.10
     withdrawals: float = 0.10
     payments: float = 0.05
+    exchanges: float = 0.05
     min_amount: int = 100
     max_amount: int = 5_000
 
@@ -78,15 +82,49 @@ class Client:
         self.key_scope = key_scope   # the API scopes Idempotency-Keys by caller: the command ids are the user's
 
     async def command(self, kind: str, path: str, body: dict[str, str], due: float) -> None:
-        key = str(uuid.uuid4())
         self.tally.sent += 1
         self.tally.outstanding += 1
         try:
-            await self._until_answered(kind, key, path, body, due)
+            if kind == "exchange":
+                await self._exchange(path, body, due)
+            else:
+                key = str(uuid.uuid4())
+                await self._until_answered(kind, key, command_id_for(key, self.key_scope), path, body, due)
         finally:
             self.tally.outstanding -= 1
 
-    async def _until_answered(self, kind: str, key: str, path: str, body: dict[str, str], due: float) -> None:
+    async def _exchange(self, path: str, body: dict[str, str], due: float) -> None:
+        """A quote, then the transfer executing it; a new quote when the last one expired unexecuted."""
+        while time.monotonic() - due < GIVE_UP_S:
+            quote_id = await self._quote(body, due)
+            if quote_id is None:
+                break
+            # the API keys an exchange by its quote, whatever Idempotency-Key it carries
+            command_id = command_id_for(f"fx-quote:{quote_id}", self.key_scope)
+            if not await self._until_answered("exchange", str(uuid.uuid4()), command_id, path,
+                                              body | {"quote_id": quote_id}, due, renew_on="quote_expired"):
+                return
+        self.tally.gave_up.append(f"exchange due at {due:.3f} got no quote")
+
+    async def _quote(self, body: dict[str, str], due: float) -> str | None:
+        quote = {"sell_currency": "EUR", "buy_currency": "USD", "amount": body["amount"], "side": "sell"}
+        attempt = 0
+        while time.monotonic() - due < GIVE_UP_S:
+            if attempt:
+                self.tally.retries += 1
+                await asyncio.sleep(random.uniform(0.05, BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]))
+            attempt += 1
+            try:
+                async with self.session.post(f"{self.api_url}/v1/fx/quotes", json=quote) as response:
+                    if response.status == 201:
+                        return str((await response.json(content_type=None))["quote_id"])
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
+                pass
+        return None
+
+    async def _until_answered(self, kind: str, key: str, command_id: str, path: str, body: dict[str, str],
+                              due: float, renew_on: str | None = None) -> bool:
+        """Posts until answered or given up (False); True when refused for `renew_on` (nothing was posted)."""
         attempt = 0
         while time.monotonic() - due < GIVE_UP_S:
             if attempt:
@@ -97,17 +135,20 @@ class Client:
             answer = await self._post(key, path, body)
             if answer is None:
                 continue   # no answer, or a 5xx: the same key again
-            status, command_id, reason = answer
-            if command_id is None:
+            status, answered_id, reason = answer
+            if answered_id is None:
+                if renew_on is not None and reason == renew_on:
+                    return True
                 refusal = f"{status} {reason}"
                 self.tally.refused[refusal] = self.tally.refused.get(refusal, 0) + 1
-                return
-            self.tally.answers[command_id], self.tally.kinds[command_id] = status, kind
+                return False
+            self.tally.answers[answered_id], self.tally.kinds[answered_id] = status, kind
             self.tally.answer_times.append((due, time.monotonic() - due))
             if attempt > 1:
-                self.tally.retried.add(command_id)
-            return
-        self.tally.gave_up.append(command_id_for(key, self.key_scope))
+                self.tally.retried.add(answered_id)
+            return False
+        self.tally.gave_up.append(command_id)
+        return False
 
     async def _post(self, key: str, path: str, body: dict[str, str]) -> tuple[int, str | None, str | None] | None:
         """(status, command id, problem reason) of an answer; None for no answer or a 5xx."""
@@ -131,7 +172,8 @@ async def _key_scope(session: aiohttp.ClientSession, api_url: str) -> str:
         return user_scope((await response.json())["user_id"])
 
 
-def _plan(rng: random.Random, accounts: list[str], closed: str, mix: Mix) -> tuple[str, str, dict[str, str]]:
+def _plan(rng: random.Random, accounts: list[str], closed: str, dollars: list[str],
+          mix: Mix) -> tuple[str, str, dict[str, str]]:
     cents = rng.randint(mix.min_amount, mix.max_amount)
     amount = f"{cents // 100}.{cents % 100:02d}"
     money = {"amount": amount, "currency": "EUR"}
@@ -145,13 +187,15 @@ def _plan(rng: random.Random, accounts: list[str], closed: str, mix: Mix) -> tup
         creditor = RETURNED_CREDITOR if rng.random() < 0.3 else SETTLED_CREDITOR
         return "payment", "/v1/payments", money | {"from_account_id": a, "creditor_iban": creditor,
                                                    "creditor_name": "Chaos Creditor GmbH"}
-    if roll < mix.deposits + mix.withdrawals + mix.payments + mix.to_closed:
+    if roll < mix.deposits + mix.withdrawals + mix.payments + mix.exchanges and dollars:
+        return "exchange", "/v1/transfers", money | {"from_account_id": a, "to_account_id": rng.choice(dollars)}
+    if roll < mix.deposits + mix.withdrawals + mix.payments + mix.exchanges + mix.to_closed:
         b = closed
     return "transfer", "/v1/transfers", money | {"from_account_id": a, "to_account_id": b}
 
 
-async def open_loop(api_url: str, token: str, accounts: list[str], closed: str, rate: float, seed: int,
-                    stop: StopEvent, report: Any, mix: Mix | None = None) -> dict[str, Any]:
+async def open_loop(api_url: str, token: str, accounts: list[str], closed: str, dollars: list[str], rate: float,
+                    seed: int, stop: StopEvent, report: Any, mix: Mix | None = None) -> dict[str, Any]:
     """Send commands at `rate`/s until `stop` is set, then wait for every outstanding one to be answered or
     given up. Progress dicts go to `report` (a queue) every second; returns the tally."""
     rng, tally, mix = random.Random(seed), Tally(), mix or Mix()
@@ -168,7 +212,7 @@ async def open_loop(api_url: str, token: str, accounts: list[str], closed: str, 
             due = start + i / rate
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(client.command(*_plan(rng, accounts, closed, mix), due))
+            task = asyncio.create_task(client.command(*_plan(rng, accounts, closed, dollars, mix), due))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             i += 1
@@ -181,10 +225,10 @@ async def open_loop(api_url: str, token: str, accounts: list[str], closed: str, 
     return tally.result()
 
 
-def _main(api_url: str, token: str, accounts: list[str], closed: str, rate: float, seed: int, stop: StopEvent,
-          report: Any) -> None:
+def _main(api_url: str, token: str, accounts: list[str], closed: str, dollars: list[str], rate: float, seed: int,
+          stop: StopEvent, report: Any) -> None:
     """Entry point of the load process: the final tally is the last thing put on `report`."""
-    result = asyncio.run(open_loop(api_url, token, accounts, closed, rate, seed, stop, report))
+    result = asyncio.run(open_loop(api_url, token, accounts, closed, dollars, rate, seed, stop, report))
     report.put({"done": result})
 
 
@@ -192,11 +236,13 @@ class LoadProcess:
     """The load generator in a spawned process, so it shares neither the event loop nor the GIL of the
     process injecting faults."""
 
-    def __init__(self, api_url: str, token: str, accounts: list[str], closed: str, rate: float, seed: int) -> None:
+    def __init__(self, api_url: str, token: str, accounts: list[str], closed: str, dollars: list[str], rate: float,
+                 seed: int) -> None:
         ctx = get_context("spawn")
         self.stop_event, self.queue = ctx.Event(), ctx.Queue()
         self.process = ctx.Process(target=_main, name="bank-chaos-load", daemon=True,
-                                   args=(api_url, token, accounts, closed, rate, seed, self.stop_event, self.queue))
+                                   args=(api_url, token, accounts, closed, dollars, rate, seed, self.stop_event,
+                                         self.queue))
         self.latest: dict[str, Any] = {"sent": 0, "answered": 0, "outstanding": 0, "retries": 0, "gave_up": 0}
         self.result: dict[str, Any] | None = None
 
