@@ -8,7 +8,8 @@ stack (`api_url`: the API with the web apps beside it).
 - `sign_in(page, web_url, identity)`: through the sign-in form, as a person would.
 - `check_accessibility(page)`: axe-core on the page; fails on serious or critical violations.
 - `screenshots(page, name)`: the page at phone (390x844) and desktop (1280x800) width, saved under
-  test-artifacts/screenshots/ (git-ignored; BANK_SCREENSHOTS_DIR overrides).
+  test-artifacts/screenshots/ (git-ignored; BANK_SCREENSHOTS_DIR overrides): for people to look at, so not under
+  CI, whose artifacts nobody opens (BANK_SCREENSHOTS=1 takes them there too; 0 skips them anywhere).
 
 Tests register these fixtures with `from tests.support.browser import browser, page, ...` in tests/browser/conftest.py.
 """
@@ -30,6 +31,7 @@ from tests.support import Bank, Identity, register_customer
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("BANK_SCREENSHOTS_DIR") or ROOT / "test-artifacts" / "screenshots")
+TAKE_SCREENSHOTS = os.environ.get("BANK_SCREENSHOTS", "0" if os.environ.get("CI") else "1") == "1"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 BLOCKING_IMPACTS = ("serious", "critical")
@@ -222,8 +224,10 @@ def screenshots(page: Any, name: str) -> list[Path]:
 
 
 def check_page(page: Any, name: str) -> None:
-    """What every page's test ends with: no script or CSP error, axe clean, screenshots at both widths."""
+    """What every page's test ends with: no script or CSP error, axe clean, screenshots at both widths (not
+    under CI: TAKE_SCREENSHOTS)."""
     errors = getattr(page, "console_errors", [])
     assert not errors, f"console errors on {page.url}: {errors}"
     check_accessibility(page)
-    screenshots(page, name)
+    if TAKE_SCREENSHOTS:
+        screenshots(page, name)
