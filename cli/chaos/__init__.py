@@ -41,10 +41,11 @@ from rich.table import Table
 from cli.bench import bench_settings
 from cli.bench.identity import admin_token, bench_token
 from cli.bench.results import machine
+from cli.chaos import orders
 from cli.chaos.faults import FAULTS, Injection, Injector
 from cli.chaos.load import RETURNED_CREDITOR
 from cli.chaos.load import GIVE_UP_S, LoadProcess
-from cli.devstack import Stack, StackError
+from cli.devstack import Stack, StackError, free_port
 from cli.migrate import migrate
 from cli.topics import apply_topics
 from core.invariants import Check, LedgerAudit, answered_checks, compare_models
@@ -68,7 +69,9 @@ def chaos_settings(home: Path, duration: float) -> Settings:
     """The benchmark's private stack, with 2 ledger workers (one is killed or paused while the other works on)
     and access tokens that outlive the run (the load logs in once)."""
     return bench_settings(home).model_copy(update={
-        "workers": 2, "projection_workers": 1, "access_token_ttl": timedelta(seconds=duration + 3600)})
+        "workers": 2, "projection_workers": 1, "access_token_ttl": timedelta(seconds=duration + 3600),
+        # business time moved a day at a time for the standing orders (the endpoint is off in production)
+        "clock_control": True, "scheduler_port": free_port()})
 
 
 @dataclass
@@ -103,16 +106,20 @@ async def run(duration: float, rate: float, gap: float, faults: tuple[str, ...],
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
                       transient=True) as progress:
             setup = progress.add_task("starting the private stack (2 ledger workers, projector, API)", total=None)
-            accounts, closed, dollars, token = await _bring_up(chaos.stack)
+            accounts, closed, dollars, token, admin, savers = await _bring_up(chaos.stack)
             progress.remove_task(setup)
             load = LoadProcess(chaos.stack.api_url, token, accounts, closed, dollars, rate, seed)
             load.start()
             await asyncio.to_thread(load.wait_running)
             watching = asyncio.create_task(chaos.watchdog.run())
             chaos.started = time.monotonic()
+            # the savers' days pass while the faults land: the scheduler pays each day's orders meanwhile
+            days = asyncio.create_task(orders.days_pass(chaos.stack.api_url, admin, orders.PAYMENTS, gap, GIVE_UP_S))
             await _schedule(chaos, Injector(chaos.stack, chaos.started), faults, duration, gap, load, progress)
+            result["days_passed"] = await days
             chaos.load = await _drain(load, progress)
             chaos.checks = await _verify(chaos, progress)
+            chaos.checks.append(await orders.paid_check(chaos.stack.api_url, savers, SETTLE_TIMEOUT_S))
     except (StackError, OSError, httpx.HTTPError, queue.Empty) as error:
         chaos.checks.append(Check("the run completed", "", [f"{type(error).__name__}: {error}"], 1))
     finally:
@@ -130,9 +137,10 @@ async def run(duration: float, rate: float, gap: float, faults: tuple[str, ...],
                      "home": str(home) if kept else None}
 
 
-async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str]:
-    """Infra, topics, migrations, workers, projector, API; a teller's token, funded accounts, a closed one, and
-    dollar accounts that exchanges pay into (at a EUR/USD rate an admin sets)."""
+async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str, str, list[orders.Saver]]:
+    """Infra, topics, migrations, workers, projector, API, scheduler; a teller's token, funded accounts, a closed
+    one, dollar accounts that exchanges pay into (at a EUR/USD rate the admin, whose token comes next, sets), and
+    customers with a daily standing order each."""
     settings = stack.settings
     await asyncio.to_thread(stack.start_infra)
     await apply_topics(settings.kafka, load_registry(settings.topics_file, settings.topic_replication))
@@ -142,7 +150,9 @@ async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str]:
     await asyncio.to_thread(stack.start_api)
     await asyncio.to_thread(stack.start_rail)
     await asyncio.to_thread(stack.start_gateway)
+    await asyncio.to_thread(stack.start_scheduler)
     token, accounts = await bench_token(settings, stack.api_url)
+    admin = await admin_token(settings, stack.api_url)
     closed, funded = accounts[0], accounts[1:]
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60,
                                  headers={"Authorization": f"Bearer {token}"}) as http:
@@ -169,12 +179,12 @@ async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str]:
                 "customer_id": f"bench-api-{n}", "currency": "USD"}, headers={"Idempotency-Key": f"chaos-usd-{n}"})
             opened.raise_for_status()
             dollars.append(str(opened.json()["account_id"]))
-    admin = await admin_token(settings, stack.api_url)
+        savers = await orders.set_up(stack.api_url, settings.pg, http, admin)
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=60,
                                  headers={"Authorization": f"Bearer {admin}"}) as http:
         (await http.put("/v1/admin/fx/rates", json={"rates": [
             {"base": "EUR", "quote": "USD", "mid": "1.0850", "spread_basis_points": 50}]})).raise_for_status()
-    return funded, closed, dollars, token
+    return funded, closed, dollars, token, admin, savers
 
 
 async def _schedule(chaos: Run, injector: Injector, faults: tuple[str, ...], duration: float, gap: float,

@@ -1,6 +1,7 @@
 """`bank chaos`, short: one kill -9 of a ledger worker (ledger, saga and fraud agents), of the projection worker,
 of the API and of the payment gateway, and one graceful broker restart, under a steady load of transfers,
-payments and currency exchanges through the API; then every
+payments and currency exchanges through the API, while business time moves a day at a time and the scheduler pays
+customers' daily standing orders; then every
 invariant: the books balance, no event or posting twice, no gap, every debit credited or reversed, every
 answered command on the log as it was answered, every read model equal to a fresh rebuild.
 
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 
+from cli.chaos.orders import ORDERS_PAID, PAYMENTS, SAVERS
 from core.invariants import ANSWERED, MONEY, SETTLED
 from core.settings import PROJECT_ROOT
 
@@ -48,6 +50,9 @@ def test_faults_under_load_break_no_invariant() -> None:
     assert checks[SETTLED]["payments_settled"] > 0 and checks[SETTLED]["payments_returned"] > 0
     assert checks[SETTLED]["payments_in_flight"] == 0
     assert checks[MONEY]["deposited"] > 0 and checks[MONEY]["withdrawn"] > 0
+    # standing orders paid by the scheduler while business time moved a day at a time among the faults
+    assert result["days_passed"] == PAYMENTS
+    assert checks[ORDERS_PAID] == {"orders": SAVERS, "payments": SAVERS * PAYMENTS}
     # currency exchanges, each executing a quote of its own, among the faults: euros and dollars balance apart
     assert load["by_kind"].get("exchange", 0) > 0 and checks[MONEY]["currencies"] == 2, (load, checks[MONEY])
     assert sum(1 for name in checks if name.startswith("read model equals a fresh rebuild")) == 3
