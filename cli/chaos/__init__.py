@@ -106,20 +106,22 @@ async def run(duration: float, rate: float, gap: float, faults: tuple[str, ...],
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
                       transient=True) as progress:
             setup = progress.add_task("starting the private stack (2 ledger workers, projector, API)", total=None)
-            accounts, closed, dollars, token, admin, savers = await _bring_up(chaos.stack)
+            ready = await _bring_up(chaos.stack)
             progress.remove_task(setup)
-            load = LoadProcess(chaos.stack.api_url, token, accounts, closed, dollars, rate, seed)
+            load = LoadProcess(chaos.stack.api_url, ready.token, ready.accounts, ready.closed, ready.dollars, rate,
+                               seed)
             load.start()
             await asyncio.to_thread(load.wait_running)
             watching = asyncio.create_task(chaos.watchdog.run())
             chaos.started = time.monotonic()
             # the savers' days pass while the faults land: the scheduler pays each day's orders meanwhile
-            days = asyncio.create_task(orders.days_pass(chaos.stack.api_url, admin, orders.PAYMENTS, gap, GIVE_UP_S))
+            days = asyncio.create_task(orders.days_pass(chaos.stack.api_url, ready.admin, orders.PAYMENTS, gap,
+                                                        GIVE_UP_S))
             await _schedule(chaos, Injector(chaos.stack, chaos.started), faults, duration, gap, load, progress)
             result["days_passed"] = await days
             chaos.load = await _drain(load, progress)
             chaos.checks = await _verify(chaos, progress)
-            chaos.checks.append(await orders.paid_check(chaos.stack.api_url, savers, SETTLE_TIMEOUT_S))
+            chaos.checks.append(await orders.paid_check(chaos.stack.api_url, ready.savers, SETTLE_TIMEOUT_S))
     except (StackError, OSError, httpx.HTTPError, queue.Empty) as error:
         chaos.checks.append(Check("the run completed", "", [f"{type(error).__name__}: {error}"], 1))
     finally:
@@ -137,10 +139,21 @@ async def run(duration: float, rate: float, gap: float, faults: tuple[str, ...],
                      "home": str(home) if kept else None}
 
 
-async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str, str, list[orders.Saver]]:
-    """Infra, topics, migrations, workers, projector, API, scheduler; a teller's token, funded accounts, a closed
-    one, dollar accounts that exchanges pay into (at a EUR/USD rate the admin, whose token comes next, sets), and
-    customers with a daily standing order each."""
+@dataclass(frozen=True)
+class Ready:
+    """What the load and the checks start from."""
+
+    accounts: list[str]          # funded euro accounts
+    closed: str                  # transfers to it are reversed
+    dollars: list[str]           # exchanges pay into these
+    token: str                   # the load's teller
+    admin: str                   # moves business time, set the EUR/USD rate
+    savers: list[orders.Saver]   # customers with a daily standing order each
+
+
+async def _bring_up(stack: Stack) -> Ready:
+    """Infra, topics, migrations, workers, projector, API, scheduler; then the accounts, the rate and the standing
+    orders the run works with."""
     settings = stack.settings
     await asyncio.to_thread(stack.start_infra)
     await apply_topics(settings.kafka, load_registry(settings.topics_file, settings.topic_replication))
@@ -184,7 +197,7 @@ async def _bring_up(stack: Stack) -> tuple[list[str], str, list[str], str, str, 
                                  headers={"Authorization": f"Bearer {admin}"}) as http:
         (await http.put("/v1/admin/fx/rates", json={"rates": [
             {"base": "EUR", "quote": "USD", "mid": "1.0850", "spread_basis_points": 50}]})).raise_for_status()
-    return funded, closed, dollars, token, admin, savers
+    return Ready(funded, closed, dollars, token, admin, savers)
 
 
 async def _schedule(chaos: Run, injector: Injector, faults: tuple[str, ...], duration: float, gap: float,

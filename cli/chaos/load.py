@@ -95,42 +95,47 @@ class Client:
 
     async def _exchange(self, path: str, body: dict[str, str], due: float) -> None:
         """A quote, then the transfer executing it; a new quote when the last one expired unexecuted."""
-        while time.monotonic() - due < GIVE_UP_S:
-            quote_id = await self._quote(body, due)
-            if quote_id is None:
-                break
+        while (quote_id := await self._quote(body, due)) is not None:
             # the API keys an exchange by its quote, whatever Idempotency-Key it carries
             command_id = command_id_for(f"fx-quote:{quote_id}", self.key_scope)
             if not await self._until_answered("exchange", str(uuid.uuid4()), command_id, path,
                                               body | {"quote_id": quote_id}, due, renew_on="quote_expired"):
                 return
-        self.tally.gave_up.append(f"exchange due at {due:.3f} got no quote")
 
     async def _quote(self, body: dict[str, str], due: float) -> str | None:
+        """A quote's id; None when it was refused (counted) or never came (given up)."""
         quote = {"sell_currency": "EUR", "buy_currency": "USD", "amount": body["amount"], "side": "sell"}
         attempt = 0
         while time.monotonic() - due < GIVE_UP_S:
-            if attempt:
-                self.tally.retries += 1
-                await asyncio.sleep(random.uniform(0.05, BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]))
+            await self._pause_before(attempt)
             attempt += 1
             try:
                 async with self.session.post(f"{self.api_url}/v1/fx/quotes", json=quote) as response:
+                    payload = await response.json(content_type=None)
                     if response.status == 201:
-                        return str((await response.json(content_type=None))["quote_id"])
-            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
-                pass
+                        return str(payload["quote_id"])
+                    if response.status < 500:
+                        refusal = f"{response.status} {payload.get('reason')}"
+                        self.tally.refused[refusal] = self.tally.refused.get(refusal, 0) + 1
+                        return None
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, AttributeError):
+                pass   # no answer, or no JSON: ask again
+        self.tally.gave_up.append(f"exchange due at {due:.3f}: no quote")
         return None
+
+    async def _pause_before(self, attempt: int) -> None:
+        """Before a retry (attempt 1 on): counted, and a full-jitter pause, so the retries of a crowd of clients
+        spread out instead of hitting a restarted API at once."""
+        if attempt:
+            self.tally.retries += 1
+            await asyncio.sleep(random.uniform(0.05, BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]))
 
     async def _until_answered(self, kind: str, key: str, command_id: str, path: str, body: dict[str, str],
                               due: float, renew_on: str | None = None) -> bool:
         """Posts until answered or given up (False); True when refused for `renew_on` (nothing was posted)."""
         attempt = 0
         while time.monotonic() - due < GIVE_UP_S:
-            if attempt:
-                self.tally.retries += 1
-                # Full jitter: retries of a crowd of clients spread out instead of hitting a restarted API at once.
-                await asyncio.sleep(random.uniform(0.05, BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]))
+            await self._pause_before(attempt)
             attempt += 1
             answer = await self._post(key, path, body)
             if answer is None:
