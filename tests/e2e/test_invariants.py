@@ -14,6 +14,7 @@ import pytest
 from cli.devstack import Stack
 from tests.e2e.test_payments import creditor_iban, final_payment, pay
 from tests.support.load import bounded, open_accounts, random_commands
+from tests.e2e.test_standing_orders import balance_reaches
 from tests.support import Bank, settled_audit, with_customers
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -78,13 +79,6 @@ async def _paid(customer: Bank, order_id: str, count: int) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _balance_reaches(client: Bank, account: str, amount: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 60
-    while (await client.account(account))["balance"] != amount:   # the read model follows the log
-        assert asyncio.get_running_loop().time() < deadline, f"{account} never reached {amount}"
-        await asyncio.sleep(0.1)
-
-
 def test_the_books_balance_in_every_currency_with_exchanges_payments_and_standing_orders_in_the_load(
         api_url: str, kafka_bootstrap: str, stack: Stack) -> None:
     async def scenario(teller: Bank, customer: Bank) -> None:
@@ -130,7 +124,7 @@ def test_the_books_balance_in_every_currency_with_exchanges_payments_and_standin
             assert audit.books.trial_balance(currency).total == 0, currency
         assert audit.books.balance("transit", "EUR") == 0
         assert audit.books.balance(f"customer:{dollars}", "USD") == -bought   # a liability: credit-normal
-        await _balance_reaches(customer, savings, "37.50")    # 3 x 5.00 + 3 x 7.50
-        await _balance_reaches(customer, euros, "852.50")     # 1000 - 80.00 exchanged - 30.00 paid out - 37.50
+        await balance_reaches(customer, savings, "37.50")    # 3 x 5.00 + 3 x 7.50
+        await balance_reaches(customer, euros, "852.50")     # 1000 - 80.00 exchanged - 30.00 paid out - 37.50
 
     with_customers(api_url, scenario, "Ada Exchanging")

@@ -35,6 +35,7 @@ from infra.topics import load_registry
 from schemas.codec import get_codec
 from streams.projections import create_store
 from tests.conftest import UNLIMITED
+from tests.e2e.test_standing_orders import balance_reaches
 from tests.support import Bank, Identity, create_staff
 from tests.e2e.test_dead_letters import dead_letters
 
@@ -91,13 +92,6 @@ async def _posted(bank: Bank, response: httpx.Response) -> None:
     assert status == "accepted", status
 
 
-async def _balance_reaches(bank: Bank, account: str, amount: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 60
-    while (await bank.account(account))["balance"] != amount:   # the read model follows the log
-        assert asyncio.get_running_loop().time() < deadline, f"{account} never reached {amount}"
-        await asyncio.sleep(0.1)
-
-
 def test_bad_records_on_the_event_log_stop_no_reader(own_stack: tuple[Stack, Identity]) -> None:
     stack, teller = own_stack
     settings = stack.settings
@@ -119,8 +113,8 @@ def test_bad_records_on_the_event_log_stop_no_reader(own_stack: tuple[Stack, Ide
         stack.start_worker(1)
         await _posted(bank, await bank.deposit(account, "2.00"))      # the ledger and the API's view went on
         await _posted(bank, await bank.transfer(account, other, "0.50"))   # and the saga
-        await _balance_reaches(bank, account, "2.50")                 # the read model went on too
-        await _balance_reaches(bank, other, "0.50")
+        await balance_reaches(bank, account, "2.50")                 # the read model went on too
+        await balance_reaches(bank, other, "0.50")
         await bank.close()
 
         # One per bad record (at least once: the restart may have dead-lettered some of them again), all but the
