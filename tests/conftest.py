@@ -213,7 +213,39 @@ def stack(_session_stack: Stack, topics_applied: None, pg_dsn: str, redis_url: s
         _session_stack.start_scheduler()
     if not support.STAFF:   # a teller, an analyst and an admin, with TOTP, for tests/support/__init__.py's Bank
         support.STAFF.update(asyncio.run(support.create_staff(pg_dsn)))
+    if not _STACK_AS_STARTED:
+        _STACK_AS_STARTED.update({name: child.spec for name, child in _session_stack.children.items()})
     return _session_stack
+
+
+# Every process of the session's stack as the `stack` fixture started it: what `_stack_as_started` puts back.
+_STACK_AS_STARTED: dict[str, ServiceSpec] = {}
+
+
+def _spec_key(spec: ServiceSpec) -> tuple[object, ...]:
+    return spec.name, tuple(spec.argv), spec.port, tuple(sorted(spec.env.items())), spec.user
+
+
+@pytest.fixture(autouse=True)
+def _stack_as_started(_session_stack: Stack) -> Iterator[None]:
+    """After each test, every process of the session's stack is running as the `stack` fixture started it.
+
+    Tests kill and restart workers, projectors, the scheduler and the simulators, some with test-only settings (a
+    failpoint that kills the worker). A test that fails half-way may leave one dead or still armed, and every later
+    test on the shared stack would then fail too, each after its own timeout (a CI run that lost its worker this
+    way ran out of its 90 minutes). This puts such a process back as it was started and fails the test's teardown,
+    naming it, so the test that left it so is reported and the tests after it run on a whole stack."""
+    yield
+    put_back = []
+    for name, spec in _STACK_AS_STARTED.items():
+        child = _session_stack.children.get(name)
+        if child is not None and child.alive and _spec_key(child.spec) == _spec_key(spec):
+            continue
+        _session_stack.kill(name)
+        _session_stack.start(spec)
+        put_back.append(name)
+    if put_back:
+        pytest.fail(f"the test left the session stack's {', '.join(put_back)} stopped or changed; started again")
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def test_worker_killed_mid_stream_loses_and_duplicates_nothing(stack, api_url: s
     asyncio.run(scenario())
 
 
-async def _logged_since_last_start(stack, pattern: str, timeout: float = 30.0) -> re.Match | None:
+async def _logged_since_last_start(stack, pattern: str, timeout: float = 60.0) -> re.Match | None:
     """Worker 1's first log match of `pattern` since it was last started (its log is appended across restarts)."""
     log_path = stack.children["worker-1"].log_path
     for _ in range(int(timeout * 10)):
@@ -66,7 +66,7 @@ def test_crash_after_events_before_snapshots_posts_nothing_twice(stack, api_url:
             assert accepted.status_code == 202
             command_id = accepted.json()["command_id"]
             child = stack.children["worker-1"]
-            for _ in range(300):  # the failpoint kills the worker once its events are acknowledged
+            for _ in range(1200):  # the failpoint kills the worker once its events are acknowledged
                 if not child.alive:
                     break
                 await asyncio.sleep(0.1)
