@@ -187,7 +187,7 @@ POLICIES: dict[str, Policy] = {
     "cancel_standing_order": _allow("customer", command=True),
     # loans (api/routes/loans.py): customers apply for, follow, answer and repay their own (another customer's loan
     # is a 404 like an unknown one, checked by the routes); analysts and admins decide applications (two of them
-    # above BANK_LOAN_SECOND_APPROVAL_THRESHOLD); admins keep the products and their rates
+    # above BANK_LOAN_SECOND_APPROVAL_THRESHOLD); admins keep the products and their rates, and write loans off
     "list_loan_products": _allow(*EVERYONE),
     "create_loan_product": _allow("admin"),
     "update_loan_product": _allow("admin"),
@@ -198,6 +198,7 @@ POLICIES: dict[str, Policy] = {
     "withdraw_loan_application": _allow("customer"),
     "answer_loan_offer": _allow("customer"),
     "decide_loan": _allow(*REVIEWERS),
+    "write_off_loan": _allow("admin", command=True),
     "repay_loan": _allow("customer", command=True),
     "prepay_loan": _allow("customer", command=True),
     "get_payoff_quote": _allow(*EVERYONE),

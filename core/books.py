@@ -18,8 +18,10 @@ ledger accounts, and every balance is kept per (id, currency)):
 | `transit`             | liability | credit | never negative: transfers debited, not yet credited/reversed  |
 | `suspense`            | asset     | debit  | none: entries whose other side is not known, to be cleared    |
 | `loans`               | asset     | debit  | never negative                                                |
+| `interest-receivable` | asset     | debit  | never negative: loans' interest accrued, not yet paid         |
 | `interest-income`     | income    | credit | never negative                                                |
 | `interest-expense`    | expense   | debit  | never negative                                                |
+| `loan-losses`         | expense   | debit  | never negative: loans written off                             |
 | `fee-income`          | income    | credit | never negative                                                |
 | `fx-position`         | asset     | debit  | none: long or short per currency                              |
 | `capital`             | equity    | credit | never negative                                                |
@@ -48,7 +50,9 @@ The legs:
 | DrawerClosed, over             | cash:<staff id>        | suspense               |
 | DrawerClosed, counted cash     | cash:vault             | cash:<staff id>        |
 | LoanDisbursed                  | loans (principal)      | customer (principal - fee), fee-income (fee) |
-| LoanRepaid                     | customer               | loans (principal), interest-income (interest), fee-income (fees) |
+| LoanRepaid                     | customer               | loans (principal), interest-receivable (interest accrued), interest-income (the rest of the interest), fee-income (fees) |
+| LoanInterestAccrued            | interest-receivable    | interest-income (a negative amount: the other way round) |
+| LoanWrittenOff                 | loan-losses            | loans (principal), interest-receivable (interest) |
 | InterestCredited               | interest-expense       | customer               |
 
 Decisions, and why:
@@ -98,6 +102,7 @@ Constraint = Literal["never_negative", "overdraft", "none"]
 CASH, VAULT, CUSTOMER = "cash", "cash:vault", "customer"
 CLEARING, TRANSIT, SUSPENSE, SETTLEMENT = "clearing", "transit", "suspense", "settlement"
 LOANS, INTEREST_INCOME, FEE_INCOME, INTEREST_EXPENSE = "loans", "interest-income", "fee-income", "interest-expense"
+INTEREST_RECEIVABLE, LOAN_LOSSES = "interest-receivable", "loan-losses"
 FX_POSITION = "fx-position"
 
 
@@ -124,9 +129,12 @@ CHART: dict[str, AccountKind] = {kind.kind: kind for kind in (
     AccountKind(SUSPENSE, "entries whose other side is not known yet", "asset", "debit", "none",
                 "none: to be cleared to zero"),
     AccountKind(LOANS, "loans to customers", "asset", "debit", "never_negative", "never negative"),
+    AccountKind(INTEREST_RECEIVABLE, "loans' interest accrued, not yet paid", "asset", "debit", "never_negative",
+                "never negative"),
     AccountKind(INTEREST_INCOME, "interest earned", "income", "credit", "never_negative", "never negative"),
     AccountKind(INTEREST_EXPENSE, "interest paid", "expense", "debit", "never_negative", "never negative"),
     AccountKind(FEE_INCOME, "fees earned", "income", "credit", "never_negative", "never negative"),
+    AccountKind(LOAN_LOSSES, "loans written off", "expense", "debit", "never_negative", "never negative"),
     AccountKind(FX_POSITION, "currency-exchange position", "asset", "debit", "none",
                 "none: long or short per currency"),
     AccountKind("capital", "the owners' capital", "equity", "credit", "never_negative", "never negative"),
@@ -213,6 +221,12 @@ def legs_of(event: e.Event, teller: str | None = None) -> tuple[Leg, ...]:
         return _drawer_legs(event)
     if isinstance(event, (e.LoanDisbursed, e.LoanRepaid)):
         return _loan_legs(event, customer)
+    if isinstance(event, e.LoanInterestAccrued) and event.amount:
+        if event.amount > 0:
+            return _pair(INTEREST_RECEIVABLE, INTEREST_INCOME, event.amount, event.currency)
+        return _pair(INTEREST_INCOME, INTEREST_RECEIVABLE, -event.amount, event.currency)   # an adjustment
+    if isinstance(event, e.LoanWrittenOff):
+        return _written_off_legs(event)
     if isinstance(event, e.InterestCredited):
         return _pair(INTEREST_EXPENSE, customer, event.amount, event.currency)
     return ()
@@ -238,9 +252,18 @@ def _loan_legs(event: e.LoanDisbursed | e.LoanRepaid, customer: str) -> tuple[Le
     if isinstance(event, e.LoanDisbursed):
         legs = (Leg("debit", LOANS, event.principal, currency), Leg("credit", customer, event.amount, currency))
         return legs + ((Leg("credit", FEE_INCOME, event.fee, currency),) if event.fee else ())
-    parts = ((LOANS, event.principal), (INTEREST_INCOME, event.interest), (FEE_INCOME, event.fees))
+    parts = ((LOANS, event.principal), (INTEREST_RECEIVABLE, event.interest_accrued),
+             (INTEREST_INCOME, event.interest - event.interest_accrued), (FEE_INCOME, event.fees))
     return (Leg("debit", customer, event.amount, currency),
             *(Leg("credit", account, amount, currency) for account, amount in parts if amount))
+
+
+def _written_off_legs(event: e.LoanWrittenOff) -> tuple[Leg, ...]:
+    """What the customer owed the bank and will not pay: an expense, out of `loans` and `interest-receivable`."""
+    legs = (Leg("debit", LOAN_LOSSES, event.principal + event.interest, event.currency),
+            Leg("credit", LOANS, event.principal, event.currency),
+            Leg("credit", INTEREST_RECEIVABLE, event.interest, event.currency))
+    return tuple(leg for leg in legs if leg.amount)
 
 
 def _drawer_legs(event: e.DrawerOpened | e.DrawerClosed) -> tuple[Leg, ...]:

@@ -82,9 +82,13 @@ RECORD_EXAMPLES: dict[str, dict[str, Any]] = {
     "RateEntry": {"base": "EUR", "quote": "USD", "mid_rate": "1.0850", "spread_basis_points": 50},
     "LoanLateFeeCharged": {"instalment": 3, "amount": 1500, "charged_on": "2027-04-16"},
     **{name: {"kind": "scheduled", "paid_on": "2027-02-15", "amount": 104387, "principal": 96487, "interest": 7900,
-              "fees": 0} for name in ("RepayLoan", "LoanRepaid")},
+              "fees": 0, "interest_accrued": 7900} for name in ("RepayLoan", "LoanRepaid")},
     **{name: {"principal": 1200000, "fee": 12000, "amount": 1188000, "disbursed_on": "2027-01-15"}
        for name in ("DisburseLoan", "LoanDisbursed")},
+    **{name: {"amount": 263, "from_date": "2027-01-20", "through_date": "2027-01-20", "receivable_after": 4471}
+       for name in ("AccrueLoanInterest", "LoanInterestAccrued")},
+    "LoanWrittenOff": {"principal": 842100, "interest": 5530, "reason": "uncollectable: 120 days past due"},
+    "WriteOffLoan": {"reason": "uncollectable: 120 days past due"},
 }
 
 

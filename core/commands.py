@@ -258,6 +258,33 @@ class RepayLoan(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AccrueLoanInterest(Command):
+    """Interest a loan earned over closed business dates, sent by the loan servicer (streams/loan_servicing.py) for
+    the loan's account (account_id): the books debit `interest-receivable` and credit `interest-income` (a negative
+    amount, an adjustment after a prepayment lowered the period's interest, the other way round). The dates run
+    from the day after the loan's last accrual (or its disbursement date) through `through_date`, usually one
+    date; the ledger takes them only in that order, so each date is accrued once. The command id derives from the
+    loan and `through_date` (core.lending.accrual_command_id)."""
+
+    loan_id: str
+    amount: int                              # signed, minor units: what the dates earned
+    currency: str
+    from_date: str                           # ISO business date: the first date accrued
+    through_date: str                        # ISO business date: the last date accrued
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriteOffLoan(Command):
+    """Write a loan off (staff, `POST /v1/admin/loans/{id}/write-off`): the ledger takes the principal still
+    outstanding and the interest accrued unpaid off the books into `loan-losses`; the loan collects nothing more."""
+
+    loan_id: str
+    currency: str
+    reason: str
+    submitted_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CreditInterest(Command):
     """A month's savings interest credited to the account (account_id), sent by the close-of-business job
     (streams/close_of_business.py) once the month's last day is accrued. One per account and month: the command id
@@ -276,7 +303,7 @@ STAFF_COMMANDS: tuple[type[Command], ...] = (ReviewCase, SetOverdraftLimit, SetR
 # Written by the payment gateway and the API's rail endpoints, straight onto the ledger's command topic.
 RAIL_COMMANDS: tuple[type[Command], ...] = (RecordPaymentOutcome, ReceivePayment)
 # Written by the loan servicer and the API's loan routes, straight onto the ledger's command topic.
-LOAN_COMMANDS: tuple[type[Command], ...] = (DisburseLoan, RepayLoan)
+LOAN_COMMANDS: tuple[type[Command], ...] = (DisburseLoan, RepayLoan, AccrueLoanInterest, WriteOffLoan)
 # Written by the close-of-business job, straight onto the ledger's command topic.
 INTEREST_COMMANDS: tuple[type[Command], ...] = (CreditInterest,)
 # The commands that move money, which the risk engine scores before the ledger sees them.

@@ -304,8 +304,9 @@ class LoanDisbursed(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoanRepaid(Event):
-    """A loan repayment taken from the account: `principal` to `loans`, `interest` to `interest-income`, `fees`
-    to `fee-income`."""
+    """A loan repayment taken from the account: `principal` to `loans`, `fees` to `fee-income`; of `interest`,
+    `interest_accrued` settles interest already accrued (`interest-receivable`) and the rest is income at once
+    (`interest-income`: all of it on a repayment decided before accruals existed)."""
 
     loan_id: str
     amount: int
@@ -317,6 +318,36 @@ class LoanRepaid(Event):
     paid_on: str                             # ISO business date
     balance_after: int
     outstanding_principal: int               # of the loan, after this repayment
+    interest_accrued: int = 0                # of `interest`, what was accrued (receivable) before it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanInterestAccrued(Event):
+    """Interest a loan earned over business dates `from_date`..`through_date`: `interest-receivable` debited and
+    `interest-income` credited with `amount` (negative: the other way round). Also written by the ledger itself,
+    with a repayment that pays a loan's principal off, to true the loan's accrued interest up to what was paid
+    (`from_date` = `through_date` = the payment's date). The account's balance does not change."""
+
+    loan_id: str
+    amount: int
+    currency: str
+    from_date: str
+    through_date: str
+    receivable_after: int                    # the loan's interest accrued and not yet paid, after this event
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoanWrittenOff(Event):
+    """A loan written off: `loan-losses` debited with `principal` + `interest`, `loans` credited with the principal
+    still outstanding and `interest-receivable` with the interest accrued unpaid. The account's balance does not
+    change; the loan collects nothing more."""
+
+    loan_id: str
+    principal: int
+    interest: int
+    currency: str
+    reason: str
+    submitted_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,7 +368,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CommandRejected, RiskFlagged, FundsHeld, CaseReviewed, OverdraftLimitSet,
         PaymentDebited, PaymentSent, PaymentSettled, PaymentReturned, PaymentReceived,
         DrawerOpened, DrawerCounted, DrawerClosed, LoanDisbursed, LoanRepaid,
-        InterestCredited, ReceiveLimitSet,
+        InterestCredited, ReceiveLimitSet, LoanInterestAccrued, LoanWrittenOff,
     )
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from core import commands as c
@@ -41,6 +41,10 @@ class AccountState:
     # bank's `loans` receivable lives on the customer's partition: the ledger refuses a repayment of more principal
     # than is outstanding, and a second disbursement of one loan.
     loans: dict[str, int] = field(default_factory=dict)
+    # Those loans' interest accrual: loan id -> {"through": the last business date accrued (ISO), "receivable":
+    # interest accrued and not yet paid (minor units)}. Dates are taken in order, each once; `interest-receivable`
+    # lives here beside `loans`.
+    loan_accruals: dict[str, dict[str, Any]] = field(default_factory=dict)
     # KYC tiers: the most the account may be credited in all while its customer is unverified (None: no limit),
     # and what it has been credited so far (deposits, transfers and payments in).
     receive_limit: int | None = None
@@ -66,6 +70,7 @@ class AccountState:
         data["holds"] = {k: dict(v) for k, v in self.holds.items()}
         data["payments_in_flight"] = dict(self.payments_in_flight)
         data["loans"] = dict(self.loans)
+        data["loan_accruals"] = {k: dict(v) for k, v in self.loan_accruals.items()}
         return data
 
     @classmethod
@@ -203,8 +208,8 @@ def _check_overdraft_maximum(cmd: c.Command, policy: LedgerPolicy) -> None:
 
 def _validate_payload(cmd: c.Command) -> None:
     """Guards against producers other than the API writing nonsense onto the command topic."""
-    amount = getattr(cmd, "amount", None)
-    if amount is not None and not 0 < amount <= MAX_MINOR_UNITS:
+    amount = getattr(cmd, "amount", None)   # an accrual's is signed (_check_accrual)
+    if amount is not None and not isinstance(cmd, c.AccrueLoanInterest) and not 0 < amount <= MAX_MINOR_UNITS:
         raise Rejection("invalid_amount", f"amount of {amount} minor units is outside 1..{MAX_MINOR_UNITS}")
     currency = getattr(cmd, "currency", None)
     if currency is not None and currency not in CURRENCY_DIGITS:
@@ -239,12 +244,27 @@ def _validate_payload(cmd: c.Command) -> None:
                                          or cmd.principal + cmd.interest + cmd.fees != cmd.amount):
         raise Rejection("invalid_amount", "a repayment's principal, interest and fees are not negative and add up "
                                           "to its amount")
+    if isinstance(cmd, c.AccrueLoanInterest):
+        _check_accrual(cmd)
+    if isinstance(cmd, c.WriteOffLoan) and not cmd.reason.strip():
+        raise Rejection("missing_reason", "a write-off needs a reason")
     if isinstance(cmd, c.ReviewCase) and cmd.decision not in c.REVIEW_DECISIONS:
         raise Rejection("invalid_decision", f"decision {cmd.decision!r} is not approve or reject")
 
 
 _EXCHANGE_KEYS = frozenset({"quote_id", "rate", "sell_amount", "sell_currency", "buy_amount", "buy_currency",
                             "position_amount", "rounding_amount", "rounded_currency"})
+
+
+def _check_accrual(cmd: c.AccrueLoanInterest) -> None:
+    try:
+        first, last = date.fromisoformat(cmd.from_date), date.fromisoformat(cmd.through_date)
+    except ValueError:
+        raise Rejection("invalid_date", "an accrual's dates are ISO business dates") from None
+    if first > last:
+        raise Rejection("invalid_date", f"an accrual from {cmd.from_date} through {cmd.through_date} has no date")
+    if not 0 < abs(cmd.amount) <= MAX_MINOR_UNITS:
+        raise Rejection("invalid_amount", f"an accrual's amount is not zero and within {MAX_MINOR_UNITS} minor units")
 
 
 def _check_exchange(cmd: c.Transfer) -> None:
@@ -428,20 +448,69 @@ def _disburse_loan(state: AccountState | None, cmd: c.DisburseLoan, now: datetim
 
 
 def _repay_loan(state: AccountState | None, cmd: c.RepayLoan, now: datetime) -> list[e.Event]:
-    """A repayment from the loan's account: the funds rule of any debit, and never more principal than owed."""
+    """A repayment from the loan's account: the funds rule of any debit, and never more principal than owed. Its
+    interest settles what was accrued first; the rest is income at once. A repayment that pays the principal off
+    also trues the loan's accrued interest up to what was paid: the accrual left unpaid is reversed, so the loan's
+    interest income is exactly the interest its customer paid."""
     acct = _require_movable(state, cmd, cmd.currency)
-    outstanding = acct.loans.get(cmd.loan_id)
-    if not outstanding:
-        raise Rejection("no_outstanding_loan", f"loan {cmd.loan_id} owes nothing on {cmd.account_id}")
+    outstanding = _require_outstanding(acct, cmd)
     if cmd.principal > outstanding:
         raise Rejection("more_than_owed", f"the repayment's principal {cmd.principal} is more than the "
                                           f"{outstanding} outstanding")
     _require_funds(acct, cmd.amount)
     _require_in_range(acct, acct.balance - cmd.amount)
-    return [e.LoanRepaid(**_base(state, cmd, now, e.LoanRepaid, acct.sequence + 1), loan_id=cmd.loan_id,
-                         amount=cmd.amount, currency=cmd.currency, principal=cmd.principal, interest=cmd.interest,
-                         fees=cmd.fees, kind=cmd.kind, paid_on=cmd.paid_on, balance_after=acct.balance - cmd.amount,
-                         outstanding_principal=outstanding - cmd.principal)]
+    receivable = _receivable(acct, cmd.loan_id)
+    settled = min(cmd.interest, receivable)
+    repaid = e.LoanRepaid(**_base(state, cmd, now, e.LoanRepaid, acct.sequence + 1), loan_id=cmd.loan_id,
+                          amount=cmd.amount, currency=cmd.currency, principal=cmd.principal, interest=cmd.interest,
+                          fees=cmd.fees, kind=cmd.kind, paid_on=cmd.paid_on, balance_after=acct.balance - cmd.amount,
+                          outstanding_principal=outstanding - cmd.principal, interest_accrued=settled)
+    if repaid.outstanding_principal or receivable == settled:
+        return [repaid]
+    true_up = e.LoanInterestAccrued(**_base(state, cmd, now, e.LoanInterestAccrued, acct.sequence + 2),
+                                    loan_id=cmd.loan_id, amount=settled - receivable, currency=cmd.currency,
+                                    from_date=cmd.paid_on, through_date=cmd.paid_on, receivable_after=0)
+    return [repaid, true_up]
+
+
+def _require_outstanding(acct: AccountState, cmd: c.RepayLoan | c.AccrueLoanInterest | c.WriteOffLoan) -> int:
+    outstanding = acct.loans.get(cmd.loan_id)
+    if not outstanding:
+        raise Rejection("no_outstanding_loan", f"loan {cmd.loan_id} owes nothing on {cmd.account_id}")
+    return outstanding
+
+
+def _receivable(acct: AccountState, loan_id: str) -> int:
+    return int(acct.loan_accruals.get(loan_id, {}).get("receivable", 0))
+
+
+def _accrue_loan_interest(state: AccountState | None, cmd: c.AccrueLoanInterest, now: datetime) -> list[e.Event]:
+    """A loan's interest for the business dates after its last accrual, in order, each date once (a frozen
+    account's loan earns interest too). A negative adjustment reverses at most what is receivable."""
+    acct = _require_account(state, cmd)
+    if cmd.currency != acct.currency:
+        raise Rejection("currency_mismatch", f"account {cmd.account_id} holds {acct.currency}, not {cmd.currency}")
+    _require_outstanding(acct, cmd)
+    through = acct.loan_accruals.get(cmd.loan_id, {}).get("through")
+    if through is not None and cmd.through_date <= through:
+        raise Rejection("already_accrued", f"loan {cmd.loan_id} is accrued through {through}")
+    if through is not None and cmd.from_date != (date.fromisoformat(through) + timedelta(days=1)).isoformat():
+        raise Rejection("not_next_date", f"loan {cmd.loan_id} is accrued through {through}: the next accrual "
+                                         f"starts the day after, not {cmd.from_date}")
+    receivable = _receivable(acct, cmd.loan_id)
+    amount = max(cmd.amount, -receivable)
+    return [e.LoanInterestAccrued(**_base(state, cmd, now, e.LoanInterestAccrued, acct.sequence + 1),
+                                  loan_id=cmd.loan_id, amount=amount, currency=cmd.currency, from_date=cmd.from_date,
+                                  through_date=cmd.through_date, receivable_after=receivable + amount)]
+
+
+def _write_off_loan(state: AccountState | None, cmd: c.WriteOffLoan, now: datetime) -> list[e.Event]:
+    """The principal still outstanding and the interest accrued unpaid, off the books into `loan-losses`."""
+    acct = _require_account(state, cmd)
+    principal = _require_outstanding(acct, cmd)
+    return [e.LoanWrittenOff(**_base(state, cmd, now, e.LoanWrittenOff, acct.sequence + 1), loan_id=cmd.loan_id,
+                             principal=principal, interest=_receivable(acct, cmd.loan_id), currency=acct.currency,
+                             reason=cmd.reason, submitted_by=cmd.submitted_by)]
 
 
 def _credit_interest(state: AccountState | None, cmd: c.CreditInterest, now: datetime) -> list[e.Event]:
@@ -606,6 +675,7 @@ _DECIDERS: dict[type[c.Command], Callable[[AccountState | None, Any, datetime], 
     c.UnfreezeAccount: _unfreeze, c.CloseAccount: _close, c.ReviewCase: _review, c.SetOverdraftLimit: _set_overdraft,
     c.Payment: _payment, c.RecordPaymentOutcome: _payment_outcome, c.ReceivePayment: _receive,
     c.DisburseLoan: _disburse_loan, c.RepayLoan: _repay_loan, c.CreditInterest: _credit_interest,
+    c.AccrueLoanInterest: _accrue_loan_interest, c.WriteOffLoan: _write_off_loan,
     c.SetReceiveLimit: _set_receive_limit,
 }
 
@@ -654,8 +724,18 @@ def apply(state: AccountState | None, event: e.Event) -> AccountState | None:
         changes["loans"] = {**state.loans, event.loan_id: event.principal}
     elif isinstance(event, e.LoanRepaid):
         changes["loans"] = {k: v for k, v in state.loans.items() if k != event.loan_id}
+        accruals = {k: v for k, v in state.loan_accruals.items() if k != event.loan_id}
         if event.outstanding_principal:
             changes["loans"][event.loan_id] = event.outstanding_principal
+            if (accrual := state.loan_accruals.get(event.loan_id)) is not None:
+                accruals[event.loan_id] = accrual | {"receivable": accrual["receivable"] - event.interest_accrued}
+        changes["loan_accruals"] = accruals
+    elif isinstance(event, e.LoanInterestAccrued) and event.loan_id in state.loans:
+        changes["loan_accruals"] = {**state.loan_accruals, event.loan_id: {
+            "through": event.through_date, "receivable": event.receivable_after}}
+    elif isinstance(event, e.LoanWrittenOff):
+        changes["loans"] = {k: v for k, v in state.loans.items() if k != event.loan_id}
+        changes["loan_accruals"] = {k: v for k, v in state.loan_accruals.items() if k != event.loan_id}
     elif isinstance(event, e.FundsHeld):
         changes["holds"] = {**state.holds, event.command_id: _hold_of(event)}
     elif isinstance(event, e.CaseReviewed) and event.case_id in state.holds:

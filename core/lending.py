@@ -14,13 +14,24 @@ Records on bank.loans (products keyed by product id, loans by loan id):
 
 The money moves on the ledger, keyed by the loan's account (core/ledger.py): `DisburseLoan` -> `LoanDisbursed`
 (the books: `loans` debited with the principal, the customer credited with it less any origination fee, which
-`fee-income` takes), `RepayLoan` -> `LoanRepaid` (the customer debited; `loans` credited with the principal part,
-`interest-income` with the interest, `fee-income` with fees). Their command ids derive from the loan (and the
-instalment and business date, for scheduled repayments), so a restart or a second servicer never pays twice.
+`fee-income` takes), `AccrueLoanInterest` -> `LoanInterestAccrued` (each closed business date's interest:
+`interest-receivable` debited, `interest-income` credited), `RepayLoan` -> `LoanRepaid` (the customer debited;
+`loans` credited with the principal part, `interest-receivable` with the interest accrued, `interest-income` with
+any interest paid before it was accrued, `fee-income` with fees), `WriteOffLoan` -> `LoanWrittenOff` (principal
+and interest receivable left to `loan-losses`). Their command ids derive from the loan (and the instalment and
+business date, for scheduled repayments; the last date accrued, for accruals), so a restart or a second servicer
+never pays or accrues twice.
+
+Interest is earned by the day (`interest_earned_through`): each instalment's interest spread evenly over the days
+of its period (from the previous due date, or the disbursement date, to the day before its due date), floored,
+so by the end of the day before a due date the instalment's interest is accrued whole, and a scheduled repayment
+settles it from `interest-receivable`. A prepayment that lowers a period's interest makes the next accrual
+negative; the repayment that pays the principal off trues the loan's accrual up to the interest its customer
+paid (the ledger does that itself), so a closed loan's interest income is exactly its interest paid.
 
 The lifecycle (`LoanState.status`):
 
-    assessing -> in_review -> approved ----------------------> disbursed (active) -> closed
+    assessing -> in_review -> approved ----------------------> disbursed (active) -> closed | written_off
                       |  \\-> awaiting_second_approval -> approved
                       |  \\-> offered -> approved (accepted) | offer_declined
                       \\-> rejected         (assessing, in_review, awaiting_second_approval, offered) -> withdrawn
@@ -37,14 +48,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Literal
 
 from core.commands import derive_id
 from core.money import format_amount
-from core.events import LoanDisbursed, LoanRepaid
+from core.events import LoanDisbursed, LoanInterestAccrued, LoanRepaid, LoanWrittenOff
 from core.loans import (Due, Fee, LoanError, LoanProduct, PrepaymentEffect, RateChange, RateSchedule, Schedule,
                         allocate_repayment, day_count_fraction, reschedule, schedule)
 
@@ -54,10 +65,10 @@ REVIEW_DECISIONS: tuple[ReviewDecision, ...] = ("approve", "counter_offer", "rej
 ApplicantAnswer = Literal["withdraw", "accept_offer", "decline_offer"]
 APPLICANT_ANSWERS: tuple[ApplicantAnswer, ...] = ("withdraw", "accept_offer", "decline_offer")
 LoanStatus = Literal["assessing", "in_review", "awaiting_second_approval", "offered", "approved", "rejected",
-                     "withdrawn", "offer_declined", "disbursement_failed", "active", "closed"]
+                     "withdrawn", "offer_declined", "disbursement_failed", "active", "closed", "written_off"]
 LOAN_STATUSES: tuple[LoanStatus, ...] = ("assessing", "in_review", "awaiting_second_approval", "offered", "approved",
                                          "rejected", "withdrawn", "offer_declined", "disbursement_failed", "active",
-                                         "closed")
+                                         "closed", "written_off")
 UNDECIDED: tuple[LoanStatus, ...] = ("assessing", "in_review", "awaiting_second_approval", "offered")
 Recommendation = Literal["approve", "refer", "decline"]
 RepaymentKind = Literal["manual", "scheduled", "payoff", "prepay_shorten_term", "prepay_lower_instalment"]
@@ -225,6 +236,11 @@ def scheduled_repayment_command_id(loan_id: str, instalment: int, business_day: 
     return derive_id("loan-repayment", loan_id, str(instalment), business_day.isoformat())
 
 
+def accrual_command_id(loan_id: str, through: date) -> str:
+    """One accrual per loan through a business date (the ledger takes each date once, in order, besides)."""
+    return derive_id("loan-accrual", loan_id, through.isoformat())
+
+
 # ---------------------------------------------------------------- parsing what staff type
 
 
@@ -369,20 +385,30 @@ class LoanBook:
 
 @dataclass(slots=True)
 class LoanPostings:
-    """The ledger's loan events (bank.ledger.events), by loan id: each loan's disbursement and repayments."""
+    """The ledger's loan events (bank.ledger.events), by loan id: each loan's disbursement, repayments, interest
+    accruals and write-off."""
 
     disbursed: dict[str, LoanDisbursed] = field(default_factory=dict)
     repaid: dict[str, list[LoanRepaid]] = field(default_factory=dict)
+    accrued: dict[str, list[LoanInterestAccrued]] = field(default_factory=dict)
+    written_off: dict[str, LoanWrittenOff] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
 
     def apply(self, event: object) -> None:
-        if not isinstance(event, LoanDisbursed | LoanRepaid) or event.event_id in self._seen:
+        if not isinstance(event, LOAN_POSTINGS) or event.event_id in self._seen:
             return
         self._seen.add(event.event_id)
         if isinstance(event, LoanDisbursed):
             self.disbursed.setdefault(event.loan_id, event)
-        else:
+        elif isinstance(event, LoanRepaid):
             self.repaid.setdefault(event.loan_id, []).append(event)
+        elif isinstance(event, LoanInterestAccrued):
+            self.accrued.setdefault(event.loan_id, []).append(event)
+        else:
+            self.written_off.setdefault(event.loan_id, event)
+
+
+LOAN_POSTINGS = (LoanDisbursed, LoanRepaid, LoanInterestAccrued, LoanWrittenOff)
 
 
 # ---------------------------------------------------------------- what a loan owes
@@ -397,7 +423,7 @@ class InstalmentStatus:
     fees: int
     outstanding_principal: int     # after this instalment, as scheduled
     paid: int                      # of its total, so far
-    status: str                    # paid | partly_paid | due | overdue | upcoming
+    status: str                    # paid | partly_paid | due | overdue | upcoming | written_off
 
     @property
     def total(self) -> int:
@@ -424,6 +450,26 @@ class Loan:
     principal_paid: int
     days_past_due: int
     today: date
+    accruals: tuple[LoanInterestAccrued, ...] = ()
+    written_off: LoanWrittenOff | None = None
+
+    @property
+    def interest_receivable(self) -> int:
+        """Interest accrued and not yet paid (the loan's share of `interest-receivable`)."""
+        if self.written_off is not None:
+            return 0
+        return sum(accrual.amount for accrual in self.accruals) - sum(r.interest_accrued for r in self.repayments)
+
+    @property
+    def interest_recognised(self) -> int:
+        """The loan's interest income so far: accrued, and paid before it was accrued."""
+        return sum(accrual.amount for accrual in self.accruals) + \
+            sum(r.interest - r.interest_accrued for r in self.repayments)
+
+    @property
+    def accrued_through(self) -> date | None:
+        """The last business date accrued (a repayment's true-up is dated, and counts, too)."""
+        return max((date.fromisoformat(accrual.through_date) for accrual in self.accruals), default=None)
 
     @property
     def bucket(self) -> str | None:
@@ -431,6 +477,8 @@ class Loan:
 
     @property
     def overdue(self) -> int:
+        if self.written_off is not None:
+            return 0
         return sum(item.unpaid for item in self.instalments if item.status == "overdue")
 
     @property
@@ -479,9 +527,14 @@ def loan_of(state: LoanState, book: LoanBook, postings: LoanPostings, today: dat
     unpaid_due = [item.due_on for item in instalments if item.status == "overdue"]
     days = (today - unpaid_due[0]).days if unpaid_due else 0
     status = "closed" if outstanding <= 0 and all(item.unpaid == 0 for item in instalments) else "active"
+    written_off = postings.written_off.get(state.loan_id)
+    if written_off is not None:   # nothing is owed to the bank's books any more, nor overdue
+        status, outstanding, days = "written_off", 0, 0
+        instalments = tuple(item if item.status == "paid" else replace(item, status="written_off")
+                            for item in instalments)
     return Loan(state, status, loan_schedule, instalments, tuple(dues.values()), repayments, outstanding,
                 sum(repayment.interest for repayment in repayments), sum(repayment.fees for repayment in repayments),
-                principal_paid, days, today)
+                principal_paid, days, today, tuple(postings.accrued.get(state.loan_id, ())), written_off)
 
 
 def schedule_of(state: LoanState, book: LoanBook, disbursed: LoanDisbursed) -> Schedule:
@@ -665,6 +718,49 @@ def collections_due(loan: Loan) -> list[tuple[InstalmentStatus, int]]:
         if item.unpaid > 0:
             due.append((item, owed))
     return due[-1:]   # one command for everything owed so far: allocation pays the oldest first
+
+
+# ---------------------------------------------------------------- interest accrual
+
+
+@dataclass(frozen=True, slots=True)
+class AccrualDue:
+    command_id: str
+    from_date: date
+    through_date: date
+    amount: int
+
+
+def interest_earned_through(loan: Loan, day: date) -> int:
+    """The interest `loan` has earned by the end of business date `day`, by its schedule as it stands: each
+    instalment's interest spread evenly over its period's days (from the previous due date, or the disbursement
+    date, up to the day before its own due date), floored, so it is whole by the end of the day before it is due."""
+    if loan.schedule is None:
+        return 0
+    earned, start = 0, loan.schedule.disbursed_on
+    for item in loan.instalments:
+        days = (item.due_on - start).days
+        elapsed = min(days, max(0, (day - start).days + 1))
+        earned += item.interest * elapsed // days if days > 0 else (item.interest if day >= start else 0)
+        start = item.due_on
+    return earned
+
+
+def accrual_due(loan: Loan, through: date) -> AccrualDue | None:
+    """The accrual that brings an active loan's interest income up to what it has earned by the end of `through`
+    (the last closed business date), over the dates after its last accrual; None when there is nothing to post.
+    The amount is what was earned less what was recognised (accrued, or paid before it was accrued), so an accrual
+    a prepayment overtook is corrected by the next one, and may be negative."""
+    if loan.status != "active" or loan.schedule is None:
+        return None
+    last = loan.accrued_through
+    first = last + timedelta(days=1) if last is not None else loan.schedule.disbursed_on
+    if first > through:
+        return None
+    amount = interest_earned_through(loan, through) - loan.interest_recognised
+    if amount == 0:
+        return None
+    return AccrualDue(accrual_command_id(loan.state.loan_id, through), first, through, amount)
 
 
 # ---------------------------------------------------------------- the portfolio

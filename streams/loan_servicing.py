@@ -10,6 +10,11 @@ score, core/credit.py). Every BANK_SCHEDULER_INTERVAL (`tick`):
 - an approved loan not yet paid out: `DisburseLoan`, its command id derived from the loan id;
 - an active loan with an instalment overdue (its due date passed unpaid) and no late fee yet: its late fee
   (`LoanLateFeeCharged`, once per instalment, its id derived from the loan and the instalment);
+- an active loan whose interest is not accrued through the last closed business date (yesterday):
+  `AccrueLoanInterest` for the dates since its last accrual (core.lending.accrual_due: what the loan earned by
+  then less what is recognised), its command id derived from the loan and that date; one at a time per loan, the
+  next once the ledger has decided the last, so each is computed on what the books hold. It goes before the day's
+  collection, on the same partition, so a due instalment's interest is accrued when the repayment settles it;
 - an active loan with an instalment due or overdue on the business date: `RepayLoan` (scheduled) for everything
   owed so far, its command id derived from the loan, the latest such instalment and the business date. Refused
   for insufficient funds, the loan is in arrears and the collection is tried again the next business day.
@@ -21,18 +26,18 @@ second servicer or a replay sends the same commands; assessments are keyed by th
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import Counter
 
-from core.commands import Command, DisburseLoan, RepayLoan
+from core.commands import AccrueLoanInterest, Command, DisburseLoan, RepayLoan
 from core.credit import CreditHistory, assess
-from core.events import CommandRejected, Event
-from core.lending import (LoanAssessed, LoanBook, LoanLateFeeCharged, LoanPostings, LoanState, collections_due,
-                          disbursement_command_id, late_fees_due, loan_event_id, loan_of, repayment_parts,
-                          scheduled_repayment_command_id)
+from core.events import CommandRejected, Event, LoanInterestAccrued
+from core.lending import (Loan, LoanAssessed, LoanBook, LoanLateFeeCharged, LoanPostings, LoanState, accrual_due,
+                          collections_due, disbursement_command_id, late_fees_due, loan_event_id, loan_of,
+                          repayment_parts, scheduled_repayment_command_id)
 from core.loans import LoanError, schedule
 from core.schedules import local_date
 from core.settings import Settings
@@ -63,6 +68,8 @@ class LoanServicer:
         self._follower = TopicFollower(settings.kafka, LOANS, self._take_records)
         self._sent: set[str] = set()                # command ids sent since start (the ledger dedupes the rest)
         self._done: set[str] = set()                # loans closed or never to be paid out
+        self._accruing: dict[str, str] = {}         # loan id -> its accrual command sent and not decided yet
+        self._decided: set[str] = set()             # accrual command ids the ledger decided
 
     async def start(self) -> None:
         await self._follower.start()
@@ -86,8 +93,12 @@ class LoanServicer:
         """One ledger event, from the scheduler's follower."""
         self.postings.apply(event)
         self.history.apply(event)
-        if isinstance(event, CommandRejected) and event.command_type in ("DisburseLoan", "RepayLoan"):
+        if isinstance(event, CommandRejected) and event.command_type in ("DisburseLoan", "RepayLoan",
+                                                                         "AccrueLoanInterest"):
             self.refused.setdefault(event.command_id, event.reason)
+        if isinstance(event, LoanInterestAccrued) or (isinstance(event, CommandRejected)
+                                                      and event.command_type == "AccrueLoanInterest"):
+            self._decided.add(event.command_id)
 
     # ------------------------------------------------------------ deciding
 
@@ -104,13 +115,14 @@ class LoanServicer:
     async def _serve(self, state: LoanState, now: datetime, today: date) -> None:
         disbursement = disbursement_command_id(state.loan_id)
         loan = loan_of(state, self.book, self.postings, today, disbursement in self.refused)
-        if loan.status in ("closed", "disbursement_failed"):
+        if loan.status in ("closed", "disbursement_failed", "written_off"):
             self._done.add(state.loan_id)
         if loan.status == "assessing":
             await self._assess(state, now)
         elif loan.status == "approved":
             await self._disburse(state, now, today)
         elif loan.status == "active":
+            await self._accrue(loan, today, now)
             if charges := late_fees_due(loan, self.book, now):
                 for charge in charges:
                     await self._record(charge)
@@ -123,6 +135,20 @@ class LoanServicer:
                     correlation_id=command_id, loan_id=state.loan_id, amount=owed,
                     currency=state.application.currency, principal=parts.principal, interest=parts.interest,
                     fees=parts.fees, kind="scheduled", paid_on=today.isoformat()))
+
+    async def _accrue(self, loan: Loan, today: date, now: datetime) -> None:
+        loan_id = loan.state.loan_id
+        if (pending := self._accruing.get(loan_id)) is not None and pending not in self._decided:
+            return   # the last accrual is not on the books yet: the next one is computed from them
+        accrual = accrual_due(loan, today - timedelta(days=1))
+        if accrual is None:
+            return
+        application = loan.state.application
+        await self._send(AccrueLoanInterest(
+            command_id=accrual.command_id, account_id=application.account_id, issued_at=now,
+            correlation_id=accrual.command_id, loan_id=loan_id, amount=accrual.amount, currency=application.currency,
+            from_date=accrual.from_date.isoformat(), through_date=accrual.through_date.isoformat()))
+        self._accruing[loan_id] = accrual.command_id
 
     async def _assess(self, state: LoanState, now: datetime) -> None:
         application = state.application

@@ -23,6 +23,7 @@ CUSTOMER_STATUSES = {
     "approved": ("ok", "Approved: being paid out"), "rejected": ("bad", "Not approved"),
     "withdrawn": ("", "Withdrawn"), "offer_declined": ("", "Offer declined"),
     "disbursement_failed": ("bad", "Could not be paid out"), "active": ("ok", "Active"), "closed": ("", "Repaid"),
+    "written_off": ("bad", "Written off"),
 }
 STAFF_STATUSES = {
     "assessing": ("warning", "Being assessed"), "in_review": ("warning", "In review"),
@@ -30,9 +31,10 @@ STAFF_STATUSES = {
     "offered": ("warning", "Counter-offer sent"), "approved": ("ok", "Approved"), "rejected": ("bad", "Rejected"),
     "withdrawn": ("", "Withdrawn"), "offer_declined": ("", "Offer declined"),
     "disbursement_failed": ("bad", "Disbursement failed"), "active": ("ok", "Active"), "closed": ("", "Closed"),
+    "written_off": ("bad", "Written off"),
 }
 INSTALMENT_STATUSES = {"paid": ("ok", "Paid"), "partly_paid": ("warning", "Partly paid"), "due": ("warning", "Due"),
-                       "overdue": ("bad", "Overdue"), "upcoming": ("", "Upcoming")}
+                       "overdue": ("bad", "Overdue"), "upcoming": ("", "Upcoming"), "written_off": ("", "Written off")}
 REPAYMENT_KINDS = {"manual": "Repayment", "scheduled": "Instalment collected", "payoff": "Paid off",
                    "prepay_lower_instalment": "Principal repaid early: lower instalments",
                    "prepay_shorten_term": "Principal repaid early: a shorter loan"}

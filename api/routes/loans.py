@@ -305,6 +305,18 @@ class Decision(_Body):
     annual_rate_percent: RatePercent | None = Field(None, description="default: the product's rate today")
 
 
+class WriteOff(_Body):
+    reason: StrictStr = Field(min_length=1, max_length=500, description="why the loan will not be collected")
+
+
+class WrittenOffView(BaseModel):
+    principal: str
+    interest: str = Field(description="interest accrued and not paid, written off with the principal")
+    reason: str
+    written_off_by: str | None
+    written_off_at: datetime
+
+
 class OfferAnswer(_Body):
     accept: bool
 
@@ -356,7 +368,7 @@ class InstalmentView(BaseModel):
     fees: str
     total: str
     paid: str
-    status: str = Field(description="paid, partly_paid, due, overdue or upcoming")
+    status: str = Field(description="paid, partly_paid, due, overdue, upcoming or written_off")
     outstanding_principal: str = Field(description="after this instalment, as scheduled")
 
 
@@ -395,6 +407,9 @@ class LoanView(BaseModel):
     interest_paid: str
     fees_paid: str
     total_interest: str = Field(description="the schedule's interest over the whole loan")
+    interest_accrued: str = Field(description="interest earned by the last closed business date and not yet paid")
+    accrued_through: date | None = Field(description="the last business date whose interest is accrued")
+    written_off: WrittenOffView | None
     overdue: str
     days_past_due: int
     delinquency_bucket: str | None = Field(description="1-30, 31-60, 61-90 or 90+ days past due")
@@ -430,6 +445,13 @@ def _loan(platform: Platform, state: LoanState) -> Loan:
                    outcome is not None and outcome.status == "rejected")
 
 
+def active_loans(platform: Platform) -> list[Loan]:
+    _ready(platform)
+    loans = (_loan(platform, state) for state in platform.loans.book.loans.values()
+             if state.loan_id in platform.view.loan_postings.disbursed)
+    return [loan for loan in loans if loan.status == "active"]
+
+
 def _own(platform: Platform, loan_id: str) -> LoanState:
     _ready(platform)
     state = platform.loans.book.loans.get(loan_id)
@@ -458,7 +480,7 @@ def _view(platform: Platform, loan: Loan) -> LoanView:
     product = platform.loans.book.product(application.product_id)
     terms = state.terms
     disbursed = platform.view.loan_postings.disbursed.get(state.loan_id)
-    next_item = loan.next_instalment
+    next_item = loan.next_instalment if loan.status == "active" else None
     rejection = next((r.reason for r in state.reviews if r.decision == "reject"), None)
     offer = state.offer
     return LoanView(
@@ -481,6 +503,11 @@ def _view(platform: Platform, loan: Loan) -> LoanView:
         outstanding_principal=money(loan.outstanding_principal), principal_paid=money(loan.principal_paid),
         interest_paid=money(loan.interest_paid), fees_paid=money(loan.fees_paid),
         total_interest=money(loan.schedule.total_interest_minor if loan.schedule else 0), overdue=money(loan.overdue),
+        interest_accrued=money(loan.interest_receivable), accrued_through=loan.accrued_through,
+        written_off=WrittenOffView(principal=money(loan.written_off.principal),
+                                   interest=money(loan.written_off.interest), reason=loan.written_off.reason,
+                                   written_off_by=loan.written_off.submitted_by,
+                                   written_off_at=loan.written_off.occurred_at) if loan.written_off else None,
         days_past_due=loan.days_past_due, delinquency_bucket=loan.bucket,
         next_due_on=next_item.due_on if next_item else None,
         next_due_amount=money(next_item.unpaid) if next_item else None,
@@ -623,6 +650,26 @@ async def decide_loan(loan_id: str, body: Decision, platform: PlatformDep) -> Lo
         await platform.loans.publish(record)
     await _audit(platform, f"loan_{body.decision}", loan_id, amount=str(amount), term=str(term), rate=rate)
     return _view(platform, _loan(platform, state))
+
+
+@router.post("/v1/admin/loans/{loan_id}/write-off", status_code=202, responses=_RESPONSES, name="write_off_loan",
+             summary="Write a loan off: its principal and accrued interest leave the books for loan losses (admins)")
+async def write_off_loan(loan_id: str, body: WriteOff, request: Request, platform: PlatformDep, view: ViewDep,
+                         key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    """The ledger decides the amounts (what is outstanding on the account's books when it takes the command);
+    the loan then collects nothing more and accrues no interest."""
+    loan = _loan(platform, _own(platform, loan_id))
+    if loan.status != "active":
+        raise Problem(409, "Write-off refused", f"the loan is {loan.status}: only an active loan is written off",
+                      "loan_not_active")
+    application = loan.state.application
+    response = await submit(request, platform, view, body.model_dump(), key, wait,
+                            lambda command_id: c.WriteOffLoan(**_envelope(platform, command_id, application.account_id),
+                                                              loan_id=loan_id, currency=application.currency,
+                                                              reason=body.reason, submitted_by=caller().user_id),
+                            application.customer_id)
+    await _audit(platform, "loan_write_off", loan_id, reason=body.reason)
+    return response
 
 
 # ---------------------------------------------------------------- repayments

@@ -22,9 +22,9 @@ from api.models import Currency, Identifier
 from api.problems import PROBLEM_JSON, Problem
 from api.record_desk import ready
 from api.routes.auth import caller
-from api.routes.loans import RatePercent, RateView, business_date
+from api.routes.loans import RatePercent, RateView, active_loans, business_date
 from core.commands import derive_id
-from core.lending import parse_rate
+from core.lending import accrual_due, parse_rate
 from core.loans import LoanError
 from core.money import format_amount
 from core.savings import (SavingsAccount, SavingsEnrolled, SavingsProductSet, capitalisation_command_id,
@@ -111,6 +111,8 @@ class CloseOfBusinessStatus(BaseModel):
     accounts_behind: int
     oldest_open_date: date | None = Field(description="the earliest date some account still has to accrue")
     accruals: int
+    loans: int = Field(description="active loans, whose interest accrues on the books each business date")
+    loans_behind: int = Field(description="active loans with interest earned by the last closed date not accrued")
 
 
 def _product_view(record: SavingsProductSet, today: date) -> SavingsProductView:
@@ -285,6 +287,9 @@ def _month_closed(month: str, last: date | None) -> bool:
 async def close_of_business_status(platform: PlatformDep) -> CloseOfBusinessStatus:
     ready(platform.savings, "savings")
     done = progress(platform.savings.book, business_date(platform))
+    loans = active_loans(platform)
     return CloseOfBusinessStatus(business_date=done.today, closing_through=done.closing_through,
                                  accounts=done.accounts, accounts_behind=done.accounts_behind,
-                                 oldest_open_date=done.oldest_open_date, accruals=done.accruals)
+                                 oldest_open_date=done.oldest_open_date, accruals=done.accruals, loans=len(loans),
+                                 loans_behind=sum(accrual_due(loan, done.closing_through) is not None
+                                                  for loan in loans))

@@ -26,7 +26,7 @@ from schemas.codec import get_codec
 log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 120.0
-POSTINGS = frozenset({"LoanDisbursed", "LoanRepaid"})   # what LoanPostings folds of the ledger
+POSTINGS = frozenset({"LoanDisbursed", "LoanRepaid", "LoanWrittenOff"})   # what LoanPostings folds of the ledger
 
 
 class Folds:

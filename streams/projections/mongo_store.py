@@ -370,6 +370,10 @@ def _summary(event: e.Event, account: _Account) -> str:
             return f"Loan paid out: {money(event.amount)}{fee}"
         case e.LoanRepaid():
             return f"Loan repayment of {money(event.amount)}"
+        case e.LoanInterestAccrued():
+            return f"Loan interest accrued through {event.through_date}: {money(event.amount)}"
+        case e.LoanWrittenOff():
+            return f"Loan written off: {money(event.principal)} principal, {money(event.interest)} interest"
         case e.ReceiveLimitSet():
             return "Receiving limit lifted: identity verified" if event.receive_limit is None else \
                 f"Receiving limit set to {money(event.receive_limit)} until identity is verified"

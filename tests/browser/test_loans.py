@@ -178,3 +178,48 @@ def test_an_analyst_counter_offers_and_the_customer_accepts(
     page.get_by_role("button", name="Accept the offer").click()
     expect(page.get_by_text("You accepted the offer")).to_be_visible()
     expect(page.locator(".section-head .badge")).to_have_text(re.compile("Approved|Active"))
+
+
+async def _approved(api_url: str, loan_id: str) -> None:
+    """The application approved by an admin through the API, once paid out."""
+    admin = Bank(api_url, role="admin")
+    try:
+        decided = await admin.http.post(f"/v1/admin/loans/{loan_id}/decision", json={"decision": "approve"})
+        assert decided.status_code == 200, decided.text
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while (await admin.http.get(f"/v1/loans/{loan_id}")).json()["status"] != "active":
+            assert asyncio.get_running_loop().time() < deadline, "the loan was never paid out"
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+def test_an_admin_writes_a_loan_off_and_the_customer_sees_it(
+        page: Any, staff_page: Any, web_url: str, api_url: str, crew: dict[str, Identity]) -> None:
+    customer = funded_customer(api_url, "0", name="Wanda Writeoff")
+    loan_id = run(_application_in_review(api_url, customer.identity, customer.accounts[0]))
+    run(_approved(api_url, loan_id))
+    staff = staff_page
+    staff_sign_in(staff, web_url, crew["analyst"])
+    staff.goto(f"{web_url}/admin/loans/{loan_id}")
+    expect(staff.locator(".section-head .badge")).to_have_text("Active")
+    expect(staff.get_by_role("heading", name="Write off")).to_have_count(0)     # admins only
+    staff.get_by_role("button", name="Sign out").click()
+
+    staff_sign_in(staff, web_url, crew["admin"])
+    staff.goto(f"{web_url}/admin/loans/{loan_id}")
+    staff.get_by_role("button", name="Write the loan off").click()             # a write-off needs a reason
+    expect(staff.locator("#write_off_reason-error")).to_contain_text("Say why")
+    check_page(staff, "admin-loan-write-off-errors")
+    staff.get_by_label(re.compile("^Reason")).fill("the borrower emigrated and cannot be reached")
+    staff.get_by_role("button", name="Write the loan off").click()
+    expect(staff.get_by_text("Written off: the loan's principal")).to_be_visible()
+    expect(staff.locator(".section-head .badge")).to_have_text("Written off")
+    expect(staff.locator("#written-off")).to_contain_text("€5,000.00 principal")
+    expect(staff.get_by_role("heading", name="Write off")).to_have_count(0)
+
+    sign_in(page, web_url, customer.identity)
+    page.goto(f"{web_url}/app/loans/{loan_id}")
+    expect(page.locator(".section-head .badge")).to_have_text("Written off")
+    expect(page.locator("#written-off")).to_contain_text("€5,000.00 principal")
+    check_page(page, "loan-written-off")

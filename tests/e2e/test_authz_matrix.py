@@ -167,6 +167,7 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "withdraw_loan_application": row(401, MINE, 403, 403, 403),
     "answer_loan_offer": row(401, (409, 404), 403, 403, 403),
     "decide_loan": reviewers(404),                                       # an unknown loan: authorized, then 404
+    "write_off_loan": row(401, 403, 403, 403, 404),                      # admins only; an unknown loan: 404
     "repay_loan": row(401, (409, 404), 403, 403, 403), "prepay_loan": row(401, (409, 404), 403, 403, 403),
     "get_payoff_quote": row(401, (409, 404), 409, 409, 409),
     "pay_off_loan": row(401, (409, 404), 403, 403, 403),
@@ -647,6 +648,8 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
                                              json={"accept": True}),
         "decide_loan": lambda: Request("POST", f"/v1/admin/loans/no-such-{uuid.uuid4().hex[:8]}/decision",
                                        json={"decision": "approve"}),
+        "write_off_loan": lambda: Request("POST", f"/v1/admin/loans/no-such-{uuid.uuid4().hex[:8]}/write-off",
+                                          json={"reason": "uncollectable"}),
         "repay_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/repayments",
                                       json={"amount": "1.00"}, params={"wait": "true"}),
         "prepay_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/prepayments",

@@ -85,8 +85,9 @@ async def balance_reaches(client: Bank, account: str, amount: Decimal) -> None:
         await asyncio.sleep(0.1)
 
 
-async def ledger_credits(staff: Bank, ledger_account: str, account: str) -> Decimal:
-    """What the books credited to a ledger account (interest-income, fee-income, loans) from one bank account."""
+async def ledger_credits(staff: Bank, ledger_account: str, account: str, side: str = "credit") -> Decimal:
+    """What the books credited (or debited) to a ledger account (interest-income, fee-income, loans) from one bank
+    account."""
     total, cursor = Decimal(0), None
     while True:
         response = await staff.http.get(f"/v1/admin/books/accounts/{ledger_account}/entries",
@@ -94,7 +95,7 @@ async def ledger_credits(staff: Bank, ledger_account: str, account: str) -> Deci
         assert response.status_code == 200, response.text
         page = response.json()
         total += sum(Decimal(entry["amount"]) for entry in page["items"]
-                     if entry["account_id"] == account and entry["side"] == "credit")
+                     if entry["account_id"] == account and entry["side"] == side)
         cursor = page["next_cursor"]
         if cursor is None:
             return total
@@ -105,7 +106,14 @@ async def trial_balance_is_zero(staff: Bank) -> None:
     assert response.status_code == 200, response.text
     books = response.json()["currencies"][0]
     assert books["balanced"] and Decimal(books["total"]) == 0, books
-    assert not [c for c in books["constraints_broken"] if c["ledger_account_id"] in ("loans", "interest-income")]
+    assert not [c for c in books["constraints_broken"]
+                if c["ledger_account_id"] in ("loans", "interest-income", "interest-receivable", "loan-losses")]
+
+
+async def ledger_net(staff: Bank, ledger_account: str, account: str) -> Decimal:
+    """A ledger account's movement from one bank account: credits less debits."""
+    return await ledger_credits(staff, ledger_account, account) - \
+        await ledger_credits(staff, ledger_account, account, "debit")
 
 
 def run(api_url: str, scenario: Callable[..., Any]) -> Any:
@@ -168,8 +176,11 @@ def test_a_twelve_month_loan_is_assessed_approved_paid_out_repaid_each_month_and
         assert loan["outstanding_principal"] == "0.00" and loan["days_past_due"] == 0
         await balance_reaches(customer, account, Decimal("1488.00") - total_due)
 
-        # the books: interest income from this account equals the interest the customer paid, and balance
-        assert await ledger_credits(admin, "interest-income", account) == Decimal(loan["interest_paid"]) \
+        # the books: interest accrued day by day into interest-receivable, each instalment's settled from there;
+        # interest income from this account equals the interest the customer paid, and the books balance
+        assert await ledger_credits(admin, "interest-receivable", account, "debit") > 0
+        assert await ledger_net(admin, "interest-receivable", account) == 0 and loan["interest_accrued"] == "0.00"
+        assert await ledger_net(admin, "interest-income", account) == Decimal(loan["interest_paid"]) \
             == Decimal(loan["total_interest"])
         assert await ledger_credits(admin, "fee-income", account) == Decimal("12.00")
         assert await ledger_credits(admin, "loans", account) == Decimal("1200.00")
@@ -217,6 +228,54 @@ def test_missed_instalments_put_a_loan_in_arrears_with_a_late_fee_each_until_the
         assert loan["fees_paid"] == "30.00" and [item["fees"] for item in loan["schedule"]][:2] == ["15.00", "15.00"]
         await balance_reaches(customer, account, Decimal("0.00"))
         assert await ledger_credits(admin, "fee-income", account) == Decimal("30.00")
+
+    run(api_url, scenario)
+
+
+def test_interest_accrues_by_the_day_and_a_write_off_takes_the_loan_and_its_interest_to_losses(api_url: str) -> None:
+    async def scenario(teller: Bank, customer: Bank, other: Bank, admin: Bank, analyst: Bank) -> None:
+        product = await create_product(admin, origination_fee_percent="0")
+        account = await customer.open()
+        applied = await apply(customer, product, account, "900.00", 3)
+        loan_id = applied["loan_id"]
+        await loan_until(analyst, loan_id, lambda loan: loan["status"] == "in_review")
+        await decide(analyst, loan_id, "approve")
+        loan = await loan_until(customer, loan_id, lambda loan: loan["status"] == "active")
+        disbursed = date.fromisoformat(loan["disbursed_on"])
+
+        # ten business days on, the close of business has accrued the interest of the days closed since
+        await move_to_day(admin, disbursed + timedelta(days=10))
+        loan = await loan_until(customer, loan_id, lambda loan: loan["accrued_through"] is not None
+                                and date.fromisoformat(loan["accrued_through"]) >= disbursed + timedelta(days=9))
+        # the first instalment's interest spread evenly over its period's days, floored
+        first = loan["schedule"][0]
+        period = (date.fromisoformat(first["due_on"]) - disbursed).days
+        elapsed = (date.fromisoformat(loan["accrued_through"]) - disbursed).days + 1
+        earned = (Decimal(int(Decimal(first["interest"]) * 100) * elapsed // period) / 100).quantize(Decimal("0.01"))
+        assert Decimal(loan["interest_accrued"]) == earned > 0
+        assert await ledger_credits(admin, "interest-income", account) == earned
+        assert await ledger_credits(admin, "interest-receivable", account, "debit") == earned
+
+        # only admins write a loan off, with a reason
+        problem(await analyst.http.post(f"/v1/admin/loans/{loan_id}/write-off", json={"reason": "gone"}), 403,
+                "forbidden")
+        problem(await admin.http.post(f"/v1/admin/loans/{loan_id}/write-off", json={"reason": ""}), 422,
+                "string_too_short")
+        written = await admin.http.post(f"/v1/admin/loans/{loan_id}/write-off", params={"wait": "true"},
+                                        json={"reason": "the borrower cannot be found"})
+        assert written.status_code == 200 and written.json()["status"] == "accepted", written.text
+        loan = await loan_until(customer, loan_id, lambda loan: loan["status"] == "written_off")
+        assert loan["written_off"]["principal"] == "900.00" and loan["written_off"]["interest"] == str(earned)
+        assert loan["written_off"]["reason"] == "the borrower cannot be found"
+        assert loan["outstanding_principal"] == "0.00" and loan["interest_accrued"] == "0.00"
+        # the books: principal and interest receivable out to loan losses; nothing more collected or accrued
+        assert await ledger_credits(admin, "loan-losses", account, "debit") == Decimal("900.00") + earned
+        assert await ledger_net(admin, "loans", account) == 0
+        assert await ledger_net(admin, "interest-receivable", account) == 0
+        problem(await customer.post(f"/v1/loans/{loan_id}/repayments", {"amount": "5.00"}), 409, "loan_not_active")
+        problem(await admin.http.post(f"/v1/admin/loans/{loan_id}/write-off", json={"reason": "again"}), 409,
+                "loan_not_active")
+        await trial_balance_is_zero(admin)
 
     run(api_url, scenario)
 

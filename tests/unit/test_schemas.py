@@ -182,7 +182,8 @@ def test_records_written_by_the_old_codec_still_decode() -> None:
              | set(INTEREST_TYPES) | set(FX_TYPES) | {kind.__name__ for kind in DRAWER_EVENTS}
              | {"Payment", "RecordPaymentOutcome", "ReceivePayment", "PaymentDebited", "PaymentSent", "PaymentSettled",
                 "PaymentReturned", "PaymentReceived", "DisburseLoan", "RepayLoan", "LoanDisbursed", "LoanRepaid",
-                "CreditInterest", "InterestCredited", "SetReceiveLimit", "ReceiveLimitSet"})
+                "CreditInterest", "InterestCredited", "SetReceiveLimit", "ReceiveLimitSet", "AccrueLoanInterest",
+                "LoanInterestAccrued", "WriteOffLoan", "LoanWrittenOff"})
     assert {row["type"] for row in records} == set(TYPES) - newer
     for row in records:
         value = base64.b64decode(row["value"])

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/loans")
 
 QUEUE_STATUSES = [(status, lending.STAFF_STATUSES[status][1]) for status in (
     "in_review", "awaiting_second_approval", "assessing", "offered", "approved", "active", "disbursement_failed",
-    "rejected", "withdrawn", "offer_declined", "closed")] + [("", "Every status")]
+    "rejected", "withdrawn", "offer_declined", "closed", "written_off")] + [("", "Every status")]
 DECISIONS = ("approve", "counter_offer", "reject")
 DECISION_NAMES = {"approve": "Approved", "counter_offer": "Counter-offer", "reject": "Rejected"}
 DECISION_FIELDS = ("amount", "term", "annual_rate_percent", "reason", "decision")
@@ -212,6 +212,7 @@ async def _loan_page(request: Request, api: Api, loan_id: str, status: int = 200
                 badge=lending.status_badge(loan["status"], staff=True), recommendation=recommendation, inputs=inputs,
                 instalment_badges=lending.INSTALMENT_STATUSES, repayment_kinds=lending.REPAYMENT_KINDS,
                 decisions=DECISION_NAMES, reviewable=loan["status"] in lending.REVIEWABLE and role_of(api) in REVIEWERS,
+                write_off=loan["status"] == "active" and role_of(api) == "admin",
                 form=defaults | (form or {}), errors=errors or {})
 
 
@@ -256,6 +257,26 @@ async def decide(request: Request, api: StaffApi, loan_id: str) -> Response:
         found = lending.refusal(error, DECISION_FIELDS, "decision", await _product(api, loan["product_id"]))
         return await _loan_page(request, api, loan_id, 422, form, found)
     api.session.flash(decided_message(decided), "success")
+    return RedirectResponse(f"/admin/loans/{loan_id}", status_code=303)
+
+
+@router.post("/{loan_id}/write-off", response_class=HTMLResponse)
+async def write_off(request: Request, api: StaffApi, loan_id: str) -> Response:
+    reason = str((await request.form()).get("write_off_reason", "")).strip()
+    form = {"write_off_reason": reason}
+    if not reason:
+        return await _loan_page(request, api, loan_id, 422, form,
+                                {"write_off_reason": ["Say why the loan is written off."]})
+    try:
+        outcome = await api.post(f"/v1/admin/loans/{loan_id}/write-off", {"reason": reason}, command=True)
+    except ApiError as error:
+        if error.status in (403, 404) or error.status >= 500:
+            raise
+        return await _loan_page(request, api, loan_id, 422, form, {"write_off_reason": [error.detail]})
+    if outcome.get("status") == "rejected":
+        return await _loan_page(request, api, loan_id, 422, form,
+                                {"write_off_reason": [outcome.get("detail") or outcome.get("reason") or "Refused."]})
+    api.session.flash("Written off: the loan's principal and accrued interest are on the books as a loss.", "success")
     return RedirectResponse(f"/admin/loans/{loan_id}", status_code=303)
 
 
