@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from core.commands import AccrueLoanInterest, Command, DisburseLoan, RepayLoan
 from core.credit import CreditHistory, assess
@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 _DECLINED = ("rejected", "withdrawn", "offer_declined")
 LOAN_COMMANDS_SENT = Counter("bank_loan_commands_total", "Loan commands the servicer sent to the ledger", ["type"])
 ASSESSMENTS = Counter("bank_loan_assessments_total", "Loan applications assessed", ["recommendation"])
+ACCRUALS_BEHIND = Gauge("bank_loans_accrual_behind",
+                        "Active loans with interest earned by the last closed business date not yet on the books")
 
 
 class LoanServicer:
@@ -104,15 +106,18 @@ class LoanServicer:
 
     async def tick(self, now: datetime) -> None:
         today = local_date(now, self.settings.customer_time_zone)
+        behind = 0
         for state in list(self.book.loans.values()):
             if state.loan_id in self._done or state.decision_status in _DECLINED:
                 continue   # nothing more to do for it, ever: not worth a fold each second
             try:
-                await self._serve(state, now, today)
+                behind += await self._serve(state, now, today)
             except LoanError as error:   # a loan whose product or terms no longer compute: staff must look
                 log.error("loan %s cannot be served: %s", state.loan_id, error.detail)
+        ACCRUALS_BEHIND.set(behind)
 
-    async def _serve(self, state: LoanState, now: datetime, today: date) -> None:
+    async def _serve(self, state: LoanState, now: datetime, today: date) -> bool:
+        """One loan's work for the tick; whether its interest accrual is behind."""
         disbursement = disbursement_command_id(state.loan_id)
         loan = loan_of(state, self.book, self.postings, today, disbursement in self.refused)
         if loan.status in ("closed", "disbursement_failed", "written_off"):
@@ -122,33 +127,42 @@ class LoanServicer:
         elif loan.status == "approved":
             await self._disburse(state, now, today)
         elif loan.status == "active":
-            await self._accrue(loan, today, now)
-            if charges := late_fees_due(loan, self.book, now):
-                for charge in charges:
-                    await self._record(charge)
-                loan = loan_of(state, self.book, self.postings, today)
-            for instalment, owed in collections_due(loan):
-                command_id = scheduled_repayment_command_id(state.loan_id, instalment.number, today)
-                parts = repayment_parts(loan, owed)
-                await self._send(RepayLoan(
-                    command_id=command_id, account_id=state.application.account_id, issued_at=now,
-                    correlation_id=command_id, loan_id=state.loan_id, amount=owed,
-                    currency=state.application.currency, principal=parts.principal, interest=parts.interest,
-                    fees=parts.fees, kind="scheduled", paid_on=today.isoformat()))
+            behind = await self._accrue(loan, today, now)   # first: a due instalment's interest is then accrued
+            await self._collect(loan, now, today)
+            return behind
+        return False
 
-    async def _accrue(self, loan: Loan, today: date, now: datetime) -> None:
+    async def _collect(self, loan: Loan, now: datetime, today: date) -> None:
+        """Late fees for instalments newly overdue, then what is due or overdue today."""
+        state = loan.state
+        if charges := late_fees_due(loan, self.book, now):
+            for charge in charges:
+                await self._record(charge)
+            loan = loan_of(state, self.book, self.postings, today)
+        for instalment, owed in collections_due(loan):
+            command_id = scheduled_repayment_command_id(state.loan_id, instalment.number, today)
+            parts = repayment_parts(loan, owed)
+            await self._send(RepayLoan(
+                command_id=command_id, account_id=state.application.account_id, issued_at=now,
+                correlation_id=command_id, loan_id=state.loan_id, amount=owed,
+                currency=state.application.currency, principal=parts.principal, interest=parts.interest,
+                fees=parts.fees, kind="scheduled", paid_on=today.isoformat()))
+
+    async def _accrue(self, loan: Loan, today: date, now: datetime) -> bool:
+        """Send the loan's accrual through yesterday, if any is due; whether one was due."""
         loan_id = loan.state.loan_id
         if (pending := self._accruing.get(loan_id)) is not None and pending not in self._decided:
-            return   # the last accrual is not on the books yet: the next one is computed from them
+            return True   # the last accrual is not on the books yet: the next one is computed from them
         accrual = accrual_due(loan, today - timedelta(days=1))
         if accrual is None:
-            return
+            return False
         application = loan.state.application
         await self._send(AccrueLoanInterest(
             command_id=accrual.command_id, account_id=application.account_id, issued_at=now,
             correlation_id=accrual.command_id, loan_id=loan_id, amount=accrual.amount, currency=application.currency,
             from_date=accrual.from_date.isoformat(), through_date=accrual.through_date.isoformat()))
         self._accruing[loan_id] = accrual.command_id
+        return True
 
     async def _assess(self, state: LoanState, now: datetime) -> None:
         application = state.application

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.devstack import LOCALHOST, ServiceSpec, Stack, free_port
+from cli.devstack import LOCALHOST, ServiceSpec, Stack, StackError, free_port
 from cli.devstack import _api_ready as api_ready
 from cli.migrate import migrate_sync
 from cli.topics import apply_topics_sync
@@ -242,7 +242,10 @@ def _stack_as_started(_session_stack: Stack) -> Iterator[None]:
         if child is not None and child.alive and _spec_key(child.spec) == _spec_key(spec):
             continue
         _session_stack.kill(name)
-        _session_stack.start(spec)
+        try:
+            _session_stack.start(spec)
+        except StackError as error:   # every later test would fail after its own timeout: stop here instead
+            pytest.exit(f"the session stack's {name} does not start again: {error}", returncode=1)
         put_back.append(name)
     if put_back:
         pytest.fail(f"the test left the session stack's {', '.join(put_back)} stopped or changed; started again")
