@@ -189,6 +189,7 @@ POLICIES: dict[str, Policy] = {
     # is a 404 like an unknown one, checked by the routes); analysts and admins decide applications (two of them
     # above BANK_LOAN_SECOND_APPROVAL_THRESHOLD); admins keep the products and their rates, and write loans off
     "list_loan_products": _allow(*EVERYONE),
+    "get_loan_product": _allow(*EVERYONE),
     "create_loan_product": _allow("admin"),
     "update_loan_product": _allow("admin"),
     "change_loan_rate": _allow("admin"),
@@ -208,6 +209,7 @@ POLICIES: dict[str, Policy] = {
     # savings interest (api/routes/savings.py): admins keep the products; an account's customer (checked by the
     # route: another's account is a 404) or staff at the counter enrol it; its interest is read like its balance
     "list_savings_products": _allow(*EVERYONE),
+    "get_savings_product": _allow(*EVERYONE),
     "create_savings_product": _allow("admin"),
     "change_savings_rate": _allow("admin"),
     "enrol_savings": _allow("customer", "teller", "admin"),

@@ -776,6 +776,7 @@ class ProductPortfolio:
     at_risk_30: int          # outstanding principal of loans more than 30 days past due (PAR30's numerator)
     at_risk_90: int
     arrears: int             # overdue instalments, unpaid
+    interest_accrued: int = 0   # interest earned and not yet paid (the products' share of interest-receivable)
 
     def par(self, at_risk: int) -> Decimal:
         """Portfolio at risk, percent of outstanding principal, two places."""
@@ -798,5 +799,5 @@ def portfolio(loans: Iterable[Loan], book: LoanBook) -> list[ProductPortfolio]:
             len(members), sum(loan.outstanding_principal for loan in members),
             sum(loan.outstanding_principal for loan in members if loan.days_past_due > 30),
             sum(loan.outstanding_principal for loan in members if loan.days_past_due > 90),
-            sum(loan.overdue for loan in members)))
+            sum(loan.overdue for loan in members), sum(loan.interest_receivable for loan in members)))
     return result

@@ -194,6 +194,15 @@ async def list_loan_products(platform: PlatformDep, all: Annotated[bool, Query( 
                                      if p.status == "active" or (all and staff)])
 
 
+@router.get("/v1/loan-products/{product_id}", response_model=LoanProductView, name="get_loan_product",
+            responses=_RESPONSES, summary="One loan product (customers: an active one; staff: retired ones too)")
+async def get_loan_product(product_id: str, platform: PlatformDep) -> LoanProductView:
+    record = _current_product(platform, product_id)
+    if record.status != "active" and not caller().staff:
+        raise unknown_product(product_id)   # what customers cannot apply for is not theirs to see
+    return _product_view(record, business_date(platform))
+
+
 @router.post("/v1/admin/loan-products", response_model=LoanProductView, status_code=201, responses=_RESPONSES,
              name="create_loan_product", summary="Create a loan product (admins)")
 async def create_loan_product(body: LoanProductBody, platform: PlatformDep, idempotency_key: Annotated[
@@ -756,6 +765,7 @@ class ProductPortfolioView(BaseModel):
     currency: str
     loans: int
     outstanding_principal: str
+    interest_accrued: str = Field(description="interest earned by the last closed business date, not yet paid")
     arrears: str
     par30: str = Field(description="percent of outstanding principal more than 30 days past due")
     par90: str
@@ -788,6 +798,7 @@ def _portfolio(platform: Platform) -> Portfolio:
     return Portfolio(business_date=business_date(platform), products=[ProductPortfolioView(
         product_id=row.product_id, name=row.name, currency=row.currency, loans=row.loans,
         outstanding_principal=format_amount(row.outstanding_principal, row.currency),
+        interest_accrued=format_amount(row.interest_accrued, row.currency),
         arrears=format_amount(row.arrears, row.currency), par30=str(row.par(row.at_risk_30)),
         par90=str(row.par(row.at_risk_90))) for row in rows], arrears=[ArrearsView(
         loan_id=loan.state.loan_id, customer_id=loan.state.application.customer_id,

@@ -149,6 +149,16 @@ async def list_savings_products(platform: PlatformDep) -> SavingsProductList:
                                         if p.status == "active" or caller().staff])
 
 
+@router.get("/v1/savings-products/{product_id}", response_model=SavingsProductView, name="get_savings_product",
+            responses=_RESPONSES, summary="One savings product")
+async def get_savings_product(product_id: str, platform: PlatformDep) -> SavingsProductView:
+    ready(platform.savings, "savings")
+    record = platform.savings.book.product(product_id)
+    if record is None or (record.status != "active" and not caller().staff):
+        raise unknown_savings_product(product_id)
+    return _product_view(record, business_date(platform))
+
+
 @router.post("/v1/admin/savings-products", response_model=SavingsProductView, status_code=201, responses=_RESPONSES,
              name="create_savings_product", summary="Create a savings product (admins)")
 async def create_savings_product(body: SavingsProductBody, platform: PlatformDep, idempotency_key: Annotated[

@@ -41,12 +41,15 @@ _STATELESS = e.NON_STATE_EVENTS
 # which a customer must not be shown (no tipping-off). A hold is shown: the customer was told their movement
 # waits for review, and its posting or rejection follows in the timeline.
 # The rail's bookkeeping (a payment handed to the rail) is left out too: its settlement or return is shown.
-_NOT_IN_TIMELINE = (e.TransferCompleted, e.RiskFlagged, e.CaseReviewed, e.PaymentSent)
+# So is a loan's daily interest accrual, the bank's books' (the loan's page shows the interest earned).
+_NOT_IN_TIMELINE = (e.TransferCompleted, e.RiskFlagged, e.CaseReviewed, e.PaymentSent, e.LoanInterestAccrued)
+# Commands of the bank's own bookkeeping whose refusal is no activity of the customer's: a late or repeated report
+# of the rail, an accrual for dates already accrued.
+_BOOKKEEPING_COMMANDS = ("RecordPaymentOutcome", "AccrueLoanInterest")
 
 
 def _in_timeline(event: e.Event) -> bool:
-    """A late or repeated report of the rail, refused by the ledger, is no activity of the customer's."""
-    if isinstance(event, e.CommandRejected) and event.command_type == "RecordPaymentOutcome":
+    if isinstance(event, e.CommandRejected) and event.command_type in _BOOKKEEPING_COMMANDS:
         return False
     return not isinstance(event, _NOT_IN_TIMELINE)
 # A duplicate key on an upsert means a concurrent writer inserted the same id first: a retry succeeds.
@@ -58,7 +61,8 @@ _COMMANDS = {"OpenAccount": "Account opening", "Deposit": "Deposit", "Withdraw":
              "ReverseTransfer": "Transfer reversal", "CompleteTransfer": "Transfer completion",
              "ReviewCase": "Case review", "Payment": "Payment", "RecordPaymentOutcome": "Payment report",
              "ReceivePayment": "Incoming payment", "DisburseLoan": "Loan disbursement", "RepayLoan": "Loan repayment",
-             "CreditInterest": "Interest credit", "SetReceiveLimit": "Receiving limit change"}
+             "CreditInterest": "Interest credit", "SetReceiveLimit": "Receiving limit change",
+             "AccrueLoanInterest": "Loan interest accrual", "WriteOffLoan": "Loan write-off"}
 _INDEXES: dict[Kind, list[list[str]]] = {
     "audit": [["account_id", "occurred_at", "_id"], ["customer_id", "occurred_at", "_id"],
               ["type", "occurred_at", "_id"], ["occurred_at", "_id"]],
@@ -70,6 +74,16 @@ _INDEXES: dict[Kind, list[list[str]]] = {
 class _Account:
     customer_id: str
     currency: str
+    number: str | None = None    # the national account number (None: opened before numbering existed)
+
+
+def _counterparty(event: e.Event) -> str | None:
+    """The other account of a transfer's event: the activity feed names it by its number, not its id."""
+    if isinstance(event, (e.TransferDebited, e.TransferReversed)):
+        return event.to_account_id
+    if isinstance(event, (e.TransferCredited, e.TransferCreditFailed)):
+        return event.from_account_id
+    return None
 
 
 class MongoProjection(ProjectionStore):
@@ -188,8 +202,8 @@ class MongoProjection(ProjectionStore):
                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         """The batch's documents, built before anything is written so a bad event fails the batch cleanly."""
         events = [_event_of(r) for r in records]
-        ids = list({ev.account_id for ev in events})
-        known = {d["_id"]: _Account(d["customer_id"], d["currency"])
+        ids = list({ev.account_id for ev in events} | {other for ev in events if (other := _counterparty(ev))})
+        known = {d["_id"]: _Account(d["customer_id"], d["currency"], d.get("account_number"))
                  for d in await self._coll("accounts", generation).find({"_id": {"$in": ids}}).to_list()}
         accounts: dict[str, dict[str, Any]] = {}
         audit: list[dict[str, Any]] = []
@@ -197,9 +211,9 @@ class MongoProjection(ProjectionStore):
         for record, event in zip(records, events, strict=True):
             # Every event of an account follows its AccountOpened on the same partition: the map is in order.
             if isinstance(event, e.AccountOpened) and event.account_id not in known:
-                known[event.account_id] = _Account(event.customer_id, event.currency)
+                known[event.account_id] = _Account(event.customer_id, event.currency, event.account_number)
                 accounts[event.account_id] = {"_id": event.account_id, "customer_id": event.customer_id,
-                                              "currency": event.currency}
+                                              "currency": event.currency, "account_number": event.account_number}
             account = known.get(event.account_id)
             if account is None and not isinstance(event, _STATELESS):
                 raise ApplyError(f"{type(event).__name__} {event.event_id} for account {event.account_id}, "
@@ -207,7 +221,7 @@ class MongoProjection(ProjectionStore):
             try:
                 audit.append(_audit_doc(record, event, account))
                 if account is not None and _in_timeline(event):
-                    timeline.append(_timeline_doc(event, account))
+                    timeline.append(_timeline_doc(event, account, _account_name(_counterparty(event), known)))
             except MoneyError as error:
                 raise ApplyError(f"{type(event).__name__} {event.event_id}: {error}") from None
         return list(accounts.values()), audit, timeline
@@ -314,16 +328,26 @@ def _currency(event: e.Event, account: _Account | None) -> str | None:
     return getattr(event, "currency", None) or (account.currency if account else None)
 
 
-def _timeline_doc(event: e.Event, account: _Account) -> dict[str, Any]:
+def _account_name(account_id: str | None, known: dict[str, _Account]) -> str:
+    """How the feed names another account: its number's last four digits (as the web app shows accounts), or
+    its id when this read model knows no number for it (opened before numbering, or not read yet)."""
+    if account_id is None:
+        return ""
+    number = known[account_id].number if account_id in known else None
+    return f"account ···{number[-4:]}" if number else account_id
+
+
+def _timeline_doc(event: e.Event, account: _Account, counterparty: str = "") -> dict[str, Any]:
     sign = e.POSTING_SIGN.get(type(event))
     amount = Int64(sign * event.amount) if sign else None  # type: ignore[attr-defined]
     return {"_id": event.event_id, "customer_id": account.customer_id, "account_id": event.account_id,
             "occurred_at": event.occurred_at, "sequence": event.sequence, "type": type(event).__name__,
-            "summary": _summary(event, account), "amount": amount, "currency": _currency(event, account)}
+            "summary": _summary(event, account, counterparty), "amount": amount,
+            "currency": _currency(event, account)}
 
 
-def _summary(event: e.Event, account: _Account) -> str:
-    """A short sentence for a customer's activity feed."""
+def _summary(event: e.Event, account: _Account, counterparty: str = "") -> str:
+    """A short sentence for a customer's activity feed; `counterparty`: how to name a transfer's other account."""
     currency = _currency(event, account) or account.currency
 
     def money(minor: int) -> str:
@@ -338,13 +362,13 @@ def _summary(event: e.Event, account: _Account) -> str:
         case e.FundsWithdrawn():
             return f"Withdrew {money(event.amount)}"
         case e.TransferDebited():
-            return f"Sent {money(event.amount)} to {event.to_account_id}"
+            return f"Sent {money(event.amount)} to {counterparty}"
         case e.TransferCredited():
-            return f"Received {money(event.amount)} from {event.from_account_id}"
+            return f"Received {money(event.amount)} from {counterparty}"
         case e.TransferCreditFailed():
-            return f"Incoming transfer of {money(event.amount)} from {event.from_account_id} refused: {event.reason}"
+            return f"Incoming transfer of {money(event.amount)} from {counterparty} refused: {event.reason}"
         case e.TransferReversed():
-            return f"Transfer of {money(event.amount)} to {event.to_account_id} reversed: the destination account " \
+            return f"Transfer of {money(event.amount)} to {counterparty} reversed: the destination account " \
                 "could not be credited"
         case e.AccountFrozen() | e.AccountUnfrozen() | e.AccountClosed():
             verb = {e.AccountFrozen: "frozen", e.AccountUnfrozen: "unfrozen", e.AccountClosed: "closed"}[type(event)]

@@ -160,7 +160,7 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     # loans (issue 17): customers apply for, follow, answer and repay their own; another customer's loan or account
     # is a 404 like an unknown one; analysts and admins decide; admins keep the products. Shared loans are still
     # being decided: repaying, paying off or answering an offer on them is authorized, then 409.
-    "list_loan_products": signed_in(200), "create_loan_product": admins(201),
+    "list_loan_products": signed_in(200), "create_loan_product": admins(201), "get_loan_product": signed_in(200),
     "update_loan_product": admins(404), "change_loan_rate": admins(404),   # an unknown product: authorized, then 404
     "apply_for_loan": row(401, (201, 404), 403, 403, 403),
     "list_loans": row(401, MINE, 200, 200, 200), "get_loan": row(401, MINE, 200, 200, 200),
@@ -174,6 +174,7 @@ EXPECTED: dict[str, dict[str, Cell]] = {
     "loan_portfolio": row(401, 403, 200, 200, 200), "loan_portfolio_csv": row(401, 403, 200, 200, 200),
     # savings interest: admins keep the products; an account's customer or staff at the counter enrol it
     "list_savings_products": signed_in(200), "create_savings_product": admins(201),
+    "get_savings_product": signed_in(404),   # an unknown product: authorized, then 404
     "change_savings_rate": admins(404),                                  # an unknown product: authorized, then 404
     "enrol_savings": row(401, (201, 404), 201, 403, 201), "account_interest": row(401, MINE, 200, 200, 200),
     "close_of_business_status": row(401, 403, 200, 200, 200),
@@ -633,6 +634,7 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
             "current_password": i.password, "code": _next_code(i)}),
         "list_sign_ins": lambda: Request("GET", "/v1/auth/sign-ins"),
         "list_loan_products": lambda: Request("GET", "/v1/loan-products"),
+        "get_loan_product": lambda: Request("GET", f"/v1/loan-products/{w.product()}"),
         "create_loan_product": lambda: Request("POST", "/v1/admin/loan-products", json=_LOAN_PRODUCT),
         "update_loan_product": lambda: Request("PUT", f"/v1/admin/loan-products/no-such-{uuid.uuid4().hex[:8]}",
                                                json={"status": "retired"}),
@@ -658,6 +660,7 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "pay_off_loan": lambda: Request("POST", f"/v1/loans/{_shared_loan(w, whose)}/payoff",
                                         params={"wait": "true"}),
         "list_savings_products": lambda: Request("GET", "/v1/savings-products"),
+        "get_savings_product": lambda: Request("GET", f"/v1/savings-products/no-such-{uuid.uuid4().hex[:8]}"),
         "create_savings_product": lambda: Request("POST", "/v1/admin/savings-products", json=_SAVINGS_PRODUCT),
         "change_savings_rate": lambda: Request(
             "POST", f"/v1/admin/savings-products/no-such-{uuid.uuid4().hex[:8]}/rates",
@@ -813,10 +816,11 @@ def test_a_refused_credit_on_another_customers_account_does_not_say_why(world: W
     # Nor do the sender's own history and timeline (read models) name the other account's state.
     position = {"min_position": response.json()["position"]}
     customer_id = world.customers[OWN].customer_id
+    reversal_id = response.json()["events"][1]["event_id"]
     for path in (f"/v1/accounts/{world.accounts[OWN]}/transactions", f"/v1/customers/{customer_id}/timeline"):
         items = _read_when_fresh(world.clients[CUSTOMER], path, position).json()["items"]
         reversals = [item for item in items if item.get("type") in ("transfer_reversal", "TransferReversed")
-                     and destination in json.dumps(item)]
+                     and reversal_id in json.dumps(item)]
         assert reversals, items
         assert f"account_{state}" not in json.dumps(reversals) and state not in json.dumps(reversals), reversals
 

@@ -8,6 +8,8 @@ Business time only runs forward and the whole session shares it: each test start
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import signal
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,7 +19,9 @@ from typing import Any
 import numpy_financial as npf
 import pytest
 
-from tests.support import Bank, problem, with_customers
+from cli.devstack import Stack, free_port
+from core.events import LoanInterestAccrued
+from tests.support import Bank, problem, read_log, with_customers
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -255,6 +259,8 @@ def test_interest_accrues_by_the_day_and_a_write_off_takes_the_loan_and_its_inte
         assert Decimal(loan["interest_accrued"]) == earned > 0
         assert await ledger_credits(admin, "interest-income", account) == earned
         assert await ledger_credits(admin, "interest-receivable", account, "debit") == earned
+        rows = (await analyst.http.get("/v1/admin/loans/portfolio")).json()["products"]
+        assert [row["interest_accrued"] for row in rows if row["product_id"] == product["product_id"]] == [str(earned)]
 
         # only admins write a loan off, with a reason
         problem(await analyst.http.post(f"/v1/admin/loans/{loan_id}/write-off", json={"reason": "gone"}), 403,
@@ -276,6 +282,53 @@ def test_interest_accrues_by_the_day_and_a_write_off_takes_the_loan_and_its_inte
         problem(await admin.http.post(f"/v1/admin/loans/{loan_id}/write-off", json={"reason": "again"}), 409,
                 "loan_not_active")
         await trial_balance_is_zero(admin)
+        # the customer's activity says the loan was written off; the daily accruals are the bank's books' only
+        timeline = f"/v1/customers/{customer.identity.customer_id}/timeline"
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            summaries = [item["summary"] for item in (await customer.http.get(timeline)).json()["items"]]
+            if any(summary.startswith("Loan written off") for summary in summaries):
+                break
+            assert asyncio.get_running_loop().time() < deadline, summaries
+            await asyncio.sleep(0.1)
+        assert not [summary for summary in summaries if "accru" in summary.lower()], summaries
+
+    run(api_url, scenario)
+
+
+def test_the_servicer_killed_mid_catch_up_and_a_second_one_accrue_each_date_once(
+        api_url: str, stack: Stack, kafka_bootstrap: str) -> None:
+    async def scenario(teller: Bank, customer: Bank, other: Bank, admin: Bank, analyst: Bank) -> None:
+        product = await create_product(admin, origination_fee_percent="0")
+        account = await customer.open()
+        loan_id = (await apply(customer, product, account, "2400.00", 6))["loan_id"]
+        await loan_until(analyst, loan_id, lambda loan: loan["status"] == "in_review")
+        await decide(analyst, loan_id, "approve")
+        disbursed = date.fromisoformat((await loan_until(customer, loan_id, lambda loan: loan["status"] == "active"
+                                                         ))["disbursed_on"])
+        port = free_port()
+        second = dataclasses.replace(stack.scheduler_spec(), name="scheduler-2", port=port,
+                                     env={"BANK_SCHEDULER_PORT": str(port)})
+        await move_to_day(admin, disbursed + timedelta(days=12))
+        stack.kill("scheduler", signal.SIGKILL)   # whether or not it got to send the accrual
+        await asyncio.to_thread(stack.start_scheduler)
+        await asyncio.to_thread(stack.start, second)   # and a second servicer besides
+        try:
+            for days in (13, 14, 20):   # more dates while both run
+                await move_to_day(admin, disbursed + timedelta(days=days))
+                loan = await loan_until(customer, loan_id, lambda loan, days=days: loan["accrued_through"] == (
+                    disbursed + timedelta(days=days - 1)).isoformat())
+        finally:
+            stack.kill(second.name)
+        accruals = sorted((event for event in await read_log(kafka_bootstrap)
+                           if isinstance(event, LoanInterestAccrued) and event.loan_id == loan_id),
+                          key=lambda event: event.through_date)
+        # the dates from the disbursement on, each in exactly one accrual, in order
+        assert accruals[0].from_date == disbursed.isoformat()
+        for before, after in zip(accruals, accruals[1:], strict=False):
+            assert date.fromisoformat(after.from_date) == date.fromisoformat(before.through_date) + timedelta(days=1)
+        assert accruals[-1].through_date == (disbursed + timedelta(days=19)).isoformat()
+        assert Decimal(sum(event.amount for event in accruals)) / 100 == Decimal(loan["interest_accrued"]) > 0
 
     run(api_url, scenario)
 
@@ -394,6 +447,9 @@ def test_products_rates_change_only_forward_and_retired_products_take_no_applica
         assert changed.status_code == 200, changed.text
         assert [rate["annual_rate_percent"] for rate in changed.json()["rates"]] == ["12", "9.5"]
         assert changed.json()["version"] == 2 and changed.json()["annual_rate_percent"] == "12"
+        one = await customer.http.get(f"/v1/loan-products/{product['product_id']}")
+        assert one.status_code == 200 and one.json() == changed.json()
+        problem(await customer.http.get("/v1/loan-products/no-such-product"), 404, "unknown_loan_product")
         problem(await analyst.http.post("/v1/admin/loan-products", json={}), 403, "forbidden")
         problem(await admin.http.post("/v1/admin/loan-products", json={
             "name": "inverted", "currency": "EUR", "principal_min": "900.00", "principal_max": "100.00",
@@ -402,6 +458,8 @@ def test_products_rates_change_only_forward_and_retired_products_take_no_applica
         assert retired.status_code == 200 and retired.json()["status"] == "retired"
         listed = (await customer.http.get("/v1/loan-products")).json()["products"]
         assert product["product_id"] not in [p["product_id"] for p in listed]
+        problem(await customer.http.get(f"/v1/loan-products/{product['product_id']}"), 404, "unknown_loan_product")
+        assert (await analyst.http.get(f"/v1/loan-products/{product['product_id']}")).json()["status"] == "retired"
         account = await customer.open()
         problem(await customer.http.post("/v1/loans", json={
             "product_id": product["product_id"], "account_id": account, "amount": "1000.00", "term": 12,

@@ -99,6 +99,8 @@ async def enrolled_saver(teller: Bank, customer: Bank, admin: Bank, rate: str) -
     product = await admin.http.post("/v1/admin/savings-products", json={
         "name": f"Saver {rate}%", "currency": "EUR", "annual_rate_percent": rate})
     assert product.status_code == 201, product.text
+    one = await customer.http.get(f"/v1/savings-products/{product.json()['product_id']}")
+    assert one.status_code == 200 and one.json() == product.json()
     account = await customer.open()
     assert (await teller.fund(account, "10000.00")).status_code == 200
     enrolled = await customer.http.post(f"/v1/accounts/{account}/savings",
