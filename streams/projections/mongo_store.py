@@ -74,16 +74,6 @@ _INDEXES: dict[Kind, list[list[str]]] = {
 class _Account:
     customer_id: str
     currency: str
-    number: str | None = None    # the national account number (None: opened before numbering existed)
-
-
-def _counterparty(event: e.Event) -> str | None:
-    """The other account of a transfer's event: the activity feed names it by its number, not its id."""
-    if isinstance(event, (e.TransferDebited, e.TransferReversed)):
-        return event.to_account_id
-    if isinstance(event, (e.TransferCredited, e.TransferCreditFailed)):
-        return event.from_account_id
-    return None
 
 
 class MongoProjection(ProjectionStore):
@@ -202,8 +192,8 @@ class MongoProjection(ProjectionStore):
                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         """The batch's documents, built before anything is written so a bad event fails the batch cleanly."""
         events = [_event_of(r) for r in records]
-        ids = list({ev.account_id for ev in events} | {other for ev in events if (other := _counterparty(ev))})
-        known = {d["_id"]: _Account(d["customer_id"], d["currency"], d.get("account_number"))
+        ids = list({ev.account_id for ev in events})
+        known = {d["_id"]: _Account(d["customer_id"], d["currency"])
                  for d in await self._coll("accounts", generation).find({"_id": {"$in": ids}}).to_list()}
         accounts: dict[str, dict[str, Any]] = {}
         audit: list[dict[str, Any]] = []
@@ -211,9 +201,9 @@ class MongoProjection(ProjectionStore):
         for record, event in zip(records, events, strict=True):
             # Every event of an account follows its AccountOpened on the same partition: the map is in order.
             if isinstance(event, e.AccountOpened) and event.account_id not in known:
-                known[event.account_id] = _Account(event.customer_id, event.currency, event.account_number)
+                known[event.account_id] = _Account(event.customer_id, event.currency)
                 accounts[event.account_id] = {"_id": event.account_id, "customer_id": event.customer_id,
-                                              "currency": event.currency, "account_number": event.account_number}
+                                              "currency": event.currency}
             account = known.get(event.account_id)
             if account is None and not isinstance(event, _STATELESS):
                 raise ApplyError(f"{type(event).__name__} {event.event_id} for account {event.account_id}, "
@@ -221,7 +211,7 @@ class MongoProjection(ProjectionStore):
             try:
                 audit.append(_audit_doc(record, event, account))
                 if account is not None and _in_timeline(event):
-                    timeline.append(_timeline_doc(event, account, _account_name(_counterparty(event), known)))
+                    timeline.append(_timeline_doc(event, account))
             except MoneyError as error:
                 raise ApplyError(f"{type(event).__name__} {event.event_id}: {error}") from None
         return list(accounts.values()), audit, timeline
@@ -328,26 +318,16 @@ def _currency(event: e.Event, account: _Account | None) -> str | None:
     return getattr(event, "currency", None) or (account.currency if account else None)
 
 
-def _account_name(account_id: str | None, known: dict[str, _Account]) -> str:
-    """How the feed names another account: its number's last four digits (as the web app shows accounts), or
-    its id when this read model knows no number for it (opened before numbering, or not read yet)."""
-    if account_id is None:
-        return ""
-    number = known[account_id].number if account_id in known else None
-    return f"account ···{number[-4:]}" if number else account_id
-
-
-def _timeline_doc(event: e.Event, account: _Account, counterparty: str = "") -> dict[str, Any]:
+def _timeline_doc(event: e.Event, account: _Account) -> dict[str, Any]:
     sign = e.POSTING_SIGN.get(type(event))
     amount = Int64(sign * event.amount) if sign else None  # type: ignore[attr-defined]
     return {"_id": event.event_id, "customer_id": account.customer_id, "account_id": event.account_id,
             "occurred_at": event.occurred_at, "sequence": event.sequence, "type": type(event).__name__,
-            "summary": _summary(event, account, counterparty), "amount": amount,
-            "currency": _currency(event, account)}
+            "summary": _summary(event, account), "amount": amount, "currency": _currency(event, account)}
 
 
-def _summary(event: e.Event, account: _Account, counterparty: str = "") -> str:
-    """A short sentence for a customer's activity feed; `counterparty`: how to name a transfer's other account."""
+def _summary(event: e.Event, account: _Account) -> str:
+    """A short sentence for a customer's activity feed."""
     currency = _currency(event, account) or account.currency
 
     def money(minor: int) -> str:
@@ -362,13 +342,13 @@ def _summary(event: e.Event, account: _Account, counterparty: str = "") -> str:
         case e.FundsWithdrawn():
             return f"Withdrew {money(event.amount)}"
         case e.TransferDebited():
-            return f"Sent {money(event.amount)} to {counterparty}"
+            return f"Sent {money(event.amount)} to {event.to_account_id}"
         case e.TransferCredited():
-            return f"Received {money(event.amount)} from {counterparty}"
+            return f"Received {money(event.amount)} from {event.from_account_id}"
         case e.TransferCreditFailed():
-            return f"Incoming transfer of {money(event.amount)} from {counterparty} refused: {event.reason}"
+            return f"Incoming transfer of {money(event.amount)} from {event.from_account_id} refused: {event.reason}"
         case e.TransferReversed():
-            return f"Transfer of {money(event.amount)} to {counterparty} reversed: the destination account " \
+            return f"Transfer of {money(event.amount)} to {event.to_account_id} reversed: the destination account " \
                 "could not be credited"
         case e.AccountFrozen() | e.AccountUnfrozen() | e.AccountClosed():
             verb = {e.AccountFrozen: "frozen", e.AccountUnfrozen: "unfrozen", e.AccountClosed: "closed"}[type(event)]
@@ -394,8 +374,6 @@ def _summary(event: e.Event, account: _Account, counterparty: str = "") -> str:
             return f"Loan paid out: {money(event.amount)}{fee}"
         case e.LoanRepaid():
             return f"Loan repayment of {money(event.amount)}"
-        case e.LoanInterestAccrued():
-            return f"Loan interest accrued through {event.through_date}: {money(event.amount)}"
         case e.LoanWrittenOff():
             return f"Loan written off: {money(event.principal)} principal, {money(event.interest)} interest"
         case e.ReceiveLimitSet():
