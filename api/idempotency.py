@@ -81,6 +81,13 @@ class IdempotencyStore:
                           "request; use a new key for a new request", "idempotency_key_reused")
         return command_id
 
+    async def claimed(self, key: str, scope: str) -> tuple[str, str] | None:
+        """(request hash, command id) of a key this scope has used, or None."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT request_hash, command_id FROM api_idempotency WHERE idempotency_key = $1",
+                                      f"{scope}{_SCOPE_SEPARATOR}{key}")
+        return None if row is None else (str(row["request_hash"]), str(row["command_id"]))
+
     async def known(self, command_id: str) -> bool:
         try:
             key = uuid.UUID(command_id)

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 
-from core.lending import LOAN_POSTINGS, Loan, LoanBook, LoanPostings, accrual_due, loan_of
+from core.lending import LOAN_POSTING_NAMES, Loan, LoanBook, LoanPostings, accrual_due, loan_of
 from core.money import format_amount
 from core.savings import SavingsBook, progress
 from core.schedules import local_date
@@ -29,9 +29,6 @@ from schemas.codec import get_codec
 
 app = typer.Typer(help="The close of business: interest accrued per savings account and per loan, by business date.",
                   no_args_is_help=True)
-
-_POSTING_NAMES = frozenset(kind.__name__ for kind in LOAN_POSTINGS)
-
 
 @dataclass(frozen=True, slots=True)
 class Books:
@@ -63,7 +60,7 @@ async def _read() -> Books:
         await time.stop()
     savings, book, postings = SavingsBook(), LoanBook(), LoanPostings()
     await asyncio.gather(_fold(INTEREST, savings.apply), _fold(LOANS, book.apply),
-                         _fold(LEDGER_EVENTS, postings.apply, _POSTING_NAMES))
+                         _fold(LEDGER_EVENTS, postings.apply, LOAN_POSTING_NAMES))
     loans = [loan_of(state, book, postings, today) for state in book.loans.values() if state.loan_id in postings.disbursed]
     return Books(savings, [loan for loan in loans if loan.status == "active"], today)
 

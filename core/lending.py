@@ -409,6 +409,8 @@ class LoanPostings:
 
 
 LOAN_POSTINGS = (LoanDisbursed, LoanRepaid, LoanInterestAccrued, LoanWrittenOff)
+# Their record names: readers of the ledger that fold only these decode nothing else.
+LOAN_POSTING_NAMES = frozenset(kind.__name__ for kind in LOAN_POSTINGS)
 
 
 # ---------------------------------------------------------------- what a loan owes

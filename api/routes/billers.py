@@ -20,7 +20,8 @@ from api.models import Bic, Currency, DecimalString, Identifier, IbanText, _mino
 from api.problems import PROBLEM_JSON, Problem
 from api.routes.auth import caller
 from api.routes.commands import _RESPONSES as COMMAND_RESPONSES
-from api.routes.commands import IdempotencyKey, Wait, _hashed, _require_account, _submitter, submit
+from api.routes.commands import (IdempotencyKey, Wait, _hashed, _require_account, _submitter, answered_before,
+                                 submit)
 from api.routes.payments import own_payment
 from core import commands as c
 from core.billers import CATEGORIES, BillerError, check_reference, checked_pattern
@@ -155,6 +156,8 @@ async def update_biller(biller_id: BillerId, body: BillerChange, platform: Platf
 async def create_bill_payment(body: BillPayment, request: Request, platform: PlatformDep, view: ViewDep,
                               key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
+    if (answer := await answered_before(request, platform, view, _hashed(body), key, wait, source.account_id)):
+        return answer   # even if the biller has left the directory since
     biller = await _store(platform).get(body.biller_id)
     if biller is None or not biller.active:
         raise unknown_biller(body.biller_id)

@@ -80,7 +80,6 @@ async def submit(request: Request, platform: PlatformDep, view: ViewDep, body: d
     await platform.bus.send(command, customer_id)
     log.info("command accepted onto the log", extra={"command_id": command_id, "command_type":
                                                      type(command).__name__, "account_id": command.account_id})
-    status_url = str(request.url_for("get_command", command_id=command_id))
     kind = type(command).__name__
     if wait:
         outcome = await view.wait_for_outcome(command_id, platform.settings.command_timeout.total_seconds())
@@ -89,9 +88,36 @@ async def submit(request: Request, platform: PlatformDep, view: ViewDep, body: d
             return final(outcome, command.account_id, created, view.outcome_positions.get(command_id, {}),
                          _caller_owns(view))
     API_COMMANDS.labels(kind, "pending").inc()
-    accepted = CommandAccepted(command_id=command_id, account_id=command.account_id, status="pending",
-                               status_url=status_url)
+    return _accepted(request, command_id, command.account_id)
+
+
+def _accepted(request: Request, command_id: str, account_id: str) -> JSONResponse:
+    status_url = str(request.url_for("get_command", command_id=command_id))
+    accepted = CommandAccepted(command_id=command_id, account_id=account_id, status="pending", status_url=status_url)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": status_url})
+
+
+async def answered_before(request: Request, platform: Platform, view: LedgerView, body: dict[str, Any],
+                          key: str | None, wait: bool, account_id: str) -> JSONResponse | None:
+    """A retry of a request this caller already made with this Idempotency-Key, and the ledger decided: its
+    answer, before the route checks anything again (None otherwise: the route goes on, and `submit` takes the
+    key). The route's checks ran when the request was first made; what they read may have changed since, often
+    because of the command itself (a deposit that used up a KYC limit, a loan it paid off, a drawer closed after
+    it), and a client whose answer was lost must get that answer, not a refusal of a command that posted.
+    `body`: what the route passes `submit`. A command not decided yet goes through the route again: it may never
+    have reached the log, and the route sends it (the ledger takes a command id once)."""
+    if key is None:
+        return None
+    claimed = await platform.idempotency.claimed(check_key(key), caller_scope())
+    if claimed is None or claimed[0] != request_hash(request.method, request.url.path, body):
+        return None   # a new key; or a key used for another request, which `submit` refuses (409)
+    command_id = claimed[1]
+    outcome = view.outcomes.get(command_id)
+    if outcome is None or outcome.status == "pending":
+        return None
+    if not wait:
+        return _accepted(request, command_id, account_id)
+    return final(outcome, account_id, False, view.outcome_positions.get(command_id, {}), _caller_owns(view))
 
 
 def final(outcome: Any, account_id: str, created: bool, positions: Positions, owns: Owns | None) -> JSONResponse:
@@ -204,6 +230,8 @@ def _movement_route(path: str, command_type: type[c.Deposit] | type[c.Withdraw],
     async def movement(account_id: str, body: MovementRequest, request: Request, platform: PlatformDep,
                        view: ViewDep, key: IdempotencyKey = None, wait: Wait = False) -> Any:
         account = _require_account(view, account_id)
+        if (answer := await answered_before(request, platform, view, _hashed(body), key, wait, account_id)):
+            return answer
         _check_drawer(platform, view, body.currency)
         if command_type is c.Deposit:
             await _may_receive(platform, view, account, body.minor)
@@ -229,6 +257,9 @@ _movement_route("/accounts/{account_id}/withdrawals", c.Withdraw, "Withdraw mone
 async def transfer(body: TransferRequest, request: Request, platform: PlatformDep, view: ViewDep,
                    key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
+    if not body.quote_id and (answer := await answered_before(request, platform, view, _hashed(body), key, wait,
+                                                              source.account_id)):
+        return answer   # (an exchange's key is its quote: `_exchange` answers its retries)
     destination, payee_added_at = await _destination(platform, view, body, source)
     exchange = await _exchange(platform, body, source, destination) if body.quote_id else None
     for account in ((source, destination) if exchange is None else ()):   # a quote's currencies are checked

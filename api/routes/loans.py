@@ -34,7 +34,7 @@ from api.models import Currency, DecimalString, Identifier
 from api.problems import PROBLEM_JSON, Problem
 from api.record_desk import ready
 from api.routes.auth import caller
-from api.routes.commands import IdempotencyKey, Wait, _envelope, submit
+from api.routes.commands import IdempotencyKey, Wait, _envelope, answered_before, submit
 from core import commands as c
 from core.commands import derive_id
 from core.lending import (LOAN_STATUSES, Loan, LoanApplicantAnswered, LoanApplied, LoanProductSet,
@@ -668,10 +668,13 @@ async def write_off_loan(loan_id: str, body: WriteOff, request: Request, platfor
     """The ledger decides the amounts (what is outstanding on the account's books when it takes the command);
     the loan then collects nothing more and accrues no interest."""
     loan = _loan(platform, _own(platform, loan_id))
+    application = loan.state.application
+    if (answer := await answered_before(request, platform, view, body.model_dump(), key, wait,
+                                        application.account_id)):
+        return answer   # the loan it wrote off is written off now
     if loan.status != "active":
         raise Problem(409, "Write-off refused", f"the loan is {loan.status}: only an active loan is written off",
                       "loan_not_active")
-    application = loan.state.application
     response = await submit(request, platform, view, body.model_dump(), key, wait,
                             lambda command_id: c.WriteOffLoan(**_envelope(platform, command_id, application.account_id),
                                                               loan_id=loan_id, currency=application.currency,
@@ -698,6 +701,9 @@ def _repayment_command(platform: Platform, loan: Loan, parts: RepaymentParts, ki
 async def repay_loan(loan_id: str, body: RepaymentBody, request: Request, platform: PlatformDep, view: ViewDep,
                      key: IdempotencyKey = None, wait: Wait = False) -> Any:
     state = _own(platform, loan_id)
+    if (answer := await answered_before(request, platform, view, body.model_dump(), key, wait,
+                                        state.application.account_id)):
+        return answer
     loan = _loan(platform, state)
     amount = minor_units(body.amount, state.application.currency, "amount")
     try:
@@ -715,6 +721,9 @@ async def repay_loan(loan_id: str, body: RepaymentBody, request: Request, platfo
 async def prepay_loan(loan_id: str, body: PrepaymentBody, request: Request, platform: PlatformDep, view: ViewDep,
                       key: IdempotencyKey = None, wait: Wait = False) -> Any:
     state = _own(platform, loan_id)
+    if (answer := await answered_before(request, platform, view, body.model_dump(), key, wait,
+                                        state.application.account_id)):
+        return answer
     loan = _loan(platform, state)
     try:
         parts = prepayment_parts(loan, minor_units(body.amount, state.application.currency, "amount"))
@@ -750,8 +759,12 @@ async def get_payoff_quote(loan_id: str, platform: PlatformDep) -> PayoffQuote:
              summary="Repay the whole loan today, by today's payoff quote")
 async def pay_off_loan(loan_id: str, request: Request, platform: PlatformDep, view: ViewDep,
                        key: IdempotencyKey = None, wait: Wait = False) -> Any:
+    state = _own(platform, loan_id)
+    body = {"payoff": business_date(platform).isoformat()}
+    if (answer := await answered_before(request, platform, view, body, key, wait, state.application.account_id)):
+        return answer   # the loan it paid off is closed now: a retry gets the payoff's answer, not a refusal
     loan, parts = _quote(platform, loan_id)
-    return await submit(request, platform, view, {"payoff": loan.today.isoformat()}, key, wait,
+    return await submit(request, platform, view, body, key, wait,
                         lambda command_id: _repayment_command(platform, loan, parts, "payoff", command_id),
                         loan.state.application.customer_id)
 

@@ -28,7 +28,8 @@ from api.ibans import parse_iban
 from api.ledger_view import LedgerView
 from api.models import PaymentRequest, PaymentView, RailInbound, RailNotification
 from api.problems import PROBLEM_JSON, Problem
-from api.routes.commands import _RESPONSES, IdempotencyKey, Wait, _hashed, _require_account, _submitter, submit
+from api.routes.commands import (_RESPONSES, IdempotencyKey, Wait, _hashed, _require_account, _submitter,
+                                 answered_before, submit)
 from core import commands as c
 from core.account_numbers import InvalidIban
 from core.identity import current_principal
@@ -57,6 +58,8 @@ def unknown_payment(payment_id: str) -> Problem:
 async def create_payment(body: PaymentRequest, request: Request, platform: PlatformDep, view: ViewDep,
                          key: IdempotencyKey = None, wait: Wait = False) -> Any:
     source = _require_account(view, body.from_account_id)
+    if (answer := await answered_before(request, platform, view, _hashed(body), key, wait, source.account_id)):
+        return answer
     creditor = parse_iban(view, body.creditor_iban)
     if view.numbering.is_ours(creditor):
         raise Problem(422, "Internal IBAN", f"{creditor.formatted} is an account of this bank: use POST "

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from core.lending import LoanBook, LoanPostings, LoanState
+from core.lending import LOAN_POSTING_NAMES, LoanBook, LoanPostings, LoanState
 from core.notifications import loan_as_of
 from core.standing_orders import Orders
 from core.topics import LEDGER_EVENTS, LOANS, STANDING_ORDERS
@@ -26,7 +26,6 @@ from schemas.codec import get_codec
 log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 120.0
-POSTINGS = frozenset({"LoanDisbursed", "LoanRepaid", "LoanWrittenOff"})   # what LoanPostings folds of the ledger
 
 
 class Folds:
@@ -60,7 +59,8 @@ class Folds:
 
         def handle(records: list[ConsumerRecord[bytes, bytes]]) -> None:
             for record in records:
-                if topic == LEDGER_EVENTS and self._codec.schema_name(record.value, record.headers) not in POSTINGS:
+                name = self._codec.schema_name(record.value, record.headers)
+                if topic == LEDGER_EVENTS and name not in LOAN_POSTING_NAMES:
                     continue   # only the loans' postings matter here: the rest is not decoded
                 try:
                     value = self._codec.decode(record.value, record.headers, types)

@@ -425,9 +425,14 @@ def test_repay_in_part_then_pay_off_by_quote(api_url: str) -> None:
         accrued = (Decimal("1000.00") * Decimal("0.12") * (today - disbursed).days / 365).quantize(Decimal("0.01"))
         assert Decimal(quote["interest"]) == accrued - Decimal("5.00") > 0
         assert Decimal(quote["amount"]) == Decimal("1000.00") + Decimal(quote["interest"])
-        paid_off = await customer.post(f"/v1/loans/{applied['loan_id']}/payoff", {})
+        key = f"payoff-{applied['loan_id']}"
+        paid_off = await customer.post(f"/v1/loans/{applied['loan_id']}/payoff", {}, key=key)
         assert paid_off.status_code == 200 and paid_off.json()["status"] == "accepted", paid_off.text
         loan = await loan_until(customer, applied["loan_id"], lambda loan: loan["status"] == "closed")
+        # its answer lost, the payoff is asked for again with its key: the payoff's answer, not "nothing to pay off"
+        again = await customer.post(f"/v1/loans/{applied['loan_id']}/payoff", {}, key=key)
+        assert again.status_code == 200 and again.json()["command_id"] == paid_off.json()["command_id"], again.text
+        problem(await customer.post(f"/v1/loans/{applied['loan_id']}/payoff", {}), 409, "loan_not_active")
         assert loan["outstanding_principal"] == "0.00"
         await balance_reaches(customer, account, Decimal("1100.00") - Decimal("5.00") - Decimal(quote["amount"]))
         await trial_balance_is_zero(admin)
