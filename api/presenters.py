@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -129,10 +130,23 @@ def audit_entry(doc: Mapping[str, Any]) -> AuditEntry:
                       schema_name=schema.get("name"), schema_fingerprint=schema.get("fingerprint"))
 
 
-def activity_entry(doc: Mapping[str, Any]) -> ActivityEntry:
+# An account id as the MongoDB timeline's summaries name a transfer's other account.
+_ACCOUNT_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def activity_entry(doc: Mapping[str, Any], account_numbers: Mapping[str, str] | None = None) -> ActivityEntry:
+    """A timeline document for people: an account id in its summary (a transfer's other account) reads as the
+    account's number's last four digits, as the web app shows accounts. Done here, at read time, from the API's
+    view of the accounts: the read model itself stays a function of the log alone (a rebuild writes the same)."""
     amount, currency = doc.get("amount"), doc.get("currency")
+    numbers = account_numbers or {}
+
+    def named(match: re.Match[str]) -> str:
+        number = numbers.get(match[0])
+        return f"account ···{number[-4:]}" if number else match[0]
+
     return ActivityEntry(event_id=doc["_id"], account_id=doc["account_id"], occurred_at=doc["occurred_at"],
-                         type=doc["type"], summary=doc["summary"], currency=currency,
+                         type=doc["type"], summary=_ACCOUNT_ID.sub(named, doc["summary"]), currency=currency,
                          amount=format_amount(int(amount), currency) if amount is not None and currency else None)
 
 

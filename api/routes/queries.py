@@ -264,7 +264,7 @@ async def audit(platform: PlatformDep, fresh: FreshnessDep, response: Response, 
 
 @router.get("/customers/{customer_id}/timeline", response_model=ActivityPage,
             summary="A customer's activity across all their accounts, newest first (MongoDB)")
-async def timeline(customer_id: str, platform: PlatformDep, fresh: FreshnessDep, response: Response,
+async def timeline(customer_id: str, platform: PlatformDep, view: ViewDep, fresh: FreshnessDep, response: Response,
                    since: Since = None, until: Until = None, limit: Limit = 50, cursor: Cursor = None) -> ActivityPage:
     positions = await fresh.ensure("mongo")
     after = _decode_time_cursor(cursor) if cursor else None
@@ -273,5 +273,5 @@ async def timeline(customer_id: str, platform: PlatformDep, fresh: FreshnessDep,
     more = len(docs) > limit
     docs = docs[:limit]
     fresh.label(response, "mongo", positions)
-    return ActivityPage(customer_id=customer_id, items=[activity_entry(d) for d in docs],
+    return ActivityPage(customer_id=customer_id, items=[activity_entry(d, view.account_numbers) for d in docs],
                         next_cursor=_encode_time_cursor(docs[-1]) if more else None)

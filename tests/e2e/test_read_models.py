@@ -116,6 +116,11 @@ def test_every_query_agrees_with_the_ledger(api_url: str, kafka_bootstrap: str) 
         assert len(feed) == len(expected)
         deposits = [x for x in feed if x["type"] == "FundsDeposited"]
         assert {(x["amount"], x["summary"]) for x in deposits} >= {("100.00", "Deposited 100.00 EUR")}
+        # a transfer's other account reads as its number's last four digits, as the web app shows accounts
+        a, b, _ = accounts
+        b_number = (await bank.account(b))["account_number"]
+        sent = [x["summary"] for x in feed if x["type"] == "TransferDebited" and x["account_id"] == a]
+        assert f"Sent 30.00 EUR to account ···{b_number[-4:]}" in sent and not [x for x in sent if b in x], sent
 
     run(api_url, scenario)
 
