@@ -30,6 +30,7 @@ from schemas.codec import get_codec
 app = typer.Typer(help="The close of business: interest accrued per savings account and per loan, by business date.",
                   no_args_is_help=True)
 
+
 @dataclass(frozen=True, slots=True)
 class Books:
     savings: SavingsBook
