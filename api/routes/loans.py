@@ -803,11 +803,9 @@ class Portfolio(BaseModel):
 
 
 def _portfolio(platform: Platform) -> Portfolio:
-    _ready(platform)
-    loans = [_loan(platform, state) for state in platform.loans.book.loans.values()]
+    loans = active_loans(platform)
     rows = portfolio(loans, platform.loans.book)
-    late = sorted((loan for loan in loans if loan.status == "active" and loan.days_past_due > 0),
-                  key=lambda loan: -loan.days_past_due)
+    late = sorted((loan for loan in loans if loan.days_past_due > 0), key=lambda loan: -loan.days_past_due)
     return Portfolio(business_date=business_date(platform), products=[ProductPortfolioView(
         product_id=row.product_id, name=row.name, currency=row.currency, loans=row.loans,
         outstanding_principal=format_amount(row.outstanding_principal, row.currency),
