@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # How often consumed offsets are committed. Under exactly_once this is the latency of every hop
     # (events become visible to read_committed readers when their transaction commits).
     commit_interval: timedelta = timedelta(milliseconds=250)
+    # How often the ledger writes snapshots of its tables (accounts, processed command ids). Its event log is its
+    # changelog: a restart folds the log's tail since the last snapshot, so this bounds that tail, not safety.
+    # 0 writes them after every batch (as exactly_once always does).
+    ledger_snapshot_interval: timedelta = timedelta(seconds=5)
     # Client-side long polling of idle consumers (infra/kafka_fetch.py, embedded broker defect 6): an empty
     # fetch lasts at least this long. 0 turns it off (real Kafka holds empty fetches itself).
     kafka_empty_fetch_backoff_ms: int = Field(default=5, ge=0, le=500)

@@ -7,7 +7,7 @@ from typing import Any
 import faust
 
 from core.settings import Settings, get_settings
-from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from core.topics import LEDGER_COMMANDS
 from infra import kafka_fetch
 from infra.kafka_security import faust_credentials
 from infra.logs import logging_config
@@ -46,10 +46,6 @@ app = create_app(settings)
 
 def raw_topic(name: str) -> faust.TopicT:
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-
-commands_topic = raw_topic(LEDGER_COMMANDS)
-events_topic = raw_topic(LEDGER_EVENTS)
 
 # Snapshots of the ledger, written only after the events they reflect are acknowledged by the broker.
 accounts_table = app.Table("accounts", help="account id -> AccountState")

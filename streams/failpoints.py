@@ -1,7 +1,8 @@
 """Named points where a crash test can kill the worker hard, to prove recovery at exactly that moment.
 
-BANK_FAILPOINT="after_events_acked:2" sends SIGKILL to this process the second time it passes
-`after_events_acked`: the ledger's events are in the log, its table snapshots and offsets are not.
+BANK_FAILPOINT="after_ledger_acked:2" sends SIGKILL to this process the second time it passes
+`after_ledger_acked`: a ledger batch's events are in the log, its table snapshots and offsets are not. Every agent
+on the batch engine has one (`after_<agent>_acked`, streams/checkpoint.py).
 """
 
 from __future__ import annotations

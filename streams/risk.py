@@ -5,21 +5,18 @@ rules evaluated (core.risk.scoring) -> RiskAssessed on bank.risk.assessments (an
 allowed) -> the command, untouched, onto bank.ledger.commands (keyed by account) with the assessment in
 header `bank.risk.assessment`; the ledger holds, blocks or posts accordingly. Other commands pass through.
 
-Crash safety follows the ledger's order: sends are acknowledged before the tables are written, and the
-tables before the offsets are committed. Redelivered after a crash before the tables were written, a command
+Crash safety is the batch engine's order (streams/checkpoint.py): sends are acknowledged before the tables are
+written, and the tables before the offsets are committed. Redelivered after a crash before the tables were written, a command
 is scored again against the same features, so it gets the same assessment; after the tables were written, its
 id is among the customer's recent assessments, which are reused instead of scoring (and counting) it twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import faust
@@ -33,29 +30,22 @@ from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COM
 from infra.records import header_list
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
-from streams import direct_producer
-from streams.app import app, commands_table, put, raw_topic, settings
-from streams.dead_letters import RecordTooLarge, check_size, send_to_dead_letter
-from streams.gaps import LazyReader, OffsetGuard
-from streams.metrics import EVENTS_PROCESSED, FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
-from streams.retry import retry_batch
+from streams.app import app, settings
+from streams.checkpoint import Batch, agent
+from streams.dead_letters import RecordTooLarge, check_size
+from streams.metrics import FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
 from streams.rulebook import LiveRules, Rulebook
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
-BATCH_WITHIN_SECONDS = 0.005
 RECENT_ASSESSMENTS = 256      # per customer: far more than can be redelivered between two offset commits
 NEXT_COMMAND_KEY = "__risk_next_command__/{}"
 
-risk_commands_topic = raw_topic(RISK_COMMANDS)
 account_features = app.Table("risk_accounts", help="account id -> AccountFeatures.to_dict()")
 customer_records = app.Table("risk_customers",
                              help="customer id -> {features: CustomerFeatures.to_dict(), recent: {command id: "
                                   "assessment}}")
 rulebook = Rulebook(settings.kafka, settings.rules_file, settings.sanctions_file)
-guard = OffsetGuard(RISK_COMMANDS, lambda p: commands_table.get(NEXT_COMMAND_KEY.format(p)),
-                    LazyReader(settings.kafka, "read_committed"))
 codec = get_codec()
 command_types = record_types(RISK_COMMANDS)
 
@@ -81,15 +71,14 @@ class CustomerRecord:
         return cls(CustomerFeatures.from_dict(stored["features"]), dict(stored["recent"]))
 
 
-class Batch:
-    """The features a batch reads and changes, written back once its sends are acknowledged."""
+class Work:
+    """The features a batch reads and changes, kept once its records are acknowledged."""
 
     def __init__(self, live: LiveRules) -> None:
         self.live = live
         self.accounts: dict[str, AccountFeatures] = {}
         self.customers: dict[str, CustomerRecord] = {}
         self.partition_of: dict[str, int] = {}      # table key -> partition of the message that changed it
-        self.sends: list[Any] = []
 
     def account(self, account_id: str) -> AccountFeatures | None:
         if account_id not in self.accounts:
@@ -120,37 +109,31 @@ class Batch:
         self.partition_of[movement.account_id] = self.partition_of[movement.customer_id] = partition
         return scored.assessment, True
 
-    def write_tables(self) -> None:
+    def keep_tables(self, batch: Batch) -> None:
         for account_id, features in self.accounts.items():
             if account_id in self.partition_of:
-                put(account_features, self.partition_of[account_id], account_id, features.to_dict())
+                batch.keep(account_features, self.partition_of[account_id], account_id, features.to_dict())
         for customer_id, record in self.customers.items():
             if customer_id in self.partition_of:
-                put(customer_records, self.partition_of[customer_id], customer_id, record.to_dict())
+                batch.keep(customer_records, self.partition_of[customer_id], customer_id, record.to_dict())
 
 
-async def handle(batch: Sequence[faust.EventT]) -> None:
+async def decide(batch: Batch) -> None:
     await rulebook.ready.wait()
     assert rulebook.live is not None
-    work = Batch(rulebook.live)   # one rule-set version per batch: a switch lands between batches
-    messages = await guard.complete([event.message for event in batch])
-    for message in messages:
-        await _handle_one(work, message)
-    await asyncio.gather(*work.sends)
-    work.write_tables()
-    EVENTS_PROCESSED.labels("risk").inc(len(messages))
-    for partition, next_offset in guard.advance(messages).items():
-        put(commands_table, partition, NEXT_COMMAND_KEY.format(partition), next_offset)
-    await direct_producer.flush_tables()
+    work = Work(rulebook.live)   # one rule-set version per batch: a switch lands between batches
+    for message in batch.records:
+        _decide_one(batch, work, message)
+    work.keep_tables(batch)
 
 
-async def _handle_one(work: Batch, message: Any) -> None:
+def _decide_one(batch: Batch, work: Work, message: Any) -> None:
     try:
         check_size(message)   # before decoding: forwarded with our headers it could pass Kafka's limit
         command: c.Command = codec.decode(message.value, message.headers, command_types)
         customer_id = bytes(message.key).decode()
     except (RecordTooLarge, DecodeError, TypeError, UnicodeDecodeError) as error:
-        work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
+        batch.dead_letter(RISK_COMMANDS_DLQ, message, error)
         return
     # Only this agent speaks for the risk engine: a verdict arriving from outside is dropped.
     headers = [(k, v) for k, v in header_list(message) if k != ASSESSMENT_HEADER]
@@ -164,21 +147,20 @@ async def _handle_one(work: Batch, message: Any) -> None:
         except Exception as error:  # noqa: BLE001 - scoring is pure: a retry would raise again, for ever
             # Unscored, the command must not reach the ledger: it waits on the dead-letter topic with the error.
             log.exception("command %s could not be scored", command.command_id)
-            work.sends.append(await send_to_dead_letter(RISK_COMMANDS_DLQ, message, error))
+            batch.dead_letter(RISK_COMMANDS_DLQ, message, error)
             return
         headers.append((ASSESSMENT_HEADER, assessment.to_header()))
-        await _record(work, command, movement, assessment, new, encoded)
-    work.sends.append(await direct_producer.send(LEDGER_COMMANDS, message.value, command.account_id.encode(),
-                                                 headers))
+        _record(batch, command, movement, assessment, new, encoded)
+    batch.emit(LEDGER_COMMANDS, message.value, command.account_id.encode(), headers)
 
 
-async def _record(work: Batch, command: c.Command, movement: Movement, assessment: Assessment, new: bool,
-                  encoded: tuple[bytes, list[tuple[str, bytes]]]) -> None:
+def _record(batch: Batch, command: c.Command, movement: Movement, assessment: Assessment, new: bool,
+            encoded: tuple[bytes, list[tuple[str, bytes]]]) -> None:
     value, headers = encoded
     key = movement.account_id.encode()
-    work.sends.append(await direct_producer.send(RISK_ASSESSMENTS, value, key, headers))
+    batch.emit(RISK_ASSESSMENTS, value, key, headers)
     if assessment.action != "allow":
-        work.sends.append(await direct_producer.send(RISK_ALERTS, value, key, headers))
+        batch.emit(RISK_ALERTS, value, key, headers)
     if new:
         RISK_ASSESSED.labels(assessment.action).inc()
         for hit in assessment.hits:
@@ -190,20 +172,12 @@ async def _record(work: Batch, command: c.Command, movement: Movement, assessmen
                 "rule_set_version": assessment.rule_set_version})
 
 
-@app.agent(risk_commands_topic)
-async def risk_agent(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-        await retry_batch("risk", partial(handle, batch))
+risk_agent = agent(RISK_COMMANDS, name="risk", offsets_key=NEXT_COMMAND_KEY)(decide)
 
 
 @app.task
 async def _start_rulebook() -> None:
     await rulebook.start()
-
-
-@app.on_partitions_assigned.connect
-async def _forget_offsets(app: faust.App, assigned: set, **kwargs: Any) -> None:
-    guard.forget()
 
 
 @app.on_before_shutdown.connect

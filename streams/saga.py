@@ -11,10 +11,7 @@ would fail the same way until the worker died, and again after every restart.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import faust
@@ -29,22 +26,13 @@ from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of
 from infra.topics import record_types
 from schemas.codec import get_codec
-from streams import direct_producer
-from streams.app import app, commands_table, events_topic, put, settings
-from streams.dead_letters import send_to_dead_letter
-from streams.gaps import LazyReader, OffsetGuard
-from streams.metrics import EVENTS_PROCESSED, SAGA_IN_FLIGHT, SAGA_OLDEST_AGE
-from streams.retry import retry_batch
+from streams.app import app, settings
+from streams.checkpoint import Batch, agent
+from streams.metrics import SAGA_IN_FLIGHT, SAGA_OLDEST_AGE
 
 codec = get_codec()
 event_types = record_types(LEDGER_EVENTS)
 NEXT_EVENT_KEY = "__saga_next_event__/{}"
-# Under exactly_once the events topic holds transaction markers, which look like holes to the guard;
-# there Faust's transactional offsets are the saga's record.
-guard: OffsetGuard | None = None
-if settings.processing_guarantee == "at_least_once":
-    guard = OffsetGuard(LEDGER_EVENTS, lambda p: commands_table.get(NEXT_EVENT_KEY.format(p)),
-                        LazyReader(settings.kafka, "read_committed"))
 
 
 class InFlight:
@@ -76,32 +64,21 @@ class InFlight:
 in_flight = InFlight()
 
 
-async def drive(batch: Sequence[faust.EventT]) -> None:
+async def drive(batch: Batch) -> None:
     now = datetime.now(UTC)
-    sends: list[Any] = []
-    messages = [item.message for item in batch]
-    if guard is not None:
-        messages = await guard.complete(messages)
-    for message in messages:
+    for message in batch.records:
         try:
             step = _step_for(message, now)
         except Exception as error:  # noqa: BLE001 - decoding and building a step are pure: a retry fails alike
-            sends.append(await send_to_dead_letter(LEDGER_EVENTS_DLQ, message, error))
+            batch.dead_letter(LEDGER_EVENTS_DLQ, message, error)
             continue
         if step is not None:
             record, value, headers = step
             if isinstance(record, c.Command):
-                sends.append(await direct_producer.send(LEDGER_COMMANDS, value, record.account_id.encode(), headers))
+                batch.emit(LEDGER_COMMANDS, value, record.account_id.encode(), headers)
             else:
-                sends.append(await direct_producer.send(PAYMENTS_OUTBOUND, value, record.instruction_id.encode(),
-                                                        headers))
-    await asyncio.gather(*sends)  # delivered before the events' offsets are committed
-    EVENTS_PROCESSED.labels("saga").inc(len(messages))
-    in_flight.publish(now)
-    if guard is not None:
-        for partition, next_offset in guard.advance(messages).items():
-            put(commands_table, partition, NEXT_EVENT_KEY.format(partition), next_offset)
-    await direct_producer.flush_tables()
+                batch.emit(PAYMENTS_OUTBOUND, value, record.instruction_id.encode(), headers)
+    batch.on_acknowledged(lambda delivered: in_flight.publish(now))
 
 
 def _step_for(message: Any, now: datetime) -> tuple[c.Command | PaymentInstruction, bytes,
@@ -125,15 +102,13 @@ def _step_for(message: Any, now: datetime) -> tuple[c.Command | PaymentInstructi
     return step, value, headers
 
 
-@app.agent(events_topic)
-async def transfer_saga(stream: faust.StreamT) -> None:
-    async for batch in stream.take_events(500, within=0.005):
-        # Steps have deterministic ids, so resending a whole batch after a failure is harmless.
-        await retry_batch("saga", partial(drive, batch))
+# Under exactly_once the events topic holds transaction markers, which look like holes to the offset guard;
+# there Faust's transactional offsets are the saga's record. Steps have deterministic ids, so sending a batch's
+# steps again after a failure is harmless.
+transfer_saga = agent(LEDGER_EVENTS, name="saga",
+                      offsets_key=NEXT_EVENT_KEY if settings.processing_guarantee == "at_least_once" else None)(drive)
 
 
 @app.on_partitions_assigned.connect
-async def _forget_offsets(app: faust.App, assigned: set, **kwargs: Any) -> None:
+async def _keep_in_flight(app: faust.App, assigned: set, **kwargs: Any) -> None:
     in_flight.keep_partitions({tp.partition for tp in assigned if tp.topic == LEDGER_EVENTS})
-    if guard is not None:
-        guard.forget()

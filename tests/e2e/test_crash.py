@@ -61,7 +61,7 @@ def test_crash_after_events_before_snapshots_posts_nothing_twice(stack, api_url:
         bank = Bank(api_url)
         try:
             account = await bank.open()
-            _restart_worker(stack, {"BANK_FAILPOINT": "after_events_acked:1"})
+            _restart_worker(stack, {"BANK_FAILPOINT": "after_ledger_acked:1"})
             accepted = await bank.deposit(account, "12.34", wait=False, key=f"crash-{account}")
             assert accepted.status_code == 202
             command_id = accepted.json()["command_id"]

@@ -1,0 +1,234 @@
+"""The one batch engine: every agent's crash-safe order, written once (in the spirit of quixstreams' Checkpoint).
+
+An agent declares the topic it reads and a decide function; `@agent(...)` registers it. Per batch the engine
+  1. lets the agent catch up (`prepare`: the ledger folds the tail of its event log after a (re)assignment,
+     into memory, and keeps it through the batch),
+  2. completes the batch (streams/gaps.py: records a consumer skipped are read back),
+  3. calls `decide(batch)`, which reads the agent's state and says what to emit and what state to keep,
+  4. sends every record to emit and waits until the broker has acknowledged them all,
+  5. keeps the state, and writes it to the tables' changelogs with the agent's next offsets: after every batch,
+     or, for an agent whose state folds back from its own log (`snapshot_every`), periodically: first the
+     state, acknowledged, then the positions it reflects, so a snapshot's position never runs ahead of it,
+  6. returns, and only then may Faust commit the batch's offsets.
+A crash anywhere leaves records in the log that the snapshots may not reflect yet: an agent with periodic
+snapshots folds them back in `prepare`; the others decide the records since their snapshot again, alike, and
+whatever they send again is deduplicated downstream by id. A failed batch is retried whole (never skipped) after
+`reset`, and after too many failures the worker crashes, so its supervisor restarts it from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from infra.dead_letters import dead_letter_of
+from streams import direct_producer
+from streams.app import app, commands_table, put, raw_topic, settings
+from streams.failpoints import failpoint
+from streams.gaps import LazyReader, OffsetGuard
+from streams.metrics import DEAD_LETTERS, EVENTS_PROCESSED
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 500
+BATCH_WITHIN_SECONDS = 0.005
+MAX_ATTEMPTS = 8
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A record to send: `transactional` ones go through Faust's producer, so under exactly_once they are part of
+    the source partition's transaction; the others through the direct producer (streams/direct_producer.py)."""
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers
+    partition: int | None = None
+    transactional: bool = False
+
+
+@dataclass
+class Batch:
+    """One batch of an agent: the records it read, and what deciding them produced."""
+    records: list[Any]
+    outgoing: list[Outgoing] = field(default_factory=list)
+    kept: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
+    positions: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
+    acknowledged: list[Callable[[list[Any]], None]] = field(default_factory=list)
+
+    def emit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers,
+             partition: int | None = None, transactional: bool = False) -> None:
+        self.outgoing.append(Outgoing(topic, value, key, headers, partition, transactional))
+
+    def dead_letter(self, topic: str, record: Any, error: Exception) -> None:
+        """The record, with the error in its headers, onto the dead-letter topic: the agent goes on."""
+        letter = dead_letter_of(record, error, settings.max_command_bytes)
+        log.warning("dead-lettering %s/%s/%s: %s", record.topic, record.partition, record.offset,
+                    dict(letter.headers)["dlq.error"].decode())
+        DEAD_LETTERS.labels(topic).inc()
+        self.emit(topic, letter.value, letter.key, letter.headers)
+
+    def keep(self, table: faust.Table, partition: int, key: str, value: Any) -> None:
+        """State to keep once the batch's records are acknowledged; its changelog goes to `partition`."""
+        self.kept[(table.name, key)] = (table, partition, value)
+
+    def keep_position(self, table: faust.Table, partition: int, key: str, value: Any) -> None:
+        """A position the kept state reflects (how far a log is folded in): stored only after that state."""
+        self.positions[(table.name, key)] = (table, partition, value)
+
+    def on_acknowledged(self, callback: Callable[[list[Any]], None]) -> None:
+        """`callback(metadata of every record sent)`, once they are all acknowledged, before the state is kept."""
+        self.acknowledged.append(callback)
+
+
+Decide = Callable[[Batch], Awaitable[None]]
+# Before a batch is decided: catch the partitions' state up (into memory, and kept through the batch).
+Prepare = Callable[[set[int], Batch], Awaitable[None]]
+
+
+class BatchAgent:
+    def __init__(self, name: str, topic: str, decide: Decide, *, offsets_key: str | None,
+                 prepare: Prepare | None = None,
+                 reset: Callable[[set[int]], None] | None = None,
+                 snapshot_every: timedelta | None = None) -> None:
+        self.name, self.topic, self.decide = name, topic, decide
+        self.offsets_key = offsets_key
+        self.prepare, self.reset = prepare, reset
+        # Periodic snapshots would let an exactly_once commit run ahead of its state: there every batch writes them.
+        periodic = snapshot_every and settings.processing_guarantee == "at_least_once"
+        self.snapshot_every = snapshot_every if periodic else None
+        self.guard = None if offsets_key is None else OffsetGuard(
+            topic, lambda p: commands_table.get(offsets_key.format(p)), LazyReader(settings.kafka, "read_committed"))
+        self._unsaved: dict[tuple[str, str], tuple[faust.Table, int]] = {}
+        self._unsaved_positions: dict[tuple[str, str], tuple[faust.Table, int]] = {}
+        self._saved_at = time.monotonic()
+
+    # ------------------------------------------------------------ one batch
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        batch = Batch(list(records))
+        if self.prepare is not None:
+            await self.prepare({r.partition for r in records}, batch)
+        if self.guard is not None:
+            batch.records = await self.guard.complete(records)
+        await self.decide(batch)
+        delivered = await asyncio.gather(*[await self._send(out) for out in batch.outgoing])
+        failpoint(f"after_{self.name}_acked")
+        for callback in batch.acknowledged:
+            callback(delivered)
+        EVENTS_PROCESSED.labels(self.name).inc(len(batch.records))
+        if self.guard is not None:
+            for partition, next_offset in self.guard.advance(batch.records).items():
+                batch.keep_position(commands_table, partition, self.offsets_key.format(partition), next_offset)
+        await self._keep(batch)
+
+    async def _send(self, out: Outgoing) -> Any:
+        if out.transactional and settings.processing_guarantee == "exactly_once":
+            return await _faust_topic(out.topic).send(key=out.key, value=out.value, partition=out.partition,
+                                                      headers=out.headers)
+        return await direct_producer.send(out.topic, out.value, out.key, out.headers, out.partition)
+
+    async def _keep(self, batch: Batch) -> None:
+        if self.snapshot_every is None:
+            for table, partition, key, value in _entries(batch.kept, batch.positions):
+                put(table, partition, key, value)
+            await direct_producer.flush_tables()
+            return
+        _remember(batch.kept, self._unsaved)
+        _remember(batch.positions, self._unsaved_positions)
+        if time.monotonic() - self._saved_at >= self.snapshot_every.total_seconds():
+            await self.snapshot()
+
+    async def snapshot(self) -> None:
+        """Write what changed since the last snapshot: the state, acknowledged, then the positions it reflects."""
+        for unsaved in (self._unsaved, self._unsaved_positions):
+            for (_, key), (table, partition) in list(unsaved.items()):
+                put(table, partition, key, table.data.get(key))
+            unsaved.clear()
+            await direct_producer.flush_tables()
+        self._saved_at = time.monotonic()
+
+    # ------------------------------------------------------------ retries, rebalances, registration
+
+    async def handle_with_retry(self, records: Sequence[Any]) -> None:
+        """Never skips a batch: retried with backoff after `reset`; after MAX_ATTEMPTS the worker crashes."""
+        partitions = {r.partition for r in records}
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                await self.handle(records)
+                return
+            except Exception as error:
+                if attempt == MAX_ATTEMPTS:
+                    log.critical("%s batch failed %s times, crashing the worker: %r", self.name, attempt, error)
+                    await app.crash(error)
+                    raise
+                log.warning("%s batch failed (attempt %s), retrying: %r", self.name, attempt, error)
+                if self.reset is not None:
+                    self.reset(partitions)
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+
+    async def assigned(self, partitions: set[int]) -> None:
+        # A rebalance may hand us a partition another worker wrote to: its tables, restored, know better than memory.
+        if self.guard is not None:
+            self.guard.forget()
+        if self.reset is not None:
+            self.reset(partitions)
+
+    def register(self) -> None:
+        @app.agent(raw_topic(self.topic), name=f"streams.{self.name}")
+        async def run(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+                await self.handle_with_retry([event.message for event in events])
+
+        async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
+            await self.assigned({tp.partition for tp in assigned if tp.topic == self.topic})
+
+        app.on_partitions_assigned.connect(on_assigned)
+
+
+def agent(topic: str, *, name: str, offsets_key: str | None,
+          prepare: Prepare | None = None,
+          reset: Callable[[set[int]], None] | None = None,
+          snapshot_every: timedelta | None = None) -> Callable[[Decide], BatchAgent]:
+    """Declares a batch agent: `@agent(TOPIC, name=..., offsets_key=...)` over `async def decide(batch)`.
+
+    `offsets_key`: the commands-table key (formatted with the partition) of the agent's next expected offset, for
+    the guard against skipped records; None under exactly_once on a topic with transaction markers."""
+    def register(decide: Decide) -> BatchAgent:
+        batch_agent = BatchAgent(name, topic, decide, offsets_key=offsets_key, prepare=prepare, reset=reset,
+                                 snapshot_every=snapshot_every)
+        batch_agent.register()
+        return batch_agent
+    return register
+
+
+_faust_topics: dict[str, faust.TopicT] = {}
+
+
+def _faust_topic(name: str) -> faust.TopicT:
+    if name not in _faust_topics:
+        _faust_topics[name] = raw_topic(name)
+    return _faust_topics[name]
+
+
+def _entries(*groups: dict[tuple[str, str], tuple[faust.Table, int, Any]]) -> Iterable[tuple[faust.Table, int, str,
+                                                                                               Any]]:
+    for group in groups:
+        for (_, key), (table, partition, value) in group.items():
+            yield table, partition, key, value
+
+
+def _remember(kept: dict[tuple[str, str], tuple[faust.Table, int, Any]],
+              unsaved: dict[tuple[str, str], tuple[faust.Table, int]]) -> None:
+    """Into the table's memory now (the next batch reads it), into its changelog at the next snapshot."""
+    for (name, key), (table, partition, value) in kept.items():
+        table.data[key] = value
+        unsaved[(name, key)] = (table, partition)
