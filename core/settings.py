@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # changelog: a restart folds the log's tail since the last snapshot, so this bounds that tail, not safety.
     # 0 writes them after every batch (as exactly_once always does).
     ledger_snapshot_interval: timedelta = timedelta(seconds=5)
+    # How long the agents remember a command id they have handled (the ledger's processed commands, the risk
+    # agent's assessments): a retry or redelivery inside it is recognised; past it the id goes, so state stays flat.
+    processed_retention: timedelta = timedelta(days=7)
     # Client-side long polling of idle consumers (infra/kafka_fetch.py, embedded broker defect 6): an empty
     # fetch lasts at least this long. 0 turns it off (real Kafka holds empty fetches itself).
     kafka_empty_fetch_backoff_ms: int = Field(default=5, ge=0, le=500)

@@ -55,7 +55,7 @@ commands_table = app.Table("commands",
 
 # Changelog records put() has encoded and streams.direct_producer.flush_tables() has not sent yet:
 # (changelog topic, partition, key bytes, value bytes).
-pending_changelog: list[tuple[str, int, bytes, bytes]] = []
+pending_changelog: list[tuple[str, int, bytes, bytes | None]] = []
 
 
 def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
@@ -71,13 +71,16 @@ def put(table: faust.Table, partition: int, key: str, value: Any) -> None:
     most of their time waiting on it (bench: ~100 ledger events/s, commits taking over a minute).
     exactly_once: Faust's path, since the record must be part of the partition's transaction.
     """
-    table.data[key] = value
+    if value is None:   # a deleted key: a tombstone on the changelog, which compaction and recovery drop
+        table.data.pop(key, None)
+    else:
+        table.data[key] = value
     if settings.processing_guarantee == "exactly_once":
-        table.send_changelog(partition, key, value)
+        table.send_changelog(partition, key, value, value_serializer="raw" if value is None else None)
         return
     topic = table.changelog_topic
     key_bytes, _ = topic.prepare_key(key, table.key_serializer)
-    value_bytes, _ = topic.prepare_value(value, table.value_serializer)
+    value_bytes = None if value is None else topic.prepare_value(value, table.value_serializer)[0]
     pending_changelog.append((topic.get_topic_name(), partition, key_bytes, value_bytes))
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import faust
 
+from core.retention import RetentionWindow
 from infra.dead_letters import dead_letter_of
 from streams import direct_producer
 from streams.app import app, commands_table, put, raw_topic, settings
@@ -41,6 +42,7 @@ BATCH_MAX = 500
 BATCH_WITHIN_SECONDS = 0.005
 MAX_ATTEMPTS = 8
 Headers = list[tuple[str, bytes]]
+DELETED = object()   # a kept value that deletes its key
 
 
 @dataclass(slots=True)
@@ -80,6 +82,10 @@ class Batch:
         """State to keep once the batch's records are acknowledged; its changelog goes to `partition`."""
         self.kept[(table.name, key)] = (table, partition, value)
 
+    def drop(self, table: faust.Table, partition: int, key: str) -> None:
+        """A key to delete (a tombstone on its changelog) once the batch's records are acknowledged."""
+        self.kept[(table.name, key)] = (table, partition, DELETED)
+
     def keep_position(self, table: faust.Table, partition: int, key: str, value: Any) -> None:
         """A position the kept state reflects (how far a log is folded in): stored only after that state."""
         self.positions[(table.name, key)] = (table, partition, value)
@@ -110,10 +116,15 @@ class BatchAgent:
         self._unsaved: dict[tuple[str, str], tuple[faust.Table, int]] = {}
         self._unsaved_positions: dict[tuple[str, str], tuple[faust.Table, int]] = {}
         self._saved_at = time.monotonic()
+        self._lock = asyncio.Lock()   # a snapshot between batches, never inside one
 
     # ------------------------------------------------------------ one batch
 
     async def handle(self, records: Sequence[Any]) -> None:
+        async with self._lock:
+            await self._handle(records)
+
+    async def _handle(self, records: Sequence[Any]) -> None:
         batch = Batch(list(records))
         if self.prepare is not None:
             await self.prepare({r.partition for r in records}, batch)
@@ -139,19 +150,25 @@ class BatchAgent:
     async def _keep(self, batch: Batch) -> None:
         if self.snapshot_every is None:
             for table, partition, key, value in _entries(batch.kept, batch.positions):
-                put(table, partition, key, value)
+                put(table, partition, key, None if value is DELETED else value)
             await direct_producer.flush_tables()
             return
         _remember(batch.kept, self._unsaved)
         _remember(batch.positions, self._unsaved_positions)
         if time.monotonic() - self._saved_at >= self.snapshot_every.total_seconds():
-            await self.snapshot()
+            await self._snapshot()
 
-    async def snapshot(self) -> None:
+    async def snapshot_when_idle(self) -> None:
+        """A quiet agent's last batches are snapshotted too, so a restart after a quiet spell folds nothing."""
+        if self._unsaved or self._unsaved_positions:
+            async with self._lock:
+                await self._snapshot()
+
+    async def _snapshot(self) -> None:
         """Write what changed since the last snapshot: the state, acknowledged, then the positions it reflects."""
         for unsaved in (self._unsaved, self._unsaved_positions):
             for (_, key), (table, partition) in list(unsaved.items()):
-                put(table, partition, key, table.data.get(key))
+                put(table, partition, key, table.data.get(key))   # None, a deleted key: its tombstone
             unsaved.clear()
             await direct_producer.flush_tables()
         self._saved_at = time.monotonic()
@@ -175,6 +192,13 @@ class BatchAgent:
                     self.reset(partitions)
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
+    def revoked(self, partitions: set[int]) -> None:
+        """What a revoked partition's batches changed is not ours to snapshot any more: its next owner folds it
+        back from the log; a late write of ours could land between its state and its position."""
+        for unsaved in (self._unsaved, self._unsaved_positions):
+            for key in [key for key, (_, partition) in unsaved.items() if partition in partitions]:
+                del unsaved[key]
+
     async def assigned(self, partitions: set[int]) -> None:
         # A rebalance may hand us a partition another worker wrote to: its tables, restored, know better than memory.
         if self.guard is not None:
@@ -191,7 +215,68 @@ class BatchAgent:
         async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
             await self.assigned({tp.partition for tp in assigned if tp.topic == self.topic})
 
+        async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
+            self.revoked({tp.partition for tp in revoked if tp.topic == self.topic})
+
         app.on_partitions_assigned.connect(on_assigned)
+        app.on_partitions_revoked.connect(on_revoked)
+        if self.snapshot_every is not None:
+            app.timer(self.snapshot_every.total_seconds(), name=f"streams.{self.name}.snapshot")(
+                self.snapshot_when_idle)
+
+
+class RememberedIds:
+    """The ids an agent has handled, in one of its tables, each kept for BANK_PROCESSED_RETENTION (core/retention.py):
+    a retry inside the window is recognised; past it the id is deleted, so the table stays flat. Stored as
+    `id -> [partition, kept at (epoch seconds), value]`, so a restored table's window can be rebuilt."""
+
+    def __init__(self, table: faust.Table, window: timedelta) -> None:
+        self.table = table
+        self.window = RetentionWindow(window.total_seconds())
+        self._stale = True   # the table was (re)stored from its changelog: the window is rebuilt before use
+
+    def __contains__(self, id_: str) -> bool:
+        return id_ in self.table.data
+
+    def value(self, id_: str) -> Any:
+        stored = self.table.data.get(id_)
+        return stored[2] if isinstance(stored, list) and len(stored) == 3 else None
+
+    def remember(self, batch: Batch, partition: int, id_: str, at: float, value: Any = None) -> None:
+        """Kept with the batch: recognised once its records are acknowledged (a failed batch is decided again)."""
+        batch.keep(self.table, partition, id_, [partition, at, value])
+        self.window.add(at, id_, partition)
+
+    def recovered(self, batch: Batch, partition: int, id_: str, at: float) -> None:
+        """An id whose outcome is already in the log: recognised at once, kept with the batch."""
+        self.table.data[id_] = [partition, at, None]
+        self.remember(batch, partition, id_, at)
+
+    def forget_expired(self, batch: Batch, now: float) -> int:
+        if self._stale:
+            self._rebuild(now)
+        expired = self.window.expired(now)
+        for id_, partition in expired:
+            if partition < 0:   # an id kept before ids had times: no partition to write its tombstone to
+                self.table.data.pop(id_, None)
+            else:
+                batch.drop(self.table, partition, id_)
+        return len(expired)
+
+    def restored(self) -> None:
+        self._stale = True
+
+    def _rebuild(self, now: float) -> None:
+        kept: list[tuple[float, str, int]] = []
+        for key, stored in self.table.data.items():
+            if key.startswith("__"):
+                continue   # the agent's positions share the table
+            if isinstance(stored, list) and len(stored) == 3:
+                kept.append((float(stored[1]), key, int(stored[0])))
+            else:   # kept before ids had times: as if kept now, so it lasts one more window
+                kept.append((now, key, -1))
+        self.window.rebuild(kept)
+        self._stale = False
 
 
 def agent(topic: str, *, name: str, offsets_key: str | None,
@@ -230,5 +315,8 @@ def _remember(kept: dict[tuple[str, str], tuple[faust.Table, int, Any]],
               unsaved: dict[tuple[str, str], tuple[faust.Table, int]]) -> None:
     """Into the table's memory now (the next batch reads it), into its changelog at the next snapshot."""
     for (name, key), (table, partition, value) in kept.items():
-        table.data[key] = value
+        if value is DELETED:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value
         unsaved[(name, key)] = (table, partition)

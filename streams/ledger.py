@@ -31,7 +31,7 @@ from infra.records import actor_of, header
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams.app import accounts_table, app, commands_table, settings
-from streams.checkpoint import Batch, agent
+from streams.checkpoint import Batch, RememberedIds, agent
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.gaps import LazyReader
 from streams.metrics import COMMAND_LATENCY, COMMANDS_DECIDED
@@ -52,6 +52,7 @@ class Ledger:
         self.event_types = record_types(LEDGER_EVENTS)
         self.policy = ledger.LedgerPolicy.of(settings)   # a misconfigured maximum stops the worker at start
         self.caught_up: set[int] = set()
+        self.processed = RememberedIds(commands_table, settings.processed_retention)
         self._reader = LazyReader(settings.kafka, READ_ISOLATION)
 
     # ------------------------------------------------------------ catch-up from the event log
@@ -63,6 +64,7 @@ class Ledger:
     def forget(self, partitions: set[int]) -> None:
         """After a failed batch or a rebalance: fold the log's tail again before the next command."""
         self.caught_up.difference_update(partitions)
+        self.processed.restored()
 
     async def catch_up(self, partition: int, batch: Batch) -> int:
         """Fold events the tables miss (written since their last snapshot) back into them, and keep them through
@@ -101,8 +103,7 @@ class Ledger:
         if new_state is not None and new_state != state:
             accounts_table.data[event.account_id] = new_state.to_dict()
             batch.keep(accounts_table, partition, event.account_id, new_state.to_dict())
-        commands_table.data[event.command_id] = 1
-        batch.keep(commands_table, partition, event.command_id, 1)
+        self.processed.recovered(batch, partition, event.command_id, event.occurred_at.timestamp())
 
     async def close(self) -> None:
         await self._reader.close()
@@ -111,6 +112,7 @@ class Ledger:
 
     async def decide(self, batch: Batch) -> None:
         now = datetime.now(UTC)
+        self.processed.forget_expired(batch, now.timestamp())
         states: dict[str, ledger.AccountState | None] = {}
         touched: dict[str, int] = {}   # account id -> partition of its commands
         seen: set[str] = set()
@@ -123,7 +125,7 @@ class Ledger:
             except (RecordTooLarge, DecodeError, ValueError) as error:  # ValueError: a malformed risk header
                 batch.dead_letter(LEDGER_COMMANDS_DLQ, message, error)
                 continue
-            if command.command_id in seen or command.command_id in commands_table:
+            if command.command_id in seen or command.command_id in self.processed:
                 COMMANDS_DECIDED.labels(type(command).__name__, "duplicate").inc()
                 continue  # a retry or a redelivery: its events are already in the log
             seen.add(command.command_id)
@@ -137,7 +139,7 @@ class Ledger:
                 _emit(batch, result, record, message.partition, trace, actor)
             decided.append(Decided(command, results, trace))
             touched[key] = message.partition
-            batch.keep(commands_table, message.partition, command.command_id, 1)
+            self.processed.remember(batch, message.partition, command.command_id, now.timestamp())
         for account_id, partition in touched.items():
             if (state := states[account_id]) is not None:
                 batch.keep(accounts_table, partition, account_id, state.to_dict())

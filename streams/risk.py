@@ -6,16 +6,16 @@ allowed) -> the command, untouched, onto bank.ledger.commands (keyed by account)
 header `bank.risk.assessment`; the ledger holds, blocks or posts accordingly. Other commands pass through.
 
 Crash safety is the batch engine's order (streams/checkpoint.py): sends are acknowledged before the tables are
-written, and the tables before the offsets are committed. Redelivered after a crash before the tables were written, a command
-is scored again against the same features, so it gets the same assessment; after the tables were written, its
-id is among the customer's recent assessments, which are reused instead of scoring (and counting) it twice.
+written, and the tables before the offsets are committed. Redelivered after a crash before the tables were
+written, a command is scored again against the same features, so it gets the same assessment; after the tables were written, its
+assessment is in `risk_assessed` (kept for BANK_PROCESSED_RETENTION) and reused instead of scoring (and counting)
+it twice.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,53 +31,35 @@ from infra.records import header_list
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams.app import app, settings
-from streams.checkpoint import Batch, agent
+from streams.checkpoint import Batch, RememberedIds, agent
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.metrics import FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
 from streams.rulebook import LiveRules, Rulebook
 
 log = logging.getLogger(__name__)
 
-RECENT_ASSESSMENTS = 256      # per customer: far more than can be redelivered between two offset commits
 NEXT_COMMAND_KEY = "__risk_next_command__/{}"
 
 account_features = app.Table("risk_accounts", help="account id -> AccountFeatures.to_dict()")
-customer_records = app.Table("risk_customers",
-                             help="customer id -> {features: CustomerFeatures.to_dict(), recent: {command id: "
-                                  "assessment}}")
+customer_records = app.Table("risk_customers", help="customer id -> {features: CustomerFeatures.to_dict()}")
+# Each movement's assessment, by command id, for the retention window: a redelivered command (its offset not yet
+# committed when the worker stopped) gets the assessment it had, instead of being scored and counted again.
+assessed_table = app.Table("risk_assessed", help="command id -> [partition, assessed at, Assessment.to_dict()]")
+assessed = RememberedIds(assessed_table, settings.processed_retention)
 rulebook = Rulebook(settings.kafka, settings.rules_file, settings.sanctions_file)
 codec = get_codec()
 command_types = record_types(RISK_COMMANDS)
 
 
-@dataclass(slots=True)
-class CustomerRecord:
-    features: CustomerFeatures
-    recent: dict[str, dict[str, Any]] = field(default_factory=dict)   # command id -> Assessment.to_dict()
-
-    def remember(self, command_id: str, assessment: Assessment) -> None:
-        self.recent[command_id] = assessment.to_dict()
-        while len(self.recent) > RECENT_ASSESSMENTS:
-            del self.recent[next(iter(self.recent))]   # dicts keep insertion order: the oldest goes
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features.to_dict(), "recent": self.recent}
-
-    @classmethod
-    def load(cls, customer_id: str) -> CustomerRecord:
-        stored = customer_records.get(customer_id)
-        if stored is None:
-            return cls(CustomerFeatures(customer_id=customer_id))
-        return cls(CustomerFeatures.from_dict(stored["features"]), dict(stored["recent"]))
-
-
 class Work:
     """The features a batch reads and changes, kept once its records are acknowledged."""
 
-    def __init__(self, live: LiveRules) -> None:
-        self.live = live
+    def __init__(self, live: LiveRules, batch: Batch) -> None:
+        self.live, self.batch = live, batch
+        self.now = time.time()
         self.accounts: dict[str, AccountFeatures] = {}
-        self.customers: dict[str, CustomerRecord] = {}
+        self.customers: dict[str, CustomerFeatures] = {}
+        self.assessments: dict[str, Assessment] = {}   # this batch's, by command id
         self.partition_of: dict[str, int] = {}      # table key -> partition of the message that changed it
 
     def account(self, account_id: str) -> AccountFeatures | None:
@@ -88,24 +70,32 @@ class Work:
             self.accounts[account_id] = AccountFeatures.from_dict(stored)
         return self.accounts[account_id]
 
-    def customer(self, customer_id: str) -> CustomerRecord:
+    def customer(self, customer_id: str) -> CustomerFeatures:
         if customer_id not in self.customers:
-            self.customers[customer_id] = CustomerRecord.load(customer_id)
+            stored = customer_records.get(customer_id)
+            self.customers[customer_id] = (CustomerFeatures(customer_id=customer_id) if stored is None
+                                           else CustomerFeatures.from_dict(stored["features"]))
         return self.customers[customer_id]
+
+    def known(self, command_id: str) -> Assessment | None:
+        if command_id in self.assessments:
+            return self.assessments[command_id]
+        stored = assessed.value(command_id)
+        return None if stored is None else Assessment.from_dict(stored)
 
     def assess(self, command: c.Command, movement: Movement, partition: int) -> tuple[Assessment, bool]:
         """The movement's assessment, and whether it is new (False: a redelivery, assessed before)."""
-        record = self.customer(movement.customer_id)
-        known = record.recent.get(command.command_id)
+        known = self.known(command.command_id)
         if known is not None:
-            return Assessment.from_dict(known), False
+            return known, False
         started = time.perf_counter()
-        scored = score(movement, self.account(movement.account_id), record.features, self.live.rule_set,
-                       self.live.sanctions)
+        scored = score(movement, self.account(movement.account_id), self.customer(movement.customer_id),
+                       self.live.rule_set, self.live.sanctions)
         RISK_ASSESSMENT_SECONDS.observe(time.perf_counter() - started)
         self.accounts[movement.account_id] = scored.account
-        record.features = scored.customer
-        record.remember(command.command_id, scored.assessment)
+        self.customers[movement.customer_id] = scored.customer
+        self.assessments[command.command_id] = scored.assessment
+        assessed.remember(self.batch, partition, command.command_id, self.now, scored.assessment.to_dict())
         self.partition_of[movement.account_id] = self.partition_of[movement.customer_id] = partition
         return scored.assessment, True
 
@@ -113,15 +103,17 @@ class Work:
         for account_id, features in self.accounts.items():
             if account_id in self.partition_of:
                 batch.keep(account_features, self.partition_of[account_id], account_id, features.to_dict())
-        for customer_id, record in self.customers.items():
+        for customer_id, features in self.customers.items():
             if customer_id in self.partition_of:
-                batch.keep(customer_records, self.partition_of[customer_id], customer_id, record.to_dict())
+                batch.keep(customer_records, self.partition_of[customer_id], customer_id,
+                           {"features": features.to_dict()})
 
 
 async def decide(batch: Batch) -> None:
     await rulebook.ready.wait()
     assert rulebook.live is not None
-    work = Work(rulebook.live)   # one rule-set version per batch: a switch lands between batches
+    work = Work(rulebook.live, batch)   # one rule-set version per batch: a switch lands between batches
+    assessed.forget_expired(batch, work.now)
     for message in batch.records:
         _decide_one(batch, work, message)
     work.keep_tables(batch)
@@ -172,7 +164,8 @@ def _record(batch: Batch, command: c.Command, movement: Movement, assessment: As
                 "rule_set_version": assessment.rule_set_version})
 
 
-risk_agent = agent(RISK_COMMANDS, name="risk", offsets_key=NEXT_COMMAND_KEY)(decide)
+risk_agent = agent(RISK_COMMANDS, name="risk", offsets_key=NEXT_COMMAND_KEY,
+                   reset=lambda partitions: assessed.restored())(decide)
 
 
 @app.task

@@ -71,6 +71,20 @@ class EventCounter:
                     self.counts[header(record, HEADER_SCHEMA) or b"?"] += 1
 
 
+async def records_on_log(bootstrap: str) -> int:
+    """Every record written to every topic so far (the platform's, Faust's changelogs and the bench's own commands),
+    consumer offsets aside: the difference over a phase, divided by what settled in it, is what a transfer costs."""
+    consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False,
+                               isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        topics = [t for t in await consumer.topics() if not t.startswith("__") and not t.startswith("bench-")]
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
 def _command(cls: type[c.Command], account: str, **fields: Any) -> c.Command:
     cid = str(uuid.uuid4())
     return cls(command_id=cid, account_id=account, issued_at=datetime.now(UTC), correlation_id=cid, **fields)
@@ -115,9 +129,12 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
             # channel cash, no teller named: every one debits the one vault cash account, the hottest there is
             return _command(c.Deposit, account, amount=100, currency="EUR", channel="cash"), owner[account]
 
+        records_before = await records_on_log(bootstrap)
         transfers = await _sustain("transfers", transfer, SETTLED, counter, sender, duration, warmup, window,
                                    progress)
         await wait_for_quiet(bootstrap, quiet)
+        records = await records_on_log(bootstrap) - records_before
+        settled_all = counter.settled(SETTLED) - transfers["settled_before"]
         deposits = await _sustain("cash deposits", deposit, DEPOSITED, counter, sender, duration / 2, warmup / 2,
                                   window, progress)
     finally:
@@ -127,6 +144,7 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
             "seconds": transfers["seconds"], "transfers_produced": transfers["produced"],
             "transfers_settled": transfers["settled"], "transfers_per_s": transfers["per_s"],
             "ledger_events_per_s": transfers["events_per_s"], "backlog_at_end": transfers["backlog_at_end"],
+            "records_per_transfer": round(records / max(1, settled_all), 1),
             "deposit_seconds": deposits["seconds"], "deposits_settled": deposits["settled"],
             "deposits_per_s": deposits["per_s"], "deposit_events_per_s": deposits["events_per_s"],
             "deposits_to_transfers": round(deposits["per_s"] / max(1, transfers["per_s"]), 2),
@@ -173,6 +191,6 @@ async def _sustain(label: str, command_of: Callable[[int], tuple[c.Command, str]
     end = (time.monotonic() - started, counter.settled(settled_names) - base_settled, counter.events - base_events)
     warm = warm or (0.0, 0, 0)
     seconds = end[0] - warm[0]
-    return {"seconds": round(seconds, 1), "produced": produced, "settled": end[1],
+    return {"seconds": round(seconds, 1), "produced": produced, "settled": end[1], "settled_before": base_settled,
             "per_s": round((end[1] - warm[1]) / seconds), "events_per_s": round((end[2] - warm[2]) / seconds),
             "backlog_at_end": produced - end[1]}

@@ -49,6 +49,8 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     ledger = result.get("ledger") or {}
     if "transfers_per_s" in ledger:
         figures["ledger transfers/s"] = ledger["transfers_per_s"]
+    if "records_per_transfer" in ledger:
+        figures["ledger Kafka records per transfer"] = ledger["records_per_transfer"]
     if "deposits_per_s" in ledger:
         figures["ledger cash deposits/s"] = ledger["deposits_per_s"]
     if "ratio_to_raw" in result:
