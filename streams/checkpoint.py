@@ -65,6 +65,7 @@ class Batch:
     kept: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
     positions: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
     acknowledged: list[Callable[[list[Any]], None]] = field(default_factory=list)
+    chunks: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)   # RememberedIds' of this batch
 
     def emit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers,
              partition: int | None = None, transactional: bool = False) -> None:
@@ -226,54 +227,88 @@ class BatchAgent:
 
 
 class RememberedIds:
-    """The ids an agent has handled, in one of its tables, each kept for BANK_PROCESSED_RETENTION (core/retention.py):
-    a retry inside the window is recognised; past it the id is deleted, so the table stays flat. Stored as
-    `id -> [partition, kept at (epoch seconds), value]`, so a restored table's window can be rebuilt."""
+    """The ids an agent has handled, each kept for BANK_PROCESSED_RETENTION (core/retention.py): a retry inside the
+    window is recognised; past it the id goes, so the table stays flat.
+
+    Stored in chunks, one table key per partition and batch (`__ids__/<partition>/<kept at>/<first id>` ->
+    {"at": kept at, "ids": {id: value}}): one changelog record per partition and batch instead of one per id, and
+    a whole chunk expires at once. In memory, one dict of every id, rebuilt from the chunks after a restore."""
+
+    PREFIX = "__ids__/"
 
     def __init__(self, table: faust.Table, window: timedelta) -> None:
         self.table = table
-        self.window = RetentionWindow(window.total_seconds())
-        self._stale = True   # the table was (re)stored from its changelog: the window is rebuilt before use
+        self.window = RetentionWindow(window.total_seconds())   # of chunk keys
+        self.ids: dict[str, Any] = {}                             # id -> value
+        self._chunk_of: dict[str, list[str]] = {}                 # chunk key -> its ids
+        self._stale = True   # the table was (re)stored from its changelog: rebuilt before use
 
     def __contains__(self, id_: str) -> bool:
-        return id_ in self.table.data
+        return id_ in self._known_ids()
 
     def value(self, id_: str) -> Any:
-        stored = self.table.data.get(id_)
-        return stored[2] if isinstance(stored, list) and len(stored) == 3 else None
+        return self._known_ids().get(id_)
 
     def remember(self, batch: Batch, partition: int, id_: str, at: float, value: Any = None) -> None:
         """Kept with the batch: recognised once its records are acknowledged (a failed batch is decided again)."""
-        batch.keep(self.table, partition, id_, [partition, at, value])
-        self.window.add(at, id_, partition)
+        self._known_ids()
+        chunk = self._chunk(batch, partition, id_, at)
+        chunk["ids"][id_] = value
+        if len(chunk["ids"]) == 1:
+            batch.on_acknowledged(lambda delivered: self._known(chunk))
 
     def recovered(self, batch: Batch, partition: int, id_: str, at: float) -> None:
         """An id whose outcome is already in the log: recognised at once, kept with the batch."""
-        self.table.data[id_] = [partition, at, None]
         self.remember(batch, partition, id_, at)
+        self.ids[id_] = None
 
     def forget_expired(self, batch: Batch, now: float) -> int:
-        if self._stale:
-            self._rebuild(now)
+        self._known_ids()
         expired = self.window.expired(now)
-        for id_, partition in expired:
-            if partition < 0:   # an id kept before ids had times: no partition to write its tombstone to
-                self.table.data.pop(id_, None)
+        for key, partition in expired:
+            for id_ in self._chunk_of.pop(key, ()):
+                self.ids.pop(id_, None)
+            if partition < 0:   # an id stored before ids had chunks: no partition to write its tombstone to
+                self.table.data.pop(key, None)
             else:
-                batch.drop(self.table, partition, id_)
+                batch.drop(self.table, partition, key)
         return len(expired)
 
     def restored(self) -> None:
         self._stale = True
 
+    def _chunk(self, batch: Batch, partition: int, id_: str, at: float) -> dict[str, Any]:
+        chunks = batch.chunks.setdefault(id(self), {})
+        if partition not in chunks:
+            key = f"{self.PREFIX}{partition}/{at:.3f}/{id_}"
+            chunks[partition] = {"at": at, "ids": {}}
+            batch.keep(self.table, partition, key, chunks[partition])
+            self.window.add(at, key, partition)
+            self._chunk_of[key] = []
+            chunks[partition]["key"] = key
+        return chunks[partition]
+
+    def _known(self, chunk: dict[str, Any]) -> None:
+        self.ids.update(chunk["ids"])
+        self._chunk_of.setdefault(chunk["key"], []).extend(chunk["ids"])
+
+    def _known_ids(self) -> dict[str, Any]:
+        if self._stale:
+            self._rebuild(time.time())
+        return self.ids
+
     def _rebuild(self, now: float) -> None:
+        self.ids.clear()
+        self._chunk_of.clear()
         kept: list[tuple[float, str, int]] = []
-        for key, stored in self.table.data.items():
-            if key.startswith("__"):
-                continue   # the agent's positions share the table
-            if isinstance(stored, list) and len(stored) == 3:
-                kept.append((float(stored[1]), key, int(stored[0])))
-            else:   # kept before ids had times: as if kept now, so it lasts one more window
+        for key, stored in list(self.table.data.items()):
+            if key.startswith(self.PREFIX):
+                self.ids.update(stored["ids"])
+                self._chunk_of[key] = list(stored["ids"])
+                kept.append((float(stored["at"]), key, int(key[len(self.PREFIX):].split("/", 1)[0])))
+            elif not key.startswith("__"):   # one id per key, kept before chunks: as if kept now
+                self.ids[key] = None
+                self._chunk_of[key] = [key]
                 kept.append((now, key, -1))
         self.window.rebuild(kept)
         self._stale = False
