@@ -7,6 +7,8 @@ is one user sending thousands of requests):
               then cash deposits/s (every one posts against the bank's cash account) for half as long
   projections catch-up and rebuild rates of each read model over the history the ledger phase wrote
   api         open-loop deposits through the API at fixed offered loads, then closed-loop saturation
+  retention   (opt-in) the ledger worker's memory over several windows of remembered ids, the stack run with a
+              short BANK_PROCESSED_RETENTION (`--retention-window`): flat once the first window has passed
 Results go to bench/results/<UTC time>.json with the machine's description; the previous run is compared.
 """
 
@@ -30,6 +32,7 @@ from cli.bench.api_load import run_in_own_process
 from cli.bench.broker import raw_broker, wait_for_quiet
 from cli.bench.ledger import ledger_throughput
 from cli.bench.projections import projection_rates
+from cli.bench.retention import retention_memory
 from cli.devstack import Stack, free_port
 from cli.migrate import migrate
 from cli.topics import apply_topics
@@ -41,18 +44,20 @@ from infra import kafka_fetch
 from infra.topics import load_registry
 from schemas.codec import get_codec
 
-PHASES = ("raw", "ledger", "projections", "api")
+PHASES = ("raw", "ledger", "projections", "api", "retention")
+DEFAULT_PHASES = PHASES[:4]
 console = Console(stderr=True)
 
 
-def bench_settings(home: Path, guarantee: str = "at_least_once") -> Settings:
+def bench_settings(home: Path, guarantee: str = "at_least_once", retention_s: float | None = None) -> Settings:
     base = free_port() - 1
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
                     gateway_port=free_port(), rail_url=None, kafka_bootstrap=None, pg_dsn=None,
                     redis_url=None, mongo_url=None, command_timeout=timedelta(seconds=30),
-                    rate_limit_per_ip=10**9, rate_limit_per_user=10**9, processing_guarantee=guarantee)
+                    rate_limit_per_ip=10**9, rate_limit_per_user=10**9, processing_guarantee=guarantee,
+                    **({} if retention_s is None else {"processed_retention": timedelta(seconds=retention_s)}))
 
 
 def transfer_record_bytes() -> int:
@@ -64,9 +69,9 @@ def transfer_record_bytes() -> int:
 
 
 async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: list[int], load_seconds: float,
-              raw_records: int, guarantee: str = "at_least_once") -> dict[str, Any]:
+              raw_records: int, guarantee: str = "at_least_once", retention_window: float = 30.0) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="bank-bench-"))
-    settings = bench_settings(home, guarantee)
+    settings = bench_settings(home, guarantee, retention_window if "retention" in phases else None)
     stack = Stack(settings)
     result: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "machine": saved.machine(),
                               "settings": {"accounts": accounts, "duration_s": duration, "workers": settings.workers,
@@ -93,6 +98,9 @@ async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: li
                 result["projections"] = await projection_rates(stack, list(PROJECTIONS), progress)
             if "api" in phases:
                 result["api"] = await api_phase(stack, loads, load_seconds, progress)
+            if "retention" in phases:
+                result["retention"] = await retention_memory(settings.kafka, stack.children["worker-1"].popen.pid,
+                                                             retention_window, 4, min(accounts, 1_000), progress)
     finally:
         await asyncio.to_thread(stack.stop)
         shutil.rmtree(home, ignore_errors=True)
@@ -137,13 +145,15 @@ def render(result: dict[str, Any], before: dict[str, Any] | None) -> Table:
 
 
 def bench(
-    phases: Annotated[str, typer.Option(help=f"Comma-separated phases among {', '.join(PHASES)}.")] = ",".join(PHASES),
+    phases: Annotated[str, typer.Option(help=f"Comma-separated phases among {', '.join(PHASES)}.")] = ",".join(
+        DEFAULT_PHASES),
     accounts: Annotated[int, typer.Option(help="Accounts the ledger phase transfers between.")] = 10_000,
     duration: Annotated[float, typer.Option(help="Seconds of sustained transfers in the ledger phase.")] = 60.0,
     loads: Annotated[str, typer.Option(help="Offered API loads, requests/s.")] = "100,500,1000,2000",
     load_seconds: Annotated[float, typer.Option(help="Seconds per API load.")] = 15.0,
     raw_records: Annotated[int, typer.Option(help="Records of the raw broker baseline.")] = 200_000,
     guarantee: Annotated[str, typer.Option(help="at_least_once (the default) or exactly_once.")] = "at_least_once",
+    retention_window: Annotated[float, typer.Option(help="Seconds ids are remembered in the retention phase.")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     save: Annotated[bool, typer.Option(help="Save under bench/results/ and compare with the previous run.")] = True,
 ) -> None:
@@ -158,7 +168,7 @@ def bench(
     # on the embedded broker's instant empty fetches (defect 6) and take CPU from what it measures.
     kafka_fetch.install_for(Settings())
     result = asyncio.run(run(chosen, accounts, duration, [int(x) for x in loads.split(",") if x], load_seconds,
-                             raw_records, guarantee))
+                             raw_records, guarantee, retention_window))
     before = saved.previous()
     if save:
         path = saved.save(result)

@@ -53,6 +53,10 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
         figures["ledger Kafka records per transfer"] = ledger["records_per_transfer"]
     if "deposits_per_s" in ledger:
         figures["ledger cash deposits/s"] = ledger["deposits_per_s"]
+    retention = result.get("retention") or {}
+    if retention.get("rss_growth_after_first_window_mb") is not None:
+        figures["worker memory growth after the first retention window, MB"] = retention[
+            "rss_growth_after_first_window_mb"]
     if "ratio_to_raw" in result:
         figures["ledger / raw broker"] = result["ratio_to_raw"]
     for load in (result.get("api") or {}).get("loads", []):

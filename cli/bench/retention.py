@@ -1,0 +1,70 @@
+"""Whether the workers' memory stays flat once the remembered ids' retention window has passed.
+
+The ledger remembers every command id it has handled, and the risk agent every assessment, for
+BANK_PROCESSED_RETENTION (7 days in production). With a short window on the bench's private stack, deposits run
+for several windows while the ledger worker's resident memory is sampled: it grows through the first window, then
+stays flat, since ids now expire as fast as new ones come. Opt-in (`--phases retention`): it runs the stack with
+that short window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cli.bench.ledger import DEPOSITED, SET_UP, EventCounter, Sender, _command, _sustain
+
+from core import commands as c
+
+
+def resident_mb(pid: int) -> float:
+    """A process's resident set size, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def retention_memory(bootstrap: str, worker_pid: int, window_s: float, windows: int, accounts: int,
+                           progress: Any = None) -> dict[str, Any]:
+    """Deposits for `windows` retention windows, the worker's memory sampled every tenth of a window."""
+    ids = [str(uuid.uuid4()) for _ in range(accounts)]
+    owner = {a: f"retention-customer-{n % max(1, accounts // 10)}" for n, a in enumerate(ids)}
+    counter, sender = EventCounter(bootstrap), Sender(bootstrap)
+    await counter.start()
+    await sender.producer.start()
+    samples: list[tuple[float, float]] = []
+    try:
+        await sender.send([(_command(c.OpenAccount, a, customer_id=owner[a], currency="EUR"), owner[a]) for a in ids])
+        while counter.settled(SET_UP) < len(ids):
+            await asyncio.sleep(0.2)
+        started = time.monotonic()
+
+        async def sample() -> None:
+            while True:
+                samples.append((round(time.monotonic() - started, 1), resident_mb(worker_pid)))
+                await asyncio.sleep(window_s / 10)
+
+        def deposit(n: int) -> tuple[c.Command, str]:
+            account = ids[n % len(ids)]
+            return _command(c.Deposit, account, amount=100, currency="EUR"), owner[account]
+
+        sampler = asyncio.create_task(sample())
+        try:
+            sustained = await _sustain("deposits over retention windows", deposit, DEPOSITED, counter, sender,
+                                       window_s * windows, 0.0, 2_000, progress)
+        finally:
+            sampler.cancel()
+    finally:
+        await sender.producer.stop()
+        await counter.stop()
+    after_first = [mb for at, mb in samples if at >= window_s * 1.5]
+    return {"window_s": window_s, "windows": windows, "commands": sustained["settled"],
+            "commands_per_window": round(sustained["settled"] / windows),
+            "worker_rss_mb": samples,
+            "rss_growth_after_first_window_mb": round(max(after_first) - min(after_first), 1) if after_first else None,
+            "rss_at_first_window_mb": next((mb for at, mb in samples if at >= window_s), None),
+            "rss_at_end_mb": samples[-1][1] if samples else None}
