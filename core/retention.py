@@ -14,21 +14,22 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RetentionWindow:
-    """Ids with the time (epoch seconds) each was kept, oldest first; `expired(now)` takes out those past `seconds`."""
-    seconds: float
-    _kept: deque[tuple[float, str, int]] = field(default_factory=deque)   # (kept at, id, partition)
+    """Ids with the time (whole epoch seconds) each was kept, oldest first; `expired(now)` takes out those past
+    `seconds`."""
+    seconds: int
+    _kept: deque[tuple[int, str, int]] = field(default_factory=deque)   # (kept at, id, partition)
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def add(self, at: float, id_: str, partition: int) -> None:
+    def add(self, at: int, id_: str, partition: int) -> None:
         self._kept.append((at, id_, partition))
 
-    def rebuild(self, kept: list[tuple[float, str, int]]) -> None:
+    def rebuild(self, kept: list[tuple[int, str, int]]) -> None:
         """After a restore: the window is the stored ids, whatever order they came back in."""
         self._kept = deque(sorted(kept))
 
-    def expired(self, now: float) -> list[tuple[str, int]]:
+    def expired(self, now: int) -> list[tuple[str, int]]:
         """(id, partition) of every id kept at or before `now - seconds`, taken out of the window."""
         horizon = now - self.seconds
         gone: list[tuple[str, int]] = []

@@ -230,7 +230,7 @@ class RememberedIds:
     """The ids an agent has handled, each kept for BANK_PROCESSED_RETENTION (core/retention.py): a retry inside the
     window is recognised; past it the id goes, so the table stays flat.
 
-    Stored in chunks, one table key per partition and batch (`__ids__/<partition>/<kept at>/<first id>` ->
+    Stored in chunks, one table key per partition and batch (`__ids__/<partition>/<kept at, epoch seconds>/<first id>` ->
     {"at": kept at, "ids": {id: value}}): one changelog record per partition and batch instead of one per id, and
     a whole chunk expires at once. In memory, one dict of every id, rebuilt from the chunks after a restore."""
 
@@ -238,7 +238,7 @@ class RememberedIds:
 
     def __init__(self, table: faust.Table, window: timedelta) -> None:
         self.table = table
-        self.window = RetentionWindow(window.total_seconds())   # of chunk keys
+        self.window = RetentionWindow(int(window.total_seconds()))   # of chunk keys
         self.ids: dict[str, Any] = {}                             # id -> value
         self._chunk_of: dict[str, list[str]] = {}                 # chunk key -> its ids
         self._stale = True   # the table was (re)stored from its changelog: rebuilt before use
@@ -249,7 +249,7 @@ class RememberedIds:
     def value(self, id_: str) -> Any:
         return self._known_ids().get(id_)
 
-    def remember(self, batch: Batch, partition: int, id_: str, at: float, value: Any = None) -> None:
+    def remember(self, batch: Batch, partition: int, id_: str, at: int, value: Any = None) -> None:
         """Kept with the batch: recognised once its records are acknowledged (a failed batch is decided again)."""
         self._known_ids()
         chunk = self._chunk(batch, partition, id_, at)
@@ -257,12 +257,12 @@ class RememberedIds:
         if len(chunk["ids"]) == 1:
             batch.on_acknowledged(lambda delivered: self._known(chunk))
 
-    def recovered(self, batch: Batch, partition: int, id_: str, at: float) -> None:
+    def recovered(self, batch: Batch, partition: int, id_: str, at: int) -> None:
         """An id whose outcome is already in the log: recognised at once, kept with the batch."""
         self.remember(batch, partition, id_, at)
         self.ids[id_] = None
 
-    def forget_expired(self, batch: Batch, now: float) -> int:
+    def forget_expired(self, batch: Batch, now: int) -> int:
         self._known_ids()
         expired = self.window.expired(now)
         for key, partition in expired:
@@ -277,10 +277,10 @@ class RememberedIds:
     def restored(self) -> None:
         self._stale = True
 
-    def _chunk(self, batch: Batch, partition: int, id_: str, at: float) -> dict[str, Any]:
+    def _chunk(self, batch: Batch, partition: int, id_: str, at: int) -> dict[str, Any]:
         chunks = batch.chunks.setdefault(id(self), {})
         if partition not in chunks:
-            key = f"{self.PREFIX}{partition}/{at:.3f}/{id_}"
+            key = f"{self.PREFIX}{partition}/{at}/{id_}"
             chunks[partition] = {"at": at, "ids": {}}
             batch.keep(self.table, partition, key, chunks[partition])
             self.window.add(at, key, partition)
@@ -294,18 +294,18 @@ class RememberedIds:
 
     def _known_ids(self) -> dict[str, Any]:
         if self._stale:
-            self._rebuild(time.time())
+            self._rebuild(int(time.time()))
         return self.ids
 
-    def _rebuild(self, now: float) -> None:
+    def _rebuild(self, now: int) -> None:
         self.ids.clear()
         self._chunk_of.clear()
-        kept: list[tuple[float, str, int]] = []
+        kept: list[tuple[int, str, int]] = []
         for key, stored in list(self.table.data.items()):
             if key.startswith(self.PREFIX):
                 self.ids.update(stored["ids"])
                 self._chunk_of[key] = list(stored["ids"])
-                kept.append((float(stored["at"]), key, int(key[len(self.PREFIX):].split("/", 1)[0])))
+                kept.append((int(stored["at"]), key, int(key[len(self.PREFIX):].split("/", 1)[0])))
             elif not key.startswith("__"):   # one id per key, kept before chunks: as if kept now
                 self.ids[key] = None
                 self._chunk_of[key] = [key]

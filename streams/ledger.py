@@ -103,7 +103,7 @@ class Ledger:
         if new_state is not None and new_state != state:
             accounts_table.data[event.account_id] = new_state.to_dict()
             batch.keep(accounts_table, partition, event.account_id, new_state.to_dict())
-        self.processed.recovered(batch, partition, event.command_id, event.occurred_at.timestamp())
+        self.processed.recovered(batch, partition, event.command_id, int(event.occurred_at.timestamp()))
 
     async def close(self) -> None:
         await self._reader.close()
@@ -112,7 +112,7 @@ class Ledger:
 
     async def decide(self, batch: Batch) -> None:
         now = datetime.now(UTC)
-        self.processed.forget_expired(batch, now.timestamp())
+        self.processed.forget_expired(batch, int(now.timestamp()))
         states: dict[str, ledger.AccountState | None] = {}
         touched: dict[str, int] = {}   # account id -> partition of its commands
         seen: set[str] = set()
@@ -139,7 +139,7 @@ class Ledger:
                 _emit(batch, result, record, message.partition, trace, actor)
             decided.append(Decided(command, results, trace))
             touched[key] = message.partition
-            self.processed.remember(batch, message.partition, command.command_id, now.timestamp())
+            self.processed.remember(batch, message.partition, command.command_id, int(now.timestamp()))
         for account_id, partition in touched.items():
             if (state := states[account_id]) is not None:
                 batch.keep(accounts_table, partition, account_id, state.to_dict())

@@ -56,7 +56,7 @@ class Work:
 
     def __init__(self, live: LiveRules, batch: Batch) -> None:
         self.live, self.batch = live, batch
-        self.now = time.time()
+        self.now = int(time.time())
         self.accounts: dict[str, AccountFeatures] = {}
         self.customers: dict[str, CustomerFeatures] = {}
         self.assessments: dict[str, Assessment] = {}   # this batch's, by command id
