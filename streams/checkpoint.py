@@ -166,12 +166,15 @@ class BatchAgent:
                 await self._snapshot()
 
     async def _snapshot(self) -> None:
-        """Write what changed since the last snapshot: the state, acknowledged, then the positions it reflects."""
+        """Write what changed since the last snapshot: the state, acknowledged, then the positions it reflects. A
+        failed write leaves it all unsaved (written again next time), and no position is written past its state."""
         for unsaved in (self._unsaved, self._unsaved_positions):
-            for (_, key), (table, partition) in list(unsaved.items()):
+            entries = list(unsaved.items())
+            for (_, key), (table, partition) in entries:
                 put(table, partition, key, table.data.get(key))   # None, a deleted key: its tombstone
-            unsaved.clear()
             await direct_producer.flush_tables()
+            for name_and_key, _ in entries:
+                del unsaved[name_and_key]
         self._saved_at = time.monotonic()
 
     # ------------------------------------------------------------ retries, rebalances, registration
