@@ -65,7 +65,7 @@ class Batch:
     kept: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
     positions: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
     acknowledged: list[Callable[[list[Any]], None]] = field(default_factory=list)
-    chunks: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)   # RememberedIds' of this batch
+    chunks: dict[int, dict[int, tuple[str, dict[str, Any]]]] = field(default_factory=dict)   # RememberedIds'
 
     def emit(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers,
              partition: int | None = None, transactional: bool = False) -> None:
@@ -255,10 +255,10 @@ class RememberedIds:
     def remember(self, batch: Batch, partition: int, id_: str, at: int, value: Any = None) -> None:
         """Kept with the batch: recognised once its records are acknowledged (a failed batch is decided again)."""
         self._known_ids()
-        chunk = self._chunk(batch, partition, id_, at)
+        key, chunk = self._chunk(batch, partition, id_, at)
         chunk["ids"][id_] = value
         if len(chunk["ids"]) == 1:
-            batch.on_acknowledged(lambda delivered: self._known(chunk))
+            batch.on_acknowledged(lambda delivered: self._known(key, chunk))
 
     def recovered(self, batch: Batch, partition: int, id_: str, at: int) -> None:
         """An id whose outcome is already in the log: recognised at once, kept with the batch."""
@@ -280,20 +280,19 @@ class RememberedIds:
     def restored(self) -> None:
         self._stale = True
 
-    def _chunk(self, batch: Batch, partition: int, id_: str, at: int) -> dict[str, Any]:
+    def _chunk(self, batch: Batch, partition: int, id_: str, at: int) -> tuple[str, dict[str, Any]]:
+        """This batch's chunk of `partition` (its key, its stored value), started with `id_` if it has none yet."""
         chunks = batch.chunks.setdefault(id(self), {})
         if partition not in chunks:
             key = f"{self.PREFIX}{partition}/{at}/{id_}"
-            chunks[partition] = {"at": at, "ids": {}}
-            batch.keep(self.table, partition, key, chunks[partition])
+            chunks[partition] = (key, {"at": at, "ids": {}})
+            batch.keep(self.table, partition, key, chunks[partition][1])
             self.window.add(at, key, partition)
-            self._chunk_of[key] = []
-            chunks[partition]["key"] = key
         return chunks[partition]
 
-    def _known(self, chunk: dict[str, Any]) -> None:
+    def _known(self, key: str, chunk: dict[str, Any]) -> None:
         self.ids.update(chunk["ids"])
-        self._chunk_of.setdefault(chunk["key"], []).extend(chunk["ids"])
+        self._chunk_of.setdefault(key, []).extend(chunk["ids"])
 
     def _known_ids(self) -> dict[str, Any]:
         if self._stale:

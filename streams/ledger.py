@@ -101,8 +101,9 @@ class Ledger:
         state = ledger.AccountState.from_dict(current) if current else None
         new_state = ledger.apply(state, event)
         if new_state is not None and new_state != state:
-            accounts_table.data[event.account_id] = new_state.to_dict()
-            batch.keep(accounts_table, partition, event.account_id, new_state.to_dict())
+            stored = new_state.to_dict()
+            accounts_table.data[event.account_id] = stored
+            batch.keep(accounts_table, partition, event.account_id, stored)
         self.processed.recovered(batch, partition, event.command_id, int(event.occurred_at.timestamp()))
 
     async def close(self) -> None:

@@ -31,7 +31,7 @@ from infra.producer import create_producer
 from infra.records import header
 from infra.topics import load_registry
 from schemas.codec import HEADER_SCHEMA, get_codec
-from infra.kafka import create_consumer, seek_to_end
+from infra.kafka import create_consumer, end_offsets, seek_to_end
 
 SETTLED = (b"TransferCompleted", b"TransferReversed", b"CommandRejected", b"FundsHeld")
 DEPOSITED = (b"FundsDeposited", b"CommandRejected")
@@ -72,17 +72,9 @@ class EventCounter:
 
 
 async def records_on_log(bootstrap: str) -> int:
-    """Every record written to every topic so far (the platform's, Faust's changelogs and the bench's own commands),
-    consumer offsets aside: the difference over a phase, divided by what settled in it, is what a transfer costs."""
-    consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False,
-                               isolation_level="read_uncommitted")
-    await consumer.start()
-    try:
-        topics = [t for t in await consumer.topics() if not t.startswith("__") and not t.startswith("bench-")]
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        return sum((await consumer.end_offsets(tps)).values())
-    finally:
-        await consumer.stop()
+    """Every record written so far to every topic of the registry (the platform's, the Faust changelogs, the
+    commands the bench sends): the difference over a phase, divided by what settled in it, is what a transfer costs."""
+    return sum((await end_offsets(bootstrap, load_registry(), isolation_level="read_uncommitted")).values())
 
 
 def _command(cls: type[c.Command], account: str, **fields: Any) -> c.Command:
