@@ -43,6 +43,8 @@ BATCH_WITHIN_SECONDS = 0.005
 MAX_ATTEMPTS = 8
 Headers = list[tuple[str, bytes]]
 DELETED = object()   # a kept value that deletes its key
+ABSENT = object()    # a key the table's changelog does not hold
+Unsaved = tuple[faust.Table, int, Any]   # a key kept in memory only: its table, its partition, the changelog's value
 
 
 @dataclass(slots=True)
@@ -79,6 +81,14 @@ class Batch:
         DEAD_LETTERS.labels(topic).inc()
         self.emit(topic, letter.value, letter.key, letter.headers)
 
+    def value(self, table: faust.Table, key: str) -> Any:
+        """The key's value as this batch leaves it so far: what the batch keeps, else the table's (None: no key).
+        Agents read state through here, so a batch that fails leaves the tables' memory as it found it."""
+        kept = self.kept.get((table.name, key))
+        if kept is None:
+            return table.data.get(key)
+        return None if kept[2] is DELETED else kept[2]
+
     def keep(self, table: faust.Table, partition: int, key: str, value: Any) -> None:
         """State to keep once the batch's records are acknowledged; its changelog goes to `partition`."""
         self.kept[(table.name, key)] = (table, partition, value)
@@ -114,10 +124,12 @@ class BatchAgent:
         self.snapshot_every = snapshot_every if periodic else None
         self.guard = None if offsets_key is None else OffsetGuard(
             topic, lambda p: commands_table.get(offsets_key.format(p)), LazyReader(settings.kafka, "read_committed"))
-        self._unsaved: dict[tuple[str, str], tuple[faust.Table, int]] = {}
-        self._unsaved_positions: dict[tuple[str, str], tuple[faust.Table, int]] = {}
+        # Kept in memory, not yet in the changelog: key -> (table, partition, the value the changelog holds).
+        self._unsaved: dict[tuple[str, str], Unsaved] = {}
+        self._unsaved_positions: dict[tuple[str, str], Unsaved] = {}
         self._saved_at = time.monotonic()
-        self._lock = asyncio.Lock()   # a snapshot between batches, never inside one
+        self._lock = asyncio.Lock()   # snapshots and rebalances between batches, never inside one
+        self.owned: set[int] | None = None   # this worker's partitions of the topic (None: not assigned yet)
 
     # ------------------------------------------------------------ one batch
 
@@ -126,6 +138,11 @@ class BatchAgent:
             await self._handle(records)
 
     async def _handle(self, records: Sequence[Any]) -> None:
+        if self.owned is not None:
+            # A batch taken (or retried) across a rebalance: a partition revoked meanwhile is its new owner's.
+            records = [record for record in records if record.partition in self.owned]
+            if not records:
+                return
         batch = Batch(list(records))
         if self.prepare is not None:
             await self.prepare({r.partition for r in records}, batch)
@@ -170,7 +187,7 @@ class BatchAgent:
         failed write leaves it all unsaved (written again next time), and no position is written past its state."""
         for unsaved in (self._unsaved, self._unsaved_positions):
             entries = list(unsaved.items())
-            for (_, key), (table, partition) in entries:
+            for (_, key), (table, partition, _) in entries:
                 put(table, partition, key, table.data.get(key))   # None, a deleted key: its tombstone
             await direct_producer.flush_tables()
             for name_and_key, _ in entries:
@@ -196,15 +213,31 @@ class BatchAgent:
                     self.reset(partitions)
                 await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
-    def revoked(self, partitions: set[int]) -> None:
-        """What a revoked partition's batches changed is not ours to snapshot any more: its next owner folds it
-        back from the log; a late write of ours could land between its state and its position."""
-        for unsaved in (self._unsaved, self._unsaved_positions):
-            for key in [key for key, (_, partition) in unsaved.items() if partition in partitions]:
-                del unsaved[key]
+    async def revoked(self, partitions: set[int]) -> None:
+        """What a revoked partition's batches changed since the last snapshot is not ours to write any more (its
+        next owner folds it back from the log; a late write of ours could land between its state and its
+        position), and memory goes back to what the changelog holds: the partition may come back to us, and a
+        memory ahead of its changelog would make the next snapshot store a position past state never stored."""
+        async with self._lock:
+            if self.owned is not None:
+                self.owned -= partitions
+            for unsaved in (self._unsaved, self._unsaved_positions):
+                for name_and_key in [k for k, (_, partition, _) in unsaved.items() if partition in partitions]:
+                    table, _, saved = unsaved.pop(name_and_key)
+                    key = name_and_key[1]
+                    if saved is ABSENT:
+                        table.data.pop(key, None)
+                    else:
+                        table.data[key] = saved
+            self._forget(partitions)
 
     async def assigned(self, partitions: set[int]) -> None:
         # A rebalance may hand us a partition another worker wrote to: its tables, restored, know better than memory.
+        async with self._lock:
+            self.owned = set(partitions)
+            self._forget(partitions)
+
+    def _forget(self, partitions: set[int]) -> None:
         if self.guard is not None:
             self.guard.forget()
         if self.reset is not None:
@@ -220,7 +253,7 @@ class BatchAgent:
             await self.assigned({tp.partition for tp in assigned if tp.topic == self.topic})
 
         async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
-            self.revoked({tp.partition for tp in revoked if tp.topic == self.topic})
+            await self.revoked({tp.partition for tp in revoked if tp.topic == self.topic})
 
         app.on_partitions_assigned.connect(on_assigned)
         app.on_partitions_revoked.connect(on_revoked)
@@ -349,11 +382,13 @@ def _entries(*groups: dict[tuple[str, str], tuple[faust.Table, int, Any]]) -> It
 
 
 def _remember(kept: dict[tuple[str, str], tuple[faust.Table, int, Any]],
-              unsaved: dict[tuple[str, str], tuple[faust.Table, int]]) -> None:
-    """Into the table's memory now (the next batch reads it), into its changelog at the next snapshot."""
+              unsaved: dict[tuple[str, str], Unsaved]) -> None:
+    """Into the table's memory now (the next batch reads it), into its changelog at the next snapshot; the value
+    the changelog holds is remembered until then, for a revoke to put back."""
     for (name, key), (table, partition, value) in kept.items():
+        if (name, key) not in unsaved:
+            unsaved[(name, key)] = (table, partition, table.data.get(key, ABSENT))
         if value is DELETED:
             table.data.pop(key, None)
         else:
             table.data[key] = value
-        unsaved[(name, key)] = (table, partition)

@@ -96,14 +96,13 @@ class Ledger:
         return folded
 
     def _fold_recovered(self, partition: int, event: Event, batch: Batch) -> None:
-        # Into the tables' memory at once: the batch decides against it.
-        current = accounts_table.get(event.account_id)
+        # Kept with the batch, which decides against it; memory takes it only if the batch succeeds, so a failed
+        # batch folds it again (and keeps it for the next snapshot) instead of finding it folded already.
+        current = batch.value(accounts_table, event.account_id)
         state = ledger.AccountState.from_dict(current) if current else None
         new_state = ledger.apply(state, event)
         if new_state is not None and new_state != state:
-            stored = new_state.to_dict()
-            accounts_table.data[event.account_id] = stored
-            batch.keep(accounts_table, partition, event.account_id, stored)
+            batch.keep(accounts_table, partition, event.account_id, new_state.to_dict())
         self.processed.recovered(batch, partition, event.command_id, int(event.occurred_at.timestamp()))
 
     async def close(self) -> None:
@@ -132,7 +131,7 @@ class Ledger:
             seen.add(command.command_id)
             key = command.account_id
             if key not in states:
-                stored = accounts_table.get(key)
+                stored = batch.value(accounts_table, key)
                 states[key] = ledger.AccountState.from_dict(stored) if stored else None
             results, encoded, states[key] = self._decide(states[key], command, now, risk)
             trace, actor = trace_of(message.headers), actor_of(message.headers)
