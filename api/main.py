@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         store=AuthStore(redis, settings.session_ttl, settings.rate_limit_window))
         platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled, audit),
                             view=LedgerView(settings.kafka, numbering, settings.failpoint),
-                            idempotency=IdempotencyStore(pg), numbers=AccountNumberAllocator(pg, numbering),
+                            idempotency=IdempotencyStore(pg, settings.processed_retention),
+                            numbers=AccountNumberAllocator(pg, numbering),
                             reads=ReadModels(pg, redis, mongo), access=access,
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
                             payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka),
@@ -79,11 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await platform.savings.start()
         await platform.fx_rates.start()
         carried = asyncio.create_task(carry_over_table(platform.fx_rates, pg))   # the old table, once
+        pruning = asyncio.create_task(platform.idempotency.prune_periodically())
         app.state.platform = platform
         try:
             yield
         finally:
             carried.cancel()
+            pruning.cancel()
             await platform.fx_rates.stop()
             await platform.savings.stop()
             await platform.loans.stop()

@@ -17,7 +17,7 @@ from api.customers import CustomerStore
 from api.deps import POSITION_HEADER, Platform, PlatformDep, ViewDep
 from api.ibans import external_iban, parse_iban, unknown_iban
 from api import fx_store
-from api.idempotency import caller_scope, check_key, command_id_for, request_hash
+from api.idempotency import caller_scope, check_key, request_hash
 from api.kyc_limits import receive_limit_for
 from api.metrics import API_COMMANDS
 from api.ledger_view import LedgerView
@@ -296,7 +296,7 @@ async def _exchange(platform: Platform, body: TransferRequest, source: AccountSt
     except fx.FxError as error:
         # Executed while it was valid: a retry (its answer lost on the way) gets that outcome, not a refusal
         # that would send the customer for a new quote and a second exchange.
-        if not await platform.idempotency.known(command_id_for(_quote_key(priced.id), caller_scope())):
+        if await platform.idempotency.claimed(_quote_key(priced.id), caller_scope()) is None:
             raise Problem(422, "Quote expired", f"{error.detail}: ask for a new one", error.reason) from None
     if (body.minor, body.currency) != (priced.sell_amount, priced.sell_currency):
         sells = format_amount(priced.sell_amount, priced.sell_currency)

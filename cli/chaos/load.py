@@ -28,7 +28,8 @@ from typing import Any
 
 import aiohttp
 
-from api.idempotency import command_id_for, user_scope
+from api.idempotency import command_id_for, user_scope, window_of
+from core.settings import get_settings
 
 GIVE_UP_S = 240.0          # a command still unanswered this long after it was due is given up
 REQUEST_TIMEOUT_S = 60.0   # above the API's command timeout: a `?wait=true` answers 202 before this
@@ -89,7 +90,7 @@ class Client:
                 await self._exchange(path, body, due)
             else:
                 key = str(uuid.uuid4())
-                await self._until_answered(kind, key, command_id_for(key, self.key_scope), path, body, due)
+                await self._until_answered(kind, key, self._command_id(key), path, body, due)
         finally:
             self.tally.outstanding -= 1
 
@@ -97,10 +98,14 @@ class Client:
         """A quote, then the transfer executing it; a new quote when the last one expired unexecuted."""
         while (quote_id := await self._quote(body, due)) is not None:
             # the API keys an exchange by its quote, whatever Idempotency-Key it carries
-            command_id = command_id_for(f"fx-quote:{quote_id}", self.key_scope)
+            command_id = self._command_id(f"fx-quote:{quote_id}")
             if not await self._until_answered("exchange", str(uuid.uuid4()), command_id, path,
                                               body | {"quote_id": quote_id}, due, renew_on="quote_expired"):
                 return
+
+    def _command_id(self, key: str) -> str:
+        """The command id the API derives from a new key, so a command given up on can be looked for on the log."""
+        return command_id_for(key, self.key_scope, window_of(time.time(), get_settings().processed_retention))
 
     async def _quote(self, body: dict[str, str], due: float) -> str | None:
         """A quote's id; None when it was refused (counted) or never came (given up)."""

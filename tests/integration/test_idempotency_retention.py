@@ -1,0 +1,59 @@
+"""The API's idempotency keys are kept for the retention window, not for ever (api/idempotency.py), on the real
+PostgreSQL: a retry inside the key's lifetime is the same command; past it the key is a new request with a new
+command id (event ids derive from command ids, and the ledger may still know the old one); expired keys are
+deleted by `prune`. Time is passed in, not waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from api.idempotency import IdempotencyStore, key_lifetime
+from api.problems import Problem
+
+WEEK = timedelta(days=7)
+DAY = 24 * 3600.0
+
+
+def test_a_key_is_the_same_command_inside_its_lifetime_and_a_new_request_after_it(pg_dsn: str) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+        try:
+            store = IdempotencyStore(pool, WEEK)
+            key, scope, t0 = f"key-{uuid.uuid4()}", f"user:{uuid.uuid4()}", time.time()
+            first = await store.claim(key, "hash-a", scope, now=t0)
+            assert await store.claim(key, "hash-a", scope, now=t0 + 6 * DAY) == first   # a retry
+            with pytest.raises(Problem) as refused:                                       # another request
+                await store.claim(key, "hash-b", scope, now=t0 + 6 * DAY)
+            assert refused.value.status == 409
+            assert await store.claimed(key, scope, now=t0 + 6 * DAY) == ("hash-a", first)
+
+            after = t0 + key_lifetime(WEEK).total_seconds() + 1
+            assert await store.claimed(key, scope, now=after) is None                     # forgotten ...
+            second = await store.claim(key, "hash-b", scope, now=after)                   # ... a new request
+            assert second != first
+            assert await store.claim(key, "hash-b", scope, now=after + DAY) == second
+
+            pruned = await store.prune(now=after + 8 * DAY)
+            assert pruned >= 1
+            assert await store.claimed(key, scope, now=after) is None
+            assert not await store.known(second)                                          # deleted
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_api_forgets_a_key_before_the_ledger_forgets_its_command() -> None:
+    # The ledger keeps a processed command id for the whole window from when it decided it (after the key was
+    # stored, and counted in whole seconds): the API must let go sooner, or it would hand the ledger a command id
+    # it no longer recognises.
+    for retention in (WEEK, timedelta(seconds=15)):
+        lifetime = key_lifetime(retention)
+        assert lifetime < retention - timedelta(seconds=1)
+        assert lifetime >= retention * 0.9
