@@ -6,6 +6,7 @@ is one user sending thousands of requests):
   ledger      transfers/s through risk scoring, ledger and saga, sustained over `--accounts` accounts
               then cash deposits/s (every one posts against the bank's cash account) for half as long
   projections catch-up and rebuild rates of each read model over the history the ledger phase wrote
+  restart     kill -9 of the ledger worker with that history on the log: how soon it decides a command again
   api         open-loop deposits through the API at fixed offered loads, then closed-loop saturation
   retention   (opt-in) the ledger worker's memory over several windows of remembered ids, the stack run with a
               short BANK_PROCESSED_RETENTION (`--retention-window`): flat once the first window has passed
@@ -32,6 +33,7 @@ from cli.bench.api_load import run_in_own_process
 from cli.bench.broker import raw_broker, wait_for_quiet
 from cli.bench.ledger import ledger_throughput
 from cli.bench.projections import projection_rates
+from cli.bench.restart import restart_time
 from cli.bench.retention import retention_memory
 from cli.devstack import Stack, free_port
 from cli.migrate import migrate
@@ -44,8 +46,8 @@ from infra import kafka_fetch
 from infra.topics import load_registry
 from schemas.codec import get_codec
 
-PHASES = ("raw", "ledger", "projections", "api", "retention")
-DEFAULT_PHASES = PHASES[:4]
+PHASES = ("raw", "ledger", "projections", "restart", "api", "retention")
+DEFAULT_PHASES = PHASES[:5]
 console = Console(stderr=True)
 
 
@@ -96,6 +98,8 @@ async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: li
                                                            duration, min(10.0, duration / 6), 2_000, progress)
             if "projections" in phases and "ledger" in phases:
                 result["projections"] = await projection_rates(stack, list(PROJECTIONS), progress)
+            if "restart" in phases:
+                result["restart"] = await restart_time(stack, progress)
             if "api" in phases:
                 result["api"] = await api_phase(stack, loads, load_seconds, progress)
             if "retention" in phases:

@@ -53,6 +53,9 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
         figures["ledger Kafka records per transfer"] = ledger["records_per_transfer"]
     if "deposits_per_s" in ledger:
         figures["ledger cash deposits/s"] = ledger["deposits_per_s"]
+    restart = result.get("restart") or {}
+    if "kill_to_first_decision_s" in restart:
+        figures["ledger worker kill -9 to first decision, s"] = restart["kill_to_first_decision_s"]
     retention = result.get("retention") or {}
     if retention.get("rss_growth_after_first_window_mb") is not None:
         figures["worker memory growth after the first retention window, MB"] = retention[

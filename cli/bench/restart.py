@@ -1,0 +1,53 @@
+"""How soon a ledger worker killed with kill -9 decides commands again, with the history the earlier phases wrote.
+
+The worker restores its tables from their changelogs (the periodic snapshots), folds the event log's tail since
+the last one, and rejoins its consumer group with the same static member id. Measured: kill -9 to the process up
+again (its web port answers), and kill -9 to the first command after it decided (a deposit through the risk agent
+and the ledger, as the API sends it), beside how many records the log and the changelogs then hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from typing import Any
+
+from cli.bench.ledger import DEPOSITED, SET_UP, EventCounter, Sender, _command
+from cli.devstack import Stack
+from core import commands as c
+from core.topics import LEDGER_EVENTS
+from infra.kafka import end_offsets
+from infra.topics import load_registry
+
+
+async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
+    bootstrap = stack.settings.kafka
+    task = progress.add_task("restart: kill -9 the ledger worker, first decision after", total=None) \
+        if progress else None
+    counter, sender = EventCounter(bootstrap), Sender(bootstrap)
+    await counter.start()
+    await sender.producer.start()
+    account, customer = str(uuid.uuid4()), "restart-customer"
+    try:
+        await sender.send([(_command(c.OpenAccount, account, customer_id=customer, currency="EUR"), customer)])
+        while counter.settled(SET_UP) < 1:
+            await asyncio.sleep(0.05)
+        ledger_events = sum((await end_offsets(bootstrap, [LEDGER_EVENTS])).values())
+        records = sum((await end_offsets(bootstrap, load_registry(), isolation_level="read_uncommitted")).values())
+        killed_at = time.monotonic()
+        await asyncio.to_thread(stack.kill_worker, 1, signal.SIGKILL)
+        await asyncio.to_thread(stack.start_worker, 1)
+        up_s = time.monotonic() - killed_at
+        await sender.send([(_command(c.Deposit, account, amount=100, currency="EUR"), customer)])
+        while counter.settled(DEPOSITED) < 1:
+            await asyncio.sleep(0.02)
+        decided_s = time.monotonic() - killed_at
+    finally:
+        await sender.producer.stop()
+        await counter.stop()
+        if task is not None:
+            progress.remove_task(task)
+    return {"ledger_events_on_log": ledger_events, "records_on_log": records, "kill_to_process_up_s": round(up_s, 2),
+            "kill_to_first_decision_s": round(decided_s, 2)}
