@@ -39,11 +39,13 @@ SET_UP = (b"AccountOpened", b"FundsDeposited")
 
 
 class EventCounter:
-    """Counts ledger events by type from the end of the log on, from their schema header (no decoding)."""
+    """Counts ledger events by type from the end of the log on, from their schema header (no decoding); with
+    `key`, only the events of that account."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, key: str | None = None) -> None:
         self.counts: Counter[bytes] = Counter()
         self.events = 0
+        self.key = None if key is None else key.encode()
         self._consumer = create_consumer(bootstrap=bootstrap, group_id=None, enable_auto_commit=False,
                                          isolation_level="read_committed")
         self._task: asyncio.Task[None] | None = None
@@ -68,7 +70,8 @@ class EventCounter:
             for records in (await self._consumer.getmany(timeout_ms=200, max_records=20_000)).values():
                 self.events += len(records)
                 for record in records:
-                    self.counts[header(record, HEADER_SCHEMA) or b"?"] += 1
+                    if self.key is None or record.key == self.key:
+                        self.counts[header(record, HEADER_SCHEMA) or b"?"] += 1
 
 
 async def records_on_log(bootstrap: str) -> int:

@@ -14,7 +14,8 @@ import time
 import uuid
 from typing import Any
 
-from cli.bench.ledger import DEPOSITED, SET_UP, EventCounter, Sender, _command
+from cli.bench.broker import wait_for_quiet
+from cli.bench.ledger import EventCounter, Sender, _command
 from cli.devstack import Stack
 from core import commands as c
 from core.topics import LEDGER_EVENTS
@@ -26,13 +27,14 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
     bootstrap = stack.settings.kafka
     task = progress.add_task("restart: kill -9 the ledger worker, first decision after", total=None) \
         if progress else None
-    counter, sender = EventCounter(bootstrap), Sender(bootstrap)
+    account, customer = str(uuid.uuid4()), "restart-customer"
+    counter, sender = EventCounter(bootstrap, key=account), Sender(bootstrap)   # this account's events only
+    await wait_for_quiet(bootstrap, [name for name, spec in load_registry().items() if spec.kind != "deadletter"])
     await counter.start()
     await sender.producer.start()
-    account, customer = str(uuid.uuid4()), "restart-customer"
     try:
         await sender.send([(_command(c.OpenAccount, account, customer_id=customer, currency="EUR"), customer)])
-        while counter.settled(SET_UP) < 1:
+        while counter.counts[b"AccountOpened"] < 1:
             await asyncio.sleep(0.05)
         ledger_events = sum((await end_offsets(bootstrap, [LEDGER_EVENTS])).values())
         records = sum((await end_offsets(bootstrap, load_registry(), isolation_level="read_uncommitted")).values())
@@ -41,7 +43,7 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
         await asyncio.to_thread(stack.start_worker, 1)
         up_s = time.monotonic() - killed_at
         await sender.send([(_command(c.Deposit, account, amount=100, currency="EUR"), customer)])
-        while counter.settled(DEPOSITED) < 1:
+        while counter.counts[b"FundsDeposited"] + counter.counts[b"CommandRejected"] < 1:
             await asyncio.sleep(0.02)
         decided_s = time.monotonic() - killed_at
     finally:
