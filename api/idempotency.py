@@ -142,7 +142,7 @@ class IdempotencyStore:
             try:
                 if pruned := await self.prune():
                     log.info("deleted %s idempotency key(s) past their lifetime", pruned)
-            except (OSError, asyncpg.PostgresError) as error:   # the database away for a while: next time
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:   # the database away: next time
                 log.warning("could not prune idempotency keys: %r", error)
 
     def _expired_at(self, now: float) -> datetime:
