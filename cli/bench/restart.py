@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from cli.bench.broker import wait_for_quiet
-from cli.bench.ledger import EventCounter, Sender, _command
+from cli.bench.ledger import EventCounter, Sender, _command, records_on_log
 from cli.devstack import Stack
 from core import commands as c
 from core.topics import LEDGER_EVENTS
@@ -37,7 +37,7 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
         while counter.counts[b"AccountOpened"] < 1:
             await asyncio.sleep(0.05)
         ledger_events = sum((await end_offsets(bootstrap, [LEDGER_EVENTS])).values())
-        records = sum((await end_offsets(bootstrap, load_registry(), isolation_level="read_uncommitted")).values())
+        records = await records_on_log(bootstrap)
         killed_at = time.monotonic()
         await asyncio.to_thread(stack.kill_worker, 1, signal.SIGKILL)
         await asyncio.to_thread(stack.start_worker, 1)
