@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IsolationLevel = Literal["read_committed", "read_uncommitted"]
 Progress = Callable[[int, int], None]   # (offsets read so far, offsets to read in all)
+Sink = Callable[[list[ConsumerRecord[bytes, bytes]]], None]   # takes the records of one fetch
 Positions = dict[int, int]              # partition -> offset
 FETCH_BYTES = 8 * 1024 * 1024           # per partition and fetch: readers of whole topics want big fetches
 
@@ -116,40 +117,50 @@ class TopicSnapshot:
 
 
 async def read_topic(bootstrap: str, topic: str, *, starts: Mapping[int, int] | None = None,
-                     ends: Mapping[int, int] | None = None, isolation_level: IsolationLevel = "read_committed",
-                     progress: Progress | None = None) -> TopicSnapshot:
+                     ends: Mapping[int, int] | None = None, partitions: Iterable[int] | None = None,
+                     isolation_level: IsolationLevel = "read_committed",
+                     progress: Progress | None = None, sink: Sink | None = None) -> TopicSnapshot:
     """Every record of `topic` from `starts` (default: the beginning) up to `ends` (default: the end offsets
-    when the read starts, so the read is one fixed snapshot even while writers keep appending). A partition
-    missing from a given `starts` or `ends` is not read."""
+    when the read starts, so the read is one fixed snapshot even while writers keep appending), of every
+    partition or of `partitions` only. A partition missing from a given `starts` or `ends` is not read.
+    With a `sink`, the records go to it as they are fetched, in offset order per partition, instead of into the
+    snapshot: a long topic is folded without being held whole in memory."""
     consumer = group_less_consumer(bootstrap, isolation_level=isolation_level, max_partition_fetch_bytes=FETCH_BYTES)
     await consumer.start()
     try:
-        partitions = partitions_of(consumer, topic)
-        consumer.assign(partitions)
+        assigned = _wanted(partitions_of(consumer, topic), partitions)
+        consumer.assign(assigned)
         if starts is None:
-            starts = {tp.partition: offset for tp, offset in (await consumer.beginning_offsets(partitions)).items()}
+            starts = {tp.partition: offset for tp, offset in (await consumer.beginning_offsets(assigned)).items()}
         if ends is None:
-            ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
-        wanted = [tp for tp in partitions if tp.partition in starts and tp.partition in ends]
+            ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(assigned)).items()}
+        wanted = [tp for tp in assigned if tp.partition in starts and tp.partition in ends]
         snapshot = TopicSnapshot(starts={tp.partition: starts[tp.partition] for tp in wanted},
                                  ends={tp.partition: ends[tp.partition] for tp in wanted})
         for tp in wanted:
             consumer.seek(tp, snapshot.starts[tp.partition])
         pending = [tp for tp in wanted if snapshot.starts[tp.partition] < snapshot.ends[tp.partition]]
-        await _read_until_ends(consumer, snapshot, pending, progress)
+        await _read_until_ends(consumer, snapshot, pending, progress, sink or snapshot.records.extend)
         return snapshot
     finally:
         await stop_consumer(consumer)
 
 
+def _wanted(partitions: list[TopicPartition], numbers: Iterable[int] | None) -> list[TopicPartition]:
+    if numbers is None:
+        return partitions
+    wanted = set(numbers)
+    return [tp for tp in partitions if tp.partition in wanted]
+
+
 async def _read_until_ends(consumer: AIOKafkaConsumer, snapshot: TopicSnapshot, pending: list[TopicPartition],
-                           progress: Progress | None) -> None:
+                           progress: Progress | None, sink: Sink) -> None:
     total = sum(snapshot.ends[p] - snapshot.starts[p] for p in snapshot.ends)
     done = {p: 0 for p in snapshot.ends}
     while pending:
         batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
         for tp, records in batches.items():
-            snapshot.records.extend(r for r in records if r.offset < snapshot.ends[tp.partition])
+            sink([r for r in records if r.offset < snapshot.ends[tp.partition]])
         for tp in list(pending):
             position = await consumer.position(tp)
             done[tp.partition] = max(0, min(position, snapshot.ends[tp.partition]) - snapshot.starts[tp.partition])

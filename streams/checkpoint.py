@@ -1,6 +1,8 @@
 """The one batch engine: every agent's crash-safe order, written once (in the spirit of quixstreams' Checkpoint).
 
 An agent declares the topic it reads and a decide function; `@agent(...)` registers it. Per batch the engine
+  0. restores the tables' partitions the batch reads, if newly assigned (streams/tables.py), and holds the
+     tables through the batch (a restore waits for batches in flight),
   1. lets the agent catch up (`prepare`: the ledger folds the tail of its event log after a (re)assignment,
      into memory, and keeps it through the batch),
   2. completes the batch (streams/gaps.py: records a consumer skipped are read back),
@@ -31,10 +33,11 @@ import faust
 from core.retention import RetentionWindow
 from infra.dead_letters import dead_letter_of
 from streams import direct_producer
-from streams.app import app, commands_table, put, raw_topic, settings
+from streams.app import app, raw_topic, settings
 from streams.failpoints import failpoint
 from streams.gaps import LazyReader, OffsetGuard
 from streams.metrics import DEAD_LETTERS, EVENTS_PROCESSED
+from streams.tables import Table, Tables, commands_table, flush, put, tables
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ MAX_ATTEMPTS = 8
 Headers = list[tuple[str, bytes]]
 DELETED = object()   # a kept value that deletes its key
 ABSENT = object()    # a key the table's changelog does not hold
-Unsaved = tuple[faust.Table, int, Any]   # a key kept in memory only: its table, its partition, the changelog's value
+Unsaved = tuple[Table, int, Any]   # a key kept in memory only: its table, its partition, the changelog's value
 
 
 @dataclass(slots=True)
@@ -64,8 +67,8 @@ class Batch:
     """One batch of an agent: the records it read, and what deciding them produced."""
     records: list[Any]
     outgoing: list[Outgoing] = field(default_factory=list)
-    kept: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
-    positions: dict[tuple[str, str], tuple[faust.Table, int, Any]] = field(default_factory=dict)
+    kept: dict[tuple[str, str], tuple[Table, int, Any]] = field(default_factory=dict)
+    positions: dict[tuple[str, str], tuple[Table, int, Any]] = field(default_factory=dict)
     acknowledged: list[Callable[[list[Any]], None]] = field(default_factory=list)
     chunks: dict[int, dict[int, tuple[str, dict[str, Any]]]] = field(default_factory=dict)   # RememberedIds'
 
@@ -81,7 +84,7 @@ class Batch:
         DEAD_LETTERS.labels(topic).inc()
         self.emit(topic, letter.value, letter.key, letter.headers)
 
-    def value(self, table: faust.Table, key: str) -> Any:
+    def value(self, table: Table, key: str) -> Any:
         """The key's value as this batch leaves it so far: what the batch keeps, else the table's (None: no key).
         Agents read state through here, so a batch that fails leaves the tables' memory as it found it."""
         kept = self.kept.get((table.name, key))
@@ -89,15 +92,15 @@ class Batch:
             return table.data.get(key)
         return None if kept[2] is DELETED else kept[2]
 
-    def keep(self, table: faust.Table, partition: int, key: str, value: Any) -> None:
+    def keep(self, table: Table, partition: int, key: str, value: Any) -> None:
         """State to keep once the batch's records are acknowledged; its changelog goes to `partition`."""
         self.kept[(table.name, key)] = (table, partition, value)
 
-    def drop(self, table: faust.Table, partition: int, key: str) -> None:
+    def drop(self, table: Table, partition: int, key: str) -> None:
         """A key to delete (a tombstone on its changelog) once the batch's records are acknowledged."""
         self.kept[(table.name, key)] = (table, partition, DELETED)
 
-    def keep_position(self, table: faust.Table, partition: int, key: str, value: Any) -> None:
+    def keep_position(self, table: Table, partition: int, key: str, value: Any) -> None:
         """A position the kept state reflects (how far a log is folded in): stored only after that state."""
         self.positions[(table.name, key)] = (table, partition, value)
 
@@ -115,8 +118,9 @@ class BatchAgent:
     def __init__(self, name: str, topic: str, decide: Decide, *, offsets_key: str | None,
                  prepare: Prepare | None = None,
                  reset: Callable[[set[int]], None] | None = None,
-                 snapshot_every: timedelta | None = None) -> None:
+                 snapshot_every: timedelta | None = None, tables: Tables = tables) -> None:
         self.name, self.topic, self.decide = name, topic, decide
+        self.tables = tables
         self.offsets_key = offsets_key
         self.prepare, self.reset = prepare, reset
         # Periodic snapshots would let an exactly_once commit run ahead of its state: there every batch writes them.
@@ -135,14 +139,14 @@ class BatchAgent:
 
     async def handle(self, records: Sequence[Any]) -> None:
         async with self._lock:
-            await self._handle(records)
+            if self.owned is not None:
+                # A batch taken (or retried) across a rebalance: a partition revoked meanwhile is its new owner's.
+                records = [record for record in records if record.partition in self.owned]
+            if records:
+                async with self.tables.held({r.partition for r in records}):
+                    await self._handle(records)
 
     async def _handle(self, records: Sequence[Any]) -> None:
-        if self.owned is not None:
-            # A batch taken (or retried) across a rebalance: a partition revoked meanwhile is its new owner's.
-            records = [record for record in records if record.partition in self.owned]
-            if not records:
-                return
         batch = Batch(list(records))
         if self.prepare is not None:
             await self.prepare({r.partition for r in records}, batch)
@@ -169,7 +173,7 @@ class BatchAgent:
         if self.snapshot_every is None:
             for table, partition, key, value in _entries(batch.kept, batch.positions):
                 put(table, partition, key, None if value is DELETED else value)
-            await direct_producer.flush_tables()
+            await flush(self.topic)
             return
         _remember(batch.kept, self._unsaved)
         _remember(batch.positions, self._unsaved_positions)
@@ -189,7 +193,7 @@ class BatchAgent:
             entries = list(unsaved.items())
             for (_, key), (table, partition, _) in entries:
                 put(table, partition, key, table.data.get(key))   # None, a deleted key: its tombstone
-            await direct_producer.flush_tables()
+            await flush(self.topic)
             for name_and_key, _ in entries:
                 del unsaved[name_and_key]
         self._saved_at = time.monotonic()
@@ -235,6 +239,7 @@ class BatchAgent:
         # A rebalance may hand us a partition another worker wrote to: its tables, restored, know better than memory.
         async with self._lock:
             self.owned = set(partitions)
+            self.tables.assigned(self.owned)
             self._forget(partitions)
 
     def _forget(self, partitions: set[int]) -> None:
@@ -272,12 +277,13 @@ class RememberedIds:
 
     PREFIX = "__ids__/"
 
-    def __init__(self, table: faust.Table, window: timedelta) -> None:
+    def __init__(self, table: Table, window: timedelta) -> None:
         self.table = table
         self.window = RetentionWindow(int(window.total_seconds()))   # of chunk keys
         self.ids: dict[str, Any] = {}                             # id -> value
         self._chunk_of: dict[str, list[str]] = {}                 # chunk key -> its ids
         self._stale = True   # the table was (re)stored from its changelog: rebuilt before use
+        self._restores = table.restores
 
     def __contains__(self, id_: str) -> bool:
         return id_ in self._known_ids()
@@ -328,7 +334,8 @@ class RememberedIds:
         self._chunk_of.setdefault(key, []).extend(chunk["ids"])
 
     def _known_ids(self) -> dict[str, Any]:
-        if self._stale:
+        if self._stale or self._restores != self.table.restores:
+            self._restores = self.table.restores
             self._rebuild(int(time.time()))
         return self.ids
 
@@ -374,14 +381,13 @@ def _faust_topic(name: str) -> faust.TopicT:
     return _faust_topics[name]
 
 
-def _entries(*groups: dict[tuple[str, str], tuple[faust.Table, int, Any]]) -> Iterable[tuple[faust.Table, int, str,
-                                                                                               Any]]:
+def _entries(*groups: dict[tuple[str, str], tuple[Table, int, Any]]) -> Iterable[tuple[Table, int, str, Any]]:
     for group in groups:
         for (_, key), (table, partition, value) in group.items():
             yield table, partition, key, value
 
 
-def _remember(kept: dict[tuple[str, str], tuple[faust.Table, int, Any]],
+def _remember(kept: dict[tuple[str, str], tuple[Table, int, Any]],
               unsaved: dict[tuple[str, str], Unsaved]) -> None:
     """Into the table's memory now (the next batch reads it), into its changelog at the next snapshot; the value
     the changelog holds is remembered until then, for a revoke to put back."""

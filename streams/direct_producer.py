@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from infra.producer import create_producer
-from streams.app import app, pending_changelog, settings
+from streams.app import app, settings
 
 _producer: AIOKafkaProducer | None = None
 _lock = asyncio.Lock()
@@ -42,12 +42,9 @@ async def send(topic: str, value: bytes | None, key: bytes | None, headers: list
 _snapshots_in_flight: set[asyncio.Future[Any]] = set()
 
 
-async def flush_tables() -> None:
-    """Send the table snapshots put() queued, and wait until the broker has every snapshot sent so far (an
-    agent's records may have been sent by another agent's flush): call it at the end of a batch, so the
-    batch's offsets are committed only after its snapshots are stored."""
-    records = list(pending_changelog)
-    pending_changelog.clear()
+async def send_all(records: list[tuple[str, int, bytes, bytes | None]]) -> None:
+    """Send table changelog records (topic, partition, key, value), and wait until the broker has every one sent
+    so far (an agent's records may have been sent by another agent's call): streams/tables.py `flush`."""
     if records:
         producer = await _get()
         for topic, partition, key, value in records:

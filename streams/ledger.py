@@ -1,4 +1,4 @@
-"""The ledger agent: commands in, events out, per-account state in Faust tables, on the batch engine
+"""The ledger agent: commands in, events out, per-account state in the engine's tables (streams/tables.py), on the batch engine
 (streams/checkpoint.py), which owns the crash-safe order: decide, send and wait for the events, keep the state,
 then let the offsets be committed.
 
@@ -30,11 +30,12 @@ from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of, header
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
-from streams.app import accounts_table, app, commands_table, settings
+from streams.app import app, settings
 from streams.checkpoint import Batch, RememberedIds, agent
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.gaps import LazyReader
 from streams.metrics import COMMAND_LATENCY, COMMANDS_DECIDED
+from streams.tables import accounts_table, commands_table
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,12 @@ SAGA_IN_FLIGHT = Gauge("bank_saga_transfers_in_flight", "Transfers debited and n
                        "the partitions this worker drives")
 SAGA_OLDEST_AGE = Gauge("bank_saga_oldest_in_flight_age_seconds", "Age of the oldest transfer still in flight")
 
+# ---- the batch engine's tables (streams/tables.py)
+TABLE_RESTORE_SECONDS = Gauge("bank_table_restore_seconds", "How long the last restore of newly assigned "
+                              "partitions took, all tables read from their changelogs")
+TABLE_RESTORED_RECORDS = Counter("bank_table_restored_records_total", "Changelog records read back into a table "
+                                 "by restores", ["table"])
+
 # ---- projections (read models)
 PROJECTION_BATCH = Histogram("bank_projection_batch_events", "Events per batch applied to a read model",
                              ["projection"], buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000))

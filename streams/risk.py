@@ -35,16 +35,17 @@ from streams.checkpoint import Batch, RememberedIds, agent
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.metrics import FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
 from streams.rulebook import LiveRules, Rulebook
+from streams.tables import tables
 
 log = logging.getLogger(__name__)
 
 NEXT_COMMAND_KEY = "__risk_next_command__/{}"
 
-account_features = app.Table("risk_accounts", help="account id -> AccountFeatures.to_dict()")
-customer_records = app.Table("risk_customers", help="customer id -> {features: CustomerFeatures.to_dict()}")
+account_features = tables.table("risk_accounts", help="account id -> AccountFeatures.to_dict()")
+customer_records = tables.table("risk_customers", help="customer id -> {features: CustomerFeatures.to_dict()}")
 # Each movement's assessment, by command id, for the retention window: a redelivered command (its offset not yet
 # committed when the worker stopped) gets the assessment it had, instead of being scored and counted again.
-assessed_table = app.Table("risk_assessed", help="command id -> [partition, assessed at, Assessment.to_dict()]")
+assessed_table = tables.table("risk_assessed", help="command id -> [partition, assessed at, Assessment.to_dict()]")
 assessed = RememberedIds(assessed_table, settings.processed_retention)
 rulebook = Rulebook(settings.kafka, settings.rules_file, settings.sanctions_file)
 codec = get_codec()

@@ -8,8 +8,8 @@ Between two snapshots an agent's state lives in memory only, ahead of its change
   would restore stale balances and decide commands a second time);
 - records of a partition revoked meanwhile are left to its new owner.
 
-No server: no batch here emits a record, and the snapshot interval is never reached. The table is a plain
-in-memory stand-in with the two attributes the engine uses (`name`, `data`)."""
+No server: no batch here emits a record, the snapshot interval is never reached, and the agent has no tables to
+restore; its table is the engine's own (streams/tables.py), in memory only."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 
 from streams.checkpoint import Batch, BatchAgent
+from streams.tables import Table, Tables
 
 
-class InMemoryTable:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.name = "accounts"
-        self.data = data
+def in_memory_table(data: dict[str, Any]) -> Table:
+    table = Table("accounts", help="a table no test writes to its changelog")
+    table.data.update(data)
+    return table
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Record:
 class KeepEachRecord:
     """A decide function: keeps every record's value under its key, on its partition; can be told to fail."""
 
-    def __init__(self, table: InMemoryTable) -> None:
+    def __init__(self, table: Table) -> None:
         self.table = table
         self.seen: list[Record] = []
         self.seen_during_batch: dict[str, Any] = {}
@@ -48,19 +49,19 @@ class KeepEachRecord:
     async def __call__(self, batch: Batch) -> None:
         for record in batch.records:
             self.seen.append(record)
-            batch.keep(self.table, record.partition, record.key, record.value)   # type: ignore[arg-type]
-            self.seen_during_batch[record.key] = batch.value(self.table, record.key)   # type: ignore[arg-type]
+            batch.keep(self.table, record.partition, record.key, record.value)
+            self.seen_during_batch[record.key] = batch.value(self.table, record.key)
         if self.fail:
             raise RuntimeError("the batch's records were not acknowledged")
 
 
 def periodic_agent(decide: KeepEachRecord, forgotten: list[set[int]]) -> BatchAgent:
     return BatchAgent("test", "test-topic", decide, offsets_key=None, reset=forgotten.append,
-                      snapshot_every=timedelta(hours=1))
+                      snapshot_every=timedelta(hours=1), tables=Tables())   # no tables to restore: no server
 
 
 def test_a_revoked_partition_goes_back_to_what_its_changelog_holds() -> None:
-    table = InMemoryTable({"a": 1, "c": 10})          # as restored from the changelog
+    table = in_memory_table({"a": 1, "c": 10})          # as restored from the changelog
     decide, forgotten = KeepEachRecord(table), []
     agent = periodic_agent(decide, forgotten)
     assert agent.snapshot_every is not None            # the test is about periodic snapshots
@@ -78,7 +79,7 @@ def test_a_revoked_partition_goes_back_to_what_its_changelog_holds() -> None:
 
 
 def test_a_failed_batch_leaves_memory_as_it_found_it() -> None:
-    table = InMemoryTable({"a": 1})
+    table = in_memory_table({"a": 1})
     decide, forgotten = KeepEachRecord(table), []
     agent = periodic_agent(decide, forgotten)
     decide.fail = True
@@ -89,7 +90,7 @@ def test_a_failed_batch_leaves_memory_as_it_found_it() -> None:
 
 
 def test_records_of_a_partition_revoked_meanwhile_are_left_to_its_new_owner() -> None:
-    table = InMemoryTable({})
+    table = in_memory_table({})
     decide, forgotten = KeepEachRecord(table), []
     agent = periodic_agent(decide, forgotten)
 
@@ -101,3 +102,67 @@ def test_records_of_a_partition_revoked_meanwhile_are_left_to_its_new_owner() ->
     asyncio.run(scenario())
     assert [record.key for record in decide.seen] == ["a"]
     assert table.data == {"a": 1}
+
+
+class RestoreRecordingTables(Tables):
+    """Tables whose restore (a read of the changelogs) only records that it ran: no server."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def _restore(self, partitions: set[int]) -> None:
+        self.events.append(f"restore {sorted(partitions)}")
+
+
+def test_a_restore_waits_until_no_batch_holds_the_tables() -> None:
+    """A restore changes what agents built from the tables (their remembered ids are rebuilt from them): one in
+    the middle of another agent's batch lost the ids that batch had folded back from the log, and the command
+    was decided a second time. A batch needing a newly assigned partition waits for the batches in flight."""
+    events: list[str] = []
+    tables = RestoreRecordingTables(events)
+
+    async def scenario() -> None:
+        tables.assigned({0, 1})
+        release = asyncio.Event()
+
+        async def ledger_batch() -> None:
+            async with tables.held({0}):
+                events.append("ledger batch starts")
+                await release.wait()
+                events.append("ledger batch ends")
+
+        async def risk_batch() -> None:
+            async with tables.held({1}):
+                events.append("risk batch runs")
+
+        ledger = asyncio.create_task(ledger_batch())
+        await asyncio.sleep(0.01)
+        risk = asyncio.create_task(risk_batch())
+        await asyncio.sleep(0.01)
+        assert events == ["restore [0]", "ledger batch starts"]   # the risk batch's restore waits
+        release.set()
+        await asyncio.gather(ledger, risk)
+        async with tables.held({0, 1}):   # both restored: nothing to read again
+            pass
+
+    asyncio.run(scenario())
+    assert events == ["restore [0]", "ledger batch starts", "ledger batch ends", "restore [1]", "risk batch runs"]
+
+
+def test_a_partition_that_comes_back_is_restored_again() -> None:
+    """Another worker may have written a partition while it was not ours: its memory here is stale."""
+    events: list[str] = []
+    tables = RestoreRecordingTables(events)
+
+    async def scenario() -> None:
+        tables.assigned({0, 1})
+        async with tables.held({0, 1}):
+            pass
+        tables.assigned({1})        # 0 goes to another worker
+        tables.assigned({0, 1})     # and comes back
+        async with tables.held({0, 1}):
+            pass
+
+    asyncio.run(scenario())
+    assert events == ["restore [0, 1]", "restore [0]"]
