@@ -3,7 +3,8 @@
 The worker restores its tables from their changelogs (the periodic snapshots), folds the event log's tail since
 the last one, and rejoins its consumer group with the same static member id. Measured: kill -9 to the process up
 again (its web port answers), and kill -9 to the first command after it decided (a deposit through the risk agent
-and the ledger, as the API sends it), beside how many records the log and the changelogs then hold.
+and the ledger, as the API sends it), beside how many records the log and the changelogs then hold, and how long
+the worker says its restore of the tables took (streams/tables.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import signal
 import time
 import uuid
 from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.bench.broker import wait_for_quiet
 from cli.bench.ledger import EventCounter, Sender, _command, records_on_log
@@ -38,6 +42,7 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         ledger_events = sum((await end_offsets(bootstrap, [LEDGER_EVENTS])).values())
         records = await records_on_log(bootstrap)
+        changelog_records = sum((await end_offsets(bootstrap, CHANGELOGS)).values())
         killed_at = time.monotonic()
         await asyncio.to_thread(stack.kill_worker, 1, signal.SIGKILL)
         await asyncio.to_thread(stack.start_worker, 1)
@@ -46,10 +51,28 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
         while counter.counts[b"FundsDeposited"] + counter.counts[b"CommandRejected"] < 1:
             await asyncio.sleep(0.02)
         decided_s = time.monotonic() - killed_at
+        restore = await worker_restore(stack)
     finally:
         await sender.producer.stop()
         await counter.stop()
         if task is not None:
             progress.remove_task(task)
-    return {"ledger_events_on_log": ledger_events, "records_on_log": records, "kill_to_process_up_s": round(up_s, 2),
-            "kill_to_first_decision_s": round(decided_s, 2)}
+    return {"ledger_events_on_log": ledger_events, "records_on_log": records,
+            "changelog_records_on_log": changelog_records, "kill_to_process_up_s": round(up_s, 2),
+            "kill_to_first_decision_s": round(decided_s, 2), **restore}
+
+
+CHANGELOGS = [name for name, spec in load_registry().items() if spec.kind == "internal"]
+
+
+async def worker_restore(stack: Stack) -> dict[str, Any]:
+    """What the restarted worker says of its restore (its /metrics): how long the last one took, how many
+    changelog records it read back."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{stack.urls()['worker-1']}/metrics")
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:   # the records: one sample per table
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return {"worker_restore_s": round(totals.get("bank_table_restore_seconds", 0.0), 2),
+            "worker_restored_records": int(totals.get("bank_table_restored_records_total", 0))}

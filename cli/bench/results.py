@@ -56,6 +56,9 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     restart = result.get("restart") or {}
     if "kill_to_first_decision_s" in restart:
         figures["ledger worker kill -9 to first decision, s"] = restart["kill_to_first_decision_s"]
+    if "worker_restore_s" in restart:
+        figures["ledger worker table restore, s"] = restart["worker_restore_s"]
+        figures["changelog records restored"] = restart["worker_restored_records"]
     retention = result.get("retention") or {}
     if retention.get("rss_growth_after_first_window_mb") is not None:
         figures["worker memory growth after the first retention window, MB"] = retention[
