@@ -4,8 +4,9 @@ each, restored by batched reads instead of through Faust.
 Faust's tables restore through its per-event path, and with the memory store from offset 0 of every changelog:
 about 7,500 records/s here, so a worker killed with 160,000 ledger events on the log decided again only after
 57 s. These read their changelogs with aiokafka's batched fetches (infra/kafka.py `read_topic`), all tables at
-once, when the first batch of a newly assigned partition needs them (streams/checkpoint.py); a partition kept
-across a rebalance keeps its memory (a revoke has put it back to what the changelog holds).
+once, when the first batch after a rebalance needs them (streams/checkpoint.py): every newly assigned partition,
+each key's last value decoded once. A partition kept across a rebalance keeps its memory (a revoke has put it
+back to what the changelog holds).
 
 Every table is co-partitioned with the agents' topics: a key's changelog partition is the partition of the message
 that changed it (`put`), and all of them have the same partition count, so a worker owning partition p of one
@@ -48,17 +49,24 @@ class Table:
         return self.data.get(key, default)
 
     def apply(self, records: Iterable[Any]) -> int:
-        """Fold changelog records in, in offset order: a tombstone (no value) deletes its key."""
+        """Fold changelog records in, in offset order: a tombstone (no value) deletes its key. Returns how many."""
+        latest: dict[bytes, bytes | None] = {}
         count = 0
         for record in records:
-            key = json.loads(record.key)
-            if record.value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = json.loads(record.value)
+            latest[record.key] = record.value
             count += 1
-        self.restores += 1
+        self.load(latest)
         return count
+
+    def load(self, latest: dict[bytes, bytes | None]) -> None:
+        """Take each key's last changelog value (None: a tombstone, the key goes). Only last values are decoded:
+        a key snapshotted a hundred times is decoded once (the broker here does not compact)."""
+        for key, value in latest.items():
+            if value is None:
+                self.data.pop(json.loads(key), None)
+            else:
+                self.data[json.loads(key)] = json.loads(value)
+        self.restores += 1
 
 
 class Tables:
@@ -67,6 +75,7 @@ class Tables:
     def __init__(self) -> None:
         self.tables: list[Table] = []
         self.restored: set[int] = set()
+        self.assignment: set[int] = set()   # this worker's partitions, as the last rebalance gave them
         self._lock = asyncio.Lock()
         self._batches = 0              # batches holding the tables now
         self._idle = asyncio.Event()   # set while no batch holds them
@@ -80,16 +89,18 @@ class Tables:
     def assigned(self, partitions: set[int]) -> None:
         """A partition no longer ours may be written by another worker meanwhile: read again if it comes back."""
         self.restored &= partitions
+        self.assignment = set(partitions)
 
     @asynccontextmanager
     async def held(self, partitions: set[int]) -> AsyncIterator[None]:
-        """Held by an agent through each batch, after restoring the batch's partitions that are not restored since
-        their assignment. A restore waits until no batch holds the tables: it changes what agents built from them
+        """Held by an agent through each batch, after restoring the partitions not restored since their assignment:
+        the batch's, and with them every other assigned one, so a rebalance costs one read of the changelogs
+        (not one per partition as batches reach them) and a worker is whole before it decides. A restore waits until no batch holds the tables: it changes what agents built from them
         (RememberedIds rebuilds its ids from `data`), and a batch that is folding the log's tail into state kept
         with the batch only would lose it to a rebuild in its middle (seen under `bank chaos`: a command folded
         back from the log, then decided a second time)."""
         async with self._lock:   # one restore at a time; a batch waiting for one starts after it
-            missing = partitions - self.restored
+            missing = (partitions | self.assignment) - self.restored
             if missing:
                 await self._idle.wait()
                 await self._restore(missing)
@@ -106,14 +117,18 @@ class Tables:
     async def _restore(self, partitions: set[int]) -> None:
         started = time.monotonic()
         counts = dict.fromkeys((table.name for table in self.tables), 0)
+        latest: dict[str, dict[bytes, bytes | None]] = {table.name: {} for table in self.tables}
 
         def folder(table: Table) -> Callable[[list[Any]], None]:
-            def fold(records: list[Any]) -> None:
-                counts[table.name] += table.apply(records)
+            def fold(records: list[Any]) -> None:   # each key's last value, still encoded
+                latest[table.name].update((record.key, record.value) for record in records)
+                counts[table.name] += len(records)
             return fold
 
         await asyncio.gather(*[read_topic(settings.kafka, table.changelog_topic, partitions=partitions,
                                           sink=folder(table)) for table in self.tables])
+        for table in self.tables:
+            table.load(latest[table.name])
         seconds = time.monotonic() - started
         TABLE_RESTORE_SECONDS.set(seconds)
         for name, count in counts.items():

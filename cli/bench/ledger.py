@@ -75,9 +75,17 @@ class EventCounter:
 
 
 async def records_on_log(bootstrap: str) -> int:
-    """Every record written so far to every topic of the registry (the platform's, the Faust changelogs, the
+    """Every record written so far to every topic of the registry (the platform's, the tables' changelogs, the
     commands the bench sends): the difference over a phase, divided by what settled in it, is what a transfer costs."""
-    return sum((await end_offsets(bootstrap, load_registry(), isolation_level="read_uncommitted")).values())
+    return sum((await records_by_topic(bootstrap)).values())
+
+
+async def records_by_topic(bootstrap: str) -> Counter[str]:
+    """The records written so far to each topic of the registry."""
+    counts: Counter[str] = Counter()
+    for tp, offset in (await end_offsets(bootstrap, load_registry(), isolation_level="read_uncommitted")).items():
+        counts[tp.topic] += offset
+    return counts
 
 
 def _command(cls: type[c.Command], account: str, **fields: Any) -> c.Command:
@@ -124,11 +132,12 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
             # channel cash, no teller named: every one debits the one vault cash account, the hottest there is
             return _command(c.Deposit, account, amount=100, currency="EUR", channel="cash"), owner[account]
 
-        records_before = await records_on_log(bootstrap)
+        records_before = await records_by_topic(bootstrap)
         transfers = await _sustain("transfers", transfer, SETTLED, counter, sender, duration, warmup, window,
                                    progress)
         await wait_for_quiet(bootstrap, quiet)
-        records = await records_on_log(bootstrap) - records_before
+        by_topic = await records_by_topic(bootstrap) - records_before
+        records = sum(by_topic.values())
         settled_all = counter.settled(SETTLED) - transfers["settled_before"]
         deposits = await _sustain("cash deposits", deposit, DEPOSITED, counter, sender, duration / 2, warmup / 2,
                                   window, progress)
@@ -140,6 +149,8 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
             "transfers_settled": transfers["settled"], "transfers_per_s": transfers["per_s"],
             "ledger_events_per_s": transfers["events_per_s"], "backlog_at_end": transfers["backlog_at_end"],
             "records_per_transfer": round(records / max(1, settled_all), 1),
+            "records_per_transfer_by_topic": {topic: round(count / max(1, settled_all), 2)
+                                              for topic, count in by_topic.most_common() if count},
             "deposit_seconds": deposits["seconds"], "deposits_settled": deposits["settled"],
             "deposits_per_s": deposits["per_s"], "deposit_events_per_s": deposits["events_per_s"],
             "deposits_to_transfers": round(deposits["per_s"] / max(1, transfers["per_s"]), 2),

@@ -123,7 +123,7 @@ def test_a_restore_waits_until_no_batch_holds_the_tables() -> None:
     tables = RestoreRecordingTables(events)
 
     async def scenario() -> None:
-        tables.assigned({0, 1})
+        tables.assigned({0})
         release = asyncio.Event()
 
         async def ledger_batch() -> None:
@@ -138,6 +138,7 @@ def test_a_restore_waits_until_no_batch_holds_the_tables() -> None:
 
         ledger = asyncio.create_task(ledger_batch())
         await asyncio.sleep(0.01)
+        tables.assigned({0, 1})   # partition 1 assigned to the worker while the ledger's batch is in flight
         risk = asyncio.create_task(risk_batch())
         await asyncio.sleep(0.01)
         assert events == ["restore [0]", "ledger batch starts"]   # the risk batch's restore waits
@@ -166,3 +167,19 @@ def test_a_partition_that_comes_back_is_restored_again() -> None:
 
     asyncio.run(scenario())
     assert events == ["restore [0, 1]", "restore [0]"]
+
+
+def test_the_first_batch_after_a_rebalance_restores_every_newly_assigned_partition() -> None:
+    """One read of the changelogs per rebalance, and a worker whole before it decides anything."""
+    events: list[str] = []
+    tables = RestoreRecordingTables(events)
+
+    async def scenario() -> None:
+        tables.assigned({0, 1, 2})
+        async with tables.held({1}):
+            events.append("batch of partition 1")
+        async with tables.held({2}):
+            events.append("batch of partition 2")
+
+    asyncio.run(scenario())
+    assert events == ["restore [0, 1, 2]", "batch of partition 1", "batch of partition 2"]
