@@ -1,8 +1,8 @@
 """The one batch engine: every agent's crash-safe order, written once (in the spirit of quixstreams' Checkpoint).
 
 An agent declares the topic it reads and a decide function; `@agent(...)` registers it. Per batch the engine
-  0. restores the tables' partitions the batch reads, if newly assigned (streams/tables.py), and holds the
-     tables through the batch (a restore waits for batches in flight),
+  0. restores the tables' newly assigned partitions, if the batch is the first since a rebalance
+     (streams/tables.py), and holds the tables through the batch (a restore waits for batches in flight),
   1. lets the agent catch up (`prepare`: the ledger folds the tail of its event log after a (re)assignment,
      into memory, and keeps it through the batch),
   2. completes the batch (streams/gaps.py: records a consumer skipped are read back),
