@@ -1,6 +1,6 @@
-"""The ledger agent: commands in, events out, per-account state in the engine's tables (streams/tables.py), on the batch engine
-(streams/checkpoint.py), which owns the crash-safe order: decide, send and wait for the events, keep the state,
-then let the offsets be committed.
+"""The ledger agent: commands in, events out, per-account state in the engine's tables (streams/tables.py), on the
+batch engine (streams/checkpoint.py), which owns the crash-safe order: decide, send and wait for the events, keep
+the state, then let the offsets be committed.
 
 The event log is the ledger's changelog: the tables (accounts, processed command ids, how far the log is folded
 in) are snapshots written every BANK_LEDGER_SNAPSHOT_INTERVAL, not per batch. A crash leaves events in the log that

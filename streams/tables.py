@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,13 +48,10 @@ class Table:
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
 
-    def apply(self, records: Iterable[Any]) -> int:
+    def apply(self, records: list[Any]) -> int:
         """Fold changelog records in, in offset order: a tombstone (no value) deletes its key. Returns how many."""
         latest: dict[bytes, bytes | None] = {}
-        count = 0
-        for record in records:
-            latest[record.key] = record.value
-            count += 1
+        count = keep_last(latest, records)
         self.load(latest)
         return count
 
@@ -67,6 +64,12 @@ class Table:
             else:
                 self.data[json.loads(key)] = json.loads(value)
         self.restores += 1
+
+
+def keep_last(latest: dict[bytes, bytes | None], records: list[Any]) -> int:
+    """Each record's key takes its value, still encoded (the last one wins); returns how many records."""
+    latest.update((record.key, record.value) for record in records)
+    return len(records)
 
 
 class Tables:
@@ -95,10 +98,12 @@ class Tables:
     async def held(self, partitions: set[int]) -> AsyncIterator[None]:
         """Held by an agent through each batch, after restoring the partitions not restored since their assignment:
         the batch's, and with them every other assigned one, so a rebalance costs one read of the changelogs
-        (not one per partition as batches reach them) and a worker is whole before it decides. A restore waits until no batch holds the tables: it changes what agents built from them
-        (RememberedIds rebuilds its ids from `data`), and a batch that is folding the log's tail into state kept
-        with the batch only would lose it to a rebuild in its middle (seen under `bank chaos`: a command folded
-        back from the log, then decided a second time)."""
+        (not one per partition as batches reach them) and a worker is whole before it decides.
+
+        A restore waits until no batch holds the tables: it changes what agents built from them (RememberedIds
+        rebuilds its ids from `data`), and a batch that is folding the log's tail into state kept with the batch
+        only would lose it to a rebuild in its middle (seen under `bank chaos`: a command folded back from the
+        log, then decided a second time)."""
         async with self._lock:   # one restore at a time; a batch waiting for one starts after it
             missing = (partitions | self.assignment) - self.restored
             if missing:
@@ -120,9 +125,8 @@ class Tables:
         latest: dict[str, dict[bytes, bytes | None]] = {table.name: {} for table in self.tables}
 
         def folder(table: Table) -> Callable[[list[Any]], None]:
-            def fold(records: list[Any]) -> None:   # each key's last value, still encoded
-                latest[table.name].update((record.key, record.value) for record in records)
-                counts[table.name] += len(records)
+            def fold(records: list[Any]) -> None:
+                counts[table.name] += keep_last(latest[table.name], records)
             return fold
 
         await asyncio.gather(*[read_topic(settings.kafka, table.changelog_topic, partitions=partitions,

@@ -88,6 +88,11 @@ async def records_by_topic(bootstrap: str) -> Counter[str]:
     return counts
 
 
+def changelogs() -> list[str]:
+    """The tables' changelog topics (the registry's internal ones)."""
+    return [name for name, spec in load_registry().items() if spec.kind == "internal"]
+
+
 def _command(cls: type[c.Command], account: str, **fields: Any) -> c.Command:
     cid = str(uuid.uuid4())
     return cls(command_id=cid, account_id=account, issued_at=datetime.now(UTC), correlation_id=cid, **fields)
@@ -115,7 +120,7 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
     counter, sender = EventCounter(bootstrap), Sender(bootstrap)
     await counter.start()
     await sender.producer.start()
-    quiet = [n for n, spec in load_registry().items() if spec.kind == "internal"]
+    quiet = changelogs()
     try:
         await _open_and_fund(ids, owner, counter, sender, progress)
         # each measured window starts from an idle platform, not from a backlog of table snapshots

@@ -19,7 +19,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.bench.broker import wait_for_quiet
-from cli.bench.ledger import EventCounter, Sender, _command, records_on_log
+from cli.bench.ledger import EventCounter, Sender, _command, changelogs, records_on_log
 from cli.devstack import Stack
 from core import commands as c
 from core.topics import LEDGER_EVENTS
@@ -42,7 +42,7 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         ledger_events = sum((await end_offsets(bootstrap, [LEDGER_EVENTS])).values())
         records = await records_on_log(bootstrap)
-        changelog_records = sum((await end_offsets(bootstrap, CHANGELOGS)).values())
+        changelog_records = sum((await end_offsets(bootstrap, changelogs())).values())
         killed_at = time.monotonic()
         await asyncio.to_thread(stack.kill_worker, 1, signal.SIGKILL)
         await asyncio.to_thread(stack.start_worker, 1)
@@ -60,9 +60,6 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
     return {"ledger_events_on_log": ledger_events, "records_on_log": records,
             "changelog_records_on_log": changelog_records, "kill_to_process_up_s": round(up_s, 2),
             "kill_to_first_decision_s": round(decided_s, 2), **restore}
-
-
-CHANGELOGS = [name for name, spec in load_registry().items() if spec.kind == "internal"]
 
 
 async def worker_restore(stack: Stack) -> dict[str, Any]:
