@@ -1,1 +1,2 @@
-"""The Faust application: the ledger agent, the transfer saga, dead letters. Imports core/ and schemas/ only."""
+"""The stream workers: the batch engine and its agents (ledger, risk, transfer saga), projections, notifier, scheduler.
+Imports core/, infra/ and schemas/, never api/."""

@@ -1,10 +1,13 @@
-"""The Faust app, its topics and tables. `python -m streams` runs one worker."""
+"""The Faust app (the worker's lifecycle, web server and timers) and its shutdown steps. `python -m streams` runs one worker."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 
 from core.settings import Settings, get_settings
 from core.topics import LEDGER_COMMANDS
@@ -19,7 +22,7 @@ from streams.metrics import exposition
 def create_app(settings: Settings) -> faust.App:
     kafka_fetch.install_for(settings)
     registry = load_registry(settings.topics_file, settings.topic_replication)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka}",
         broker_credentials=faust_credentials(settings),   # Kafka security; None for PLAINTEXT
@@ -38,14 +41,34 @@ def create_app(settings: Settings) -> faust.App:
         logging_config=logging_config("ledger-worker", settings.log_level),
         **static_membership(settings.worker_id),
     )
+    # The batch engine consumes and produces the agents' topics itself (streams/consumer.py): Faust's consumer would
+    # join the workers' group beside it under the same static member id, and each would fence the other out.
+    app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False, enable_kafka_producer=False)
+    return app
 
 
 settings = get_settings()
 app = create_app(settings)
+log = logging.getLogger(__name__)
+ShutdownStep = Callable[[], Awaitable[None]]
+_shutdown_steps: dict[bool, list[ShutdownStep]] = {True: [], False: []}
 
 
-def raw_topic(name: str) -> faust.TopicT:
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+def at_shutdown(step: ShutdownStep, *, first: bool = False) -> ShutdownStep:
+    """Run `step` when the worker stops, in order: the `first` ones (the consumer, which finishes the batch in hand),
+    then the others (what batches use: producers, readers). Faust's signal receivers run in no set order."""
+    _shutdown_steps[first].append(step)
+    return step
+
+
+@app.on_before_shutdown.connect
+async def _shut_down(app: Any, **kwargs: Any) -> None:
+    for step in _shutdown_steps[True] + _shutdown_steps[False]:
+        try:
+            await step()
+        except Exception:   # one step failing must not keep the others from running
+            log.exception("shutdown step %s failed", getattr(step, "__qualname__", step))
+
 
 @app.page("/metrics")
 async def metrics_page(web: Any, request: Any) -> Any:

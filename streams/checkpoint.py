@@ -11,7 +11,8 @@ An agent declares the topic it reads and a decide function; `@agent(...)` regist
   5. keeps the state, and writes it to the tables' changelogs with the agent's next offsets: after every batch,
      or, for an agent whose state folds back from its own log (`snapshot_every`), periodically: first the
      state, acknowledged, then the positions it reflects, so a snapshot's position never runs ahead of it,
-  6. returns, and only then may Faust commit the batch's offsets.
+  6. returns, and only then may the worker's consumer (streams/consumer.py) commit the batch's offsets; under
+     exactly_once the records of steps 4 and 5 and the offsets are one transaction instead.
 A crash anywhere leaves records in the log that the snapshots may not reflect yet: an agent with periodic
 snapshots folds them back in `prepare`; the others decide the records since their snapshot again, alike, and
 whatever they send again is deduplicated downstream by id. A failed batch is retried whole (never skipped) after
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import faust
+from aiokafka import AIOKafkaProducer
 
 from core.retention import RetentionWindow
 from infra.dead_letters import dead_letter_of
 from streams import direct_producer
-from streams.app import app, raw_topic, settings
+from streams.app import app, at_shutdown, settings
+from streams.consumer import Transactions, worker_consumer
 from streams.failpoints import failpoint
 from streams.gaps import LazyReader, OffsetGuard
 from streams.metrics import DEAD_LETTERS, EVENTS_PROCESSED
@@ -41,8 +43,6 @@ from streams.tables import Table, Tables, commands_table, flush, put, tables
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
-BATCH_WITHIN_SECONDS = 0.005
 MAX_ATTEMPTS = 8
 Headers = list[tuple[str, bytes]]
 DELETED = object()   # a kept value that deletes its key
@@ -52,8 +52,8 @@ Unsaved = tuple[Table, int, Any]   # a key kept in memory only: its table, its p
 
 @dataclass(slots=True)
 class Outgoing:
-    """A record to send: `transactional` ones go through Faust's producer, so under exactly_once they are part of
-    the source partition's transaction; the others through the direct producer (streams/direct_producer.py)."""
+    """A record to send: under exactly_once, `transactional` ones are part of the batch's transaction; the others
+    go through the direct producer (streams/direct_producer.py)."""
     topic: str
     value: bytes | None
     key: bytes | None
@@ -121,6 +121,7 @@ class BatchAgent:
                  snapshot_every: timedelta | None = None, tables: Tables = tables) -> None:
         self.name, self.topic, self.decide = name, topic, decide
         self.tables = tables
+        self.transactions = Transactions(name) if settings.processing_guarantee == "exactly_once" else None
         self.offsets_key = offsets_key
         self.prepare, self.reset = prepare, reset
         # Periodic snapshots would let an exactly_once commit run ahead of its state: there every batch writes them.
@@ -147,13 +148,20 @@ class BatchAgent:
                     await self._handle(records)
 
     async def _handle(self, records: Sequence[Any]) -> None:
+        if self.transactions is None:
+            await self._decide_and_keep(records, None)
+            return
+        async with self.transactions.batch(records) as producer:
+            await self._decide_and_keep(records, producer)
+
+    async def _decide_and_keep(self, records: Sequence[Any], producer: AIOKafkaProducer | None) -> None:
         batch = Batch(list(records))
         if self.prepare is not None:
             await self.prepare({r.partition for r in records}, batch)
         if self.guard is not None:
             batch.records = await self.guard.complete(records)
         await self.decide(batch)
-        delivered = await asyncio.gather(*[await self._send(out) for out in batch.outgoing])
+        delivered = await asyncio.gather(*[await self._send(out, producer) for out in batch.outgoing])
         failpoint(f"after_{self.name}_acked")
         for callback in batch.acknowledged:
             callback(delivered)
@@ -161,19 +169,19 @@ class BatchAgent:
         if self.guard is not None:
             for partition, next_offset in self.guard.advance(batch.records).items():
                 batch.keep_position(commands_table, partition, self.offsets_key.format(partition), next_offset)
-        await self._keep(batch)
+        await self._keep(batch, producer)
 
-    async def _send(self, out: Outgoing) -> Any:
-        if out.transactional and settings.processing_guarantee == "exactly_once":
-            return await _faust_topic(out.topic).send(key=out.key, value=out.value, partition=out.partition,
-                                                      headers=out.headers)
+    async def _send(self, out: Outgoing, producer: AIOKafkaProducer | None) -> Any:
+        if out.transactional and producer is not None:
+            return await producer.send(out.topic, out.value, key=out.key, headers=out.headers,
+                                       partition=out.partition)
         return await direct_producer.send(out.topic, out.value, out.key, out.headers, out.partition)
 
-    async def _keep(self, batch: Batch) -> None:
+    async def _keep(self, batch: Batch, producer: AIOKafkaProducer | None) -> None:
         if self.snapshot_every is None:
             for table, partition, key, value in _entries(batch.kept, batch.positions):
                 put(table, partition, key, None if value is DELETED else value)
-            await flush(self.topic)
+            await flush(producer)
             return
         _remember(batch.kept, self._unsaved)
         _remember(batch.positions, self._unsaved_positions)
@@ -193,7 +201,7 @@ class BatchAgent:
             entries = list(unsaved.items())
             for (_, key), (table, partition, _) in entries:
                 put(table, partition, key, table.data.get(key))   # None, a deleted key: its tombstone
-            await flush(self.topic)
+            await flush()
             for name_and_key, _ in entries:
                 del unsaved[name_and_key]
         self._saved_at = time.monotonic()
@@ -249,19 +257,9 @@ class BatchAgent:
             self.reset(partitions)
 
     def register(self) -> None:
-        @app.agent(raw_topic(self.topic), name=f"streams.{self.name}")
-        async def run(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-                await self.handle_with_retry([event.message for event in events])
-
-        async def on_assigned(app: faust.App, assigned: set, **kwargs: Any) -> None:
-            await self.assigned({tp.partition for tp in assigned if tp.topic == self.topic})
-
-        async def on_revoked(app: faust.App, revoked: set, **kwargs: Any) -> None:
-            await self.revoked({tp.partition for tp in revoked if tp.topic == self.topic})
-
-        app.on_partitions_assigned.connect(on_assigned)
-        app.on_partitions_revoked.connect(on_revoked)
+        worker_consumer.add(self)
+        if self.transactions is not None:
+            at_shutdown(self.transactions.stop)
         if self.snapshot_every is not None:
             app.timer(self.snapshot_every.total_seconds(), name=f"streams.{self.name}.snapshot")(
                 self.snapshot_when_idle)
@@ -370,15 +368,6 @@ def agent(topic: str, *, name: str, offsets_key: str | None,
         batch_agent.register()
         return batch_agent
     return register
-
-
-_faust_topics: dict[str, faust.TopicT] = {}
-
-
-def _faust_topic(name: str) -> faust.TopicT:
-    if name not in _faust_topics:
-        _faust_topics[name] = raw_topic(name)
-    return _faust_topics[name]
 
 
 def _entries(*groups: dict[tuple[str, str], tuple[Table, int, Any]]) -> Iterable[tuple[Table, int, str, Any]]:

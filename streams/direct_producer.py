@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from infra.producer import create_producer
-from streams.app import app, settings
+from streams.app import at_shutdown, settings
 
 _producer: AIOKafkaProducer | None = None
 _lock = asyncio.Lock()
@@ -55,7 +55,7 @@ async def send_all(records: list[tuple[str, int, bytes, bytes | None]]) -> None:
         await asyncio.gather(*list(_snapshots_in_flight))
 
 
-@app.on_before_shutdown.connect
-async def _stop(app: Any, **kwargs: Any) -> None:
+@at_shutdown
+async def _stop() -> None:
     if _producer is not None:
         await _producer.stop()

@@ -6,6 +6,10 @@ lets the commit move past them (seen after a worker SIGKILL under load). An agen
 offsets alone would lose those commands. So each agent records, in its own table, the next offset it
 expects per partition; a batch that starts beyond it, or has a hole, is completed by re-reading the
 range from the topic. Re-reading is harmless: commands and saga steps are deduplicated by id.
+
+The batch engine now consumes its topics itself (streams/consumer.py), outside that race; the guard stays as a
+check on any consumer's offsets (a record skipped is a command lost), at the cost of one position per partition
+and snapshot in the commands table.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of, header
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
-from streams.app import app, settings
+from streams.app import at_shutdown, settings
 from streams.checkpoint import Batch, RememberedIds, agent
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.gaps import LazyReader
@@ -221,6 +221,4 @@ ledger_agent = agent(LEDGER_COMMANDS, name="ledger", offsets_key=NEXT_COMMAND_KE
                      reset=processor.forget, snapshot_every=settings.ledger_snapshot_interval)(processor.decide)
 
 
-@app.on_before_shutdown.connect
-async def _close_reader(app: Any, **kwargs: Any) -> None:
-    await processor.close()
+at_shutdown(processor.close)

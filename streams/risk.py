@@ -19,7 +19,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
 
 from core import commands as c
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
@@ -30,7 +29,7 @@ from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COM
 from infra.records import header_list
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
-from streams.app import app, settings
+from streams.app import app, at_shutdown, settings
 from streams.checkpoint import Batch, RememberedIds, agent
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.metrics import FRAUD_RULE_HITS, RISK_ASSESSED, RISK_ASSESSMENT_SECONDS
@@ -174,6 +173,4 @@ async def _start_rulebook() -> None:
     await rulebook.start()
 
 
-@app.on_before_shutdown.connect
-async def _stop_rulebook(app: faust.App, **kwargs: Any) -> None:
-    await rulebook.stop()
+at_shutdown(rulebook.stop)

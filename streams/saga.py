@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
 
 from core import commands as c
 from core import events as e
@@ -26,7 +25,7 @@ from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of
 from infra.topics import record_types
 from schemas.codec import get_codec
-from streams.app import app, settings
+from streams.app import settings
 from streams.checkpoint import Batch, agent
 from streams.metrics import SAGA_IN_FLIGHT, SAGA_OLDEST_AGE
 
@@ -103,12 +102,8 @@ def _step_for(message: Any, now: datetime) -> tuple[c.Command | PaymentInstructi
 
 
 # Under exactly_once the events topic holds transaction markers, which look like holes to the offset guard;
-# there Faust's transactional offsets are the saga's record. Steps have deterministic ids, so sending a batch's
-# steps again after a failure is harmless.
+# there the offsets committed in each batch's transaction are the saga's record. Steps have deterministic ids, so
+# sending a batch's steps again after a failure is harmless.
 transfer_saga = agent(LEDGER_EVENTS, name="saga",
-                      offsets_key=NEXT_EVENT_KEY if settings.processing_guarantee == "at_least_once" else None)(drive)
-
-
-@app.on_partitions_assigned.connect
-async def _keep_in_flight(app: faust.App, assigned: set, **kwargs: Any) -> None:
-    in_flight.keep_partitions({tp.partition for tp in assigned if tp.topic == LEDGER_EVENTS})
+                      offsets_key=NEXT_EVENT_KEY if settings.processing_guarantee == "at_least_once" else None,
+                      reset=lambda partitions: in_flight.keep_partitions(transfer_saga.owned or set()))(drive)

@@ -10,7 +10,7 @@ back to what the changelog holds).
 
 Every table is co-partitioned with the agents' topics: a key's changelog partition is the partition of the message
 that changed it (`put`), and all of them have the same partition count, so a worker owning partition p of one
-agent's topic owns p of the others' (Faust's assignor co-partitions co-subscribed topics of equal size).
+agent's topic owns p of the others' (the worker's consumer assigns by ranges: streams/consumer.py).
 Keys and values are JSON, as Faust encoded them, so a changelog Faust's tables wrote restores as well.
 """
 
@@ -24,9 +24,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from infra.kafka import read_topic
 from streams import direct_producer
-from streams.app import app, settings
+from streams.app import settings
 from streams.metrics import TABLE_RESTORE_SECONDS, TABLE_RESTORED_RECORDS
 
 log = logging.getLogger(__name__)
@@ -155,21 +157,17 @@ def put(table: Table, partition: int, key: str, value: Any) -> None:
     _pending.append((table.changelog_topic, partition, json.dumps(key).encode(), encoded))
 
 
-async def flush(source_topic: str) -> None:
+async def flush(producer: AIOKafkaProducer | None = None) -> None:
     """Send the changelog records put() queued, and wait until the broker has them (and every one sent so far):
     an agent calls it at the end of a batch or a snapshot, before the batch's offsets may be committed.
 
-    at_least_once: through the direct producer, batched (Faust's own changelog path stalls every incoming message
-    while its buffer holds more than 100 records). exactly_once: through Faust's transactional producer of the
-    source partition (`source_topic`'s group), so the records commit or abort with the batch's offsets."""
+    at_least_once: through the direct producer, batched. exactly_once: through `producer`, the transactional
+    producer of the batch (streams/consumer.py Transactions), so they commit or abort with the batch's offsets."""
     records = list(_pending)
     _pending.clear()
-    if settings.processing_guarantee == "exactly_once":
-        group = app.assignor.group_for_topic(source_topic)
-        await asyncio.gather(*[
-            await app.producer.send(topic, key, value, partition, None, None,
-                                    transactional_id=f"{app.conf.id}-{group}-{partition}")
-            for topic, partition, key, value in records])
+    if producer is not None:
+        await asyncio.gather(*[await producer.send(topic, value, key=key, partition=partition)
+                               for topic, partition, key, value in records])
         return
     await direct_producer.send_all(records)
 

@@ -48,8 +48,9 @@ allow api Write topic bank.risk.commands bank.ledger.commands bank.ledger.events
 allow api Read topic bank.ledger.events bank.clock bank.standing-orders bank.loans bank.interest bank.fx.rates
 allow api Describe group-prefix bankstream-
 
-# The stream workers (Faust app bankstream-ledger: the ledger and risk agents, the transfer saga). Faust makes its
-# own internal topics (its leader topic) beside the changelogs `setup` creates, all named bankstream-ledger-*.
+# The stream workers (group bankstream-ledger: the ledger and risk agents, the transfer saga, one consumer per
+# worker): their tables' changelogs (`setup` creates them) are bankstream-ledger-*, and under exactly_once each
+# agent's transactional id is bankstream-ledger-<agent>-<worker id>.
 allow ledger Write topic bank.ledger.commands bank.ledger.commands.dlq bank.ledger.events bank.ledger.events.dlq \
   bank.risk.commands.dlq bank.risk.assessments bank.risk.alerts bank.payments.outbound
 allow ledger Read topic bank.ledger.commands bank.risk.commands bank.ledger.events bank.risk.rules

@@ -68,6 +68,7 @@ def test_exactly_once_invariants(exactly_once_stack: Stack, crash: bool) -> None
         assert not audit.in_flight
         assert result.command_ids <= audit.outcome_command_ids()
         log = exactly_once_stack.children["worker-1"].log_path.read_text()
-        assert "transactional producers" in log  # Faust really ran with transactions
+        # the ledger's batches really were transactions
+        assert f"transactional producer {exactly_once_stack.settings.app_id}-ledger-" in log
 
     asyncio.run(scenario())

@@ -482,10 +482,11 @@ def test_acls_cover_every_consumer_group_and_transaction(grants: list[Grant]) ->
         assert any(grant.allows(principal, "Read", "group", group) for grant in grants), f"{principal}: group {group}"
         readers = {grant.principal for grant in grants if grant.allows(grant.principal, "Read", "group", group)}
         assert readers == {principal}, f"group {group} is read by {readers}"
-    # exactly_once: Faust's transactional ids are <app id>-<group>-<partition>
-    assert any(grant.allows("ledger", "Write", "transactional-id", f"{app_id}-0-3") for grant in grants)
-    # Faust creates its own internal topics (its leader topic) beside the changelogs setup creates
-    assert any(grant.allows("ledger", "Create", "topic", f"{app_id}-__assignor-__leader") for grant in grants)
+    # exactly_once: each agent's transactional id is <app id>-<agent>-<worker id> (streams/consumer.py)
+    assert any(grant.allows("ledger", "Write", "transactional-id", f"{app_id}-ledger-ledger-1") for grant in grants)
+    # the engine's tables read and write their changelogs
+    assert any(grant.allows("ledger", "Write", "topic", f"{app_id}-accounts-changelog") for grant in grants)
+    assert any(grant.allows("ledger", "Read", "topic", f"{app_id}-accounts-changelog") for grant in grants)
     assert any(grant.allows("setup", "Create", "topic", topic) for topic in _topics_registry() for grant in grants)
 
 
