@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # changelog: a restart folds the log's tail since the last snapshot, so this bounds that tail, not safety.
     # 0 writes them after every batch (as exactly_once always does).
     ledger_snapshot_interval: timedelta = timedelta(seconds=5)
+    # How often the risk agent writes snapshots of its tables (features, assessments). Its offsets are committed
+    # only as far as its last snapshot: a restart scores the commands since then again against the snapshot's
+    # features, and gets the same assessments (scoring depends on the movements' own times). 0: after every batch.
+    risk_snapshot_interval: timedelta = timedelta(seconds=5)
     # How long the agents remember a command id they have handled (the ledger's processed commands, the risk
     # agent's assessments): a retry or redelivery inside it is recognised; past it the id goes, so state stays flat.
     processed_retention: timedelta = timedelta(days=7)

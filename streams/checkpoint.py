@@ -9,14 +9,16 @@ An agent declares the topic it reads and a decide function; `@agent(...)` regist
   3. calls `decide(batch)`, which reads the agent's state and says what to emit and what state to keep,
   4. sends every record to emit and waits until the broker has acknowledged them all,
   5. keeps the state, and writes it to the tables' changelogs with the agent's next offsets: after every batch,
-     or, for an agent whose state folds back from its own log (`snapshot_every`), periodically: first the
-     state, acknowledged, then the positions it reflects, so a snapshot's position never runs ahead of it,
-  6. returns, and only then may the worker's consumer (streams/consumer.py) commit the batch's offsets; under
-     exactly_once the records of steps 4 and 5 and the offsets are one transaction instead.
-A crash anywhere leaves records in the log that the snapshots may not reflect yet: an agent with periodic
-snapshots folds them back in `prepare`; the others decide the records since their snapshot again, alike, and
-whatever they send again is deduplicated downstream by id. A failed batch is retried whole (never skipped) after
-`reset`, and after too many failures the worker crashes, so its supervisor restarts it from the log.
+     or, for an agent with periodic snapshots (`snapshot_every`), periodically: first the state, acknowledged,
+     then the positions it reflects, so a snapshot's position never runs ahead of it,
+  6. returns; the worker's consumer (streams/consumer.py) commits offsets only as far as the changelogs reflect
+     (`saved_offsets`): after the batch, or after the next snapshot. Under exactly_once the records of steps 4
+     and 5 and the batch's offsets are one transaction instead.
+A crash anywhere leaves records in the log that the snapshots may not reflect yet, and commands past the committed
+offsets: they are read again and decided again against the state the snapshots hold (the ledger first folds its
+event log's tail back in `prepare`, so it recognises the commands it had decided), alike, and whatever is sent
+again is deduplicated downstream by id. A failed batch is retried whole (never skipped) after `reset`, and after
+too many failures the worker crashes, so its supervisor restarts it from the log.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from core.retention import RetentionWindow
 from infra.dead_letters import dead_letter_of
 from streams import direct_producer
 from streams.app import app, at_shutdown, settings
-from streams.consumer import Transactions, worker_consumer
+from streams.consumer import Transactions, next_offsets, worker_consumer
 from streams.failpoints import failpoint
 from streams.gaps import LazyReader, OffsetGuard
 from streams.metrics import DEAD_LETTERS, EVENTS_PROCESSED
@@ -133,6 +135,10 @@ class BatchAgent:
         self._unsaved: dict[tuple[str, str], Unsaved] = {}
         self._unsaved_positions: dict[tuple[str, str], Unsaved] = {}
         self._saved_at = time.monotonic()
+        # How far each partition's records are reflected in the changelogs: what the consumer may commit (a record
+        # past it is read again after a restart, and decided again against the state the changelogs hold).
+        self.saved_offsets: dict[int, int] = {}
+        self._unsaved_offsets: dict[int, int] = {}
         self._lock = asyncio.Lock()   # snapshots and rebalances between batches, never inside one
         self.owned: set[int] | None = None   # this worker's partitions of the topic (None: not assigned yet)
 
@@ -182,7 +188,9 @@ class BatchAgent:
             for table, partition, key, value in _entries(batch.kept, batch.positions):
                 put(table, partition, key, None if value is DELETED else value)
             await flush(producer)
+            self.saved_offsets.update(next_offsets(batch.records))
             return
+        self._unsaved_offsets.update(next_offsets(batch.records))
         _remember(batch.kept, self._unsaved)
         _remember(batch.positions, self._unsaved_positions)
         if time.monotonic() - self._saved_at >= self.snapshot_every.total_seconds():
@@ -190,7 +198,7 @@ class BatchAgent:
 
     async def snapshot_when_idle(self) -> None:
         """A quiet agent's last batches are snapshotted too, so a restart after a quiet spell folds nothing."""
-        if self._unsaved or self._unsaved_positions:
+        if self._unsaved or self._unsaved_positions or self._unsaved_offsets:
             async with self._lock:
                 await self._snapshot()
 
@@ -204,6 +212,8 @@ class BatchAgent:
             await flush()
             for name_and_key, _ in entries:
                 del unsaved[name_and_key]
+        self.saved_offsets.update(self._unsaved_offsets)
+        self._unsaved_offsets.clear()
         self._saved_at = time.monotonic()
 
     # ------------------------------------------------------------ retries, rebalances, registration
@@ -233,6 +243,9 @@ class BatchAgent:
         async with self._lock:
             if self.owned is not None:
                 self.owned -= partitions
+            for partition in partitions:   # the consumer has committed the saved ones: the next owner's now
+                self.saved_offsets.pop(partition, None)
+                self._unsaved_offsets.pop(partition, None)
             for unsaved in (self._unsaved, self._unsaved_positions):
                 for name_and_key in [k for k, (_, partition, _) in unsaved.items() if partition in partitions]:
                     table, _, saved = unsaved.pop(name_and_key)

@@ -7,11 +7,14 @@ have always been (`<app id>`), reading their topics with `getmany`; each batch's
 agents, which decide them concurrently. Faust still runs the worker: its lifecycle, web server and timers.
 
 - Static membership (embedded broker defects 1 and 4): the group instance id is the worker id.
-- The range assignor gives a worker the same partition numbers of every topic (they have as many partitions):
-  the engine's tables are co-partitioned with the agents' topics (streams/tables.py).
-- Offsets: at_least_once, committed after the batches they end are handled (their records acknowledged, their
-  state kept), at most every BANK_COMMIT_INTERVAL, and for the revoked partitions before a rebalance goes on;
-  exactly_once, each agent's batch is one transaction (`Transactions`) with its offsets in it.
+- Partitions are assigned by ranges in the order of the workers' ids (`WorkerRangeAssignor`): a worker gets the
+  same partition numbers of every topic (they have as many partitions), so the engine's tables stay co-partitioned
+  with the agents' topics (streams/tables.py), and the same ones again after a restart.
+- Offsets: at_least_once, an agent's are committed as far as its tables' changelogs reflect its records (after
+  every batch, or for an agent with periodic snapshots after each snapshot: a restart decides the records since
+  then again, against the state of the snapshot), at most every BANK_COMMIT_INTERVAL, and for the revoked
+  partitions before a rebalance goes on; exactly_once, each agent's batch is one transaction (`Transactions`)
+  with its offsets in it.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -43,13 +48,40 @@ FETCH_TIMEOUT_MS = 500
 BATCH_MAX = 1500   # records per fetch, of every topic: each agent decides its share as one batch
 
 
-def next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
-    """The offset to commit per partition once `records` are handled: one past the last of each."""
-    offsets: dict[TopicPartition, int] = {}
+def next_offsets(records: Sequence[Any]) -> dict[int, int]:
+    """Per partition of one topic's `records`, the offset to commit once they are handled: one past the last."""
+    offsets: dict[int, int] = {}
     for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        offsets[record.partition] = max(offsets.get(record.partition, 0), record.offset + 1)
     return offsets
+
+
+class WorkerRangeAssignor(RangePartitionAssignor):
+    """The range assignor, with the workers in the order of their ids instead of their member ids.
+
+    A restarted worker rejoins with a new member id; ordered by member ids, the workers' ranges could swap, and
+    on the embedded broker a restarted worker was handed its new range while the old owner, not told yet, still
+    consumed it (seen under `bank chaos`: commands decided by both workers). Ordered by worker id (sent in the
+    subscription's user data), every worker gets its own range back."""
+
+    name = "bankstream-worker-range"
+    worker_id = ""
+
+    @classmethod
+    def of(cls, worker_id: str) -> type[WorkerRangeAssignor]:
+        return type(cls.__name__, (cls,), {"worker_id": worker_id})
+
+    @classmethod
+    def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(cls.version, list(topics), cls.worker_id.encode())
+
+    @classmethod
+    def assign(cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata],
+               ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        member_of = {(metadata.user_data.decode(), member_id): member_id for member_id, metadata in members.items()}
+        ranked = {f"{rank:06d}": member_of[key] for rank, key in enumerate(sorted(member_of))}
+        assigned = super().assign(cluster, {rank: members[member_id] for rank, member_id in ranked.items()})
+        return {ranked[rank]: assignment for rank, assignment in assigned.items()}
 
 
 class WorkerConsumer(ConsumerRebalanceListener):
@@ -60,7 +92,7 @@ class WorkerConsumer(ConsumerRebalanceListener):
         self.batch_max = batch_max
         self.commits = settings.processing_guarantee == "at_least_once"   # exactly_once: the transactions do
         self.consumer: AIOKafkaConsumer | None = None
-        self._handled: dict[TopicPartition, int] = {}   # handled, not yet committed: partition -> next offset
+        self._committed: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
         self._batch = asyncio.Lock()   # a rebalance or a stop waits for the batch in hand
         self._task: asyncio.Task[None] | None = None
@@ -74,7 +106,7 @@ class WorkerConsumer(ConsumerRebalanceListener):
             auto_offset_reset="earliest", max_poll_records=self.batch_max,
             isolation_level="read_committed" if settings.processing_guarantee == "exactly_once" else
             "read_uncommitted",
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            partition_assignment_strategy=(WorkerRangeAssignor.of(settings.worker_id),),
             **aiokafka_static_membership(settings.worker_id))
         await self.consumer.start()
         self.consumer.subscribe(list(self.agents), listener=self)
@@ -88,7 +120,7 @@ class WorkerConsumer(ConsumerRebalanceListener):
         async with self._batch:
             if self._task is not None:
                 self._task.cancel()
-            await self._commit(self._handled)
+            await self._commit(self._committable())
         await self.consumer.stop()
 
     async def _run(self) -> None:
@@ -111,36 +143,52 @@ class WorkerConsumer(ConsumerRebalanceListener):
         async with self._batch:
             await asyncio.gather(*[self.agents[topic].handle_with_retry(records)
                                    for topic, records in by_topic.items()])
-            for records in by_topic.values():
-                self._handled.update(next_offsets(records))
             if time.monotonic() - self._committed_at >= settings.commit_interval.total_seconds():
-                await self._commit(self._handled)
+                await self._commit(self._committable())
+
+    def _committable(self) -> dict[TopicPartition, int]:
+        """Per partition, how far its agent's changelogs reflect it, where that is past what was committed."""
+        offsets: dict[TopicPartition, int] = {}
+        for topic, agent in self.agents.items():
+            for partition, offset in agent.saved_offsets.items():
+                tp = TopicPartition(topic, partition)
+                if self._committed.get(tp) != offset:
+                    offsets[tp] = offset
+        return offsets
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed_at = time.monotonic()
         if not self.commits or not offsets or self.consumer is None:
             return
-        wanted = {tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
-        for tp in wanted:
-            del offsets[tp]
         try:
-            await self.consumer.commit(wanted)
+            await self.consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
         except KafkaError as error:   # a rebalance meanwhile: the next owner reads them again, deduplicated by id
             log.warning("offsets not committed: %r", error)
+            return
+        self._committed.update(offsets)
 
     # ------------------------------------------------------------ rebalances (aiokafka calls these)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", _listed(revoked))
         async with self._batch:
-            await self._commit({tp: offset for tp, offset in self._handled.items() if tp in revoked})
+            await self._commit({tp: offset for tp, offset in self._committable().items() if tp in revoked})
             for tp in revoked:
-                self._handled.pop(tp, None)
+                self._committed.pop(tp, None)
             for topic, agent in self.agents.items():
                 await agent.revoked({tp.partition for tp in revoked if tp.topic == topic})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", _listed(assigned))
         for topic, agent in self.agents.items():
             await agent.assigned({tp.partition for tp in assigned if tp.topic == topic})
+
+
+def _listed(partitions: set[TopicPartition]) -> str:
+    by_topic: dict[str, list[int]] = defaultdict(list)
+    for tp in partitions:
+        by_topic[tp.topic].append(tp.partition)
+    return "; ".join(f"{topic} {sorted(numbers)}" for topic, numbers in sorted(by_topic.items())) or "none"
 
 
 worker_consumer = WorkerConsumer(batch_max=BATCH_MAX)
@@ -170,7 +218,9 @@ class Transactions:
         await producer.begin_transaction()
         try:
             yield producer
-            offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in next_offsets(records).items()}
+            topic = records[0].topic
+            offsets = {TopicPartition(topic, partition): OffsetAndMetadata(offset, "")
+                       for partition, offset in next_offsets(records).items()}
             await producer.send_offsets_to_transaction(offsets, self.group)
             await producer.commit_transaction()
         except BaseException:

@@ -165,7 +165,8 @@ def _record(batch: Batch, command: c.Command, movement: Movement, assessment: As
 
 
 risk_agent = agent(RISK_COMMANDS, name="risk", offsets_key=NEXT_COMMAND_KEY,
-                   reset=lambda partitions: assessed.restored())(decide)
+                   reset=lambda partitions: assessed.restored(),
+                   snapshot_every=settings.risk_snapshot_interval)(decide)
 
 
 @app.task

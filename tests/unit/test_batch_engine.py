@@ -6,7 +6,8 @@ Between two snapshots an agent's state lives in memory only, ahead of its change
   agent's catch-up folds the log from the stored position again instead of trusting a memory whose changes
   were never written (a later snapshot would then store a position past state that is not stored: a restart
   would restore stale balances and decide commands a second time);
-- records of a partition revoked meanwhile are left to its new owner.
+- records of a partition revoked meanwhile are left to its new owner;
+- the offsets the worker's consumer may commit go only as far as the changelogs reflect the records.
 
 No server: no batch here emits a record, the snapshot interval is never reached, and the agent has no tables to
 restore; its table is the engine's own (streams/tables.py), in memory only."""
@@ -35,6 +36,8 @@ class Record:
     partition: int
     key: str
     value: Any
+    offset: int = 0
+    topic: str = "test-topic"
 
 
 class KeepEachRecord:
@@ -183,3 +186,41 @@ def test_the_first_batch_after_a_rebalance_restores_every_newly_assigned_partiti
 
     asyncio.run(scenario())
     assert events == ["restore [0, 1, 2]", "batch of partition 1", "batch of partition 2"]
+
+
+class KeepNothing:
+    """A decide function that keeps no state (so no changelog record is written: no server needed)."""
+
+    async def __call__(self, batch: Batch) -> None:
+        pass
+
+
+def test_offsets_are_committable_only_as_far_as_a_snapshot_reflects_them() -> None:
+    agent = BatchAgent("test", "test-topic", KeepNothing(), offsets_key=None, snapshot_every=timedelta(hours=1),
+                       tables=Tables())
+    assert agent.snapshot_every is not None
+
+    async def scenario() -> None:
+        await agent.assigned({0, 1})
+        await agent.handle([Record(0, "a", 1, offset=5), Record(0, "a", 2, offset=6), Record(1, "b", 1, offset=3)])
+        assert agent.saved_offsets == {}               # decided, in memory only: a restart decides them again
+        await agent.snapshot_when_idle()
+        assert agent.saved_offsets == {0: 7, 1: 4}
+        await agent.handle([Record(0, "a", 3, offset=7)])
+        assert agent.saved_offsets == {0: 7, 1: 4}
+        await agent.revoked({0})                       # its next owner decides offset 7 again
+        await agent.snapshot_when_idle()
+        assert agent.saved_offsets == {1: 4}
+
+    asyncio.run(scenario())
+
+
+def test_an_agent_snapshotting_every_batch_may_commit_each_batch() -> None:
+    agent = BatchAgent("test", "test-topic", KeepNothing(), offsets_key=None, tables=Tables())
+
+    async def scenario() -> None:
+        await agent.assigned({0})
+        await agent.handle([Record(0, "a", 1, offset=41)])
+        assert agent.saved_offsets == {0: 42}
+
+    asyncio.run(scenario())
