@@ -99,11 +99,10 @@ class Ledger:
     def _fold_recovered(self, partition: int, event: Event, batch: Batch) -> None:
         # Kept with the batch, which decides against it; memory takes it only if the batch succeeds, so a failed
         # batch folds it again (and keeps it for the next snapshot) instead of finding it folded already.
-        current = batch.value(accounts_table, event.account_id)
-        state = ledger.AccountState.from_dict(current) if current else None
+        state = batch.value(accounts_table, event.account_id)
         new_state = ledger.apply(state, event)
         if new_state is not None and new_state != state:
-            batch.keep(accounts_table, partition, event.account_id, new_state.to_dict())
+            batch.keep(accounts_table, partition, event.account_id, new_state)
         self.processed.recovered(batch, partition, event.command_id, int(event.occurred_at.timestamp()))
 
     async def close(self) -> None:
@@ -132,8 +131,7 @@ class Ledger:
             seen.add(command.command_id)
             key = command.account_id
             if key not in states:
-                stored = batch.value(accounts_table, key)
-                states[key] = ledger.AccountState.from_dict(stored) if stored else None
+                states[key] = batch.value(accounts_table, key)
             results, encoded, states[key] = self._decide(states[key], command, now, risk)
             trace, actor = trace_of(message.headers), actor_of(message.headers)
             for result, record in zip(results, encoded, strict=True):
@@ -143,7 +141,7 @@ class Ledger:
             self.processed.remember(batch, message.partition, command.command_id, int(now.timestamp()))
         for account_id, partition in touched.items():
             if (state := states[account_id]) is not None:
-                batch.keep(accounts_table, partition, account_id, state.to_dict())
+                batch.keep(accounts_table, partition, account_id, state)
         batch.on_acknowledged(lambda delivered: _after_acknowledged(batch, decided, delivered))
 
     def _decide(self, state: ledger.AccountState | None, command: Command, now: datetime,

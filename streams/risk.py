@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 
 NEXT_COMMAND_KEY = "__risk_next_command__/{}"
 
-account_features = tables.table("risk_accounts", help="account id -> AccountFeatures.to_dict()")
-customer_records = tables.table("risk_customers", help="customer id -> {features: CustomerFeatures.to_dict()}")
+account_features = tables.table("risk_accounts", help="account id -> AccountFeatures",
+                                encode=AccountFeatures.to_dict, decode=AccountFeatures.from_dict)
+customer_records = tables.table("risk_customers", help="customer id -> CustomerFeatures",
+                                encode=lambda features: {"features": features.to_dict()},
+                                decode=lambda stored: CustomerFeatures.from_dict(stored["features"]))
 # Each movement's assessment, by command id, for the retention window: a redelivered command (its offset not yet
 # committed when the worker stopped) gets the assessment it had, instead of being scored and counted again.
 assessed_table = tables.table("risk_assessed", help="command id -> [partition, assessed at, Assessment.to_dict()]")
@@ -67,14 +70,13 @@ class Work:
             stored = account_features.get(account_id)
             if stored is None:
                 return None
-            self.accounts[account_id] = AccountFeatures.from_dict(stored)
+            self.accounts[account_id] = stored
         return self.accounts[account_id]
 
     def customer(self, customer_id: str) -> CustomerFeatures:
         if customer_id not in self.customers:
             stored = customer_records.get(customer_id)
-            self.customers[customer_id] = (CustomerFeatures(customer_id=customer_id) if stored is None
-                                           else CustomerFeatures.from_dict(stored["features"]))
+            self.customers[customer_id] = CustomerFeatures(customer_id=customer_id) if stored is None else stored
         return self.customers[customer_id]
 
     def known(self, command_id: str) -> Assessment | None:
@@ -102,11 +104,10 @@ class Work:
     def keep_tables(self, batch: Batch) -> None:
         for account_id, features in self.accounts.items():
             if account_id in self.partition_of:
-                batch.keep(account_features, self.partition_of[account_id], account_id, features.to_dict())
+                batch.keep(account_features, self.partition_of[account_id], account_id, features)
         for customer_id, features in self.customers.items():
             if customer_id in self.partition_of:
-                batch.keep(customer_records, self.partition_of[customer_id], customer_id,
-                           {"features": features.to_dict()})
+                batch.keep(customer_records, self.partition_of[customer_id], customer_id, features)
 
 
 async def decide(batch: Batch) -> None:
