@@ -20,7 +20,7 @@ from core.notifications import NOTIFIER_GROUP, NOTIFIER_TOPICS
 from core.readmodel import PROJECTIONS, consumer_group
 from core.settings import Settings
 from core.audit import AUDIT_TRAIL_GROUP
-from core.topics import AUDIT, LEDGER_COMMANDS, LEDGER_EVENTS
+from core.topics import AUDIT, LEDGER_COMMANDS, LEDGER_EVENTS, RISK_COMMANDS
 from infra.kafka import create_admin_client, group_less_consumer
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class PartitionLag:
 
 def platform_groups(settings: Settings) -> dict[str, list[str]]:
     """Every consumer group of the platform and the topics it consumes."""
-    groups = {settings.app_id: [LEDGER_COMMANDS, LEDGER_EVENTS]}  # the ledger agent and the transfer saga
+    # the workers: the risk agent, the ledger agent and the transfer saga
+    groups = {settings.worker_group: [RISK_COMMANDS, LEDGER_COMMANDS, LEDGER_EVENTS]}
     groups |= {consumer_group(name): [LEDGER_EVENTS] for name in PROJECTIONS}
     groups[AUDIT_TRAIL_GROUP] = [AUDIT]
     groups[NOTIFIER_GROUP] = list(NOTIFIER_TOPICS)

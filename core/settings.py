@@ -301,6 +301,12 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
 
     @property
+    def worker_group(self) -> str:
+        """The stream workers' consumer group (streams/consumer.py). `app_id` alone was the group of Faust's
+        consumer, which read the agents' topics before the engine did: a new group starts where it left off."""
+        return f"{self.app_id}-workers"
+
+    @property
     def pg(self) -> str:
         return self.pg_dsn or f"postgresql://postgres@127.0.0.1:{self.pg_port}/postgres"
 

@@ -2,9 +2,9 @@
 
 Faust's per-event stream path costs about 200 µs a record on this machine (its consumer thread, the per-message
 queue, events and sensors), a quarter of a busy ledger worker's CPU; the engine only wants batches. So the worker's
-batch agents (streams/checkpoint.py) are fed by one consumer in the worker's event loop, in the group the workers
-have always been (`<app id>`), reading their topics with `getmany`; each batch's records go to their topics'
-agents, which decide them concurrently. Faust still runs the worker: its lifecycle, web server and timers.
+batch agents (streams/checkpoint.py) are fed by one consumer in the worker's event loop, in the workers' group
+(`<app id>-workers`, Settings.worker_group), reading their topics with `getmany`; each batch's records go to their
+topics' agents, which decide them concurrently. Faust still runs the worker: its lifecycle, web server and timers.
 
 - Static membership (embedded broker defects 1 and 4): the group instance id is the worker id.
 - Partitions are assigned by ranges in the order of the workers' ids (`WorkerRangeAssignor`): a worker gets the
@@ -15,6 +15,11 @@ agents, which decide them concurrently. Faust still runs the worker: its lifecyc
   then again, against the state of the snapshot), at most every BANK_COMMIT_INTERVAL, and for the revoked
   partitions before a rebalance goes on; exactly_once, each agent's batch is one transaction (`Transactions`)
   with its offsets in it.
+- A partition the group has never committed starts where Faust's consumer group (`<app id>`, which read these
+  topics before) left it (its offsets are adopted before joining), so an upgraded worker does not decide its
+  topics again from their start. (The group is
+  new because the embedded broker never evicts stopped static members, defect 1: Faust's would have stayed in the
+  old group, and a group that still listed them wedged: its SyncGroup answered a new member with no assignment.)
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, Cons
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from infra.kafka import create_consumer
+from infra.kafka import create_admin_client, create_consumer
 from infra.producer import create_producer
 from streams.app import app, at_shutdown, settings
 from streams.broker_workarounds import aiokafka_static_membership
@@ -101,8 +106,9 @@ class WorkerConsumer(ConsumerRebalanceListener):
         self.agents[agent.topic] = agent
 
     async def start(self) -> None:
+        await self._adopt_the_earlier_groups_offsets()
         self.consumer = create_consumer(
-            bootstrap=settings.kafka, group_id=settings.app_id, enable_auto_commit=False,
+            bootstrap=settings.kafka, group_id=settings.worker_group, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=self.batch_max,
             isolation_level="read_committed" if settings.processing_guarantee == "exactly_once" else
             "read_uncommitted",
@@ -111,6 +117,28 @@ class WorkerConsumer(ConsumerRebalanceListener):
         await self.consumer.start()
         self.consumer.subscribe(list(self.agents), listener=self)
         self._task = asyncio.create_task(self._run(), name="streams.consumer")
+
+    async def _adopt_the_earlier_groups_offsets(self) -> None:
+        """Commit, for the group, what Faust's group committed on the partitions the group has never committed,
+        before joining: the first worker to start does it while the group is empty (a commit from outside a group
+        with live members is refused, and then the workers already running have done it)."""
+        earlier = await committed_offsets(settings.kafka, settings.app_id)
+        ours = await committed_offsets(settings.kafka, settings.worker_group)
+        adopted = {tp: offset for tp, offset in earlier.items() if tp.topic in self.agents and tp not in ours}
+        if not adopted:
+            return
+        adopter = create_consumer(bootstrap=settings.kafka, group_id=settings.worker_group, enable_auto_commit=False)
+        await adopter.start()
+        adopter.assign(list(adopted))
+        try:
+            await adopter.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in adopted.items()})
+            log.info("group %s starts where group %s left off: %s", settings.worker_group, settings.app_id,
+                     {f"{tp.topic}/{tp.partition}": offset for tp, offset in sorted(adopted.items())})
+        except KafkaError as error:
+            log.warning("group %s did not adopt group %s's offsets (its workers already run): %r",
+                        settings.worker_group, settings.app_id, error)
+        finally:
+            await adopter.stop()
 
     async def stop(self) -> None:
         """Between batches: the one in hand is finished and committed, the consumer closed (a static member sends
@@ -184,6 +212,17 @@ class WorkerConsumer(ConsumerRebalanceListener):
             await agent.assigned({tp.partition for tp in assigned if tp.topic == topic})
 
 
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    """What `group` has committed, per partition (none: an empty dict)."""
+    admin = create_admin_client(bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+
+
 def _listed(partitions: set[TopicPartition]) -> str:
     by_topic: dict[str, list[int]] = defaultdict(list)
     for tp in partitions:
@@ -208,7 +247,7 @@ class Transactions:
     changelog records and the batch's offsets commit together, or abort together and the batch is retried."""
 
     def __init__(self, agent_name: str) -> None:
-        self.group = settings.app_id
+        self.group = settings.worker_group
         self.transactional_id = f"{settings.app_id}-{agent_name}-{settings.worker_id}"
         self._producer: AIOKafkaProducer | None = None
 

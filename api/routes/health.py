@@ -45,7 +45,7 @@ async def readyz(platform: PlatformDep) -> JSONResponse:
         "postgres": lambda: platform.pg.fetchval("SELECT 1"),
         "redis": lambda: _redis_ping(s),
         "mongo": lambda: _mongo_ping(s),
-        "workers": lambda: _groups(s, [s.app_id]),
+        "workers": lambda: _groups(s, [s.worker_group]),
         "projection_workers": lambda: _groups(s, [consumer_group(p) for p in PROJECTIONS]),
         "read_models": lambda: _read_models(platform),
     }

@@ -114,7 +114,7 @@ class Injector:
 
     async def group_state(self) -> str:
         """The ledger's consumer group as the broker sees it: its state and how many members it has."""
-        group_id = self.stack.settings.app_id
+        group_id = self.stack.settings.worker_group
         admin = create_admin_client(self.stack.settings.kafka)
         await admin.start()
         try:

@@ -55,7 +55,9 @@ allow ledger Write topic bank.ledger.commands bank.ledger.commands.dlq bank.ledg
   bank.risk.commands.dlq bank.risk.assessments bank.risk.alerts bank.payments.outbound
 allow ledger Read topic bank.ledger.commands bank.risk.commands bank.ledger.events bank.risk.rules
 allow ledger Create,Read,Write topic-prefix bankstream-ledger-
-allow ledger Read group bankstream-ledger
+allow ledger Read group bankstream-ledger-workers
+# Faust's group, which read the workers' topics before: the workers' group starts where it left off.
+allow ledger Describe group bankstream-ledger
 allow ledger Write transactional-id-prefix bankstream-ledger
 
 # The projection workers: the ledger into PostgreSQL, Redis and MongoDB, the audit log into MongoDB.

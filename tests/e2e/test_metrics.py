@@ -70,7 +70,7 @@ def test_every_process_exports_its_metrics(stack: Stack, api_url: str) -> None:
         time.sleep(0.5)
     assert total(exporter, "bank_topic_end_offset", topic="bank.ledger.events") >= 1
     groups = {ls["group"] for ls, _ in exporter.get("bank_consumer_lag_messages", [])}
-    assert groups == {"bankstream-ledger", *(consumer_group(n) for n in ("postgres", "redis", "mongo")),
+    assert groups == {"bankstream-ledger-workers", *(consumer_group(n) for n in ("postgres", "redis", "mongo")),
                       "bankstream-audit-trail", "bankstream-notifier"}
 
 

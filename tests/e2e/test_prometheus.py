@@ -183,7 +183,7 @@ def test_prometheus_scrapes_the_running_stack(stack: Stack, api_url: str, promet
     expected_targets |= {("bankstream-worker", f"127.0.0.1:{stack.worker_port(n)}") for n in range(1, s.workers + 1)}
     expected_targets |= {("bankstream-projector", f"127.0.0.1:{stack.projector_port(n)}")
                          for n in range(1, s.projection_workers + 1)}
-    expected_groups = {"bankstream-ledger", *(consumer_group(name) for name in PROJECTIONS), "bankstream-audit-trail",
+    expected_groups = {"bankstream-ledger-workers", *(consumer_group(name) for name in PROJECTIONS), "bankstream-audit-trail",
                        "bankstream-notifier"}
     assert s.app_id == "bankstream-ledger"
     expected_rules = _expected_rule_groups()

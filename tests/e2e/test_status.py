@@ -36,7 +36,7 @@ def test_status_summarises_the_running_platform(stack: Stack, api_url: str, kafk
     assert healthy(status), status
     assert {"api", "worker-1", "projector-1", "lag-exporter", "schema-registry"} <= set(status.services)
     assert status.topics["bank.ledger.events"][0] == 6 and status.topics["bank.ledger.events"][1] > 0
-    assert {r.group for r in status.lag} >= {"bankstream-ledger", "bankstream-projection-postgres"}
+    assert {r.group for r in status.lag} >= {"bankstream-ledger-workers", "bankstream-projection-postgres"}
     assert status.sagas_in_flight == 0          # every transfer settled (wait=true)
     assert status.parked == {"postgres": 0, "redis": 0, "mongo": 0}
     assert status.rule_set.split()[0]  # a version: published, or the rules file's before any publish

@@ -476,12 +476,14 @@ def test_acls_cover_every_consumer_group_and_transaction(grants: list[Grant]) ->
     from gateway.connector import GROUP as GATEWAY_GROUP
 
     app_id = Settings().app_id
-    groups = {app_id: "ledger", AUDIT_TRAIL_GROUP: "projector", NOTIFIER_GROUP: "notifier",
+    groups = {Settings().worker_group: "ledger", AUDIT_TRAIL_GROUP: "projector", NOTIFIER_GROUP: "notifier",
               GATEWAY_GROUP: "gateway"} | {consumer_group(name): "projector" for name in PROJECTIONS}
     for group, principal in groups.items():
         assert any(grant.allows(principal, "Read", "group", group) for grant in grants), f"{principal}: group {group}"
         readers = {grant.principal for grant in grants if grant.allows(grant.principal, "Read", "group", group)}
         assert readers == {principal}, f"group {group} is read by {readers}"
+    # a new workers' group starts where Faust's group (the app id) left off: it reads that group's offsets
+    assert any(grant.allows("ledger", "Describe", "group", app_id) for grant in grants)
     # exactly_once: each agent's transactional id is <app id>-<agent>-<worker id> (streams/consumer.py)
     assert any(grant.allows("ledger", "Write", "transactional-id", f"{app_id}-ledger-ledger-1") for grant in grants)
     # the engine's tables read and write their changelogs
