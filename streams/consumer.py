@@ -109,6 +109,7 @@ class WorkerConsumer(ConsumerRebalanceListener):
         await self._adopt_the_earlier_groups_offsets()
         self.consumer = create_consumer(
             bootstrap=settings.kafka, group_id=settings.worker_group, enable_auto_commit=False,
+            client_id=f"{settings.app_id}-{settings.worker_id}",   # what readiness and group tools show
             auto_offset_reset="earliest", max_poll_records=self.batch_max,
             isolation_level="read_committed" if settings.processing_guarantee == "exactly_once" else
             "read_uncommitted",

@@ -327,7 +327,7 @@ def test_health_and_openapi(api_url: str) -> None:
         checks = ready.json()["checks"]
         assert set(checks) == {"ledger_view", "postgres", "redis", "mongo", "workers", "projection_workers",
                                "read_models"}
-        assert "bankstream-ledger: 1 member(s)" in checks["workers"]["detail"]
+        assert "bankstream-ledger-workers: 1 member(s)" in checks["workers"]["detail"]
         assert checks["projection_workers"]["detail"].count("1 member(s)") == 3
         assert checks["read_models"]["detail"].startswith("events behind the log: postgres ")
         spec = http.get("/openapi.json").json()
