@@ -157,8 +157,15 @@ class BatchAgent:
         if self.transactions is None:
             await self._decide_and_keep(records, None)
             return
-        async with self.transactions.batch(records) as producer:
-            await self._decide_and_keep(records, producer)
+        try:
+            async with self.transactions.batch(records) as producer:
+                await self._decide_and_keep(records, producer)
+        except Exception:
+            # The aborted transaction took the batch's changelog records with it, while memory kept the batch's
+            # state (the ledger's ids would call its commands decided): the retry restores them from the
+            # changelogs first (read committed), and the ledger folds its event log's tail again.
+            self.tables.forget({record.partition for record in records})
+            raise
 
     async def _decide_and_keep(self, records: Sequence[Any], producer: AIOKafkaProducer | None) -> None:
         batch = Batch(list(records))

@@ -108,6 +108,10 @@ class Tables:
         self.restored &= partitions
         self.assignment = set(partitions)
 
+    def forget(self, partitions: set[int]) -> None:
+        """Memory of these partitions is not what their changelogs hold: read them again before the next batch."""
+        self.restored -= partitions
+
     @asynccontextmanager
     async def held(self, partitions: set[int]) -> AsyncIterator[None]:
         """Held by an agent through each batch, after restoring the partitions not restored since their assignment:

@@ -224,3 +224,19 @@ def test_an_agent_snapshotting_every_batch_may_commit_each_batch() -> None:
         assert agent.saved_offsets == {0: 42}
 
     asyncio.run(scenario())
+
+
+def test_forgotten_partitions_are_restored_before_the_next_batch() -> None:
+    """exactly_once: an aborted transaction leaves memory ahead of the changelogs; the retry reads them again."""
+    tables = Tables()   # no tables: a restore reads nothing (no server), and marks the partitions restored
+
+    async def scenario() -> None:
+        tables.assigned({0, 1})
+        async with tables.held({0}):
+            assert tables.restored == {0, 1}   # every assigned partition, on the first batch
+        tables.forget({1})
+        assert tables.restored == {0}
+        async with tables.held({0}):
+            assert tables.restored == {0, 1}
+
+    asyncio.run(scenario())
