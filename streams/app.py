@@ -1,4 +1,6 @@
-"""The Faust app (the worker's lifecycle, web server and timers) and its shutdown steps. `python -m streams` runs one worker."""
+"""The Faust app (the worker's lifecycle, web server and timers) and its shutdown steps.
+
+`python -m streams` runs one worker."""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ topics' agents, which decide them concurrently. Faust still runs the worker: its
   with its offsets in it.
 - A partition the group has never committed starts where Faust's consumer group (`<app id>`, which read these
   topics before) left it (its offsets are adopted before joining), so an upgraded worker does not decide its
-  topics again from their start. (The group is
-  new because the embedded broker never evicts stopped static members, defect 1: Faust's would have stayed in the
-  old group, and a group that still listed them wedged: its SyncGroup answered a new member with no assignment.)
+  topics again from their start. The group is new because the embedded broker never evicts stopped static
+  members (defect 1): Faust's would have stayed in the old group, and a group that still listed them wedged (its
+  SyncGroup answered a new member with no assignment).
 """
 
 from __future__ import annotations

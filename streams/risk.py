@@ -19,7 +19,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-
 from core import commands as c
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.risk.features import AccountFeatures, CustomerFeatures, Movement

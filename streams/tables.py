@@ -26,8 +26,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from infra.kafka import read_topic
 from core.ledger import AccountState
+from infra.kafka import read_topic
 from streams import direct_producer
 from streams.app import settings
 from streams.metrics import TABLE_RESTORE_SECONDS, TABLE_RESTORED_RECORDS

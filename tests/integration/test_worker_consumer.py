@@ -9,13 +9,13 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from core.settings import Settings
 from streams import consumer as consumer_module
 from streams.consumer import WorkerConsumer, committed_offsets
+from tests.integration.test_broker_contract import create_topic, produce_counts
 
 
 class RecordingAgent:
@@ -38,21 +38,6 @@ class RecordingAgent:
         pass
 
 
-async def _topic(bootstrap: str, per_partition: int) -> str:
-    topic = f"workers-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 2, 1)])
-    await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    for partition in (0, 1):
-        for i in range(per_partition):
-            await producer.send_and_wait(topic, f"p{partition}-{i}".encode(), partition=partition)
-    await producer.stop()
-    return topic
-
-
 async def _commit_as(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
@@ -69,7 +54,8 @@ def test_a_new_group_starts_where_fausts_group_left_off(kafka_bootstrap: str, mo
     monkeypatch.setattr(consumer_module, "settings", settings)
 
     async def scenario() -> None:
-        topic = await _topic(kafka_bootstrap, 10)
+        topic = await create_topic(kafka_bootstrap, 2)
+        await produce_counts(kafka_bootstrap, topic, {0: 10, 1: 10})
         await _commit_as(kafka_bootstrap, settings.app_id, {TopicPartition(topic, 0): 7})   # Faust's group
         agent = RecordingAgent(topic)
         worker = WorkerConsumer(batch_max=100)
