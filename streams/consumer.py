@@ -142,13 +142,19 @@ class WorkerConsumer(ConsumerRebalanceListener):
             await adopter.stop()
 
     async def stop(self) -> None:
-        """Between batches: the one in hand is finished and committed, the consumer closed (a static member sends
-        no LeaveGroup: a restarted worker of the same id takes its partitions back without a rebalance)."""
+        """Between batches: the one in hand is finished, the agents' last state snapshotted and their offsets
+        committed, the consumer closed (a static member sends no LeaveGroup: a restarted worker of the same id
+        takes its partitions back without a rebalance)."""
         if self.consumer is None:
             return
         async with self._batch:
             if self._task is not None:
                 self._task.cancel()
+            for agent in self.agents.values():   # a graceful stop leaves nothing to decide again after it
+                try:
+                    await agent.snapshot_when_idle()
+                except Exception as error:   # noqa: BLE001 - the restart decides those records again instead
+                    log.warning("%s: no snapshot at shutdown: %r", agent.name, error)
             await self._commit(self._committable())
         await self.consumer.stop()
 

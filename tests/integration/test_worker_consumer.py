@@ -21,6 +21,8 @@ from tests.integration.test_broker_contract import create_topic, produce_counts
 class RecordingAgent:
     """An agent that keeps no state: every batch it handles is reflected at once (as after a per-batch snapshot)."""
 
+    name = "recording"
+
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.handled: list[Any] = []
@@ -35,6 +37,9 @@ class RecordingAgent:
         pass
 
     async def revoked(self, partitions: set[int]) -> None:
+        pass
+
+    async def snapshot_when_idle(self) -> None:
         pass
 
 
