@@ -5,11 +5,14 @@ TransferCredited     (destination) -> CompleteTransfer to the source
 TransferCreditFailed (destination) -> ReverseTransfer  to the source (compensation)
 
 Steps have ids derived from the transfer id (core.commands.*_step_id), so an event redelivered after a crash
-yields the same step, which the ledger then ignores as a duplicate. streams/saga.py drives it on the event log.
+yields the same step, which the ledger then ignores as a duplicate. streams/saga.py drives it on the event log;
+when both accounts of a transfer are on one partition, the ledger decides the steps itself, in the batch that
+debits the source (`steps_here`), and the saga sends none it finds decided beside the event before it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from core import commands as c
@@ -37,3 +40,11 @@ def next_step(event: e.Event, now: datetime) -> c.Command | None:
                                  transfer_id=event.transfer_id, to_account_id=event.account_id,
                                  amount=event.amount, currency=event.currency, reason=event.reason)
     return None
+
+
+def steps_here(events: Iterable[e.Event], now: datetime, is_here: Callable[[str], bool]) -> list[c.Command]:
+    """The next steps of `events` whose account `is_here` (on the partition that decided them): deciding them at
+    once settles a transfer between two accounts of one partition in one step, without a trip through the log.
+    Their ids are the steps' own, so a step the saga sends as well is a duplicate the ledger ignores."""
+    return [step for event in events if (step := next_step(event, now)) is not None and is_here(step.account_id)]
+

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 
 from infra.kafka_security import client_options
 
@@ -91,6 +92,13 @@ def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition
     if not partitions:
         raise TopicMissing(topic)
     return [TopicPartition(topic, partition) for partition in sorted(partitions)]
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner sends a keyed record to among `partitions` (murmur2, the same in
+    aiokafka's producers and the Java client's)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 async def end_offsets(bootstrap: str, topics: Iterable[str],

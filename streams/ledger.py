@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +25,16 @@ from core.audit import ACTOR_HEADER
 from core.commands import Command
 from core.events import CommandRejected, Event
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
+from core.saga import steps_here
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
+from infra.kafka import partition_for
 from infra.logs import TRACE_HEADER, trace_of
 from infra.records import actor_of, header
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
 from streams.app import at_shutdown, settings
 from streams.checkpoint import Batch, RememberedIds, agent
+from streams.consumer import worker_consumer
 from streams.dead_letters import RecordTooLarge, check_size
 from streams.gaps import LazyReader
 from streams.metrics import COMMAND_LATENCY, COMMANDS_DECIDED
@@ -113,10 +116,7 @@ class Ledger:
     async def decide(self, batch: Batch) -> None:
         now = datetime.now(UTC)
         self.processed.forget_expired(batch, int(now.timestamp()))
-        states: dict[str, ledger.AccountState | None] = {}
-        touched: dict[str, int] = {}   # account id -> partition of its commands
-        seen: set[str] = set()
-        decided: list[Decided] = []
+        work = BatchWork(batch, now, self._partitions())
         for message in batch.records:
             try:
                 check_size(message)   # before decoding: a huge command is nobody's to post
@@ -125,24 +125,39 @@ class Ledger:
             except (RecordTooLarge, DecodeError, ValueError) as error:  # ValueError: a malformed risk header
                 batch.dead_letter(LEDGER_COMMANDS_DLQ, message, error)
                 continue
-            if command.command_id in seen or command.command_id in self.processed:
+            self._decide_here(work, command, risk, message)
+        for account_id, partition in work.touched.items():
+            if (state := work.states[account_id]) is not None:
+                batch.keep(accounts_table, partition, account_id, state)
+        batch.on_acknowledged(lambda delivered: _after_acknowledged(batch, work.decided, delivered))
+
+    def _decide_here(self, work: BatchWork, command: Command, risk: Assessment | None, message: Any) -> None:
+        """Decide a command, then the steps of its transfer whose accounts are on its partition as well: a transfer
+        between two accounts of one partition settles in this batch, and the saga sends none of its steps."""
+        trace, actor, partition = trace_of(message.headers), actor_of(message.headers), message.partition
+        pending: list[tuple[Command, Assessment | None]] = [(command, risk)]
+        while pending:
+            command, risk = pending.pop(0)
+            if command.command_id in work.seen or command.command_id in self.processed:
                 COMMANDS_DECIDED.labels(type(command).__name__, "duplicate").inc()
                 continue  # a retry or a redelivery: its events are already in the log
-            seen.add(command.command_id)
+            work.seen.add(command.command_id)
             key = command.account_id
-            if key not in states:
-                states[key] = batch.value(accounts_table, key)
-            results, encoded, states[key] = self._decide(states[key], command, now, risk)
-            trace, actor = trace_of(message.headers), actor_of(message.headers)
+            if key not in work.states:
+                work.states[key] = work.batch.value(accounts_table, key)
+            results, encoded, work.states[key] = self._decide(work.states[key], command, work.now, risk)
             for result, record in zip(results, encoded, strict=True):
-                _emit(batch, result, record, message.partition, trace, actor)
-            decided.append(Decided(command, results, trace))
-            touched[key] = message.partition
-            self.processed.remember(batch, message.partition, command.command_id, int(now.timestamp()))
-        for account_id, partition in touched.items():
-            if (state := states[account_id]) is not None:
-                batch.keep(accounts_table, partition, account_id, state)
-        batch.on_acknowledged(lambda delivered: _after_acknowledged(batch, decided, delivered))
+                _emit(work.batch, result, record, partition, trace, actor)
+            work.decided.append(Decided(command, results, trace))
+            work.touched[key] = partition
+            self.processed.remember(work.batch, partition, command.command_id, int(work.now.timestamp()))
+            pending += [(step, None) for step in steps_here(results, work.now, work.on(partition))]
+
+    def _partitions(self) -> int | None:
+        """How many partitions the commands topic has (None: not known, and then the saga takes every step)."""
+        consumer = worker_consumer.consumer
+        partitions = consumer.partitions_for_topic(LEDGER_COMMANDS) if consumer is not None else None
+        return len(partitions) if partitions else None
 
     def _decide(self, state: ledger.AccountState | None, command: Command, now: datetime,
                 risk: Assessment | None) -> tuple[list[Event], list[Encoded], ledger.AccountState | None]:
@@ -189,6 +204,25 @@ def assessment_of(headers: Any) -> Assessment | None:
     """The risk agent's assessment of a forwarded money movement (None: not scored, e.g. risk turned off)."""
     raw = header(headers, ASSESSMENT_HEADER)
     return None if raw is None else Assessment.from_header(raw)
+
+
+class BatchWork:
+    """What one batch of commands reads and changes: the accounts' states, the accounts it touched (by the
+    partition of their commands), the command ids it has seen and its decisions."""
+
+    def __init__(self, batch: Batch, now: datetime, partitions: int | None) -> None:
+        self.batch, self.now, self.partitions = batch, now, partitions
+        self.states: dict[str, ledger.AccountState | None] = {}
+        self.touched: dict[str, int] = {}
+        self.seen: set[str] = set()
+        self.decided: list[Decided] = []
+
+    def on(self, partition: int) -> Callable[[str], bool]:
+        """Whether an account's commands are on `partition` (they are keyed by account id)."""
+        if self.partitions is None:
+            return lambda account_id: False
+        count = self.partitions
+        return lambda account_id: partition_for(account_id.encode(), count) == partition
 
 
 @dataclass(slots=True)

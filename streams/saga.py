@@ -65,10 +65,20 @@ in_flight = InFlight()
 
 async def drive(batch: Batch) -> None:
     now = datetime.now(UTC)
+    events: list[tuple[Any, e.Event]] = []
     for message in batch.records:
         try:
-            step = _step_for(message, now)
-        except Exception as error:  # noqa: BLE001 - decoding and building a step are pure: a retry fails alike
+            if (event := _decoded(message)) is not None:
+                events.append((message, event))
+        except Exception as error:  # noqa: BLE001 - decoding is pure: a retry fails alike
+            batch.dead_letter(LEDGER_EVENTS_DLQ, message, error)
+    # A step whose own events are in the batch was decided by the ledger with the event before it (both accounts
+    # on one partition): sending it would only make the ledger find a duplicate.
+    decided_here = {event.command_id for _, event in events}
+    for message, event in events:
+        try:
+            step = _step_for(message, event, now, decided_here)
+        except Exception as error:  # noqa: BLE001 - building a step is pure: a retry fails alike
             batch.dead_letter(LEDGER_EVENTS_DLQ, message, error)
             continue
         if step is not None:
@@ -80,18 +90,22 @@ async def drive(batch: Batch) -> None:
     batch.on_acknowledged(lambda delivered: in_flight.publish(now))
 
 
-def _step_for(message: Any, now: datetime) -> tuple[c.Command | PaymentInstruction, bytes,
-                                                    list[tuple[str, bytes]]] | None:
-    """The next step of the transfer an event belongs to, or the instruction of a payment, encoded, or None.
-    Raises DecodeError for a record that is no ledger event; the ledger's other events are not decoded at all."""
+def _decoded(message: Any) -> e.Event | None:
+    """The event, if it has a step or ends a transfer (the ledger's other events are not decoded at all).
+    Raises DecodeError for a record that is no ledger event."""
     name = codec.schema_name(message.value, message.headers)
     if name in event_types and name not in STEP_EVENTS and name not in TRANSFER_ENDS and name != "PaymentDebited":
         return None
-    event = codec.decode(message.value, message.headers, event_types)
+    return codec.decode(message.value, message.headers, event_types)
+
+
+def _step_for(message: Any, event: e.Event, now: datetime, decided_here: set[str]) -> tuple[
+        c.Command | PaymentInstruction, bytes, list[tuple[str, bytes]]] | None:
+    """The next step of the transfer an event belongs to, or the instruction of a payment, encoded, or None."""
     in_flight.end(event)
     in_flight.start(event, message.partition)
     step: c.Command | PaymentInstruction | None = next_step(event, now) or instruction_of(event)
-    if step is None:
+    if step is None or (isinstance(step, c.Command) and step.command_id in decided_here):
         return None
     value, headers = codec.encode(step)
     if (trace := trace_of(message.headers)) is not None:  # the transfer's trace id reaches its steps

@@ -11,6 +11,10 @@ import httpx
 import pytest
 from aiokafka.partitioner import murmur2
 
+from core import commands as c
+from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
+from infra.kafka import read_topic
+from schemas.codec import get_codec
 from tests.support import Bank, seed_customers, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -88,6 +92,41 @@ def test_transfers_both_ways_across_partitions(api_url: str) -> None:
         assert (await bank.account(b))["balance"] == "0.00"
 
     run(api_url, scenario)
+
+
+def test_a_transfer_within_one_partition_settles_in_one_step(api_url: str, kafka_bootstrap: str) -> None:
+    """Both accounts on one partition: the ledger decides the transfer's steps in the batch that debits the source,
+    and the saga sends none of them; into a frozen account, the debit is reversed in that step too."""
+    async def scenario(bank: Bank) -> tuple[int, list[str]]:
+        a = await bank.open()
+        b = await bank.open()
+        while partition_of(b) != partition_of(a):
+            b = await bank.open()
+        await bank.deposit(a, "100")
+        there = await bank.transfer(a, b, "30.25")
+        assert there.status_code == 200, there.text
+        assert [ev["type"] for ev in there.json()["events"]][:2] == ["TransferDebited", "TransferCredited"]
+        assert (await bank.post(f"/v1/accounts/{b}/freeze", {"reason": "fraud check"})).status_code == 200
+        body = problem(await bank.transfer(a, b, "5"), 422, "account_frozen")
+        assert [ev["type"] for ev in body["events"]] == ["TransferDebited", "TransferCreditFailed",
+                                                         "TransferReversed"]
+        assert (await bank.account(a))["balance"] == "69.75"
+        assert (await bank.account(b))["balance"] == "30.25"
+        return partition_of(a), [there.json()["events"][0]["data"]["transfer_id"],
+                                 body["events"][0]["data"]["transfer_id"]]
+
+    partition, transfers = run(api_url, scenario)
+    steps = {step_id(transfer) for transfer in transfers
+             for step_id in (c.credit_step_id, c.complete_step_id, c.reverse_step_id)}
+    codec = get_codec()
+    commands = asyncio.run(read_topic(kafka_bootstrap, LEDGER_COMMANDS, partitions=[partition])).records
+    sent = {codec.decode(record.value, record.headers).command_id for record in commands}
+    assert not steps & sent   # no step went through the log
+    events = asyncio.run(read_topic(kafka_bootstrap, LEDGER_EVENTS, partitions=[partition])).records
+    decided = [codec.decode(record.value, record.headers) for record in events]
+    assert {event.command_id for event in decided} >= {c.credit_step_id(transfers[0]),
+                                                      c.complete_step_id(transfers[0]),
+                                                      c.reverse_step_id(transfers[1])}
 
 
 def test_overdraft_is_a_floor(api_url: str) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from core import commands as c
 from core import events as e
-from core.saga import STEP_EVENTS, TRANSFER_ENDS, next_step
+from core.saga import STEP_EVENTS, TRANSFER_ENDS, next_step, steps_here
 
 NOW = datetime(2026, 12, 5, 9, tzinfo=UTC)
 
@@ -38,3 +38,12 @@ def test_the_ends_of_a_transfer_and_other_events_have_no_step() -> None:
     deposited = e.FundsDeposited(**_common("x", "A"), amount=5, currency="EUR", balance_after=5)
     assert next_step(completed, NOW) is None and next_step(deposited, NOW) is None
     assert "TransferCompleted" in TRANSFER_ENDS
+
+
+def test_the_steps_on_the_deciding_partition_are_taken_at_once() -> None:
+    debited = e.TransferDebited(**_common("d", "A"), transfer_id="t1", to_account_id="B", amount=30, currency="EUR",
+                                balance_after=70)
+    deposited = e.FundsDeposited(**_common("x", "A"), amount=5, currency="EUR", balance_after=5)
+    here = steps_here([deposited, debited], NOW, lambda account: account == "B")
+    assert [type(step) for step in here] == [c.CreditTransfer] and here[0].command_id == c.credit_step_id("t1")
+    assert steps_here([debited], NOW, lambda account: account == "A") == []   # B is elsewhere: the saga's
