@@ -120,11 +120,11 @@ async def api_phase(stack: Stack, loads: list[int], seconds: float, progress: An
     await asyncio.to_thread(stack.start_api)
     token, accounts = await bench_token(stack.settings, stack.api_url)
     figures: dict[str, Any] = {"seconds_per_load": seconds, "accounts": len(accounts), "loads": []}
-    task = progress.add_task("api: saturation, then open-loop loads", total=len(loads) + 1)
+    task = progress.add_task("api: saturation, then open-loop loads", total=len(loads) + 2)
     # Each measurement starts from an idle platform: an overload leaves a queue on the topics that the next
     # one would otherwise pay for. Saturation first, before any overload.
     busy = [name for name, spec in load_registry(stack.settings.topics_file).items() if spec.kind != "deadletter"]
-    runs = [("closed", 64), *(("open", rate) for rate in loads)]
+    runs = [("closed", 64), ("closed-no-wait", 64), *(("open", rate) for rate in loads)]
     for kind, figure in runs:
         drained = await wait_for_quiet(stack.settings.kafka, busy)
         measured = await run_in_own_process(kind, stack.api_url, token, accounts, figure, seconds)

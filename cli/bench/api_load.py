@@ -4,7 +4,8 @@ Open loop: request i is due at start + i / rate whatever happened to the earlier
 measured from when it was due, not from when it was sent. A closed-loop client slows down when the server
 does and so hides the queueing it causes (coordinated omission); this one does not. Each request is a
 deposit with `?wait=true`, so its latency runs from the HTTP request to the ledger's event reaching the API.
-Saturation is measured separately, closed loop with many concurrent clients: the most the API sustains.
+Saturation is measured separately, closed loop with many concurrent clients: the most the API sustains, with
+`?wait=true` (answered with the outcome) and with `?wait=false` (answered 202 once the command is on its topic).
 """
 
 from __future__ import annotations
@@ -28,23 +29,29 @@ def percentiles(samples: list[float]) -> dict[str, float]:
             "p99_ms": round(cuts[98] * 1000, 1)}
 
 
-async def _deposit(session: aiohttp.ClientSession, api_url: str, account: str) -> int:
-    async with session.post(f"{api_url}/v1/accounts/{account}/deposits", params={"wait": "true"},
+async def _deposit(session: aiohttp.ClientSession, api_url: str, account: str, wait: bool) -> int:
+    async with session.post(f"{api_url}/v1/accounts/{account}/deposits", params={"wait": str(wait).lower()},
                             json={"amount": "1.00", "currency": "EUR"},
                             headers={"Idempotency-Key": str(uuid.uuid4())}) as response:
         await response.read()
         return response.status
 
 
+def _answered(wait: bool) -> int:
+    """The status of a deposit answered as asked: posted (wait=true), or accepted onto its topic (wait=false)."""
+    return 200 if wait else 202
+
+
 async def _measured_deposit(session: aiohttp.ClientSession, api_url: str, account: str, since: float,
-                            statuses: dict[int, int], latencies: list[float]) -> None:
-    """One deposit, its status counted (0: timed out or failed to connect) and, if posted, its latency from `since`."""
+                            statuses: dict[int, int], latencies: list[float], wait: bool = True) -> None:
+    """One deposit, its status counted (0: timed out or failed to connect) and, if answered as asked, its latency
+    from `since`."""
     try:
-        status = await _deposit(session, api_url, account)
+        status = await _deposit(session, api_url, account, wait)
     except (TimeoutError, aiohttp.ClientError):
         status = 0
     statuses[status] = statuses.get(status, 0) + 1
-    if status == 200:
+    if status == _answered(wait):
         latencies.append(time.monotonic() - since)
 
 
@@ -79,7 +86,8 @@ async def _open_loop(api_url: str, token: str, accounts: list[str], rate: float,
             **percentiles(latencies)}
 
 
-async def _closed_loop(api_url: str, token: str, accounts: list[str], clients: int, seconds: float) -> dict[str, Any]:
+async def _closed_loop(api_url: str, token: str, accounts: list[str], clients: int, seconds: float,
+                       wait: bool = True) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.monotonic() + seconds
@@ -89,21 +97,23 @@ async def _closed_loop(api_url: str, token: str, accounts: list[str], clients: i
             i = n
             while time.monotonic() < deadline:
                 await _measured_deposit(session, api_url, accounts[i % len(accounts)], time.monotonic(), statuses,
-                                        latencies)
+                                        latencies, wait)
                 i += clients
 
         started = time.monotonic()
         await asyncio.gather(*(client(n) for n in range(clients)))
         elapsed = time.monotonic() - started
-    ok = statuses.get(200, 0)
-    return {"offered_per_s": None, "clients": clients, "requests": sum(statuses.values()),
+    ok = statuses.get(_answered(wait), 0)
+    return {"offered_per_s": None, "clients": clients, "wait": wait, "requests": sum(statuses.values()),
             "achieved_per_s": round(ok / elapsed), "errors": sum(statuses.values()) - ok,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, **percentiles(latencies)}
 
 
 def _run(kind: str, *args: Any) -> dict[str, Any]:
     """Entry point of the generator process."""
-    return asyncio.run(_open_loop(*args) if kind == "open" else _closed_loop(*args))
+    if kind == "open":
+        return asyncio.run(_open_loop(*args))
+    return asyncio.run(_closed_loop(*args, wait=kind == "closed"))   # "closed-no-wait": wait=false
 
 
 async def run_in_own_process(kind: str, *args: Any) -> dict[str, Any]:

@@ -66,7 +66,8 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     if "ratio_to_raw" in result:
         figures["ledger / raw broker"] = result["ratio_to_raw"]
     for load in (result.get("api") or {}).get("loads", []):
-        name = f"api {load['offered_per_s']}/s" if load.get("offered_per_s") else "api saturation"
+        name = f"api {load['offered_per_s']}/s" if load.get("offered_per_s") else \
+            "api saturation" if load.get("wait", True) else "api saturation, wait=false"
         figures[f"{name} achieved/s"] = load["achieved_per_s"]
         figures[f"{name} p99 ms"] = load["p99_ms"]
     for name, figure in (result.get("projections") or {}).items():
