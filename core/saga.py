@@ -42,9 +42,20 @@ def next_step(event: e.Event, now: datetime) -> c.Command | None:
     return None
 
 
+def step_account(event: e.Event) -> str | None:
+    """The account the next step of `event` goes to (None: nothing follows), without building the step."""
+    if isinstance(event, e.TransferDebited):
+        return event.to_account_id
+    if isinstance(event, (e.TransferCredited, e.TransferCreditFailed)):
+        return event.from_account_id
+    return None
+
+
 def steps_here(events: Iterable[e.Event], now: datetime, is_here: Callable[[str], bool]) -> list[c.Command]:
     """The next steps of `events` whose account `is_here` (on the partition that decided them): deciding them at
     once settles a transfer between two accounts of one partition in one step, without a trip through the log.
     Their ids are the steps' own, so a step the saga sends as well is a duplicate the ledger ignores."""
-    return [step for event in events if (step := next_step(event, now)) is not None and is_here(step.account_id)]
+    return [step for event in events
+            if (account := step_account(event)) is not None and is_here(account)
+            and (step := next_step(event, now)) is not None]
 

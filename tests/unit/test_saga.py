@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from core import commands as c
 from core import events as e
-from core.saga import STEP_EVENTS, TRANSFER_ENDS, next_step, steps_here
+from core.saga import STEP_EVENTS, TRANSFER_ENDS, next_step, step_account, steps_here
 
 NOW = datetime(2026, 12, 5, 9, tzinfo=UTC)
 
@@ -47,3 +47,14 @@ def test_the_steps_on_the_deciding_partition_are_taken_at_once() -> None:
     here = steps_here([deposited, debited], NOW, lambda account: account == "B")
     assert [type(step) for step in here] == [c.CreditTransfer] and here[0].command_id == c.credit_step_id("t1")
     assert steps_here([debited], NOW, lambda account: account == "A") == []   # B is elsewhere: the saga's
+
+
+def test_the_account_of_each_next_step_is_known_without_building_it() -> None:
+    debited = e.TransferDebited(**_common("d", "A"), transfer_id="t1", to_account_id="B", amount=30, currency="EUR",
+                                balance_after=70)
+    credited = e.TransferCredited(**_common("c", "B"), transfer_id="t1", from_account_id="A", amount=30,
+                                  currency="EUR", balance_after=30)
+    completed = e.TransferCompleted(**_common("e", "A"), transfer_id="t1", to_account_id="B")
+    for event in (debited, credited, completed):
+        step = next_step(event, NOW)
+        assert step_account(event) == (None if step is None else step.account_id)
