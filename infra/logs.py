@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from infra.records import Headers, Record, header_text
 
 TRACE_HEADER = "bank.trace_id"
@@ -83,7 +85,15 @@ class JsonFormatter(logging.Formatter):
         line |= {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(line, default=str, option=_ORJSON_OPTIONS).decode()
+        except orjson.JSONEncodeError:   # an integer past 64 bits, say: the standard library writes anything
+            return json.dumps(line, default=str, ensure_ascii=False)
+
+
+# orjson writes a line in a tenth of json's time (the workers log one per decided command); datetimes and
+# dataclasses go through `default=str` as they did with json, and non-string keys are written as strings alike.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
