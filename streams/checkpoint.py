@@ -46,6 +46,8 @@ from streams.tables import Table, Tables, commands_table, flush, put, tables
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+# An agent with periodic snapshots that has had no batch for this long snapshots what it has not saved yet.
+QUIET_BEFORE_SNAPSHOT = timedelta(seconds=1)
 Headers = list[tuple[str, bytes]]
 DELETED = object()   # a kept value that deletes its key
 ABSENT = object()    # a key the table's changelog does not hold
@@ -134,7 +136,7 @@ class BatchAgent:
         # Kept in memory, not yet in the changelog: key -> (table, partition, the value the changelog holds).
         self._unsaved: dict[tuple[str, str], Unsaved] = {}
         self._unsaved_positions: dict[tuple[str, str], Unsaved] = {}
-        self._saved_at = time.monotonic()
+        self._saved_at = self._last_batch_at = time.monotonic()
         # How far each partition's records are reflected in the changelogs: what the consumer may commit (a record
         # past it is read again after a restart, and decided again against the state the changelogs hold).
         self.saved_offsets: dict[int, int] = {}
@@ -150,6 +152,7 @@ class BatchAgent:
                 # A batch taken (or retried) across a rebalance: a partition revoked meanwhile is its new owner's.
                 records = [record for record in records if record.partition in self.owned]
             if records:
+                self._last_batch_at = time.monotonic()
                 async with self.tables.held({r.partition for r in records}):
                     await self._handle(records)
 
@@ -208,6 +211,13 @@ class BatchAgent:
         if self._unsaved or self._unsaved_positions or self._unsaved_offsets:
             async with self._lock:
                 await self._snapshot()
+
+    async def snapshot_when_quiet(self) -> None:
+        """Once no batch has come for QUIET_BEFORE_SNAPSHOT: an agent that has gone quiet snapshots at once, not
+        only when its interval is up, so a crash after the traffic stops leaves nothing to fold or score again
+        (under steady traffic `_keep` snapshots by the interval)."""
+        if time.monotonic() - self._last_batch_at >= QUIET_BEFORE_SNAPSHOT.total_seconds():
+            await self.snapshot_when_idle()
 
     async def _snapshot(self) -> None:
         """Write what changed since the last snapshot: the state, acknowledged, then the positions it reflects. A
@@ -281,8 +291,8 @@ class BatchAgent:
         if self.transactions is not None:
             at_shutdown(self.transactions.stop)
         if self.snapshot_every is not None:
-            app.timer(self.snapshot_every.total_seconds(), name=f"streams.{self.name}.snapshot")(
-                self.snapshot_when_idle)
+            app.timer(QUIET_BEFORE_SNAPSHOT.total_seconds(), name=f"streams.{self.name}.snapshot")(
+                self.snapshot_when_quiet)
 
 
 class RememberedIds:

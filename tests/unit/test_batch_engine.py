@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from streams.checkpoint import Batch, BatchAgent
+from streams.checkpoint import QUIET_BEFORE_SNAPSHOT, Batch, BatchAgent
 from streams.tables import Table, Tables
 
 
@@ -238,5 +238,21 @@ def test_forgotten_partitions_are_restored_before_the_next_batch() -> None:
         assert tables.restored == {0}
         async with tables.held({0}):
             assert tables.restored == {0, 1}
+
+    asyncio.run(scenario())
+
+
+def test_an_agent_that_has_gone_quiet_snapshots_before_its_interval_is_up() -> None:
+    agent = BatchAgent("test", "test-topic", KeepNothing(), offsets_key=None, snapshot_every=timedelta(hours=1),
+                       tables=Tables())
+
+    async def scenario() -> None:
+        await agent.assigned({0})
+        await agent.handle([Record(0, "a", 1, offset=5)])
+        await agent.snapshot_when_quiet()
+        assert agent.saved_offsets == {}               # a batch came just now: traffic may go on
+        agent._last_batch_at -= QUIET_BEFORE_SNAPSHOT.total_seconds()   # a quiet second later
+        await agent.snapshot_when_quiet()
+        assert agent.saved_offsets == {0: 6}
 
     asyncio.run(scenario())
