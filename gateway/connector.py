@@ -55,6 +55,10 @@ class Connector:
         self.done: dict[str, None] = {}
         self.consumer = create_consumer(
             PAYMENTS_OUTBOUND, bootstrap=settings.kafka, group_id=GROUP, enable_auto_commit=False,
+            # Static membership, like every other consumer group's: the embedded broker never evicts a member that
+            # died without leaving (defect 1, streams/broker_workarounds.py), and a connector restarted after a
+            # kill -9 then waited for ever to join, its dead predecessor holding the group.
+            group_instance_id=f"{settings.worker_id}-gateway",
             auto_offset_reset="earliest", isolation_level="read_committed",
             # Short: a connector killed -9 holds up its successor's join for at most this long. A rail down for
             # longer keeps a batch in hand past it: the group then moves on without this member, whose commit

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -247,6 +248,23 @@ def test_the_rail_stopped_during_a_burst_and_restarted(api_url: str, rail_url: s
         retries = [line for line in metrics.splitlines() if line.startswith("bank_gateway_rail_retries_total ")]
         assert retries and float(retries[0].split()[1]) > 0, retries
         await books_balance(teller)
+
+    run(api_url, scenario)
+
+
+def test_the_gateway_killed_and_restarted_hands_over_the_next_payment(api_url: str, rail_url: str,
+                                                                       stack: Stack) -> None:
+    """kill -9 of the connector, then a restart: it rejoins its group at once (static membership; the embedded
+    broker never evicts a dead member) and the next payment settles."""
+
+    async def scenario(teller: Bank, ann: Bank, bob: Bank) -> None:
+        account = await funded(teller, ann, "10.00")
+        assert (await final_payment(ann, await pay(ann, account, "1.00", creditor_iban())))["status"] == "settled"
+        stack.kill("gateway", signal.SIGKILL)
+        await asyncio.to_thread(stack.start_gateway)
+        after = await pay(ann, account, "2.00", creditor_iban())
+        assert (await final_payment(ann, after))["status"] == "settled"
+        assert await balance(ann, account) == Decimal(7)
 
     run(api_url, scenario)
 
