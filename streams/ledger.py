@@ -62,8 +62,22 @@ class Ledger:
     # ------------------------------------------------------------ catch-up from the event log
 
     async def prepare(self, partitions: set[int], batch: Batch) -> None:
-        for partition in partitions - self.caught_up:
+        written_elsewhere = await self._written_by_others(partitions & self.caught_up)
+        for partition in (partitions - self.caught_up) | written_elsewhere:
             await self.catch_up(partition, batch)
+
+    async def _written_by_others(self, partitions: set[int]) -> set[int]:
+        """The partitions whose event log has grown past what this worker wrote or folded. Another writer: after a
+        rebalance, a worker that owns the partition in the group's newer generation while this one has not heard
+        of it yet (a worker paused past its session, say), or the API's drawer events. Their events are folded
+        before this batch is decided, so a command another worker has decided is recognised here, not posted
+        twice (bank chaos, a pause then a kill -9: 341 event ids twice). Under exactly_once the transaction
+        markers grow the log too, so there every batch reads its (empty) tail once more."""
+        if not partitions:
+            return set()
+        reader = await self._reader()
+        ends = await reader.end_offsets([TopicPartition(LEDGER_EVENTS, partition) for partition in partitions])
+        return {tp.partition for tp, end in ends.items() if end > commands_table.get(POSITION_KEY.format(tp.partition), 0)}
 
     def forget(self, partitions: set[int]) -> None:
         """After a failed batch or a rebalance: fold the log's tail again before the next command."""
@@ -117,6 +131,7 @@ class Ledger:
         now = datetime.now(UTC)
         self.processed.forget_expired(batch, int(now.timestamp()))
         work = BatchWork(batch, now, self._partitions())
+        work.positions = {r.partition: _position(batch, r.partition) for r in batch.records}
         for message in batch.records:
             try:
                 check_size(message)   # before decoding: a huge command is nobody's to post
@@ -129,7 +144,7 @@ class Ledger:
         for account_id, partition in work.touched.items():
             if (state := work.states[account_id]) is not None:
                 batch.keep(accounts_table, partition, account_id, state)
-        batch.on_acknowledged(lambda delivered: _after_acknowledged(batch, work.decided, delivered))
+        batch.on_acknowledged(lambda delivered: _after_acknowledged(batch, work, delivered))
 
     def _decide_here(self, work: BatchWork, command: Command, risk: Assessment | None, message: Any) -> None:
         """Decide a command, then the steps of its transfer whose accounts are on its partition as well: a transfer
@@ -183,15 +198,27 @@ def _emit(batch: Batch, event: Event, record: Encoded, partition: int, trace: st
     batch.emit(LEDGER_EVENTS, value, event.account_id.encode(), headers, partition, transactional=True)
 
 
-def _after_acknowledged(batch: Batch, decided: list[Decided], delivered: Iterable[Any]) -> None:
-    """Report the decisions, and remember how far the log is reflected, so a catch-up reads only the tail."""
-    _report(decided)
-    positions: dict[int, int] = {}
+def _after_acknowledged(batch: Batch, work: BatchWork, delivered: Iterable[Any]) -> None:
+    """Report the decisions, and remember how far the log is reflected, so a catch-up reads only the tail: as far
+    as this batch's events, if they follow the position it started from. Another writer's records before them
+    leave the position where it was, so the next batch folds them (`_written_by_others`)."""
+    _report(work.decided)
+    first: dict[int, int] = {}
+    after: dict[int, int] = {}
     for meta in delivered:
         if meta.topic == LEDGER_EVENTS:
-            positions[meta.partition] = max(positions.get(meta.partition, 0), meta.offset + 1)
-    for partition, offset in positions.items():
-        batch.keep_position(commands_table, partition, POSITION_KEY.format(partition), offset)
+            first[meta.partition] = min(first.get(meta.partition, meta.offset), meta.offset)
+            after[meta.partition] = max(after.get(meta.partition, 0), meta.offset + 1)
+    for partition, offset in after.items():
+        if first[partition] <= work.positions.get(partition, 0):
+            batch.keep_position(commands_table, partition, POSITION_KEY.format(partition), offset)
+
+
+def _position(batch: Batch, partition: int) -> int:
+    """How far the partition's event log is folded in, with what this batch has caught up so far."""
+    key = POSITION_KEY.format(partition)
+    kept = batch.positions.get((commands_table.name, key))
+    return int(kept[2]) if kept is not None else int(commands_table.get(key, 0))
 
 
 def _folded(state: ledger.AccountState | None, events: Iterable[Event]) -> ledger.AccountState | None:
@@ -216,6 +243,7 @@ class BatchWork:
         self.touched: dict[str, int] = {}
         self.seen: set[str] = set()
         self.decided: list[Decided] = []
+        self.positions: dict[int, int] = {}   # partition -> how far its event log was folded when the batch began
 
     def on(self, partition: int) -> Callable[[str], bool]:
         """Whether an account's commands are on `partition` (they are keyed by account id)."""
