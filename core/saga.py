@@ -58,4 +58,3 @@ def steps_here(events: Iterable[e.Event], now: datetime, is_here: Callable[[str]
     return [step for event in events
             if (account := step_account(event)) is not None and is_here(account)
             and (step := next_step(event, now)) is not None]
-
