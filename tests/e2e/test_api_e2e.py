@@ -9,11 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka.partitioner import murmur2
 
 from core import commands as c
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
-from infra.kafka import read_topic
+from infra.kafka import partition_for, read_topic
 from schemas.codec import get_codec
 from tests.support import Bank, seed_customers, settled_audit
 
@@ -22,7 +21,7 @@ PARTITIONS = 6
 
 
 def partition_of(account_id: str) -> int:
-    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % PARTITIONS
+    return partition_for(account_id.encode(), PARTITIONS)
 
 
 def run(api_url: str, scenario: Callable[[Bank], Awaitable[Any]]) -> Any:
