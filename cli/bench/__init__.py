@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from rich.table import Table
 from cli.bench import results as saved
 from cli.bench.api_load import run_in_own_process
 from cli.bench.broker import raw_broker, wait_for_quiet
+from cli.bench.cpu import CpuMeter
 from cli.bench.ledger import ledger_throughput
 from cli.bench.projections import projection_rates
 from cli.bench.restart import restart_time
@@ -95,7 +97,8 @@ async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: li
             await asyncio.to_thread(stack.start_workers)
             if "ledger" in phases:
                 result["ledger"] = await ledger_throughput(settings.kafka, accounts, max(1, accounts // 10),
-                                                           duration, min(10.0, duration / 6), 2_000, progress)
+                                                           duration, min(10.0, duration / 6), 2_000, progress,
+                                                           stack_pids(stack))
             if "projections" in phases and "ledger" in phases:
                 result["projections"] = await projection_rates(stack, list(PROJECTIONS), progress)
             if "restart" in phases:
@@ -114,6 +117,12 @@ async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: li
     return result
 
 
+def stack_pids(stack: Stack) -> dict[str, int]:
+    """The stack's live processes by name, and the bench's own (it sends the load), for the CPU figures."""
+    pids = {name: child.popen.pid for name, child in stack.children.items() if child.alive}
+    return pids | {"bench": os.getpid()}
+
+
 async def api_phase(stack: Stack, loads: list[int], seconds: float, progress: Any) -> dict[str, Any]:
     from cli.bench.identity import bench_token  # the API's user store: only this phase needs it
 
@@ -127,8 +136,9 @@ async def api_phase(stack: Stack, loads: list[int], seconds: float, progress: An
     runs = [("closed", 64), ("closed-no-wait", 64), *(("open", rate) for rate in loads)]
     for kind, figure in runs:
         drained = await wait_for_quiet(stack.settings.kafka, busy)
+        cpu = CpuMeter(stack_pids(stack))   # the load generator's process is the bench's child: in its share
         measured = await run_in_own_process(kind, stack.api_url, token, accounts, figure, seconds)
-        figures["loads"].append(measured | {"waited_for_quiet_s": drained})
+        figures["loads"].append(measured | {"waited_for_quiet_s": drained, "cores_used": cpu.shares()})
         progress.advance(task)
     return figures
 

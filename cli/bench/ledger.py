@@ -17,13 +17,14 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
 
 from cli.bench.broker import wait_for_quiet
+from cli.bench.cpu import CpuMeter
 
 from core import commands as c
 from core.topics import LEDGER_EVENTS, RISK_COMMANDS
@@ -113,8 +114,10 @@ class Sender:
 
 
 async def ledger_throughput(bootstrap: str, accounts: int, customers: int, duration: float, warmup: float,
-                            window: int, progress: Any = None) -> dict[str, Any]:
-    """Transfers for `duration` seconds, then cash deposits for half as long, over the same accounts."""
+                            window: int, progress: Any = None, pids: Mapping[str, int] | None = None,
+                            ) -> dict[str, Any]:
+    """Transfers for `duration` seconds, then cash deposits for half as long, over the same accounts; with `pids`
+    (process name -> pid), the cores each process used while the transfers ran."""
     ids = [str(uuid.uuid4()) for _ in range(accounts)]
     owner = {a: f"bench-customer-{n % customers}" for n, a in enumerate(ids)}
     counter, sender = EventCounter(bootstrap), Sender(bootstrap)
@@ -138,8 +141,10 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
             return _command(c.Deposit, account, amount=100, currency="EUR", channel="cash"), owner[account]
 
         records_before = await records_by_topic(bootstrap)
+        cpu = CpuMeter(pids or {})
         transfers = await _sustain("transfers", transfer, SETTLED, counter, sender, duration, warmup, window,
                                    progress)
+        cores_used = cpu.shares()
         await wait_for_quiet(bootstrap, quiet)
         by_topic = await records_by_topic(bootstrap) - records_before
         records = sum(by_topic.values())
@@ -159,7 +164,7 @@ async def ledger_throughput(bootstrap: str, accounts: int, customers: int, durat
             "deposit_seconds": deposits["seconds"], "deposits_settled": deposits["settled"],
             "deposits_per_s": deposits["per_s"], "deposit_events_per_s": deposits["events_per_s"],
             "deposits_to_transfers": round(deposits["per_s"] / max(1, transfers["per_s"]), 2),
-            "fraud_scoring": True}
+            "fraud_scoring": True, "cores_used_during_transfers": cores_used}
 
 
 async def _open_and_fund(ids: list[str], owner: dict[str, str], counter: EventCounter, sender: Sender,
