@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from infra.kafka import default_partitioner
 from infra.kafka_security import client_options
 
 
@@ -18,4 +19,4 @@ def create_producer(bootstrap: str, *, linger_ms: int = 0, **options: Any) -> AI
     """An idempotent, acks=all producer (not started) with the process's Kafka security settings; `options` are
     further AIOKafkaProducer settings."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=linger_ms,
-                            **(client_options() | options))
+                            **(client_options() | {"partitioner": default_partitioner} | options))

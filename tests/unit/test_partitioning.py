@@ -4,11 +4,13 @@ between two partitions."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from infra.kafka import partition_for
+from infra.kafka import default_partitioner, partition_for
+from infra.producer import create_producer
 
 
 def test_murmur2_is_the_java_clients_hash() -> None:
@@ -24,3 +26,16 @@ def test_partition_for_agrees_with_the_producers_partitioner() -> None:
         assert [partition_for(key, partitions) for key in keys] == [
             DefaultPartitioner()(key, every, every) for key in keys]
     assert len({partition_for(key, 6) for key in keys}) == 6
+
+
+def test_the_producers_partitioner_remembers_keys_and_agrees_with_aiokafkas() -> None:
+    keys = [f"customer-{n % 50}".encode() for n in range(1000)]   # keys repeat, as accounts' and customers' do
+    every = list(range(6))
+    assert [default_partitioner(key, every, every) for key in keys] == [
+        DefaultPartitioner()(key, every, every) for key in keys]
+    assert default_partitioner(None, every, [4]) == 4   # an unkeyed record: one of the available partitions
+    assert partition_for.cache_info().hits > 0
+
+    async def partitioner_of_a_producer() -> object:
+        return create_producer("127.0.0.1:9")._partitioner   # noqa: SLF001 - not started: no broker needed
+    assert asyncio.run(partitioner_of_a_producer()) is default_partitioner   # every producer of the platform's
