@@ -74,6 +74,13 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
+        line = self._fields(record)
+        each: list[Mapping[str, Any]] | None = getattr(record, EACH, None)
+        if each is not None:   # `log_each`: one line per item, with the record's fields
+            return "\n".join(_dumped(line | dict(item)) for item in each)
+        return _dumped(line)
+
+    def _fields(self, record: logging.LogRecord) -> dict[str, Any]:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -85,10 +92,24 @@ class JsonFormatter(logging.Formatter):
         line |= {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(line, default=str, option=_ORJSON_OPTIONS).decode()
-        except orjson.JSONEncodeError:   # an integer past 64 bits, say: the standard library writes anything
-            return json.dumps(line, default=str, ensure_ascii=False)
+        return line
+
+
+def _dumped(line: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(line, default=str, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:   # an integer past 64 bits, say: the standard library writes anything
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+EACH = "_log_each"   # a record's items, one line each (a leading underscore: not a field of the lines)
+
+
+def log_each(logger: logging.Logger, message: str, items: list[Mapping[str, Any]]) -> None:
+    """One INFO line per item (its fields, and the message's), written as one record: a worker logs each command it
+    decides, and a log record per command (made, formatted and flushed to stderr one by one) took 5 % of it."""
+    if items and logger.isEnabledFor(logging.INFO):
+        logger.info(message, extra={EACH: items})
 
 
 # orjson writes a line in a tenth of json's time (the workers log one per decided command); datetimes and

@@ -28,7 +28,7 @@ from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.saga import steps_here
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
 from infra.kafka import partition_for
-from infra.logs import TRACE_HEADER, trace_of
+from infra.logs import TRACE_HEADER, log_each, trace_of
 from infra.records import actor_of, header
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
@@ -267,13 +267,15 @@ class Decided:
 def _report(decided: list[Decided]) -> None:
     """Once the batch's events are acknowledged: count and time each decision, and log it (one line each)."""
     now = datetime.now(UTC)
+    lines = []
     for d in decided:
         kind = type(d.command).__name__
         COMMANDS_DECIDED.labels(kind, d.outcome).inc()
         COMMAND_LATENCY.labels(kind).observe(max(0.0, (now - d.command.issued_at).total_seconds()))
-        log.info("command decided", extra={
+        lines.append({
             "trace_id": d.trace_id, "command_id": d.command.command_id, "command_type": kind,
             "account_id": d.command.account_id, "outcome": d.outcome, "event_ids": [e.event_id for e in d.events]})
+    log_each(log, "command decided", lines)
 
 
 processor = Ledger()

@@ -25,6 +25,7 @@ from core.risk.features import AccountFeatures, CustomerFeatures, Movement
 from core.risk.records import RiskAssessed
 from core.risk.scoring import movement_of, score
 from core.topics import LEDGER_COMMANDS, RISK_ALERTS, RISK_ASSESSMENTS, RISK_COMMANDS, RISK_COMMANDS_DLQ
+from infra.logs import log_each
 from infra.records import header_list
 from infra.topics import record_types
 from schemas.codec import DecodeError, get_codec
@@ -63,6 +64,7 @@ class Work:
         self.customers: dict[str, CustomerFeatures] = {}
         self.assessments: dict[str, Assessment] = {}   # this batch's, by command id
         self.partition_of: dict[str, int] = {}      # table key -> partition of the message that changed it
+        self.flagged: list[dict[str, Any]] = []     # a log line each, written once for the batch
 
     def account(self, account_id: str) -> AccountFeatures | None:
         if account_id not in self.accounts:
@@ -117,6 +119,7 @@ async def decide(batch: Batch) -> None:
     for message in batch.records:
         _decide_one(batch, work, message)
     work.keep_tables(batch)
+    log_each(log, "movement flagged", work.flagged)
 
 
 def _decide_one(batch: Batch, work: Work, message: Any) -> None:
@@ -142,11 +145,11 @@ def _decide_one(batch: Batch, work: Work, message: Any) -> None:
             batch.dead_letter(RISK_COMMANDS_DLQ, message, error)
             return
         headers.append((ASSESSMENT_HEADER, assessment.to_header()))
-        _record(batch, command, movement, assessment, new, encoded)
+        _record(batch, work, command, movement, assessment, new, encoded)
     batch.emit(LEDGER_COMMANDS, message.value, command.account_id.encode(), headers)
 
 
-def _record(batch: Batch, command: c.Command, movement: Movement, assessment: Assessment, new: bool,
+def _record(batch: Batch, work: Work, command: c.Command, movement: Movement, assessment: Assessment, new: bool,
             encoded: tuple[bytes, list[tuple[str, bytes]]]) -> None:
     value, headers = encoded
     key = movement.account_id.encode()
@@ -158,7 +161,7 @@ def _record(batch: Batch, command: c.Command, movement: Movement, assessment: As
         for hit in assessment.hits:
             FRAUD_RULE_HITS.labels(hit.rule_id, hit.action).inc()
         if assessment.action != "allow":
-            log.info("movement flagged", extra={
+            work.flagged.append({
                 "command_id": command.command_id, "account_id": movement.account_id, "action": assessment.action,
                 "score": assessment.score, "rules": [h.rule_id for h in assessment.hits],
                 "rule_set_version": assessment.rule_set_version})

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from cli.devstack import Stack
-from infra.logs import JsonFormatter, bound, trace_id_from
+from infra.logs import JsonFormatter, bound, log_each, trace_id_from
 from tests.support import Bank, auth_as
 
 
@@ -35,6 +35,29 @@ def test_a_line_is_one_json_object_with_the_bound_ids() -> None:
     assert first["msg"] == "two\nlines joined" and first["service"] == "test" and first["level"] == "warning"
     assert (first["trace_id"], first["command_id"], first["event_id"]) == ("t-1", "c-1", "e-1")
     assert "trace_id" not in second
+
+
+def test_log_each_writes_one_json_line_per_item_from_one_record() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter("test"))
+    logger = logging.getLogger("tests.logs.each")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        with bound(trace_id="t-batch"):
+            log_each(logger, "command decided", [{"command_id": "c-1", "outcome": "accepted"},
+                                                 {"command_id": "c-2", "outcome": "rejected", "trace_id": "t-2"}])
+            log_each(logger, "nothing decided", [])
+        logger.setLevel(logging.WARNING)
+        log_each(logger, "below the level", [{"command_id": "c-3"}])
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["msg"], x["command_id"], x["outcome"], x["trace_id"]) for x in lines] == [
+        ("command decided", "c-1", "accepted", "t-batch"), ("command decided", "c-2", "rejected", "t-2")]
+    assert all(x["level"] == "info" and x["service"] == "test" and "_log_each" not in x for x in lines)
 
 
 def test_traceparent_parsing() -> None:
