@@ -142,3 +142,13 @@ def _luhn_valid(number: str) -> bool:
         doubled = int(char) * (2 if position % 2 == 1 else 1)
         total += doubled - 9 if doubled > 9 else doubled
     return total % 10 == 0
+
+
+def test_derived_ids_are_the_uuid5s_every_earlier_release_derived() -> None:
+    # ids on the log were derived with uuid.uuid5: a retry decided after an upgrade must derive the same ones
+    import uuid
+
+    from core.commands import BANK_NAMESPACE
+    parts = [(f"command-{i}", purpose) for i in range(500) for purpose in ("account", "credit", "é/✓", "")]
+    assert [derive_id(*p) for p in parts] == [str(uuid.uuid5(BANK_NAMESPACE, "/".join(p))) for p in parts]
+    assert derive_id("a", "b") == derive_id("a/b") != derive_id("a", "c")
