@@ -40,7 +40,7 @@ from streams.app import app, at_shutdown, settings
 from streams.consumer import Transactions, next_offsets, worker_consumer
 from streams.failpoints import failpoint
 from streams.gaps import LazyReader, OffsetGuard
-from streams.metrics import DEAD_LETTERS, EVENTS_PROCESSED
+from streams.metrics import DEAD_LETTERS, EVENTS_PROCESSED, REMEMBERED_IDS
 from streams.tables import Table, Tables, commands_table, flush, put, tables
 
 log = logging.getLogger(__name__)
@@ -342,6 +342,7 @@ class RememberedIds:
                 self.table.data.pop(key, None)
             else:
                 batch.drop(self.table, partition, key)
+        REMEMBERED_IDS.labels(self.table.name).set(len(self.ids))   # as of the batch before: flat once ids expire
         return len(expired)
 
     def restored(self) -> None:

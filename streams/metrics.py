@@ -23,6 +23,9 @@ SAGA_IN_FLIGHT = Gauge("bank_saga_transfers_in_flight", "Transfers debited and n
 SAGA_OLDEST_AGE = Gauge("bank_saga_oldest_in_flight_age_seconds", "Age of the oldest transfer still in flight")
 
 # ---- the batch engine's tables (streams/tables.py)
+REMEMBERED_IDS = Gauge("bank_remembered_ids", "Ids an agent remembers for BANK_PROCESSED_RETENTION, by table: the "
+                       "ledger's processed commands (commands), the risk agent's assessments (risk_assessed)",
+                       ["table"])
 TABLE_RESTORE_SECONDS = Gauge("bank_table_restore_seconds", "How long the last restore of newly assigned "
                               "partitions took, all tables read from their changelogs")
 TABLE_RESTORED_RECORDS = Counter("bank_table_restored_records_total", "Changelog records read back into a table "

@@ -106,7 +106,8 @@ async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: li
             if "api" in phases:
                 result["api"] = await api_phase(stack, loads, load_seconds, progress)
             if "retention" in phases:
-                result["retention"] = await retention_memory(settings.kafka, stack.children["worker-1"].popen.pid,
+                worker = stack.children["worker-1"].popen.pid
+                result["retention"] = await retention_memory(settings.kafka, worker, stack.urls()["worker-1"] + "/metrics",
                                                              retention_window, 4, min(accounts, 1_000), progress)
     finally:
         await asyncio.to_thread(stack.stop)

@@ -60,6 +60,7 @@ def test_every_process_exports_its_metrics(stack: Stack, api_url: str) -> None:
     assert total(worker, "bank_ledger_command_latency_seconds_count", type="Deposit") >= 1
     assert total(worker, "bank_agent_messages_processed_total", agent="saga") >= 1
     assert "bank_saga_transfers_in_flight" in worker
+    assert total(worker, "bank_remembered_ids", table="commands") >= 1   # the ids the retention window keeps
     projector = scrape(stack.urls()["projector-1"] + "/metrics")
     for name in ("postgres", "redis", "mongo"):
         assert total(projector, "bank_projection_events_applied_total", projection=name) >= 1
