@@ -53,14 +53,15 @@ DEFAULT_PHASES = PHASES[:5]
 console = Console(stderr=True)
 
 
-def bench_settings(home: Path, guarantee: str = "at_least_once", retention_s: float | None = None) -> Settings:
+def bench_settings(home: Path, guarantee: str = "at_least_once", retention_s: float | None = None,
+                   workers: int = 2) -> Settings:
     base = free_port() - 1
     return Settings(home=home, kafka_port=free_port(), pg_port=free_port(), redis_port=free_port(),
                     mongo_port=free_port(), api_port=free_port(), worker_web_port=base,
                     lag_exporter_port=free_port(), prometheus_port=free_port(), rail_port=free_port(),
                     gateway_port=free_port(), rail_url=None, kafka_bootstrap=None, pg_dsn=None,
                     redis_url=None, mongo_url=None, command_timeout=timedelta(seconds=30),
-                    rate_limit_per_ip=10**9, rate_limit_per_user=10**9, processing_guarantee=guarantee,
+                    rate_limit_per_ip=10**9, rate_limit_per_user=10**9, processing_guarantee=guarantee, workers=workers,
                     **({} if retention_s is None else {"processed_retention": timedelta(seconds=retention_s)}))
 
 
@@ -73,9 +74,10 @@ def transfer_record_bytes() -> int:
 
 
 async def run(phases: tuple[str, ...], accounts: int, duration: float, loads: list[int], load_seconds: float,
-              raw_records: int, guarantee: str = "at_least_once", retention_window: float = 30.0) -> dict[str, Any]:
+              raw_records: int, guarantee: str = "at_least_once", retention_window: float = 30.0,
+              workers: int = 2) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="bank-bench-"))
-    settings = bench_settings(home, guarantee, retention_window if "retention" in phases else None)
+    settings = bench_settings(home, guarantee, retention_window if "retention" in phases else None, workers)
     stack = Stack(settings)
     result: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(), "machine": saved.machine(),
                               "settings": {"accounts": accounts, "duration_s": duration, "workers": settings.workers,
@@ -169,6 +171,8 @@ def bench(
     raw_records: Annotated[int, typer.Option(help="Records of the raw broker baseline.")] = 200_000,
     guarantee: Annotated[str, typer.Option(help="at_least_once (the default) or exactly_once.")] = "at_least_once",
     retention_window: Annotated[float, typer.Option(help="Seconds ids are remembered in the retention phase.")] = 30.0,
+    workers: Annotated[int, typer.Option(help="Ledger workers. A worker is one Python process, so at most one core: "
+                                              "two use both cores of this machine.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     save: Annotated[bool, typer.Option(help="Save under bench/results/ and compare with the previous run.")] = True,
 ) -> None:
@@ -183,7 +187,7 @@ def bench(
     # on the embedded broker's instant empty fetches (defect 6) and take CPU from what it measures.
     kafka_fetch.install_for(Settings())
     result = asyncio.run(run(chosen, accounts, duration, [int(x) for x in loads.split(",") if x], load_seconds,
-                             raw_records, guarantee, retention_window))
+                             raw_records, guarantee, retention_window, workers))
     before = saved.previous()
     if save:
         path = saved.save(result)

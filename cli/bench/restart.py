@@ -4,7 +4,8 @@ The worker restores its tables from their changelogs (the periodic snapshots), f
 the last one, and rejoins its consumer group with the same static member id. Measured: kill -9 to the process up
 again (its web port answers), and kill -9 to the first command after it decided (a deposit through the risk agent
 and the ledger, as the API sends it), beside how many records the log and the changelogs then hold, and how long
-the worker says its restore of the tables took (streams/tables.py).
+the worker says its restore of the tables took (streams/tables.py). With two workers, worker 1 is killed, and the
+deposit is on its partitions: the other worker's go on meanwhile, and the restarted one restores only its own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,7 +25,7 @@ from cli.bench.ledger import EventCounter, Sender, _command, changelogs, records
 from cli.devstack import Stack
 from core import commands as c
 from core.topics import LEDGER_EVENTS
-from infra.kafka import end_offsets
+from infra.kafka import end_offsets, partition_for
 from infra.topics import load_registry
 
 
@@ -31,7 +33,12 @@ async def restart_time(stack: Stack, progress: Any = None) -> dict[str, Any]:
     bootstrap = stack.settings.kafka
     task = progress.add_task("restart: kill -9 the ledger worker, first decision after", total=None) \
         if progress else None
-    account, customer = str(uuid.uuid4()), "restart-customer"
+    # the worker killed must be the one to decide: the deposit's customer (the risk agent's key) and account (the
+    # ledger's) on its partitions, the first range of the workers' (streams/consumer.py WorkerRangeAssignor)
+    partitions = load_registry()[LEDGER_EVENTS].partitions
+    first_range = max(1, partitions // stack.settings.workers)
+    account = _key_within(first_range, partitions, lambda: str(uuid.uuid4()))
+    customer = _key_within(first_range, partitions, lambda: f"restart-customer-{uuid.uuid4().hex[:8]}")
     counter, sender = EventCounter(bootstrap, key=account), Sender(bootstrap)   # this account's events only
     await wait_for_quiet(bootstrap, [name for name, spec in load_registry().items() if spec.kind != "deadletter"])
     await counter.start()
@@ -73,3 +80,10 @@ async def worker_restore(stack: Stack) -> dict[str, Any]:
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
     return {"worker_restore_s": round(totals.get("bank_table_restore_seconds", 0.0), 2),
             "worker_restored_records": int(totals.get("bank_table_restored_records_total", 0))}
+
+
+def _key_within(first_partitions: int, partitions: int, new_key: Callable[[], str]) -> str:
+    """A key the producers send to one of the first `first_partitions` partitions."""
+    while partition_for((key := new_key()).encode(), partitions) >= first_partitions:
+        pass
+    return key
