@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +20,26 @@ from infra.logs import JsonFormatter, bound, log_each, trace_id_from
 from tests.support import Bank, auth_as
 
 
-def test_a_line_is_one_json_object_with_the_bound_ids() -> None:
+@contextmanager
+def json_logger(name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing JSON lines into the StringIO it comes with, for the block."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter("test"))
-    logger = logging.getLogger("tests.logs")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_line_is_one_json_object_with_the_bound_ids() -> None:
+    with json_logger("tests.logs") as (logger, stream):
         with bound(trace_id="t-1", command_id="c-1"):
             logger.warning("two\nlines %s", "joined", extra={"event_id": "e-1"})
         logger.warning("outside")
-    finally:
-        logger.removeHandler(handler)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["msg"] == "two\nlines joined" and first["service"] == "test" and first["level"] == "warning"
     assert (first["trace_id"], first["command_id"], first["event_id"]) == ("t-1", "c-1", "e-1")
@@ -38,22 +47,14 @@ def test_a_line_is_one_json_object_with_the_bound_ids() -> None:
 
 
 def test_log_each_writes_one_json_line_per_item_from_one_record() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter("test"))
-    logger = logging.getLogger("tests.logs.each")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    try:
+    with json_logger("tests.logs.each") as (logger, stream):
+        logger.setLevel(logging.INFO)
         with bound(trace_id="t-batch"):
             log_each(logger, "command decided", [{"command_id": "c-1", "outcome": "accepted"},
                                                  {"command_id": "c-2", "outcome": "rejected", "trace_id": "t-2"}])
             log_each(logger, "nothing decided", [])
         logger.setLevel(logging.WARNING)
         log_each(logger, "below the level", [{"command_id": "c-3"}])
-    finally:
-        logger.removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(x["msg"], x["command_id"], x["outcome"], x["trace_id"]) for x in lines] == [
         ("command decided", "c-1", "accepted", "t-batch"), ("command decided", "c-2", "rejected", "t-2")]
