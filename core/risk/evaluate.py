@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.money import format_amount
-from core.risk.features import AccountFeatures, CustomerFeatures, Movement, within
+from core.risk.features import AccountFeatures, CustomerFeatures, Movement, between, cash_time, within
 from core.risk.rules import ACTIONS, KINDS, Action, Rule, RuleSet, Severity, format_duration
 from core.risk.sanctions import SanctionsList
 
@@ -197,9 +197,8 @@ def _structuring(rule: Rule, ctx: _Context) -> str | None:
 
     if not near(m.amount):
         return None
-    start = m.at - p["window"]
-    amounts = [c.amount for c in ctx.customer.cash
-               if c.direction == direction and c.currency == m.currency and start <= c.at <= m.at and near(c.amount)]
+    amounts = [c.amount for c in between(ctx.customer.cash, m.at - p["window"], m.at, cash_time)
+               if c.direction == direction and c.currency == m.currency and near(c.amount)]
     amounts.append(m.amount)
     if len(amounts) < p["min_count"] or sum(amounts) <= threshold:
         return None
@@ -226,13 +225,12 @@ def _rapid_movement(rule: Rule, ctx: _Context) -> str | None:
     minimum = p["min_inflow"].get(m.currency)
     if not m.is_debit or minimum is None:
         return None
-    start = m.at - p["window"]
-    credits = [(at, amount) for at, amount in ctx.account.credits if start <= at <= m.at]
+    credits = between(ctx.account.credits, m.at - p["window"], m.at)
     inflow = sum(amount for _, amount in credits)
     if inflow < minimum:
         return None
-    first_in = min(at for at, _ in credits)
-    outflow = sum(amount for at, amount in ctx.account.debits if first_in <= at <= m.at) + m.amount
+    first_in = credits[0][0]   # in time order: the earliest
+    outflow = sum(amount for _, amount in between(ctx.account.debits, first_in, m.at)) + m.amount
     if outflow < p["min_ratio"] * inflow:
         return None
     ratio = (Decimal(outflow) / Decimal(inflow)).quantize(Decimal("0.01"))

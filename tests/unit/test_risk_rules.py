@@ -19,6 +19,7 @@ from core.risk.features import (
     AccountFeatures,
     CustomerFeatures,
     Movement,
+    within,
 )
 from core.risk.rules import RuleSet, RuleSetError, diff, dump, load_rule_set
 from core.risk.sanctions import SanctionsList, load_sanctions
@@ -329,6 +330,33 @@ def test_a_late_movement_does_not_move_the_horizon_back() -> None:
     account = AccountFeatures(account_id="acc-1").observe(mv("withdrawal", 1, at=T0))
     late = account.observe(mv("withdrawal", 1, at=T0 - timedelta(days=8)))
     assert late.newest == T0 and late.debits == account.debits
+
+
+def test_out_of_order_movements_are_kept_in_time_order_as_a_full_filter_would_keep_them() -> None:
+    # movements arriving out of order, some later than the horizon allows: what is kept, and every window read,
+    # must be what filtering all of them by time gives (pruning and windows are a binary search on time order)
+    import random
+
+    shuffle = random.Random(7)
+    movements = [mv(("deposit", "withdrawal")[i % 2], 1 + i, at=T0 + timedelta(hours=shuffle.randint(0, 400)),
+                    channel=("cash", "transfer")[i % 3 == 0]) for i in range(300)]
+    account, customer = AccountFeatures(account_id="acc-1"), CustomerFeatures(customer_id="cus-1")
+    seen: list[Movement] = []
+    for movement in movements:
+        account, customer = account.observe(movement), customer.observe(movement)
+        seen.append(movement)
+        newest = max(m.at for m in seen)
+        kept = sorted((m.at, m.amount) for m in seen if m.at >= newest - RECENT_RETENTION and not m.is_debit)
+        assert sorted(account.credits) == kept and list(account.credits) == sorted(account.credits, key=lambda e: e[0])
+        assert [c.at for c in customer.cash] == sorted(c.at for c in customer.cash)
+        window = timedelta(hours=30)
+        assert sorted(within(account.credits, movement.at, window)) == sorted(
+            amount for at, amount in account.credits if movement.at - window <= at <= movement.at)
+    snapshot = account.to_dict()
+    snapshot["credits"].reverse()   # an older release's snapshot, in arrival order: restored in time order
+    restored = AccountFeatures.from_dict(snapshot)
+    assert [at for at, _ in restored.credits] == [at for at, _ in account.credits]   # (ties in either order)
+    assert sorted(restored.credits) == sorted(account.credits)
 
 
 def test_movements_must_be_timezone_aware_and_positive() -> None:
