@@ -361,6 +361,38 @@ async def test_transactions_commit_visible_abort_hidden(kafka_bootstrap: str) ->
     assert end == 7  # 4 records + 3 transaction markers (commit, abort, commit)
 
 
+@asynctest
+async def test_a_read_committed_poll_over_a_marker_moves_the_position_past_it(kafka_bootstrap: str) -> None:
+    """What the ledger's catch-up (streams/ledger.py) reads to the end by: a tail that holds only a commit marker
+    (every exactly_once batch leaves one) gives no record, yet a poll moves the position past it. The poll waits
+    out its whole timeout for a record all the same, so the catch-up polls for a millisecond at a time."""
+    topic = await create_topic(kafka_bootstrap, 1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("txn"))
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic, value=b"committed", partition=0)  # offset 0
+        await producer.commit_transaction()  # commit marker at 1
+    finally:
+        await producer.stop()
+    tp = TopicPartition(topic, 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, 1)
+        polls = []
+        while await consumer.position(tp) < end and len(polls) < 5000:
+            polls.append(await consumer.getmany(tp, timeout_ms=1))
+    finally:
+        await consumer.stop()
+    assert end == 2
+    assert all(not records for poll in polls for records in poll.values()), polls
+    assert 0 < len(polls) < 5000, "the position never moved past the marker"
+
+
 @pytest.mark.xfail(
     strict=False,
     raises=AssertionError,
