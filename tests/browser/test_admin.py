@@ -21,7 +21,7 @@ from tests.support.browser import check_page, funded_customer, run, sign_in
 HELD_AMOUNT = "50000.00"   # the large-amount-absolute rule holds a debit of 50,000 or more (rules/default.yaml)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture   # per test: one staff user signs in at most twice in a 30 s TOTP step (support.Identity)
 def crew(pg_dsn: str, api_url: str) -> dict[str, Identity]:
     return run(create_staff(pg_dsn, tag="-panel"))
 

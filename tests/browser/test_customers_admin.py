@@ -27,7 +27,7 @@ from tests.support import Bank, Identity, create_staff
 from tests.support.browser import check_page, funded_customer, run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture   # per test: one staff user signs in at most twice in a 30 s TOTP step (support.Identity)
 def crew(pg_dsn: str) -> dict[str, Identity]:
     return run(create_staff(pg_dsn, tag="-people", roles=("teller", "admin")))
 

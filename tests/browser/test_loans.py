@@ -25,7 +25,7 @@ from tests.support.browser import DESKTOP, TIMEOUT_MS, check_page, funded_custom
 WAIT_S = 60.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture   # per test: one staff user signs in at most twice in a 30 s TOTP step (support.Identity)
 def crew(pg_dsn: str) -> dict[str, Identity]:
     return run(create_staff(pg_dsn, tag="-loans", roles=("analyst", "admin")))
 

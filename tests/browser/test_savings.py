@@ -24,7 +24,7 @@ from tests.support import Bank, Identity, create_staff
 from tests.support.browser import check_page, funded_customer, reload_until_visible, run, sign_in
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture   # per test: one staff user signs in at most twice in a 30 s TOTP step (support.Identity)
 def crew(pg_dsn: str) -> dict[str, Identity]:
     return run(create_staff(pg_dsn, tag="-savings", roles=("admin",)))
 
