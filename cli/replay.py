@@ -18,6 +18,7 @@ from rich.table import Table
 
 from api.ledger_history import read_ledger_until
 from core.money import format_amount
+from core.books import books_as_of
 from core.pointintime import CutoffError, LedgerAsOf, describe, ledger_as_of, parse_cutoff, report
 from core.settings import get_settings
 from core.topics import LEDGER_EVENTS
@@ -46,13 +47,15 @@ def replay(
             err.print(f"[red]✗[/] Kafka at {settings.kafka}: {type(error).__name__}: {escape(str(error))}")
             raise typer.Exit(1) from None
     ledger = ledger_as_of(log, cutoff)
+    books = books_as_of(log, cutoff)
+    trial_balance = {currency: books.trial_balance(currency).total for currency in books.currencies}
     if as_json:
-        print(json.dumps(report(ledger), indent=2))
+        print(json.dumps(report(ledger, trial_balance), indent=2))
         return
-    _render(Console(soft_wrap=True, highlight=False), ledger)
+    _render(Console(soft_wrap=True, highlight=False), ledger, trial_balance)
 
 
-def _render(out: Console, ledger: LedgerAsOf) -> None:
+def _render(out: Console, ledger: LedgerAsOf, trial_balance: dict[str, int]) -> None:
     out.print(f"[bold]the ledger as of {describe(ledger.cutoff)}[/]: {ledger.events:,} events folded "
               f"(log positions {describe(ledger.positions) or '-'})")
     accounts = Table(title="accounts")
@@ -80,15 +83,15 @@ def _render(out: Console, ledger: LedgerAsOf) -> None:
             held.add_row(hold["account_id"], hold["case_id"], hold["command_type"],
                          _money(hold["amount"], hold["currency"]))
         out.print(held)
-    _render_totals(out, ledger)
+    _render_totals(out, ledger, trial_balance)
 
 
-def _render_totals(out: Console, ledger: LedgerAsOf) -> None:
+def _render_totals(out: Console, ledger: LedgerAsOf, trial_balance: dict[str, int]) -> None:
     totals = Table(title="totals per currency")
     for column in ("currency", "accounts", "balances", "held", "in flight", "deposited", "withdrawn", "books"):
         totals.add_column(column, justify="left" if column in {"currency", "books"} else "right")
     for currency, row in ledger.totals().items():
-        balanced = row["balance"] + row["in_flight"] == row["deposited"] - row["withdrawn"]
+        balanced = trial_balance.get(currency, 0) == 0   # the double-entry books, see core.pointintime.report
         totals.add_row(currency, str(row["accounts"]),
                        *(format_amount(row[k], currency) for k in ("balance", "held", "in_flight", "deposited",
                                                                    "withdrawn")),

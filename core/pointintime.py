@@ -13,7 +13,7 @@ prefix rule keeps a fold gapless even if a clock ever stepped back. GET /v1/acco
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -232,8 +232,11 @@ def account_summary(state: AccountState) -> dict[str, Any]:
             **{name: format_amount(value, state.currency) for name, value in money.items()}}
 
 
-def report(ledger: LedgerAsOf) -> dict[str, Any]:
-    """The whole state as JSON-able values (`bank replay --json`)."""
+def report(ledger: LedgerAsOf, trial_balance: Mapping[str, int]) -> dict[str, Any]:
+    """The whole state as JSON-able values (`bank replay --json`). `trial_balance`: per currency, debits minus
+    credits over every ledger account of the books folded from the same events (core.books.books_as_of); the
+    books balance where it is zero. Deposits, withdrawals and transfers alone do not say it: a payment to another
+    bank, a loan or interest moves money to or from the bank's own accounts."""
     return {
         "until": describe(ledger.cutoff), "events": ledger.events, "positions": format_positions(ledger.positions),
         "accounts": [account_summary(state) for _, state in sorted(ledger.accounts.items())],
@@ -242,6 +245,7 @@ def report(ledger: LedgerAsOf) -> dict[str, Any]:
                        "debited_at": t.debited_at.isoformat()} for _, t in sorted(ledger.in_flight.items())],
         "holds": ledger.holds(),
         "totals": {currency: {**{f"{k}_minor" if k != "accounts" else k: v for k, v in row.items()},
-                              "balanced": row["balance"] + row["in_flight"] == row["deposited"] - row["withdrawn"]}
+                              "trial_balance_minor": trial_balance.get(currency, 0),
+                              "balanced": trial_balance.get(currency, 0) == 0}
                    for currency, row in ledger.totals().items()},
     }

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.kafka import group_less_consumer
+from infra.kafka import TAIL_POLL_MS, group_less_consumer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class OffsetGuard:
         reader.seek(tp, start)
         records: list[Any] = []
         while await reader.position(tp) < end:
-            batch = await reader.getmany(tp, timeout_ms=1000)
+            batch = await reader.getmany(tp, timeout_ms=TAIL_POLL_MS)
             records += [r for r in batch.get(tp, []) if r.offset < end]
         return records
 

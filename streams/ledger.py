@@ -27,7 +27,7 @@ from core.events import CommandRejected, Event
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.saga import steps_here
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
-from infra.kafka import partition_for
+from infra.kafka import TAIL_POLL_MS, partition_for
 from infra.logs import TRACE_HEADER, log_each, trace_of
 from infra.records import actor_of, header
 from infra.topics import record_types
@@ -46,11 +46,6 @@ POSITION_KEY = "__position__/{}"          # next event offset the tables reflect
 NEXT_COMMAND_KEY = "__next_command__/{}"  # next command offset the agent expects (see streams/gaps.py)
 # Read committed data only: after exactly_once traffic the log holds aborted records too.
 READ_ISOLATION = "read_committed"
-# How long one poll of a catch-up waits. A tail that ends in a transaction marker (every batch's, under
-# exactly_once) returns no record, yet moves the position past it; aiokafka's getmany still waits out its whole
-# timeout for a record. One second a partition made each exactly_once batch wait 1 to 6 s (20 commands/s);
-# records already fetched come back at once whatever the timeout.
-TAIL_POLL_MS = 1
 Encoded = tuple[bytes, list[tuple[str, bytes]]]
 
 
@@ -100,7 +95,7 @@ class Ledger:
         reader.seek(tp, start)
         folded = 0
         while await reader.position(tp) < end:
-            fetched = await reader.getmany(tp, timeout_ms=TAIL_POLL_MS)
+            fetched = await reader.getmany(tp, timeout_ms=TAIL_POLL_MS)   # 1 s made exactly_once batches wait 1-6 s
             for record in fetched.get(tp, []):
                 try:
                     event = self.codec.decode(record.value, record.headers, self.event_types)

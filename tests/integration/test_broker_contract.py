@@ -365,7 +365,7 @@ async def test_transactions_commit_visible_abort_hidden(kafka_bootstrap: str) ->
 async def test_a_read_committed_poll_over_a_marker_moves_the_position_past_it(kafka_bootstrap: str) -> None:
     """What the ledger's catch-up (streams/ledger.py) reads to the end by: a tail that holds only a commit marker
     (every exactly_once batch leaves one) gives no record, yet a poll moves the position past it. The poll waits
-    out its whole timeout for a record all the same, so the catch-up polls for a millisecond at a time."""
+    out its whole timeout for a record all the same, so reads up to known ends poll a millisecond at a time (TAIL_POLL_MS)."""
     topic = await create_topic(kafka_bootstrap, 1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("txn"))
     await producer.start()

@@ -4,20 +4,23 @@ transfers and totals (no servers)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from core import commands as c
 from core import events as e
+from core.books import books_as_of
 from core.ledger import AccountState, apply, decide
 from core.pointintime import CutoffError, LoggedEvent, account_as_of, ledger_as_of, parse_cutoff, report
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
-def _log() -> list[LoggedEvent]:
+def _log(pay_another_bank: bool = False) -> list[LoggedEvent]:
     """A on partition 0, B on partition 1: open both, deposit 100 on A, transfer 30 A -> B (debit at +3s,
-    credit at +5s, completion at +6s), withdraw 10 from A at +7s."""
+    credit at +5s, completion at +6s), withdraw 10 from A at +7s; with `pay_another_bank`, A pays 20 to another
+    bank at +8s."""
     states: dict[str, AccountState | None] = {"A": None, "B": None}
     partition = {"A": 0, "B": 1}
     log: list[LoggedEvent] = []
@@ -41,7 +44,16 @@ def _log() -> list[LoggedEvent]:
     run(c.CompleteTransfer(command_id="cp", account_id="A", correlation_id="t", transfer_id="t", to_account_id="B",
                            **common), 6)
     run(c.Withdraw(command_id="w", account_id="A", correlation_id="w", amount=10, currency="EUR", **common), 7)
+    if pay_another_bank:
+        run(c.Payment(command_id="p", account_id="A", correlation_id="p", amount=20, currency="EUR",
+                      creditor_iban="DE89370400440532013000", creditor_name="Zahl GmbH", **common), 8)
     return log
+
+
+def _report(log: list[LoggedEvent], cutoff: datetime) -> dict[str, Any]:
+    books = books_as_of(log, cutoff)
+    return report(ledger_as_of(log, cutoff), {currency: books.trial_balance(currency).total
+                                              for currency in books.currencies})
 
 
 def test_an_account_as_of_a_moment_folds_the_events_that_occurred_by_then() -> None:
@@ -66,10 +78,20 @@ def test_the_ledger_mid_transfer_has_it_in_flight_and_the_books_balance() -> Non
     assert list(mid.in_flight) == ["t"]
     assert mid.totals()["EUR"] == {"accounts": 2, "balance": 70, "held": 0, "in_flight": 30, "deposited": 100,
                                    "withdrawn": 0}
-    after = report(ledger_as_of(_log(), T0 + timedelta(seconds=60)))
+    after = _report(_log(), T0 + timedelta(seconds=60))
     assert after["in_flight"] == [] and after["totals"]["EUR"]["balanced"]
     assert {row["account_id"]: row["balance"] for row in after["accounts"]} == {"A": "0.60", "B": "0.30"}
     assert after["positions"] == "0:5,1:2"
+
+
+def test_the_books_balance_with_a_payment_to_another_bank_in_clearing() -> None:
+    """The 20 left A for the bank's clearing account: no deposit, withdrawal or transfer says where it went, the
+    double-entry books do (`bank replay` said "do not balance" of a healthy ledger once a payment was made)."""
+    ledger = ledger_as_of(_log(pay_another_bank=True), T0 + timedelta(seconds=60))
+    row = ledger.totals()["EUR"]
+    assert row["balance"] + row["in_flight"] != row["deposited"] - row["withdrawn"]
+    totals = _report(_log(pay_another_bank=True), T0 + timedelta(seconds=60))["totals"]
+    assert totals["EUR"]["balanced"] and totals["EUR"]["trial_balance_minor"] == 0, totals
 
 
 def test_an_accounts_history_is_cut_as_a_prefix() -> None:
@@ -102,5 +124,5 @@ def test_a_credit_read_before_its_debit_settles_the_transfer() -> None:
     log = _log()
     by_partition = sorted(log, key=lambda logged: -logged.partition)
     ledger = ledger_as_of(by_partition, T0 + timedelta(seconds=60))
-    assert ledger.in_flight == {} and report(ledger)["totals"]["EUR"]["balanced"]
+    assert ledger.in_flight == {} and _report(by_partition, T0 + timedelta(seconds=60))["totals"]["EUR"]["balanced"]
     assert list(ledger_as_of(by_partition, T0 + timedelta(seconds=4)).in_flight) == ["t"]
