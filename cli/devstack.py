@@ -430,18 +430,18 @@ class Stack:
                            host=self.settings.worker_web_host, env=env, death_signal=signal.SIGKILL)
 
     def rail_spec(self) -> ServiceSpec:
-        """The sandbox payment rail (sims/rail.py), its state under <home>/rail: it survives a restart."""
+        """The sandbox payment rail (simulators/rail.py), its state under <home>/rail: it survives a restart."""
         s = self.settings
         delay_ms = int(s.rail_settle_delay.total_seconds() * 1000)
-        argv = [sys.executable, "-m", "sims.rail", "--host", LOCALHOST, "--port", str(s.rail_port), "--data-dir",
+        argv = [sys.executable, "-m", "simulators.rail", "--host", LOCALHOST, "--port", str(s.rail_port), "--data-dir",
                 str(self.home / "rail"), "--bank-url", self.api_url, "--settle-delay-ms", str(delay_ms)]
         return ServiceSpec("rail", argv, s.rail_port, death_signal=signal.SIGKILL,
                            ready=partial(_http_ok, f"http://{LOCALHOST}:{s.rail_port}/health"))
 
     def bureau_spec(self) -> ServiceSpec:
-        """The credit bureau simulator (sims/bureau.py), its state under <home>/bureau: it survives a restart."""
+        """The credit bureau simulator (simulators/bureau.py), its state under <home>/bureau: it survives a restart."""
         port = self.settings.credit_bureau_port
-        argv = [sys.executable, "-m", "sims.bureau", "--host", LOCALHOST, "--port", str(port), "--data-dir",
+        argv = [sys.executable, "-m", "simulators.bureau", "--host", LOCALHOST, "--port", str(port), "--data-dir",
                 str(self.home / "bureau")]
         return ServiceSpec("bureau", argv, port, death_signal=signal.SIGKILL,
                            ready=partial(_http_ok, f"http://{LOCALHOST}:{port}/health"))

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
 
     # External payments (issue 14 points 6, 7): the payment gateway hands instructions to the rail adapter named
-    # here (`http`: a rail speaking the simulator's HTTP API, sims/rail.py) at BANK_RAIL_URL, or, unset, at the
+    # here (`http`: a rail speaking the simulator's HTTP API, simulators/rail.py) at BANK_RAIL_URL, or, unset, at the
     # sandbox rail `bank up` starts on BANK_RAIL_PORT. The rail calls the bank's /v1/rail/* endpoints with the
     # shared secret BANK_RAIL_SECRET (header Rail-Secret); unset, those endpoints answer 503 (`bank up` and the
     # test stack generate one under BANK_HOME).
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     gateway_port: int = 9311                                        # the gateway connector's /metrics
 
     # Credit assessment (issue 17 point 3): an external score from the credit bureau adapter named here
-    # (infra/credit_bureau.py; `http`: a bureau speaking the simulator's HTTP API, sims/bureau.py) at
+    # (infra/credit_bureau.py; `http`: a bureau speaking the simulator's HTTP API, simulators/bureau.py) at
     # BANK_CREDIT_BUREAU_URL, or, unset, at the simulator `bank up` starts on BANK_CREDIT_BUREAU_PORT. The bank
     # authenticates with BANK_CREDIT_BUREAU_API_KEY (`bank up` and the test stack generate one under BANK_HOME).
     credit_bureau_adapter: Literal["http"] = "http"

@@ -50,7 +50,7 @@ class RailAdapter(Protocol):
 
 
 class HttpRailAdapter:
-    """A rail speaking the sandbox rail's HTTP API (sims/rail.py): POST {url}/instructions."""
+    """A rail speaking the sandbox rail's HTTP API (simulators/rail.py): POST {url}/instructions."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self._client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout_s)

@@ -10,7 +10,7 @@ The interface (`CreditBureau`) is one call, `report(subject_id) -> BureauReport`
   status in its message: nothing the applicant did, a misconfiguration the operator must see in the logs.
 - `UnknownSubject` (a `ValueError`): the bureau has no file on the subject (404).
 
-`HttpCreditBureau` speaks the HTTP API of the credit bureau simulator (sims/bureau.py; `bank up` and the test
+`HttpCreditBureau` speaks the HTTP API of the credit bureau simulator (simulators/bureau.py; `bank up` and the test
 stack run it): `GET {url}/v1/reports/{subject_id}` with `Authorization: Bearer <BANK_CREDIT_BUREAU_API_KEY>`.
 A real bureau plugs in as another class registered in `ADAPTERS` under a name BANK_CREDIT_BUREAU_ADAPTER selects.
 
@@ -57,7 +57,7 @@ class CreditBureau(Protocol):
 
 
 class HttpCreditBureau:
-    """A bureau speaking the simulator's HTTP API (sims/bureau.py). `transport`: httpx's, when not the network
+    """A bureau speaking the simulator's HTTP API (simulators/bureau.py). `transport`: httpx's, when not the network
     (the unit tests pass an ASGITransport onto the simulator's app)."""
 
     def __init__(self, url: str, api_key: str | None, timeout_s: float,

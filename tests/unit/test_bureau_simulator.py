@@ -1,4 +1,4 @@
-"""The credit bureau simulator (sims/bureau.py) and the platform's adapter to it (infra/credit_bureau.py), without a
+"""The credit bureau simulator (simulators/bureau.py) and the platform's adapter to it (infra/credit_bureau.py), without a
 server: the simulator's app is called over httpx's ASGI transport, through the same client the adapter uses on the
 network. A subject nobody set scores the same on every run, a file set through the sandbox is reported (and kept
 across a restart), a wrong key is refused, an outage is a 503 the adapter turns into BureauUnavailable, and every
@@ -19,7 +19,7 @@ from cli.devstack import LOCALHOST, free_port
 from core.settings import Settings
 from infra.credit_bureau import (BureauReport, BureauUnavailable, HttpCreditBureau, UnknownSubject,
                                  credit_bureau_from)
-from sims.bureau import Bureau, create_app, derived_file
+from simulators.bureau import Bureau, create_app, derived_file
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_is_clean() -> None:
     result = _run("-m", "ruff", "check", "core", "infra", "streams", "api", "schemas", "cli", "web", "server", "tests", "scripts",
-                  "examples", "simulators", "gateway", "sims")
+                  "examples", "simulators", "gateway")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -41,7 +41,7 @@ def test_the_process_installs_long_polling(process: str) -> None:
 
 def test_every_python_module_the_dev_stack_starts_is_known_here() -> None:
     """A new service in cli/devstack.py must be listed above (or below, if it consumes no Kafka)."""
-    consuming_nothing = {"secantus", "uvicorn", "sims.rail", "sims.bureau", "simulators.smtp", "simulators.sms",
+    consuming_nothing = {"secantus", "uvicorn", "simulators.rail", "simulators.bureau", "simulators.smtp", "simulators.sms",
                          "cli.main"}
     source = (ROOT / "cli/devstack.py").read_text()
     started = {node.elts[2].value for node in ast.walk(ast.parse(source))

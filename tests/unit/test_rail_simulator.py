@@ -1,4 +1,4 @@
-"""The sandbox rail's own rules (sims/rail.py), without a server: an instruction is accepted once (a resubmission
+"""The sandbox rail's own rules (simulators/rail.py), without a server: an instruction is accepted once (a resubmission
 changes nothing), settles after the delay or is returned by a rule on its creditor IBAN, and everything it knows
 survives a restart (its state file)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sims.rail import Inbound, Instruction, Rail
+from simulators.rail import Inbound, Instruction, Rail
 
 pytestmark = pytest.mark.unit
 

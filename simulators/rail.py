@@ -1,4 +1,4 @@
-"""A sandbox payment rail, run as its own process: `python -m sims.rail --port 18090 --data-dir DIR --bank-url URL`.
+"""A sandbox payment rail, run as its own process: `python -m simulators.rail --port 18090 --data-dir DIR --bank-url URL`.
 
 It behaves like a payment service provider's sandbox: it speaks HTTP only (it imports nothing of the bank's),
 keeps its state in a JSON file under its data dir (so it can be stopped and restarted), and calls the bank back.
@@ -43,7 +43,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-log = logging.getLogger("sims.rail")
+log = logging.getLogger("simulators.rail")
 STATE_FILE = "rail-state.json"
 TICK_SECONDS = 0.05
 RETRY_MAX_SECONDS = 2.0

@@ -1,4 +1,4 @@
-"""A credit bureau simulator, run as its own process: `python -m sims.bureau --port 18091 --data-dir DIR`.
+"""A credit bureau simulator, run as its own process: `python -m simulators.bureau --port 18091 --data-dir DIR`.
 
 It behaves like a credit bureau's sandbox: it speaks HTTP only (it imports nothing of the bank's) and keeps its
 state (the subjects' files it was given, availability, the requests it received) in a JSON file under its data
@@ -41,7 +41,7 @@ from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-log = logging.getLogger("sims.bureau")
+log = logging.getLogger("simulators.bureau")
 STATE_FILE = "bureau-state.json"
 SUBJECT_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 REQUESTS_KEPT = 10_000          # the request log is rewritten with the state on every request: bounded
