@@ -327,13 +327,13 @@ async def test_idempotent_producer(kafka_bootstrap: str) -> None:
         await consumer.stop()
 
 
-@asynctest
-async def test_transactions_commit_visible_abort_hidden(kafka_bootstrap: str) -> None:
-    topic = await create_topic(kafka_bootstrap, 1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("txn"))
+async def write_transactions(bootstrap: str, topic: str, transactions: list[tuple[list[str], bool]]) -> None:
+    """One transactional producer writes each (values, commit?) to partition 0 as a transaction, committed or
+    aborted: each leaves its marker after its values."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique("txn"))
     await producer.start()
     try:
-        for values, commit in ((["a", "b"], True), (["c"], False), (["d"], True)):
+        for values, commit in transactions:
             await producer.begin_transaction()
             for value in values:
                 await producer.send_and_wait(topic, value=value.encode(), partition=0)
@@ -343,6 +343,12 @@ async def test_transactions_commit_visible_abort_hidden(kafka_bootstrap: str) ->
                 await producer.abort_transaction()
     finally:
         await producer.stop()
+
+
+@asynctest
+async def test_transactions_commit_visible_abort_hidden(kafka_bootstrap: str) -> None:
+    topic = await create_topic(kafka_bootstrap, 1)
+    await write_transactions(kafka_bootstrap, topic, [(["a", "b"], True), (["c"], False), (["d"], True)])
 
     tp = TopicPartition(topic, 0)
     seen = {}
@@ -367,14 +373,7 @@ async def test_a_read_committed_poll_over_a_marker_moves_the_position_past_it(ka
     (every exactly_once batch leaves one) gives no record, yet a poll moves the position past it. The poll waits
     out its whole timeout for a record all the same, so reads up to known ends poll a millisecond at a time (TAIL_POLL_MS)."""
     topic = await create_topic(kafka_bootstrap, 1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("txn"))
-    await producer.start()
-    try:
-        await producer.begin_transaction()
-        await producer.send_and_wait(topic, value=b"committed", partition=0)  # offset 0
-        await producer.commit_transaction()  # commit marker at 1
-    finally:
-        await producer.stop()
+    await write_transactions(kafka_bootstrap, topic, [(["committed"], True)])   # offset 0, the commit marker at 1
     tp = TopicPartition(topic, 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_committed",
                                 enable_auto_commit=False)
@@ -406,17 +405,8 @@ async def test_defect5_read_committed_fetch_after_an_abort_marker(kafka_bootstra
     from aiokafka.consumer import fetcher
 
     topic = await create_topic(kafka_bootstrap, 1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("txn"))
-    await producer.start()
-    try:
-        await producer.begin_transaction()
-        await producer.send_and_wait(topic, value=b"aborted", partition=0)  # offset 0
-        await producer.abort_transaction()  # abort marker at 1
-        await producer.begin_transaction()
-        await producer.send_and_wait(topic, value=b"committed", partition=0)  # offset 2, same producer id
-        await producer.commit_transaction()  # commit marker at 3
-    finally:
-        await producer.stop()
+    # "aborted" at offset 0, its abort marker at 1; "committed" at 2 (the same producer id), its commit marker at 3
+    await write_transactions(kafka_bootstrap, topic, [(["aborted"], False), (["committed"], True)])
 
     # The raw aborted-transaction lists of the fetch responses, seen before aiokafka (or any client-side
     # workaround wrapping the same constructor) acts on them.
