@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 
 from api.deps import Platform, PlatformDep, utc_moment
 from api.problems import PROBLEM_JSON, Problem
@@ -45,13 +45,27 @@ class ClockMove(BaseModel):
         return self
 
 
+def days_duration(duration: timedelta) -> str:
+    """ISO 8601 with days as the largest unit (PnDTnHnMn.nS). Pydantic writes a year of 365 days past a year's
+    offset (P3Y235D), but a year or a month is no fixed number of days, so other parsers would read it otherwise."""
+    sign, duration = ("-", -duration) if duration < timedelta(0) else ("", duration)
+    hours, rest = divmod(duration.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    fraction = f".{duration.microseconds:06d}".rstrip("0") if duration.microseconds else ""
+    time = "".join(f"{value}{unit}" for value, unit in ((hours, "H"), (minutes, "M")) if value)
+    time += f"{seconds}{fraction}S" if seconds or duration.microseconds else ""
+    days = f"{duration.days}D" if duration.days else ""
+    return f"{sign}P{days}T{time}" if time else f"{sign}P{days or '0D'}"
+
+
 class ClockState(BaseModel):
     now: datetime = Field(description="business time (UTC)")
     real_now: datetime = Field(description="real time on this API instance (UTC)")
     # A string, not a `duration` format: JSON Schema's duration (RFC 3339 appendix A) has no fractional seconds,
     # and an offset set by `at` has microseconds (the fuzzer caught it).
-    offset: Annotated[timedelta, WithJsonSchema({"type": "string", "examples": ["PT3M59.990799S"]})] = Field(
-        description="business time minus real time (ISO 8601 duration, seconds may have a fraction)")
+    offset: Annotated[timedelta, PlainSerializer(days_duration, return_type=str),
+                      WithJsonSchema({"type": "string", "examples": ["PT3M59.990799S", "P1330DT2H12M9.6S"]})] = Field(
+        description="business time minus real time (ISO 8601 duration in days at most, seconds may have a fraction)")
     set_at: datetime | None = Field(None, description="the real time of the last move (none: never moved)")
     set_by: str | None = Field(None, description="the admin's user id who made the last move")
 

@@ -1,4 +1,5 @@
-"""Business time (core/clock.py): moves forward only, whatever order the moves are seen in."""
+"""Business time (core/clock.py): moves forward only, whatever order the moves are seen in; its offset as the API
+writes it (api/routes/clock.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
+from api.routes.clock import days_duration
 from core.clock import MAX_OFFSET, ClockBackwards, ClockTooFar, ControlledClock, SystemClock
 from schemas.codec import get_codec
 
@@ -87,3 +90,15 @@ def test_a_move_survives_the_codec() -> None:
     codec = get_codec()
     value, headers = codec.encode(move)
     assert codec.decode(value, headers, {"ClockSet"}) == move
+
+
+@pytest.mark.parametrize(("duration", "written"), [
+    (timedelta(0), "P0D"),
+    (timedelta(minutes=3, seconds=59, microseconds=990799), "PT3M59.990799S"),
+    (timedelta(days=1330, hours=2, minutes=12, seconds=9, microseconds=600000), "P1330DT2H12M9.6S"),   # not P3Y235D
+    (timedelta(days=2), "P2D"),
+    (-timedelta(seconds=1, microseconds=500000), "-PT1.5S"),
+])
+def test_the_clock_offset_is_written_in_days_at_most_and_reads_back(duration: timedelta, written: str) -> None:
+    assert days_duration(duration) == written
+    assert TypeAdapter(timedelta).validate_python(written) == duration
