@@ -13,8 +13,7 @@ import pytest
 from core import commands as c
 from core.topics import LEDGER_COMMANDS, LEDGER_EVENTS
 from infra.kafka import partition_for, read_topic
-from schemas.codec import get_codec
-from tests.support import Bank, seed_customers, settled_audit
+from tests.support import Bank, decoded, seed_customers, settled_audit
 
 pytestmark = pytest.mark.usefixtures("stack")
 PARTITIONS = 6
@@ -117,12 +116,11 @@ def test_a_transfer_within_one_partition_settles_in_one_step(api_url: str, kafka
     partition, transfers = run(api_url, scenario)
     steps = {step_id(transfer) for transfer in transfers
              for step_id in (c.credit_step_id, c.complete_step_id, c.reverse_step_id)}
-    codec = get_codec()
     commands = asyncio.run(read_topic(kafka_bootstrap, LEDGER_COMMANDS, partitions=[partition])).records
-    sent = {codec.decode(record.value, record.headers).command_id for record in commands}
+    sent = {command.command_id for command in decoded(commands)}
     assert not steps & sent   # no step went through the log
     events = asyncio.run(read_topic(kafka_bootstrap, LEDGER_EVENTS, partitions=[partition])).records
-    decided = [codec.decode(record.value, record.headers) for record in events]
+    decided = decoded(events)
     assert {event.command_id for event in decided} >= {c.credit_step_id(transfers[0]),
                                                       c.complete_step_id(transfers[0]),
                                                       c.reverse_step_id(transfers[1])}

@@ -23,8 +23,7 @@ from core.clock import ClockSet
 from core.commands import Deposit
 from core.topics import AUDIT, CLOCK, LEDGER_COMMANDS
 from infra.kafka import read_topic
-from schemas.codec import get_codec
-from tests.support import bearer, login, problem, seed_customers, staff
+from tests.support import bearer, decoded, login, problem, seed_customers, staff
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -61,8 +60,7 @@ def clients(api_url: str, admin_token: str) -> Iterator[Callable[[str], httpx.Cl
 
 
 def _records(bootstrap: str, topic: str) -> list[Any]:
-    codec = get_codec()
-    return [codec.decode(r.value, r.headers) for r in asyncio.run(read_topic(bootstrap, topic)).records]
+    return decoded(asyncio.run(read_topic(bootstrap, topic)).records)
 
 
 def test_a_move_on_one_api_is_business_time_on_another_through_the_topic(
