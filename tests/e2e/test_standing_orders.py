@@ -23,8 +23,7 @@ from core.events import TransferDebited
 from core.schedules import occurrence_id
 from core.topics import LEDGER_EVENTS
 from infra.kafka import read_topic
-from schemas.codec import get_codec
-from tests.support import Bank, problem, with_customers
+from tests.support import Bank, decoded, problem, with_customers
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -195,14 +194,7 @@ def test_a_scheduler_killed_at_a_due_time_and_a_second_one_pay_each_occurrence_o
 
 
 async def ledger_events(bootstrap: str) -> list[Any]:
-    codec, events = get_codec(), []
-    snapshot = await read_topic(bootstrap, LEDGER_EVENTS)
-    for record in snapshot.records:
-        try:
-            events.append(codec.decode(record.value, record.headers))
-        except ValueError:
-            continue
-    return events
+    return decoded((await read_topic(bootstrap, LEDGER_EVENTS)).records)
 
 
 def test_customers_edit_pause_resume_and_cancel_their_own_orders_only(api_url: str) -> None:

@@ -46,9 +46,9 @@ def installed(tool: str) -> str:
 # ---------------------------------------------------------------- who the tests are
 
 def decoded(records: Iterable[Any]) -> list[Any]:
-    """The records a reader of ours can decode, decoded. tests/e2e/test_poison_events.py leaves unreadable records
-    on the session's topics on purpose, and the platform's readers skip them too (a test run in another order
-    met them: 'not in the schema-registry wire format')."""
+    """The records a reader of ours can decode, decoded. tests/e2e/test_dead_letters.py leaves unreadable records
+    on the session's command topics on purpose, and the platform's readers skip them too (tests run after it met
+    them: 'not in the schema-registry wire format')."""
     codec, found = get_codec(), []
     for record in records:
         try:
