@@ -3,6 +3,7 @@ strings are shown as they are, with grouping and the currency's symbol, never ad
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -48,6 +49,22 @@ def _parse(text: str) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+_DURATION = re.compile(r"(-)?P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.\d+)?S)?)?")
+_DURATION_UNITS = (("day", "days"), ("h", "h"), ("min", "min"), ("s", "s"))
+
+
+def duration(text: str | None) -> str:
+    """An ISO 8601 duration from the API (days at most: PnDTnHnMn.nS) for a person: `P1330DT2H12M9.6S` →
+    `1,330 days 2 h 12 min 9 s` (whole seconds). Anything else is shown as it came."""
+    match = _DURATION.fullmatch(text or "")
+    if match is None or text in ("P", "PT", "-P", "-PT"):
+        return text or ""
+    sign, *amounts = match.groups()
+    shown = [f"{int(amount):,} {one if int(amount) == 1 else many}"
+             for amount, (one, many) in zip(amounts, _DURATION_UNITS, strict=True) if amount and int(amount)]
+    return (MINUS if sign and shown else "") + (" ".join(shown) or "0 s")
 
 
 def short_id(identifier: str | None) -> str:

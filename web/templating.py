@@ -21,6 +21,7 @@ templates.env.filters["money"] = formatting.money
 templates.env.filters["when"] = formatting.when
 templates.env.filters["day"] = lambda value: formatting.when(value, with_time=False)
 templates.env.filters["short_id"] = formatting.short_id
+templates.env.filters["duration"] = formatting.duration
 templates.env.filters["describe"] = formatting.describe
 templates.env.tests["negative"] = formatting.is_negative
 templates.env.globals["csrf_field"] = CSRF_FIELD

@@ -8,7 +8,7 @@ import time
 from web.client import ApiError
 from web.csrf import valid
 from web.forms import field_errors
-from web.formatting import describe, money
+from web.formatting import describe, duration, money
 from web.savings import enrolment_refusal, products_in
 from web.savings import product_summary as savings_product
 from web.session import SessionStore
@@ -93,3 +93,12 @@ def test_savings_products_an_account_may_earn_and_the_refusals_in_words() -> Non
     mismatch = enrolment_refusal(ApiError(422, {"reason": "currency_mismatch", "detail": "EUR"}))
     assert "account's currency" in mismatch["product_id"][0]
     assert enrolment_refusal(ApiError(409, {"reason": "other", "detail": "no"})) == {"product_id": ["no"]}
+
+
+def test_a_duration_from_the_api_reads_as_days_hours_minutes_and_seconds() -> None:
+    assert duration("P1330DT2H12M9.6S") == "1,330 days 2 h 12 min 9 s"
+    assert duration("PT3M59.990799S") == "3 min 59 s"
+    assert duration("P1D") == "1 day"
+    assert duration("P0D") == "0 s"
+    assert duration("-PT1.5S") == "\u22121 s"
+    assert duration("P3Y235D") == "P3Y235D"   # not the API's form: shown as it came
