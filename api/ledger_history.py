@@ -25,7 +25,7 @@ from core.events import Event
 from core.pointintime import Cutoff, CutoffError, LoggedEvent, parse_cutoff
 from core.readmodel import format_positions
 from core.topics import LEDGER_EVENTS
-from infra.kafka import TAIL_POLL_MS, group_less_consumer, partitions_of, seek_to_beginning, stop_consumer
+from infra.kafka import TailPoll, group_less_consumer, partitions_of, seek_to_beginning, stop_consumer
 from infra.records import Headers, actor_of
 from schemas.codec import DecodeError, get_codec
 
@@ -69,8 +69,9 @@ async def _read(consumer: AIOKafkaConsumer, stops: dict[TopicPartition, int],
     codec, found, total, read = get_codec(), [], sum(stops.values()), 0
     pending = {tp for tp, stop in stops.items() if stop > 0}
     consumer.pause(*(tp for tp in stops if tp not in pending))
+    poll = TailPoll()
     while pending:
-        for tp, records in (await consumer.getmany(*pending, timeout_ms=TAIL_POLL_MS, max_records=5000)).items():
+        for tp, records in (await poll(consumer, sorted(pending), max_records=5000)).items():
             for record in records:
                 if record.offset >= stops[tp]:
                     break

@@ -17,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.ledger_history import read_ledger_until
-from core.money import format_amount
 from core.books import books_as_of
+from core.money import format_amount
 from core.pointintime import CutoffError, LedgerAsOf, describe, ledger_as_of, parse_cutoff, report
 from core.settings import get_settings
 from core.topics import LEDGER_EVENTS

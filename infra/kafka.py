@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,11 +32,32 @@ Progress = Callable[[int, int], None]   # (offsets read so far, offsets to read 
 Sink = Callable[[list[ConsumerRecord[bytes, bytes]]], None]   # takes the records of one fetch
 Positions = dict[int, int]              # partition -> offset
 FETCH_BYTES = 8 * 1024 * 1024           # per partition and fetch: readers of whole topics want big fetches
-# How long one poll waits in a read up to known end offsets. A tail that ends in a transaction marker (every
-# transactional producer's, so under exactly_once every batch's) gives no record, yet the poll moves the position
-# past it; aiokafka's getmany waits out its whole timeout for a record all the same (tests/integration/
-# test_broker_contract.py). Records already fetched come back at once whatever the timeout.
-TAIL_POLL_MS = 1
+TAIL_POLL_MS = 1           # see TailPoll
+IDLE_TAIL_POLL_MS = 500
+
+
+class TailPoll:
+    """The polls of a read up to known end offsets. A tail that ends in a transaction marker (every transactional
+    producer's, so under exactly_once every batch's) gives no record, yet a poll moves the position past it, and
+    aiokafka's getmany waits out its whole timeout for a record all the same (tests/integration/
+    test_broker_contract.py): one second a partition made each exactly_once batch of the ledger wait 1 to 6 s. So a
+    poll waits TAIL_POLL_MS while the read moves (records already fetched come back at once whatever the timeout),
+    and twice as long after each poll that moved nothing, up to IDLE_TAIL_POLL_MS: a broker out of reach is asked a
+    couple of times a second, not spun on."""
+
+    def __init__(self) -> None:
+        self.timeout_ms = TAIL_POLL_MS
+        self._positions: list[int] | None = None
+
+    async def __call__(self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition],
+                       max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        positions = [await consumer.position(tp) for tp in partitions]
+        moved = positions != self._positions
+        self.timeout_ms = TAIL_POLL_MS if moved else min(self.timeout_ms * 2, IDLE_TAIL_POLL_MS)
+        self._positions = positions
+        fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
+            *partitions, timeout_ms=self.timeout_ms, max_records=max_records)
+        return fetched
 
 
 class TopicMissing(RuntimeError):
@@ -181,8 +202,9 @@ async def _read_until_ends(consumer: AIOKafkaConsumer, snapshot: TopicSnapshot, 
                            progress: Progress | None, sink: Sink) -> None:
     total = sum(snapshot.ends[p] - snapshot.starts[p] for p in snapshot.ends)
     done = {p: 0 for p in snapshot.ends}
+    poll = TailPoll()
     while pending:
-        batches = await consumer.getmany(*pending, timeout_ms=TAIL_POLL_MS, max_records=5000)
+        batches = await poll(consumer, pending, max_records=5000)
         for tp, records in batches.items():
             sink([r for r in records if r.offset < snapshot.ends[tp.partition]])
         for tp in list(pending):

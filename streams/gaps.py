@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.kafka import TAIL_POLL_MS, group_less_consumer
+from infra.kafka import TailPoll, group_less_consumer
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ class OffsetGuard:
         reader.assign([tp])
         reader.seek(tp, start)
         records: list[Any] = []
+        poll = TailPoll()
         while await reader.position(tp) < end:
-            batch = await reader.getmany(tp, timeout_ms=TAIL_POLL_MS)
+            batch = await poll(reader, [tp])
             records += [r for r in batch.get(tp, []) if r.offset < end]
         return records
 

@@ -27,7 +27,7 @@ from core.events import CommandRejected, Event
 from core.risk.evaluate import ASSESSMENT_HEADER, Assessment
 from core.saga import steps_here
 from core.topics import LEDGER_COMMANDS, LEDGER_COMMANDS_DLQ, LEDGER_EVENTS
-from infra.kafka import TAIL_POLL_MS, partition_for
+from infra.kafka import TailPoll, partition_for
 from infra.logs import TRACE_HEADER, log_each, trace_of
 from infra.records import actor_of, header
 from infra.topics import record_types
@@ -93,9 +93,9 @@ class Ledger:
         reader.assign([tp])
         end = (await reader.end_offsets([tp]))[tp]
         reader.seek(tp, start)
-        folded = 0
+        folded, poll = 0, TailPoll()
         while await reader.position(tp) < end:
-            fetched = await reader.getmany(tp, timeout_ms=TAIL_POLL_MS)   # 1 s made exactly_once batches wait 1-6 s
+            fetched = await poll(reader, [tp])
             for record in fetched.get(tp, []):
                 try:
                     event = self.codec.decode(record.value, record.headers, self.event_types)

@@ -97,6 +97,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import murmur2
 
 from infra import kafka_fetch
+from infra.kafka import TailPoll
 from streams.broker_workarounds import (
     aiokafka_static_membership,
     describe_groups_one_at_a_time,
@@ -369,9 +370,10 @@ async def test_transactions_commit_visible_abort_hidden(kafka_bootstrap: str) ->
 
 @asynctest
 async def test_a_read_committed_poll_over_a_marker_moves_the_position_past_it(kafka_bootstrap: str) -> None:
-    """What the ledger's catch-up (streams/ledger.py) reads to the end by: a tail that holds only a commit marker
-    (every exactly_once batch leaves one) gives no record, yet a poll moves the position past it. The poll waits
-    out its whole timeout for a record all the same, so reads up to known ends poll a millisecond at a time (TAIL_POLL_MS)."""
+    """What reads up to known ends rely on (infra.kafka.TailPoll: the ledger's catch-up, the gap guard, the history
+    reads): a tail that holds only a commit marker (every exactly_once batch leaves one) gives no record, yet a
+    poll moves the position past it. aiokafka's poll waits out its whole timeout for a record all the same, so
+    TailPoll waits a millisecond while the read moves, and backs off while it does not."""
     topic = await create_topic(kafka_bootstrap, 1)
     await write_transactions(kafka_bootstrap, topic, [(["committed"], True)])   # offset 0, the commit marker at 1
     tp = TopicPartition(topic, 0)
@@ -382,14 +384,16 @@ async def test_a_read_committed_poll_over_a_marker_moves_the_position_past_it(ka
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         consumer.seek(tp, 1)
-        polls = []
-        while await consumer.position(tp) < end and len(polls) < 5000:
-            polls.append(await consumer.getmany(tp, timeout_ms=1))
+        poll, polls = TailPoll(), []
+        while await consumer.position(tp) < end and len(polls) < 100:
+            polls.append(await poll(consumer, [tp]))
+        idle = [await poll(consumer, [tp]) for _ in range(5)]   # at the end: nothing moves any more
     finally:
         await consumer.stop()
     assert end == 2
-    assert all(not records for poll in polls for records in poll.values()), polls
-    assert 0 < len(polls) < 5000, "the position never moved past the marker"
+    assert all(not records for each in polls + idle for records in each.values()), polls
+    assert 0 < len(polls) < 100, "the position never moved past the marker"
+    assert poll.timeout_ms == 16   # 1 (it had moved), then 2, 4, 8, 16 ms: backing off, not spinning
 
 
 @pytest.mark.xfail(
