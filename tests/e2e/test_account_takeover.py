@@ -13,7 +13,7 @@ import httpx
 
 from core.identity import normalise_email
 from core.settings import get_settings
-from tests.support import Identity, bearer, login, register_customer
+from tests.support import Identity, bearer, login, new_password, register_customer
 
 GUESSES_PER_THRESHOLD = 3
 
@@ -70,7 +70,7 @@ def test_an_email_is_one_account_in_every_case_folding_spelling(api_url: str) ->
     ]
     for registered, tried in pairs:
         same = normalise_email(registered) == normalise_email(tried)
-        password, other_password = f"pw-{uuid.uuid4().hex}", f"pw-{uuid.uuid4().hex}"
+        password, other_password = new_password(), new_password()
         first = _register(api_url, registered, password)
         assert first.status_code == 201, first.text
         second = _register(api_url, tried, other_password)

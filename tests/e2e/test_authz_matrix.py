@@ -29,8 +29,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from api.authz import POLICIES
 from api.main import app
 from core.readmodel import format_positions, parse_positions
-from tests.support import (STAFF_ROLES, BankAuth, Identity, bearer, create_staff, login, register_customer,
-                           staff)
+from tests.support import (STAFF_ROLES, BankAuth, Identity, bearer, create_staff, login, new_password,
+                           register_customer, staff)
 
 ANON, CUSTOMER = "anonymous", "customer"
 ROLES = (ANON, CUSTOMER, *STAFF_ROLES)
@@ -473,7 +473,7 @@ def build(w: World, name: str, role: str, whose: str) -> Request:
         "readyz": lambda: Request("GET", "/readyz"),
         "metrics": lambda: Request("GET", "/metrics"),
         "auth_register": lambda: Request("POST", "/v1/auth/register", json={
-            "email": f"matrix-{uuid.uuid4().hex[:10]}@example.com", "password": f"pw-{uuid.uuid4().hex}",
+            "email": f"matrix-{uuid.uuid4().hex[:10]}@example.com", "password": new_password(),
             "name": "Matrix Customer"}),
         "auth_token": lambda: Request("POST", "/v1/auth/token", data={
             "username": w.customers[OTHER].email, "password": w.customers[OTHER].password}),

@@ -49,7 +49,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, respons
 
 from api.authz import POLICIES
 from api.main import app
-from tests.support import Bank, BankAuth, Identity, create_staff, login
+from tests.support import Bank, BankAuth, Identity, create_staff, login, new_password
 
 DEFAULT_EXAMPLES = 3
 EXAMPLES = int(os.environ.get("BANK_FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
@@ -165,7 +165,7 @@ def _bearer(api_url: str, identity: Identity) -> str:
 
 def _throwaway_customer(api_url: str) -> tuple[Identity, dict[str, Any]]:
     identity = Identity(email=f"fuzz-{uuid.uuid4().hex[:12]}@example.com", role="customer",
-                        password=f"pw-{uuid.uuid4().hex}")
+                        password=new_password())
     response = httpx.post(f"{api_url}/v1/auth/register", json={"email": identity.email, "name": "Fuzz Throwaway",
                                                                "password": identity.password}, timeout=30)
     assert response.status_code == 201, response.text

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.support import Identity, bearer, register_customer
+from tests.support import Identity, bearer, new_password, register_customer
 
 LIMITS = {"BANK_RATE_LIMIT_PER_IP": "8", "BANK_RATE_LIMIT_PER_USER": "5", "BANK_AUTH_RATE_LIMIT_PER_IP": "3",
           "BANK_MFA_RATE_LIMIT_PER_USER": "2", "BANK_RATE_LIMIT_WINDOW": "PT60S"}
@@ -61,7 +61,7 @@ def test_sign_in_and_registration_are_limited_per_address(strict_api: str) -> No
     _limited(httpx.post(f"{strict_api}/v1/auth/token", data={"username": "a@example.com", "password": "b"},
                         headers=_from(address), timeout=30), "sign-in")
     registration = httpx.post(f"{strict_api}/v1/auth/register", headers=_from(address), timeout=30, json={
-        "email": f"r-{uuid.uuid4().hex[:6]}@example.com", "password": f"pw-{uuid.uuid4().hex}", "name": "Rita"})
+        "email": f"r-{uuid.uuid4().hex[:6]}@example.com", "password": new_password(), "name": "Rita"})
     _limited(registration, "sign-in")
     elsewhere = httpx.post(f"{strict_api}/v1/auth/token", data={"username": "a@example.com", "password": "b"},
                            headers=_from(_address()), timeout=30)
