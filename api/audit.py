@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from core.audit import AUDIT_TRAIL_COLLECTION, Actor, AuditRecorded, current_actor
@@ -20,7 +21,6 @@ from core.identity import Principal
 from core.readmodel import MONGO_DB
 from core.topics import AUDIT
 from infra.logs import current_trace_id, trace_header
-from infra.producer import create_producer
 from schemas.codec import get_codec
 
 log = logging.getLogger(__name__)
@@ -44,15 +44,10 @@ def current_client() -> Client | None:
 
 
 class AuditLog:
-    def __init__(self, bootstrap: str) -> None:
-        self._producer = create_producer(bootstrap, linger_ms=1)  # a request waits on its send
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        """`producer`: the process's one producer, started and stopped by its owner (see api/main.py)."""
+        self._producer = producer
         self._codec = get_codec()
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
 
     async def record(self, action: str, outcome: str = "success", *, reason: str | None = None,
                      actor: Principal | Actor | None = None, subject_user_id: str | None = None,

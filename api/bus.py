@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import AIOKafkaProducer
+
 from api.audit import AuditLog
 from core.audit import actor_header
 from core.commands import Command
 from core.topics import LEDGER_COMMANDS, RISK_COMMANDS
 from infra.logs import trace_header
-from infra.producer import create_producer
 from schemas.codec import get_codec
 
 
 class CommandBus:
-    def __init__(self, bootstrap: str, risk_enabled: bool = True, audit: AuditLog | None = None) -> None:
+    def __init__(self, producer: AIOKafkaProducer, risk_enabled: bool = True, audit: AuditLog | None = None) -> None:
+        """`producer`: the process's one producer (the audit log's too, so a command and its audit record travel
+        in one produce request), started and stopped by its owner."""
         self.risk_enabled = risk_enabled
         self._audit = audit
-        self._producer = create_producer(bootstrap, linger_ms=1)  # a request waits on its send
+        self._producer = producer
         self._codec = get_codec()
-
-    async def start(self) -> None:
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        await self._producer.stop()
 
     async def send(self, command: Command, customer_id: str) -> None:
         """Returns once the broker has the command (a 202 is a promise the ledger will see it) and the audit trail

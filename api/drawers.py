@@ -23,24 +23,16 @@ from core.audit import actor_header
 from core.events import Event
 from core.topics import LEDGER_EVENTS
 from infra.logs import trace_header
-from infra.producer import create_producer
 from schemas.codec import get_codec
 
 
 class DrawerDesk:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, producer: AIOKafkaProducer) -> None:
+        """`producer`: the process's one producer, started and stopped by its owner (api/main.py)."""
         self._bootstrap = bootstrap
         self._codec = get_codec()
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = producer
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-    async def start(self) -> None:
-        self._producer = create_producer(self._bootstrap, linger_ms=1)
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
 
     async def book_balance(self, staff_id: str, currency: str) -> int:
         """The drawer's balance in the books now (debits minus credits: the cash it should hold)."""
@@ -51,7 +43,6 @@ class DrawerDesk:
     async def write(self, event: Event, view: LedgerView, timeout_s: float) -> dict[int, int]:
         """Put the event on the ledger log (with the caller and trace, like the ledger's own events) and wait until
         this instance's view has read it. Returns its position."""
-        assert self._producer is not None, "started in the app's lifespan"
         value, headers = self._codec.encode(event)
         meta = await self._producer.send_and_wait(LEDGER_EVENTS, value, key=event.account_id.encode(),
                                                   headers=headers + trace_header() + actor_header())

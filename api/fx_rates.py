@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
 from api.record_desk import RecordDesk
 from core import fx
@@ -26,8 +27,8 @@ FxRateDesk = RecordDesk[fx.RateBook]
 _TABLE_ROWS = uuid.UUID("6f1c2d0e-9b7a-4c55-8e21-3a4f5b6c7d80")   # namespace of the ids of rows carried over
 
 
-def fx_rate_desk(bootstrap: str) -> FxRateDesk:
-    return RecordDesk(bootstrap, FX_RATES, fx.RateBook(), lambda _record: fx.FX_RATES_KEY)
+def fx_rate_desk(bootstrap: str, producer: AIOKafkaProducer) -> FxRateDesk:
+    return RecordDesk(bootstrap, producer, FX_RATES, fx.RateBook(), lambda _record: fx.FX_RATES_KEY)
 
 
 async def carry_over_table(desk: FxRateDesk, pool: asyncpg.Pool, timeout: float = 120.0) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from api.record_desk import RecordDesk
 from core.lending import LoanBook, LoanProductSet
 from core.savings import SavingsBook, SavingsProductSet
@@ -22,9 +24,9 @@ def _interest_key(record: Any) -> str:
     return str(record.product_id if isinstance(record, SavingsProductSet) else record.account_id)
 
 
-def loan_desk(bootstrap: str) -> LoanDesk:
-    return RecordDesk(bootstrap, LOANS, LoanBook(), _loan_key)
+def loan_desk(bootstrap: str, producer: AIOKafkaProducer) -> LoanDesk:
+    return RecordDesk(bootstrap, producer, LOANS, LoanBook(), _loan_key)
 
 
-def savings_desk(bootstrap: str) -> SavingsDesk:
-    return RecordDesk(bootstrap, INTEREST, SavingsBook(), _interest_key)
+def savings_desk(bootstrap: str, producer: AIOKafkaProducer) -> SavingsDesk:
+    return RecordDesk(bootstrap, producer, INTEREST, SavingsBook(), _interest_key)

@@ -40,6 +40,7 @@ from core.settings import Settings, get_settings
 from infra import kafka_fetch
 from infra.clock import BusinessTime
 from infra.logs import configure_logging
+from infra.producer import create_producer
 from schemas.codec import get_codec
 
 
@@ -64,25 +65,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # restarted API met by hundreds of retrying clients answered 503 to everything, /readyz too (`bank chaos`).
         redis = Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis, max_connections=100, timeout=10))
         mongo: AsyncMongoClient = AsyncMongoClient(settings.mongo, tz_aware=True)
-        audit = AuditLog(settings.kafka)
+        # The process's one producer: the bus, the audit log and the desks share it, so the records a request
+        # writes (a command and its audit record, say) travel in one produce request, not one per writer.
+        producer = create_producer(settings.kafka, linger_ms=1)   # a request waits on its sends
+        audit = AuditLog(producer)
         access = Access(keyring=keyring, users=UserStore(pg), audit=audit, trail=AuditTrail(mongo),
                         store=AuthStore(redis, settings.session_ttl, settings.rate_limit_window))
-        platform = Platform(settings=settings, pg=pg, bus=CommandBus(settings.kafka, settings.risk_enabled, audit),
+        platform = Platform(settings=settings, pg=pg, bus=CommandBus(producer, settings.risk_enabled, audit),
                             view=LedgerView(settings.kafka, numbering, settings.failpoint),
                             idempotency=IdempotencyStore(pg, settings.processed_retention),
                             numbers=AccountNumberAllocator(pg, numbering),
                             reads=ReadModels(pg, redis, mongo), access=access,
                             time=BusinessTime(settings.kafka, settings.clock_control, get_codec()),
-                            payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka),
-                            drawers=DrawerDesk(settings.kafka), notifications=NotificationStore(pg),
-                            notification_hub=NotificationHub(settings.pg), loans=loan_desk(settings.kafka),
-                            savings=savings_desk(settings.kafka), fx_rates=fx_rate_desk(settings.kafka))
+                            payees=PayeeStore(pg), standing_orders=StandingOrderBook(settings.kafka, producer),
+                            drawers=DrawerDesk(settings.kafka, producer), notifications=NotificationStore(pg),
+                            notification_hub=NotificationHub(settings.pg), loans=loan_desk(settings.kafka, producer),
+                            savings=savings_desk(settings.kafka, producer),
+                            fx_rates=fx_rate_desk(settings.kafka, producer))
         await platform.time.start()   # with BANK_CLOCK_CONTROL: bank.clock read to its end before answering
-        await audit.start()
-        await platform.bus.start()
+        await producer.start()
         await platform.view.start()
         await platform.standing_orders.start()
-        await platform.drawers.start()
         await platform.loans.start()
         await platform.savings.start()
         await platform.fx_rates.start()
@@ -97,12 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await platform.fx_rates.stop()
             await platform.savings.stop()
             await platform.loans.stop()
-            await platform.drawers.stop()
             await platform.standing_orders.stop()
             await platform.view.stop()
             await platform.notification_hub.stop()
-            await platform.bus.stop()
-            await audit.stop()
+            await producer.stop()
             await platform.time.stop()
             await redis.aclose()
             await mongo.close()

@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from api.problems import Problem
 from infra.kafka import TopicFollower
-from infra.producer import create_producer
 from infra.topics import record_types
 from schemas.codec import get_codec
 
@@ -32,25 +31,23 @@ BookT = TypeVar("BookT", bound=Fold)
 
 
 class RecordDesk(Generic[BookT]):
-    def __init__(self, bootstrap: str, topic: str, book: BookT, key_of: Callable[[Any], str]) -> None:
-        self._bootstrap, self._topic, self._key_of = bootstrap, topic, key_of
+    def __init__(self, bootstrap: str, producer: AIOKafkaProducer, topic: str, book: BookT,
+                 key_of: Callable[[Any], str]) -> None:
+        """`producer`: the process's one producer, started and stopped by its owner (api/main.py)."""
+        self._topic, self._key_of = topic, key_of
         self._codec = get_codec()
         self._types = record_types(topic)
         self.book = book
         self._follower = TopicFollower(bootstrap, topic, self._handle)
         self.caught_up = self._follower.caught_up
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = producer
         self.lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._producer = create_producer(self._bootstrap, linger_ms=1)
-        await self._producer.start()
         await self._follower.start()
 
     async def stop(self) -> None:
         await self._follower.stop()
-        if self._producer is not None:
-            await self._producer.stop()
 
     @property
     def failure(self) -> str | None:
@@ -64,7 +61,6 @@ class RecordDesk(Generic[BookT]):
                 log.error("%s/%s/%s: skipped: %s", self._topic, record.partition, record.offset, error)
 
     async def publish(self, record: Any) -> None:
-        assert self._producer is not None, "started in the app's lifespan"
         value, headers = self._codec.encode(record)
         await self._producer.send_and_wait(self._topic, value, key=self._key_of(record).encode(), headers=headers)
         self.book.apply(record)

@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from core.standing_orders import Orders, Record
 from core.topics import STANDING_ORDERS
 from infra.kafka import TopicFollower
-from infra.producer import create_producer
 from infra.topics import record_types
 from schemas.codec import get_codec
 
@@ -24,25 +23,21 @@ log = logging.getLogger(__name__)
 
 
 class StandingOrderBook:
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, bootstrap: str, producer: AIOKafkaProducer) -> None:
+        """`producer`: the process's one producer, started and stopped by its owner (api/main.py)."""
         self._codec = get_codec()
         self._types = record_types(STANDING_ORDERS)
         self.orders = Orders()
         self._follower = TopicFollower(bootstrap, STANDING_ORDERS, self._handle)
         self.caught_up = self._follower.caught_up
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = producer
         self.lock = asyncio.Lock()   # one change at a time on this instance: versions follow one another
 
     async def start(self) -> None:
-        self._producer = create_producer(self._bootstrap, linger_ms=1)
-        await self._producer.start()
         await self._follower.start()
 
     async def stop(self) -> None:
         await self._follower.stop()
-        if self._producer is not None:
-            await self._producer.stop()
 
     @property
     def failure(self) -> str | None:
@@ -56,7 +51,6 @@ class StandingOrderBook:
                 log.error("%s/%s/%s: skipped: %s", STANDING_ORDERS, record.partition, record.offset, error)
 
     async def publish(self, record: Record) -> None:
-        assert self._producer is not None, "started in the app's lifespan"
         value, headers = self._codec.encode(record)
         await self._producer.send_and_wait(STANDING_ORDERS, value, key=record.order_id.encode(), headers=headers)
         self.orders.apply(record)

@@ -15,6 +15,7 @@ from rich.console import Console
 from api.audit import AuditLog
 from api.identity import EmailTaken, UserStore
 from api.security import hash_password
+from infra.producer import create_producer
 from core.identity import password_problems
 from core.settings import get_settings
 
@@ -53,16 +54,17 @@ async def _create(email: str, name: str, password: str) -> str:
 
 async def _record(bootstrap: str, user_id: str) -> None:
     """On the audit trail like any user creation; a broker that is down does not stop the bootstrap."""
-    audit = AuditLog(bootstrap)
+    producer = create_producer(bootstrap)
+    audit = AuditLog(producer)
     try:
-        await asyncio.wait_for(audit.start(), AUDIT_TIMEOUT_S)
+        await asyncio.wait_for(producer.start(), AUDIT_TIMEOUT_S)
         await asyncio.wait_for(audit.record("user_created", subject_user_id=user_id,
                                             details={"role": "admin", "via": "bank users create-admin"}),
                                AUDIT_TIMEOUT_S)
     except Exception as error:  # noqa: BLE001 - the account exists; say the record is missing
         console.print(f"[yellow]warning: not recorded on bank.audit ({type(error).__name__}: {error})[/]")
     finally:
-        await audit.stop()
+        await producer.stop()
 
 
 @app.command("create-admin")
