@@ -24,6 +24,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,6 +86,16 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A caller's key as the store holds it for a request. `taken`: this request took the key (new, or past its
+    lifetime), rather than finding it held by an earlier request with the same body (a retry)."""
+    stored_key: str
+    fingerprint: str
+    command_id: str
+    taken: bool
+
+
 class IdempotencyStore:
     def __init__(self, pool: asyncpg.Pool, retention: timedelta) -> None:
         self._pool = pool
@@ -94,6 +105,11 @@ class IdempotencyStore:
     async def claim(self, key: str, fingerprint: str, scope: str, now: float | None = None) -> str:
         """The command id for this key of this scope (see caller_scope); raises a 409 Problem if the scope
         used the key for another request inside the key's lifetime. `now`: epoch seconds (tests)."""
+        return (await self.take(key, fingerprint, scope, now)).command_id
+
+    async def take(self, key: str, fingerprint: str, scope: str, now: float | None = None) -> Claim:
+        """`claim`, saying whether this request took the key or found it held by an earlier request of the same
+        caller and body (a retry): one round trip for a new key."""
         now = time.time() if now is None else now
         stored_key = f"{scope}{_SCOPE_SEPARATOR}{key}"
         command_id = command_id_for(key, scope, window_of(now, self.retention))
@@ -111,13 +127,22 @@ class IdempotencyStore:
                    WHERE api_idempotency.created_at <= $6
                    RETURNING request_hash, command_id""",
                 stored_key, fingerprint, command_id, submitter, _timestamp(now), self._expired_at(now))
+            taken = row is not None
             if row is None:   # the key is inside its lifetime: the first request's
                 row = await conn.fetchrow("SELECT request_hash, command_id FROM api_idempotency "
                                           "WHERE idempotency_key = $1", stored_key)
         if row is None or row["request_hash"] != fingerprint:
             raise Problem(409, "Idempotency-Key reused", "this Idempotency-Key was already used with a different "
                           "request; use a new key for a new request", "idempotency_key_reused")
-        return str(row["command_id"])
+        return Claim(stored_key, fingerprint, str(row["command_id"]), taken)
+
+    async def release(self, claim: Claim) -> None:
+        """Give back a key this request took and sent nothing under (the route refused it): the key is free
+        again, for this request corrected, say. Only the claim's own row: not a later request's."""
+        async with self._pool.acquire() as conn:
+            await conn.execute("DELETE FROM api_idempotency WHERE idempotency_key = $1 AND command_id = $2 "
+                               "AND request_hash = $3", claim.stored_key, uuid.UUID(claim.command_id),
+                               claim.fingerprint)
 
     async def claimed(self, key: str, scope: str, now: float | None = None) -> tuple[str, str] | None:
         """(request hash, command id) of a key this scope has used inside its lifetime, or None."""

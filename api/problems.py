@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 UNPARSABLE_BODY = "There was an error parsing the body"   # fastapi.routing's detail for an undecodable body
+
+log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -38,9 +42,31 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err.get("loc", ())), "type": err.get("type"), "msg": err.get("msg")} for err in exc.errors()]
 
 
+_REFUSAL_HOOKS = "bank_refusal_hooks"
+
+
+def on_refusal(request: Request, undo: Callable[[], Awaitable[None]]) -> None:
+    """Have `undo` run if this request ends in a problem: what the route reserved before it refused (an
+    idempotency key, say) is given back. `undo` decides for itself whether there is anything to give back."""
+    hooks: list[Callable[[], Awaitable[None]]] | None = getattr(request.state, _REFUSAL_HOOKS, None)
+    if hooks is None:
+        hooks = []
+        setattr(request.state, _REFUSAL_HOOKS, hooks)
+    hooks.append(undo)
+
+
+async def _undo_reservations(request: Request) -> None:
+    for undo in getattr(request.state, _REFUSAL_HOOKS, ()):
+        try:
+            await undo()
+        except Exception:  # noqa: BLE001 - the refusal is the answer; what was not given back expires
+            log.warning("could not give back what %s %s reserved", request.method, request.url.path, exc_info=True)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        await _undo_reservations(request)
         return problem_response(exc, request)
 
     @app.exception_handler(RequestValidationError)

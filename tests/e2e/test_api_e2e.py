@@ -251,6 +251,29 @@ def test_idempotent_retry_and_key_reuse(api_url: str) -> None:
     run(api_url, scenario)
 
 
+def test_a_key_counts_as_used_only_once_a_command_went_out_under_it(api_url: str) -> None:
+    """The API takes a new key as it looks for an earlier answer (one round trip). A request the route refuses
+    sends nothing and gives the key back, so the corrected request may use it; a command the ledger rejected went
+    out, so its key stays used."""
+    async def scenario(bank: Bank) -> None:
+        source, destination = await bank.open(), await bank.open()
+        await bank.deposit(source, "10.00")
+        key = f"corrected-{uuid.uuid4()}"
+        problem(await bank.transfer(source, str(uuid.uuid4()), "1.00", key=key), 404, "unknown_account")
+        corrected = await bank.transfer(source, destination, "1.00", key=key)
+        assert corrected.status_code == 200, corrected.text
+        again = await bank.transfer(source, destination, "1.00", key=key)
+        assert again.json()["command_id"] == corrected.json()["command_id"]
+        assert (await bank.account(destination))["balance"] == "1.00"
+
+        rejected_key = f"rejected-{uuid.uuid4()}"
+        rejected = await bank.transfer(source, destination, "500.00", key=rejected_key)
+        problem(rejected, 422, "insufficient_funds")
+        problem(await bank.transfer(source, destination, "2.00", key=rejected_key), 409, "idempotency_key_reused")
+
+    run(api_url, scenario)
+
+
 def test_idempotency_keys_are_per_caller(api_url: str) -> None:
     """Two customers (and two staff members) using the same Idempotency-Key each get their own command: no 409
     across callers, no outcome of the other's, and the same caller's retry is still deduplicated."""

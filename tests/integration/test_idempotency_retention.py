@@ -49,6 +49,27 @@ def test_a_key_is_the_same_command_inside_its_lifetime_and_a_new_request_after_i
     asyncio.run(scenario())
 
 
+def test_a_key_is_taken_once_and_given_back_only_by_its_own_claim(pg_dsn: str) -> None:
+    async def scenario() -> None:
+        pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+        try:
+            store = IdempotencyStore(pool, WEEK)
+            key, scope, t0 = f"key-{uuid.uuid4()}", f"user:{uuid.uuid4()}", time.time()
+            first = await store.take(key, "hash-a", scope, now=t0)
+            retry = await store.take(key, "hash-a", scope, now=t0 + 1)
+            assert first.taken and not retry.taken and retry.command_id == first.command_id
+            await store.release(first)                       # refused before sending: the key is free again
+            assert await store.claimed(key, scope, now=t0 + 2) is None
+            corrected = await store.take(key, "hash-b", scope, now=t0 + 3)
+            assert corrected.taken
+            await store.release(first)                       # a stale claim does not free the new one
+            assert await store.claimed(key, scope, now=t0 + 4) == ("hash-b", corrected.command_id)
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_api_forgets_a_key_before_the_ledger_forgets_its_command() -> None:
     # The ledger keeps a processed command id for the whole window from when it decided it (after the key was
     # stored, and counted in whole seconds): the API must let go sooner, or it would hand the ledger a command id
