@@ -289,8 +289,12 @@ class TopicFollower:
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         try:
             self._check_caught_up()
+            catch_up = TailPoll()   # up to the start's ends: a tail of transaction markers only is not waited on
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+                if self.caught_up.is_set():
+                    batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+                else:
+                    batches = await catch_up(consumer, sorted(consumer.assignment()), self._max_records)
                 records = [record for batch in batches.values() for record in batch]
                 if records:
                     handled = self._handle(records)

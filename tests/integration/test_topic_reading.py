@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from core.topics import LEDGER_EVENTS
@@ -88,6 +88,35 @@ def test_a_follower_from_the_beginning_is_caught_up_once_it_has_handled_what_was
             assert sorted(seen.values) == sorted(before + after)
             await until(lambda: follower.positions == {p: 23 for p in range(PARTITIONS)})
             assert await follower.end_offsets() == {p: 23 for p in range(PARTITIONS)}
+        finally:
+            await follower.stop()
+
+    run(scenario)
+
+
+def test_a_follower_is_caught_up_over_a_tail_of_transaction_markers(kafka_bootstrap: str) -> None:
+    """Under exactly_once every batch of an agent ends its partitions with a commit marker, which gives a poll no
+    record (tests/integration/test_broker_contract.py): the follower still reaches the ends, committed records
+    handled, aborted ones not."""
+    async def scenario() -> None:
+        topic = await scratch_topic(kafka_bootstrap)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"follower-{uuid.uuid4()}")
+        await producer.start()
+        try:
+            for values, commit in ((["a", "b"], True), (["c"], False), (["d"], True)):
+                await producer.begin_transaction()
+                for value in values:
+                    await producer.send_and_wait(topic, value.encode(), partition=0)
+                await (producer.commit_transaction() if commit else producer.abort_transaction())
+        finally:
+            await producer.stop()
+        seen = Seen()
+        follower = TopicFollower(kafka_bootstrap, topic, seen.handle)
+        await follower.start()
+        try:
+            await asyncio.wait_for(follower.caught_up.wait(), 30)
+            assert sorted(seen.values) == ["a", "b", "d"]
+            assert follower.positions[0] == follower.start_ends[0] > 4   # past the markers
         finally:
             await follower.stop()
 
