@@ -23,7 +23,7 @@ from api.identity import UserStore
 from api.idempotency import IdempotencyStore
 from api.ledger_view import LedgerView
 from api.metrics import HttpMetrics
-from api.middleware import RequestGuard, TraceContext
+from api.middleware import NEVER_SHED, InFlightLimit, RequestGuard, TraceContext
 from api import openapi
 from api.problems import install_problem_handlers
 from api.readmodels import ReadModels
@@ -127,7 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, form_paths={TOKEN_URL},
                        large_paths={kyc.UPLOAD_PATH: settings.kyc_max_document_bytes * 4 // 3 + 4096})
     app.add_middleware(TraceContext)
-    app.add_middleware(HttpMetrics)  # outermost: counts every response, guards' 413/415 included
+    app.add_middleware(InFlightLimit, limit=settings.api_max_in_flight, exempt_paths=NEVER_SHED)
+    app.add_middleware(HttpMetrics)  # outermost: counts every response, guards' 503/413/415 included
     for module in (commands, queries, health, auth, users, operations):
         app.include_router(module.router)
     app.include_router(admin.router)

@@ -6,7 +6,8 @@ elsewhere are added here, derived from where they come from, so a new route is d
 - api/authz.py's policy (POLICIES): 401 without a valid token, 403 for a role (or staff without MFA, or a
   temporary password), 404 for a customer's ownership, 429 for the rate limits, 503 when the session store is
   down or, for commands, in maintenance mode; public routes need no token (`security: []`);
-- api/middleware.py's RequestGuard: 413 and 415 on every body method, 400 for a body that does not parse;
+- api/middleware.py's InFlightLimit: 503 on every route but health and metrics when the process is overloaded;
+  its RequestGuard: 413 and 415 on every body method, 400 for a body that does not parse;
 - dependencies and parameters: `min_position` (400, 422 past the log's end, 503 read model behind, and the
   Bank-Read-* headers), the ledger view (503 while it reads the log), `cursor` (400), `Idempotency-Key` (400).
 
@@ -26,6 +27,7 @@ from starlette.routing import BaseRoute
 
 from api.authz import POLICIES, Policy
 from api.deps import READ_LAG_HEADER, READ_MODEL_HEADER, READ_POSITION_HEADER, get_freshness, get_ready_view
+from api.middleware import NEVER_SHED
 from api.problems import PROBLEM_JSON
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -104,6 +106,9 @@ def _complete_operation(operation: dict[str, Any], route: Any, method: str) -> N
     if policy is None or policy.limit != "none":
         add(429, "rate limited (see Retry-After)", _RETRY_AFTER)
         add(503, "the session store is unreachable (`auth_unavailable`); retry later", _RETRY_AFTER)
+    if route.path not in NEVER_SHED:
+        add(503, "overloaded: the API process has BANK_API_MAX_IN_FLIGHT requests in hand (`overloaded`); retry "
+                 "after Retry-After with the same Idempotency-Key", _RETRY_AFTER)
     if method in _BODY_METHODS:
         add(413, "the body is larger than BANK_MAX_BODY_BYTES")
         add(415, "the body is not JSON (the token endpoint: not a form)")

@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # How long a query with ?min_position= waits for its read model to reach that position.
     read_your_writes_timeout: timedelta = timedelta(seconds=5)
     max_body_bytes: int = 16 * 1024
+    # Requests one API process takes at once (0: no limit); past it a request is answered 503 with Retry-After at
+    # once (api/middleware.py InFlightLimit). A `?wait=true` command waiting for its outcome counts.
+    api_max_in_flight: int = Field(default=256, ge=0)
 
     # Identity and access (api/authz.py, api/security.py). Access tokens are HS256 JWTs signed with the key of
     # `jwt_active_kid`; every key in `jwt_keys` (kid -> secret of at least 32 characters, JSON in the
