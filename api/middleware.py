@@ -29,8 +29,9 @@ class InFlightLimit:
     503 problem+json with Retry-After at once, before any work (authentication, the databases, Kafka); nothing was
     done, so the client retries it as it is, with the same Idempotency-Key. Without it an overload only queues: every
     request waits longer, clients time out and retry, and the API spends itself on answers nobody waits for any
-    more (`bank chaos` at 300 commands/s on 2 cores: answers p50 118 s). `exempt_paths` (health, metrics) are never
-    shed, so operators see the overload. A limit of 0 takes everything."""
+    more (`bank chaos` at 300 commands/s on 2 cores: answers p50 118 s). A request is in flight until its answer
+    starts, so a long stream (Server-Sent Events, a CSV export) takes no slot while it flows. `exempt_paths` (health,
+    metrics) are never shed, so operators see the overload. A limit of 0 takes everything."""
 
     def __init__(self, app: ASGIApp, limit: int, exempt_paths: frozenset[str] | set[str] = frozenset(),
                  retry_after_s: int = 1) -> None:
@@ -50,10 +51,23 @@ class InFlightLimit:
                                 scope["path"], [(b"retry-after", self.retry_after)])
             return
         self.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+
+        async def send_and_release(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                release()   # answered: a stream (notifications, CSV) holds no slot while it flows
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_and_release)
         finally:
-            self.in_flight -= 1
+            release()
 
 
 class TraceContext:

@@ -128,22 +128,25 @@ class Client:
         self.tally.gave_up.append(f"exchange due at {due:.3f}: no quote")
         return None
 
-    async def _pause_before(self, attempt: int) -> None:
+    async def _pause_before(self, attempt: int, at_least: float = 0.0) -> None:
         """Before a retry (attempt 1 on): counted, and a full-jitter pause, so the retries of a crowd of clients
-        spread out instead of hitting a restarted API at once."""
+        spread out instead of hitting a restarted API at once; after a Retry-After (`at_least` seconds), that long
+        and up to as long again."""
         if attempt:
             self.tally.retries += 1
-            await asyncio.sleep(random.uniform(0.05, BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]))
+            longest = max(BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1], 2 * at_least)
+            await asyncio.sleep(random.uniform(max(0.05, at_least), longest))
 
     async def _until_answered(self, kind: str, key: str, command_id: str, path: str, body: dict[str, str],
                               due: float, renew_on: str | None = None) -> bool:
         """Posts until answered or given up (False); True when refused for `renew_on` (nothing was posted)."""
-        attempt = 0
+        attempt, retry_after = 0, 0.0
         while time.monotonic() - due < GIVE_UP_S:
-            await self._pause_before(attempt)
+            await self._pause_before(attempt, retry_after)
             attempt += 1
             answer = await self._post(key, path, body)
-            if answer is None:
+            if isinstance(answer, float):
+                retry_after = answer
                 continue   # no answer, or a 5xx: the same key again
             status, answered_id, reason = answer
             if answered_id is None:
@@ -160,16 +163,18 @@ class Client:
         self.tally.gave_up.append(command_id)
         return False
 
-    async def _post(self, key: str, path: str, body: dict[str, str]) -> tuple[int, str | None, str | None] | None:
-        """(status, command id, problem reason) of an answer; None for no answer or a 5xx."""
+    async def _post(self, key: str, path: str, body: dict[str, str]) -> tuple[int, str | None, str | None] | float:
+        """(status, command id, problem reason) of an answer; for no answer or a 5xx, the seconds its Retry-After
+        asks to wait (0.0 without one)."""
         try:
             async with self.session.post(f"{self.api_url}{path}", params={"wait": "true"}, json=body,
                                          headers={"Idempotency-Key": key}) as response:
                 if response.status >= 500:
-                    return None
+                    retry_after = response.headers.get("Retry-After", "")
+                    return float(retry_after) if retry_after.isdigit() else 0.0
                 payload = await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError):
-            return None
+            return 0.0
         if not isinstance(payload, dict):
             return response.status, None, None
         return response.status, payload.get("command_id"), payload.get("reason")

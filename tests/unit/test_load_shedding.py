@@ -5,11 +5,12 @@ A small Starlette app whose endpoint waits holds requests in flight."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from api.middleware import InFlightLimit
@@ -26,7 +27,15 @@ def held_app(release: asyncio.Event, entered: list[str]) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(routes=[Route("/work", work, methods=["POST"]), Route("/healthz", healthz)])
+    async def stream(request: Request) -> StreamingResponse:
+        async def lines() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            await release.wait()
+            yield b"last\n"
+        return StreamingResponse(lines())
+
+    return Starlette(routes=[Route("/work", work, methods=["POST"]), Route("/healthz", healthz),
+                             Route("/stream", stream)])
 
 
 def test_requests_past_the_limit_are_shed_at_once_and_health_never_is() -> None:
@@ -48,6 +57,39 @@ def test_requests_past_the_limit_are_shed_at_once_and_health_never_is() -> None:
             assert [response.status_code for response in await asyncio.gather(*held)] == [200] * LIMIT
             assert limited.in_flight == 0
             assert (await client.post("/work")).status_code == 200   # a freed slot takes the next request
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_holds_no_slot_once_its_answer_has_started() -> None:
+    """Driven at the ASGI level: httpx's ASGI transport would read the whole stream before answering."""
+    async def scenario() -> None:
+        release, entered = asyncio.Event(), []
+        limited = InFlightLimit(held_app(release, entered), limit=1)
+        started = asyncio.Event()
+
+        async def receive() -> dict[str, object]:
+            await release.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                started.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": "/stream", "raw_path": b"/stream", "query_string": b"", "headers": [],
+                 "client": ("127.0.0.1", 1), "server": ("api", 80)}
+        streaming = asyncio.create_task(limited(scope, receive, send))
+        await asyncio.wait_for(started.wait(), 5)
+        assert limited.in_flight == 0                        # answered: the stream flows without a slot
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=limited), base_url="http://api") as client:
+            working = asyncio.create_task(client.post("/work"))   # the one slot is free for it
+            while not entered:
+                await asyncio.sleep(0.01)
+            release.set()
+            assert (await working).status_code == 200
+        await asyncio.wait_for(streaming, 5)
+        assert limited.in_flight == 0
 
     asyncio.run(scenario())
 
