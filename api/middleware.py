@@ -29,7 +29,8 @@ class InFlightLimit:
     503 problem+json with Retry-After at once, before any work (authentication, the databases, Kafka); nothing was
     done, so the client retries it as it is, with the same Idempotency-Key. Without it an overload only queues: every
     request waits longer, clients time out and retry, and the API spends itself on answers nobody waits for any
-    more (`bank chaos` at 300 commands/s on 2 cores: answers p50 118 s). A request is in flight until its answer
+    more (`bank bench`, 300 deposits/s offered to one API process on 2 cores: p99 5.8 to 11 s before, 2.7 s with
+    the default limit, 9 % of the requests shed). A request is in flight until its answer
     starts, so a long stream (Server-Sent Events, a CSV export) takes no slot while it flows. `exempt_paths` (health,
     metrics) are never shed, so operators see the overload. A limit of 0 takes everything."""
 
