@@ -140,25 +140,33 @@ class Rail:
         self._retry_at[key] = time.time() + backoff
 
     async def notify(self, client: httpx.AsyncClient, record: dict[str, Any]) -> bool:
-        key = f"n:{record['instruction_id']}"
-        if not self._due(key):
-            return False
         body = {"instruction_id": record["instruction_id"], "status": record["status"],
                 "reason_code": record["reason_code"], "rail_reference": record["rail_reference"]}
-        try:
-            response = await client.post(f"{self.bank_url}/v1/rail/notifications", json=body,
-                                         headers={"Rail-Secret": self.secret})
-        except httpx.HTTPError as error:
-            log.warning("notifying %s failed: %s", record["instruction_id"], error)
-            self._failed(key)
-            return False
-        if response.status_code >= 300:
-            log.warning("bank answered %s to the notification of %s: %s", response.status_code,
-                        record["instruction_id"], response.text[:200])
-            self._failed(key)
+        response = await self._post(client, f"n:{record['instruction_id']}", "/v1/rail/notifications", body,
+                                    "the notification of", accepted=range(200, 300))
+        if response is None:
             return False
         record["notified"] = True
         return True
+
+    async def _post(self, client: httpx.AsyncClient, key: str, path: str, body: dict[str, Any], what: str,
+                    accepted: range) -> httpx.Response | None:
+        """POST to the bank, when `key` is due, backing it off on a failure; the answer if its status is
+        `accepted`, else None."""
+        if not self._due(key):
+            return None
+        try:
+            response = await client.post(f"{self.bank_url}{path}", json=body, headers={"Rail-Secret": self.secret})
+        except httpx.HTTPError as error:
+            log.warning("%s %s failed: %s", what, body["instruction_id"], error)
+            self._failed(key)
+            return None
+        if response.status_code not in accepted:
+            log.warning("bank answered %s to %s %s: %s", response.status_code, what, body["instruction_id"],
+                        response.text[:200])
+            self._failed(key)
+            return None
+        return response
 
     def originate(self, inbound: Inbound) -> dict[str, Any]:
         instruction_id = inbound.instruction_id or f"IN-{uuid.uuid4().hex}"
@@ -172,22 +180,11 @@ class Rail:
         return record
 
     async def deliver(self, client: httpx.AsyncClient, record: dict[str, Any]) -> bool:
-        key = f"i:{record['instruction_id']}"
-        if not self._due(key):
-            return False
         body = {name: record[name] for name in ("instruction_id", "creditor_iban", "amount", "currency",
                                                 "debtor_iban", "debtor_name", "remittance_information")}
-        try:
-            response = await client.post(f"{self.bank_url}/v1/rail/inbound", json=body,
-                                         headers={"Rail-Secret": self.secret})
-        except httpx.HTTPError as error:
-            log.warning("delivering %s failed: %s", record["instruction_id"], error)
-            self._failed(key)
-            return False
-        if response.status_code != 200:
-            log.warning("bank answered %s to inbound %s: %s", response.status_code, record["instruction_id"],
-                        response.text[:200])
-            self._failed(key)
+        response = await self._post(client, f"i:{record['instruction_id']}", "/v1/rail/inbound", body, "inbound",
+                                    accepted=range(200, 201))
+        if response is None:
             return False
         answer = response.json()
         record["status"], record["reason_code"] = answer["status"], answer.get("reason_code")
